@@ -1,0 +1,70 @@
+/* kcmrun public C API: native modules and the job API.
+ *
+ * A native module is one .c file defining `int kcm_open_<name>(lua_State *L)`
+ * (pushes the module table, returns 1) plus one line in engine/modules.c.
+ * Lua code reaches it as `require "kcm.native.<name>"`.
+ *
+ * Blocking work (ssh, key generation, HTTPS, local processes) never runs on
+ * the main thread: a native function fills a kcm_job and returns
+ * kcm_job_yield(L, job). The job's work() runs on a worker thread and must not
+ * touch any lua_State; done() runs later on the main thread, in the calling
+ * coroutine, and pushes the results.
+ */
+#ifndef KCM_KCM_H
+#define KCM_KCM_H
+
+#include <stddef.h>
+#include <stdarg.h>
+#include <lua.h>
+#include <lauxlib.h>
+
+#define KCM_VERSION "0.1.0"
+
+typedef struct kcm_job kcm_job;
+
+/* Worker thread. Reads its copied inputs, writes outputs into the job.
+ * Report failure with kcm_job_fail(); never raise, never touch Lua. */
+typedef void (*kcm_job_work_fn)(kcm_job *job);
+/* Main thread, only when work() did not fail. Push results, return how many.
+ * Must not raise (the job is freed after it returns). */
+typedef int (*kcm_job_done_fn)(lua_State *L, kcm_job *job);
+/* Releases everything the job owns, including the job itself. Always called once. */
+typedef void (*kcm_job_free_fn)(kcm_job *job);
+
+struct kcm_job {
+    kcm_job_work_fn work;
+    kcm_job_done_fn done;
+    kcm_job_free_fn free;
+    /* Jobs with the same non-NULL pin never run at the same time (one
+     * libssh session = one thread at a time). */
+    const void *pin;
+    /* --- owned by the runtime --- */
+    char *error;          /* set by kcm_job_fail */
+    int co_ref;           /* registry ref of the waiting coroutine */
+    kcm_job *next;
+};
+
+/* Runs job->work on the worker pool and yields the calling coroutine; when the
+ * job is done the coroutine resumes with what job->done pushed, or with a Lua
+ * error carrying the kcm_job_fail message. Outside a scheduled coroutine (not
+ * yieldable) the work runs inline. Use as `return kcm_job_yield(L, job);` */
+int kcm_job_yield(lua_State *L, kcm_job *job);
+
+/* From work(): mark the job failed with a formatted message (first call wins). */
+void kcm_job_fail(kcm_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Main thread: is the run in --check mode / --diff mode? Primitives that
+ * would change something must consult kcm_check_mode() and change nothing. */
+int kcm_check_mode(lua_State *L);
+int kcm_diff_mode(lua_State *L);
+
+/* Userdata helper: allocate a userdata of `size` bytes with metatable `tname`
+ * (created on first use from `methods`, with __index = methods, and `gc` as
+ * __gc and __close when non-NULL). */
+void *kcm_newudata(lua_State *L, size_t size, const char *tname,
+                   const luaL_Reg *methods, lua_CFunction gc);
+
+/* Secure wipe for buffers that held key material. */
+void kcm_memzero(void *p, size_t n);
+
+#endif
