@@ -1,8 +1,464 @@
-/* Placeholder until the http module lands. */
+/* http: HTTPS requests for the Kubernetes API and metrics endpoints (libcurl).
+ *
+ * http.request{method=, url=, headers={}, body=, ca_file=|ca_pem=,
+ *              cert_file=|cert_pem=, key_file=|key_pem=, timeout=,
+ *              connect_timeout=, insecure=false}
+ *   -> {status=, body=, headers={lowercased name = value}}
+ *
+ * Client certificates, keys and CAs given as PEM strings are handed to curl
+ * as in-memory blobs, so no key ever touches the disk. The request runs as a
+ * job on the worker pool; a transport failure raises "METHOD URL: curl's
+ * message". HTTP error statuses are not errors here: the caller (kcm.kube)
+ * decides what a 403 or 409 means.
+ */
 #include "modules.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+
+struct http_job {
+    kcm_job base;
+    /* inputs, copied from Lua */
+    char *method, *url;
+    struct curl_slist *headers;
+    char *body;
+    size_t body_len;
+    int has_body;
+    char *ca_file, *cert_file, *key_file;
+    char *ca_pem, *cert_pem, *key_pem;
+    size_t ca_len, cert_len, key_len;
+    long timeout_ms, connect_timeout_ms;
+    int insecure;
+    /* outputs */
+    long status;
+    struct buf resp;
+    struct buf hdrs;       /* raw header block of the final response */
+};
+
+static int buf_append(struct buf *b, const char *p, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *d = realloc(b->data, cap);
+        if (!d)
+            return -1;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct http_job *j = ud;
+    return buf_append(&j->resp, p, size * n) ? 0 : size * n;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct http_job *j = ud;
+    size_t len = size * n;
+    /* A new status line starts a new response (100 Continue, proxies):
+     * keep only the headers of the last one. */
+    if (len >= 5 && strncmp(p, "HTTP/", 5) == 0)
+        j->hdrs.len = 0;
+    return buf_append(&j->hdrs, p, len) ? 0 : len;
+}
+
+static char *dup_mem(const char *p, size_t n)
+{
+    char *d = malloc(n + 1);
+    if (d) {
+        memcpy(d, p, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+static void http_free(kcm_job *base)
+{
+    struct http_job *j = (struct http_job *)base;
+    free(j->method);
+    free(j->url);
+    curl_slist_free_all(j->headers);
+    free(j->body);
+    free(j->ca_file);
+    free(j->cert_file);
+    free(j->key_file);
+    free(j->ca_pem);
+    free(j->cert_pem);
+    if (j->key_pem) {
+        kcm_memzero(j->key_pem, j->key_len);
+        free(j->key_pem);
+    }
+    free(j->resp.data);
+    free(j->hdrs.data);
+    free(j);
+}
+
+#define SET(opt, val)                                                     \
+    do {                                                                  \
+        CURLcode rc_ = curl_easy_setopt(c, opt, val);                     \
+        if (rc_ != CURLE_OK) {                                            \
+            kcm_job_fail(&j->base, "%s %s: %s (%s)", j->method, j->url,   \
+                         curl_easy_strerror(rc_), #opt);                  \
+            goto out;                                                     \
+        }                                                                 \
+    } while (0)
+
+static void http_work(kcm_job *base)
+{
+    struct http_job *j = (struct http_job *)base;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    CURL *c = curl_easy_init();
+    if (!c) {
+        kcm_job_fail(base, "%s %s: cannot create a curl handle", j->method, j->url);
+        return;
+    }
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    SET(CURLOPT_URL, j->url);
+    /* Only plain HTTP(S), never a proxy from the environment: requests go
+     * exactly where the playbook says (the lab's addresses or loopback). */
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_PROXY, "");
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_USERAGENT, "kcmrun/" KCM_VERSION);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, j);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, j);
+    if (j->headers)
+        SET(CURLOPT_HTTPHEADER, j->headers);
+    if (j->timeout_ms > 0)
+        SET(CURLOPT_TIMEOUT_MS, j->timeout_ms);
+    if (j->connect_timeout_ms > 0)
+        SET(CURLOPT_CONNECTTIMEOUT_MS, j->connect_timeout_ms);
+
+    if (strcmp(j->method, "GET") == 0) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else if (strcmp(j->method, "HEAD") == 0) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else {
+        SET(CURLOPT_CUSTOMREQUEST, j->method);
+    }
+    if (j->has_body) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+        SET(CURLOPT_POSTFIELDS, j->body);
+        /* POSTFIELDS switches curl to POST; keep the caller's verb. */
+        SET(CURLOPT_CUSTOMREQUEST, j->method);
+    }
+
+    if (j->insecure) {
+        SET(CURLOPT_SSL_VERIFYPEER, 0L);
+        SET(CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (j->ca_pem) {
+        /* Blobs are used without copying: the job outlives the handle. */
+        struct curl_blob b = {j->ca_pem, j->ca_len, CURL_BLOB_NOCOPY};
+        SET(CURLOPT_CAINFO_BLOB, &b);
+    } else if (j->ca_file) {
+        SET(CURLOPT_CAINFO, j->ca_file);
+    }
+    if (j->cert_pem) {
+        struct curl_blob b = {j->cert_pem, j->cert_len, CURL_BLOB_NOCOPY};
+        SET(CURLOPT_SSLCERT_BLOB, &b);
+        SET(CURLOPT_SSLCERTTYPE, "PEM");
+    } else if (j->cert_file) {
+        SET(CURLOPT_SSLCERT, j->cert_file);
+    }
+    if (j->key_pem) {
+        struct curl_blob b = {j->key_pem, j->key_len, CURL_BLOB_NOCOPY};
+        SET(CURLOPT_SSLKEY_BLOB, &b);
+        SET(CURLOPT_SSLKEYTYPE, "PEM");
+    } else if (j->key_file) {
+        SET(CURLOPT_SSLKEY, j->key_file);
+    }
+
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) {
+        /* errbuf holds curl's detailed reason (certificate problem, refused
+         * connection, ...); it never contains key material. */
+        kcm_job_fail(base, "%s %s: %s", j->method, j->url,
+                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        goto out;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
+out:
+    curl_easy_cleanup(c);
+}
+
+/* Pushes the header block as a table of lowercased names; repeated headers
+ * are joined with ", " as HTTP allows. */
+static void push_headers(lua_State *L, const struct buf *h)
+{
+    lua_newtable(L);
+    const char *p = h->data, *end = h->data ? h->data + h->len : NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon && strncmp(p, "HTTP/", 5) != 0) {
+            luaL_Buffer name;
+            luaL_buffinit(L, &name);
+            for (const char *q = p; q < colon; q++)
+                luaL_addchar(&name, (char)((*q >= 'A' && *q <= 'Z') ? *q + 32 : *q));
+            luaL_pushresult(&name);
+            const char *v = colon + 1, *ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -3);
+            if (lua_isstring(L, -1)) {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            } else {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            }
+            lua_rawset(L, -3);
+        }
+        p = eol ? eol + 1 : end;
+    }
+}
+
+static int http_done(lua_State *L, kcm_job *base)
+{
+    struct http_job *j = (struct http_job *)base;
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, j->status);
+    lua_setfield(L, -2, "status");
+    lua_pushlstring(L, j->resp.data ? j->resp.data : "", j->resp.len);
+    lua_setfield(L, -2, "body");
+    push_headers(L, &j->hdrs);
+    lua_setfield(L, -2, "headers");
+    return 1;
+}
+
+/* Copies an optional string field; raises on a wrong type. */
+static char *opt_string(lua_State *L, int t, const char *key, size_t *len)
+{
+    char *r = NULL;
+    lua_getfield(L, t, key);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "http.request: %s must be a string", key);
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        r = dup_mem(s, n);
+        if (!r)
+            luaL_error(L, "http.request: out of memory");
+        if (len)
+            *len = n;
+    }
+    lua_pop(L, 1);
+    return r;
+}
+
+static long opt_ms(lua_State *L, int t, const char *key)
+{
+    long ms = 0;
+    lua_getfield(L, t, key);
+    if (!lua_isnil(L, -1)) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "http.request: %s must be a number of seconds", key);
+        double s = lua_tonumber(L, -1);
+        if (s < 0 || s > 86400)
+            luaL_error(L, "http.request: %s out of range", key);
+        ms = (long)(s * 1000.0);
+        if (ms == 0 && s > 0)
+            ms = 1;
+    }
+    lua_pop(L, 1);
+    return ms;
+}
+
+static int header_ok(const char *s, size_t n)
+{
+    /* A CR or LF would let a value smuggle in another header line. */
+    return memchr(s, '\r', n) == NULL && memchr(s, '\n', n) == NULL;
+}
+
+static int add_header(struct http_job *j, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(j->headers, line);
+    if (!l)
+        return -1;
+    j->headers = l;
+    return 0;
+}
+
+/* The job is kept as a userdata-free allocation while we read the options;
+ * a Lua error raised in between must not leak it, so we read everything
+ * through a protected call. */
+static int fill_job(lua_State *L)
+{
+    struct http_job *j = lua_touserdata(L, 2);
+    const int t = 1;
+    j->method = opt_string(L, t, "method", NULL);
+    if (!j->method) {
+        j->method = strdup("GET");
+        if (!j->method)
+            return luaL_error(L, "http.request: out of memory");
+    }
+    for (char *p = j->method; *p; p++) {
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 32);
+        if (!((*p >= 'A' && *p <= 'Z') || *p == '-'))
+            return luaL_error(L, "http.request: bad method");
+    }
+    j->url = opt_string(L, t, "url", NULL);
+    if (!j->url)
+        return luaL_error(L, "http.request: url is required");
+    j->body = opt_string(L, t, "body", &j->body_len);
+    j->has_body = j->body != NULL;
+    j->ca_file = opt_string(L, t, "ca_file", NULL);
+    j->cert_file = opt_string(L, t, "cert_file", NULL);
+    j->key_file = opt_string(L, t, "key_file", NULL);
+    j->ca_pem = opt_string(L, t, "ca_pem", &j->ca_len);
+    j->cert_pem = opt_string(L, t, "cert_pem", &j->cert_len);
+    j->key_pem = opt_string(L, t, "key_pem", &j->key_len);
+    if (j->ca_pem && j->ca_file)
+        return luaL_error(L, "http.request: give ca_pem or ca_file, not both");
+    if (j->cert_pem && j->cert_file)
+        return luaL_error(L, "http.request: give cert_pem or cert_file, not both");
+    if (j->key_pem && j->key_file)
+        return luaL_error(L, "http.request: give key_pem or key_file, not both");
+    j->timeout_ms = opt_ms(L, t, "timeout");
+    j->connect_timeout_ms = opt_ms(L, t, "connect_timeout");
+    lua_getfield(L, t, "insecure");
+    j->insecure = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    lua_getfield(L, t, "headers");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            size_t kn, vn;
+            const char *k, *v;
+            luaL_Buffer b;
+            if (lua_type(L, -2) == LUA_TNUMBER) {
+                /* array form: "Name: value" */
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    return luaL_error(L, "http.request: header lines must be strings");
+                v = lua_tolstring(L, -1, &vn);
+                if (!header_ok(v, vn) || !memchr(v, ':', vn))
+                    return luaL_error(L, "http.request: bad header line");
+                if (add_header(j, v))
+                    return luaL_error(L, "http.request: out of memory");
+            } else {
+                if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+                    return luaL_error(L, "http.request: headers must map names to strings");
+                k = lua_tolstring(L, -2, &kn);
+                lua_pushvalue(L, -1);
+                v = lua_tolstring(L, -1, &vn);
+                if (!header_ok(k, kn) || !header_ok(v, vn) || memchr(k, ':', kn) || kn == 0)
+                    return luaL_error(L, "http.request: bad header %s", k);
+                luaL_buffinit(L, &b);
+                luaL_addlstring(&b, k, kn);
+                /* "Name;" is curl's way to send a header with an empty value. */
+                if (vn == 0) {
+                    luaL_addchar(&b, ';');
+                } else {
+                    luaL_addstring(&b, ": ");
+                    luaL_addlstring(&b, v, vn);
+                }
+                luaL_pushresult(&b);
+                if (add_header(j, lua_tostring(L, -1)))
+                    return luaL_error(L, "http.request: out of memory");
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        return luaL_error(L, "http.request: headers must be a table");
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int l_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct http_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return luaL_error(L, "http.request: out of memory");
+    j->base.work = http_work;
+    j->base.done = http_done;
+    j->base.free = http_free;
+
+    lua_pushcfunction(L, fill_job);
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, j);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        http_free(&j->base);
+        return lua_error(L);
+    }
+    return kcm_job_yield(L, &j->base);
+}
+
+/* Escapes a string for use in a URL path segment or query value. */
+static int l_escape(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+            luaL_addchar(&b, (char)ch);
+        } else {
+            char hex[4];
+            snprintf(hex, sizeof hex, "%%%02X", ch);
+            luaL_addstring(&b, hex);
+        }
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_init_rc;
+
+static void curl_init(void)
+{
+    /* Not thread-safe in general: done once, before any worker uses curl. */
+    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 int kcm_open_http(lua_State *L)
 {
-    lua_newtable(L);
+    static const luaL_Reg fns[] = {
+        {"request", l_request},
+        {"escape", l_escape},
+        {NULL, NULL},
+    };
+    pthread_once(&curl_once, curl_init);
+    if (curl_init_rc != CURLE_OK)
+        return luaL_error(L, "http: curl_global_init failed");
+    luaL_newlib(L, fns);
+    curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    lua_pushstring(L, v && v->version ? v->version : "?");
+    lua_setfield(L, -2, "curl_version");
     return 1;
 }
