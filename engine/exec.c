@@ -1,0 +1,324 @@
+/* Local command execution as a job: argv, stdin, env, cwd, timeout ->
+ * exit code, stdout, stderr. Used by playbooks for local tools. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "modules.h"
+
+extern char **environ;
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+struct exec_job {
+    kcm_job base;
+    char **argv;
+    char **envp;          /* NULL: inherit */
+    char *cwd;
+    char *input;
+    size_t input_len;
+    double timeout;       /* <= 0: none */
+    struct buf out, err;
+    int code, sig, timed_out;
+};
+
+static void strv_free(char **v)
+{
+    if (!v)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+static void exec_free(kcm_job *job)
+{
+    struct exec_job *j = (struct exec_job *)job;
+    strv_free(j->argv);
+    strv_free(j->envp);
+    free(j->cwd);
+    if (j->input)
+        kcm_memzero(j->input, j->input_len);   /* stdin may carry a key */
+    free(j->input);
+    free(j->out.p);
+    free(j->err.p);
+    free(j);
+}
+
+static int buf_add(struct buf *b, const char *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void exec_work(kcm_job *job)
+{
+    struct exec_job *j = (struct exec_job *)job;
+    int in[2], out[2], err[2], status_pipe[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+        pipe2(status_pipe, O_CLOEXEC)) {
+        kcm_job_fail(job, "exec %s: pipe: %s", j->argv[0], strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        kcm_job_fail(job, "exec %s: fork: %s", j->argv[0], strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        /* Own process group, so a timeout kills the whole tree. */
+        setpgid(0, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(err[1], 2);
+        if (j->cwd && chdir(j->cwd) != 0) {
+            int e = errno;
+            ssize_t w = write(status_pipe[1], &e, sizeof e);
+            (void)w;
+            _exit(127);
+        }
+        if (j->envp)
+            execvpe(j->argv[0], j->argv, j->envp);
+        else
+            execvp(j->argv[0], j->argv);
+        int e = errno;
+        ssize_t w = write(status_pipe[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    close(status_pipe[1]);
+    int exec_errno = 0;
+    if (read(status_pipe[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
+        exec_errno = 0;
+    close(status_pipe[0]);
+
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    size_t written = 0;
+    if (!j->input || j->input_len == 0) {
+        close(in[1]);
+        in[1] = -1;
+    }
+    double deadline = j->timeout > 0 ? now() + j->timeout : 0;
+    int open_out = 1, open_err = 1, killed = 0;
+    double kill_at = 0;
+    char chunk[16384];
+    while (open_out || open_err) {
+        struct pollfd p[3];
+        int n = 0, iout = -1, ierr = -1, iin = -1;
+        if (open_out) { p[n].fd = out[0]; p[n].events = POLLIN; iout = n++; }
+        if (open_err) { p[n].fd = err[0]; p[n].events = POLLIN; ierr = n++; }
+        if (in[1] >= 0) { p[n].fd = in[1]; p[n].events = POLLOUT; iin = n++; }
+        int ms = -1;
+        if (deadline) {
+            double left = (killed ? kill_at : deadline) - now();
+            ms = left <= 0 ? 0 : (int)(left * 1000) + 1;
+        }
+        int r = poll(p, (nfds_t)n, ms);
+        if (r < 0 && errno != EINTR)
+            break;
+        if (r == 0 && deadline) {
+            if (!killed) {
+                j->timed_out = 1;
+                kill(-pid, SIGTERM);
+                killed = 1;
+                kill_at = now() + 2;
+            } else {
+                kill(-pid, SIGKILL);
+                kill_at = now() + 60;
+            }
+            continue;
+        }
+        if (iin >= 0 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t w = write(in[1], j->input + written, j->input_len - written);
+            if (w > 0)
+                written += (size_t)w;
+            if (w < 0 && errno != EAGAIN) {
+                close(in[1]);
+                in[1] = -1;
+            } else if (written == j->input_len) {
+                close(in[1]);
+                in[1] = -1;
+            }
+        }
+        if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t rd = read(out[0], chunk, sizeof chunk);
+            if (rd > 0)
+                buf_add(&j->out, chunk, (size_t)rd);
+            else if (rd == 0 || errno != EINTR)
+                open_out = 0;
+        }
+        if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t rd = read(err[0], chunk, sizeof chunk);
+            if (rd > 0)
+                buf_add(&j->err, chunk, (size_t)rd);
+            else if (rd == 0 || errno != EINTR)
+                open_err = 0;
+        }
+    }
+    if (in[1] >= 0)
+        close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (exec_errno) {
+        kcm_job_fail(job, "exec %s: %s", j->argv[0], strerror(exec_errno));
+        return;
+    }
+    if (WIFEXITED(status))
+        j->code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) {
+        j->sig = WTERMSIG(status);
+        j->code = 128 + j->sig;
+    }
+}
+
+static int exec_done(lua_State *L, kcm_job *job)
+{
+    struct exec_job *j = (struct exec_job *)job;
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, j->code);
+    lua_setfield(L, -2, "code");
+    lua_pushlstring(L, j->out.p ? j->out.p : "", j->out.len);
+    lua_setfield(L, -2, "stdout");
+    lua_pushlstring(L, j->err.p ? j->err.p : "", j->err.len);
+    lua_setfield(L, -2, "stderr");
+    if (j->sig) {
+        lua_pushinteger(L, j->sig);
+        lua_setfield(L, -2, "signal");
+    }
+    lua_pushboolean(L, j->timed_out);
+    lua_setfield(L, -2, "timed_out");
+    return 1;
+}
+
+/* exec.run{argv={...}, stdin=, env={K=V}, cwd=, timeout=} */
+static int l_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct exec_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return luaL_error(L, "out of memory");
+    j->base.work = exec_work;
+    j->base.done = exec_done;
+    j->base.free = exec_free;
+
+    if (lua_getfield(L, 1, "argv") != LUA_TTABLE) {
+        exec_free(&j->base);
+        return luaL_error(L, "exec.run: argv must be a non-empty array of strings");
+    }
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1) {
+        exec_free(&j->base);
+        return luaL_error(L, "exec.run: argv must be a non-empty array of strings");
+    }
+    j->argv = calloc((size_t)n + 1, sizeof(char *));
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *s = lua_tostring(L, -1);
+        if (!s) {
+            exec_free(&j->base);
+            return luaL_error(L, "exec.run: argv[%d] is not a string", (int)i);
+        }
+        j->argv[i - 1] = strdup(s);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+
+    if (lua_getfield(L, 1, "stdin") == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        j->input = malloc(len + 1);
+        memcpy(j->input, s, len);
+        j->input_len = len;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "cwd") == LUA_TSTRING)
+        j->cwd = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "timeout") == LUA_TNUMBER)
+        j->timeout = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
+        /* The given variables override the inherited environment. */
+        size_t cap = 16, cnt = 0;
+        for (char **e = environ; *e; e++)
+            cap++;
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            cap++;
+            lua_pop(L, 1);
+        }
+        j->envp = calloc(cap + 1, sizeof(char *));
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            if (lua_type(L, -2) == LUA_TSTRING) {
+                const char *k = lua_tostring(L, -2);
+                const char *v = luaL_tolstring(L, -1, NULL);
+                if (asprintf(&j->envp[cnt], "%s=%s", k, v) >= 0)
+                    cnt++;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        for (char **e = environ; *e; e++) {
+            const char *eq = strchr(*e, '=');
+            size_t klen = eq ? (size_t)(eq - *e) : strlen(*e);
+            int overridden = 0;
+            for (size_t i = 0; i < cnt && !overridden; i++)
+                if (strncmp(j->envp[i], *e, klen) == 0 && j->envp[i][klen] == '=')
+                    overridden = 1;
+            if (!overridden && cnt < cap)
+                j->envp[cnt++] = strdup(*e);
+        }
+    }
+    lua_pop(L, 1);
+    return kcm_job_yield(L, &j->base);
+}
+
+int kcm_open_exec(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"run", l_run},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}

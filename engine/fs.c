@@ -1,0 +1,353 @@
+/* Local files for the control machine: atomic writes that never expose a
+ * secret (the temp file has its final mode from the first byte), reads,
+ * stat, mkdir -p, remove, SHA-256. All honour --check. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+
+#include "modules.h"
+
+static int read_all(const char *path, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t cap = 8192, n = 0;
+    char *p = malloc(cap);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            char *q = realloc(p, cap);
+            if (!q) {
+                free(p);
+                close(fd);
+                errno = ENOMEM;
+                return -1;
+            }
+            p = q;
+        }
+        ssize_t r = read(fd, p + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(p);
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *out = p;
+    *len = n;
+    return 0;
+}
+
+static int l_read(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char *data;
+    size_t len;
+    if (read_all(path, &data, &len) < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushlstring(L, data, len);
+    kcm_memzero(data, len);
+    free(data);
+    return 1;
+}
+
+static int mkdir_p(const char *path, mode_t mode, int dry, int *changed)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(buf, path, n + 1);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            struct stat st;
+            if (stat(buf, &st) != 0) {
+                if (errno != ENOENT)
+                    return -1;
+                if (!dry && mkdir(buf, mode) != 0 && errno != EEXIST)
+                    return -1;
+                *changed = 1;
+                if (dry)
+                    return 0;
+            } else if (!S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                return -1;
+            }
+            *p = c;
+            if (c == 0)
+                break;
+        }
+    }
+    return 0;
+}
+
+/* fs.write(path, data, {mode=, mkdir=}) -> changed */
+static int l_write(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    mode_t mode = 0644;
+    int want_mkdir = 0;
+    if (lua_istable(L, 3)) {
+        if (lua_getfield(L, 3, "mode") == LUA_TNUMBER)
+            mode = (mode_t)lua_tointeger(L, -1) & 07777;
+        else if (lua_type(L, -1) == LUA_TSTRING)
+            mode = (mode_t)strtol(lua_tostring(L, -1), NULL, 8) & 07777;
+        lua_pop(L, 1);
+        lua_getfield(L, 3, "mkdir");
+        want_mkdir = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    int dry = kcm_check_mode(L);
+
+    /* Unchanged content and mode: nothing to do. */
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
+        char *old;
+        size_t oldlen;
+        if (read_all(path, &old, &oldlen) == 0) {
+            int same = oldlen == len && memcmp(old, data, len) == 0;
+            kcm_memzero(old, oldlen);
+            free(old);
+            if (same && (st.st_mode & 07777) == mode) {
+                lua_pushboolean(L, 0);
+                return 1;
+            }
+            if (same) {
+                if (!dry && chmod(path, mode) != 0)
+                    return luaL_error(L, "chmod %s: %s", path, strerror(errno));
+                lua_pushboolean(L, 1);
+                return 1;
+            }
+        }
+    }
+    if (dry) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *d = dirname(dir);
+    if (want_mkdir) {
+        int ch = 0;
+        if (mkdir_p(d, 0755, 0, &ch) != 0)
+            return luaL_error(L, "mkdir %s: %s", d, strerror(errno));
+    }
+    char tmp[PATH_MAX];
+    char base[PATH_MAX];
+    snprintf(base, sizeof base, "%s", path);
+    if (snprintf(tmp, sizeof tmp, "%s/.%s.kcm-XXXXXX", d, basename(base)) >= (int)sizeof tmp)
+        return luaL_error(L, "write %s: path too long", path);
+    /* mkostemp creates 0600; that is already safe for secrets. */
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0)
+        return luaL_error(L, "write %s: %s", path, strerror(errno));
+    size_t off = 0;
+    int err = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            err = errno;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (!err && fchmod(fd, mode) != 0)
+        err = errno;
+    if (!err && fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (!err && rename(tmp, path) != 0)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        return luaL_error(L, "write %s: %s", path, strerror(err));
+    }
+    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_stat(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_createtable(L, 0, 6);
+    const char *t = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
+                  : S_ISLNK(st.st_mode) ? "link" : "other";
+    lua_pushstring(L, t);
+    lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)st.st_size);
+    lua_setfield(L, -2, "size");
+    lua_pushinteger(L, st.st_mode & 07777);
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, st.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, st.st_gid);
+    lua_setfield(L, -2, "gid");
+    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_setfield(L, -2, "mtime");
+    return 1;
+}
+
+static int l_exists(lua_State *L)
+{
+    lua_pushboolean(L, access(luaL_checkstring(L, 1), F_OK) == 0);
+    return 1;
+}
+
+static int l_mkdir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
+    int changed = 0;
+    if (mkdir_p(path, mode, kcm_check_mode(L), &changed) != 0)
+        return luaL_error(L, "mkdir %s: %s", path, strerror(errno));
+    lua_pushboolean(L, changed);
+    return 1;
+}
+
+static int l_remove(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        return luaL_error(L, "remove %s: %s", path, strerror(errno));
+    }
+    if (!kcm_check_mode(L) && remove(path) != 0)
+        return luaL_error(L, "remove %s: %s", path, strerror(errno));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_sha256(lua_State *L)
+{
+    size_t len;
+    const char *data = luaL_checklstring(L, 1, &len);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
+        return luaL_error(L, "sha256 failed");
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    lua_pushlstring(L, hex, 2 * mdlen);
+    return 1;
+}
+
+static int l_tempdir(lua_State *L)
+{
+    const char *base = getenv("TMPDIR");
+    char tmpl[PATH_MAX];
+    snprintf(tmpl, sizeof tmpl, "%s/kcmrun-XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(tmpl))
+        return luaL_error(L, "tempdir: %s", strerror(errno));
+    lua_pushstring(L, tmpl);
+    return 1;
+}
+
+static int l_realpath(lua_State *L)
+{
+    char buf[PATH_MAX];
+    const char *path = luaL_checkstring(L, 1);
+    if (!realpath(path, buf)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_getcwd(lua_State *L)
+{
+    char buf[PATH_MAX];
+    if (!getcwd(buf, sizeof buf))
+        return luaL_error(L, "getcwd: %s", strerror(errno));
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* fs.lock(path) -> fd or nil, holder_pid: an exclusive run lock. */
+static int l_lock(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return luaL_error(L, "lock %s: %s", path, strerror(errno));
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        int holder = fcntl(fd, F_GETLK, &q) == 0 ? q.l_pid : 0;
+        close(fd);
+        lua_pushnil(L);
+        lua_pushinteger(L, holder);
+        return 2;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) == 0 && write(fd, pid, (size_t)n) < 0)
+        (void)0;
+    lua_pushinteger(L, fd);   /* held until the process exits */
+    return 1;
+}
+
+int kcm_open_fs(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"read", l_read},
+        {"write", l_write},
+        {"stat", l_stat},
+        {"exists", l_exists},
+        {"mkdir", l_mkdir},
+        {"remove", l_remove},
+        {"sha256", l_sha256},
+        {"tempdir", l_tempdir},
+        {"realpath", l_realpath},
+        {"getcwd", l_getcwd},
+        {"lock", l_lock},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}

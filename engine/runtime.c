@@ -1,0 +1,472 @@
+/* The worker pool and the job API.
+ *
+ * Only the main thread touches Lua. A native call packs its inputs into a
+ * kcm_job and yields its coroutine; a worker thread runs job->work; the job
+ * goes to the done list and the main loop (runtime.poll, driven by the Lua
+ * scheduler in kcm.task) gets the coroutine back and resumes it, which runs
+ * the continuation below on the main thread.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "modules.h"
+#include "runtime.h"
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kcm_job *queue_head, *queue_tail;   /* waiting for a worker */
+    kcm_job *done_head, *done_tail;     /* finished, waiting for the main thread */
+    const void **busy_pins;             /* pins of the jobs running now */
+    int nbusy_pins, cap_busy_pins;
+    int workers, idle, max_workers;
+    int in_flight, max_in_flight;       /* submitted and not yet resumed */
+    unsigned long total;
+    int efd;
+    int stopping;
+    int check, diff;
+} pool = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .cv = PTHREAD_COND_INITIALIZER,
+    .max_workers = 68,
+    .efd = -1,
+};
+
+static volatile sig_atomic_t got_signal;
+
+int kcm_check_mode(lua_State *L) { (void)L; return pool.check; }
+int kcm_diff_mode(lua_State *L) { (void)L; return pool.diff; }
+
+void kcm_job_fail(kcm_job *job, const char *fmt, ...)
+{
+    if (job->error)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(&job->error, fmt, ap) < 0)
+        job->error = NULL;
+    va_end(ap);
+    if (!job->error)
+        job->error = strdup("out of memory");
+}
+
+static int pin_busy(const void *pin)
+{
+    for (int i = 0; i < pool.nbusy_pins; i++)
+        if (pool.busy_pins[i] == pin)
+            return 1;
+    return 0;
+}
+
+static void pin_add(const void *pin)
+{
+    if (pool.nbusy_pins == pool.cap_busy_pins) {
+        int cap = pool.cap_busy_pins ? pool.cap_busy_pins * 2 : 16;
+        const void **p = realloc(pool.busy_pins, (size_t)cap * sizeof *p);
+        if (!p)
+            abort();
+        pool.busy_pins = p;
+        pool.cap_busy_pins = cap;
+    }
+    pool.busy_pins[pool.nbusy_pins++] = pin;
+}
+
+static void pin_del(const void *pin)
+{
+    for (int i = 0; i < pool.nbusy_pins; i++)
+        if (pool.busy_pins[i] == pin) {
+            pool.busy_pins[i] = pool.busy_pins[--pool.nbusy_pins];
+            return;
+        }
+}
+
+/* First queued job whose pin is free; unlinks it. Caller holds the lock. */
+static kcm_job *take_job(void)
+{
+    kcm_job *prev = NULL;
+    for (kcm_job *j = pool.queue_head; j; prev = j, j = j->next) {
+        if (j->pin && pin_busy(j->pin))
+            continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            pool.queue_head = j->next;
+        if (pool.queue_tail == j)
+            pool.queue_tail = prev;
+        j->next = NULL;
+        if (j->pin)
+            pin_add(j->pin);
+        return j;
+    }
+    return NULL;
+}
+
+static void wake_main(void)
+{
+    uint64_t one = 1;
+    ssize_t r = write(pool.efd, &one, sizeof one);
+    (void)r;
+}
+
+static void *worker_main(void *arg)
+{
+    (void)arg;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);   /* signals belong to the main thread */
+    pthread_mutex_lock(&pool.mu);
+    for (;;) {
+        kcm_job *j;
+        while (!(j = take_job()) && !pool.stopping) {
+            pool.idle++;
+            pthread_cond_wait(&pool.cv, &pool.mu);
+            pool.idle--;
+        }
+        if (!j)
+            break;
+        pthread_mutex_unlock(&pool.mu);
+        j->work(j);
+        pthread_mutex_lock(&pool.mu);
+        if (j->pin) {
+            pin_del(j->pin);
+            pthread_cond_broadcast(&pool.cv);   /* a job waiting on this pin may go */
+        }
+        if (pool.done_tail)
+            pool.done_tail->next = j;
+        else
+            pool.done_head = j;
+        pool.done_tail = j;
+        wake_main();
+    }
+    pool.workers--;
+    pthread_mutex_unlock(&pool.mu);
+    return NULL;
+}
+
+static void submit(kcm_job *job)
+{
+    pthread_mutex_lock(&pool.mu);
+    job->next = NULL;
+    if (pool.queue_tail)
+        pool.queue_tail->next = job;
+    else
+        pool.queue_head = job;
+    pool.queue_tail = job;
+    pool.total++;
+    if (++pool.in_flight > pool.max_in_flight)
+        pool.max_in_flight = pool.in_flight;
+    if (pool.idle == 0 && pool.workers < pool.max_workers) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+        if (pthread_create(&t, &attr, worker_main, NULL) == 0)
+            pool.workers++;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_cond_signal(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static void job_release(kcm_job *job)
+{
+    free(job->error);
+    job->error = NULL;
+    job->free(job);
+}
+
+/* Turns a finished job into Lua results (or an error) on the main thread. */
+static int job_finish(lua_State *L, kcm_job *job)
+{
+    if (job->error) {
+        lua_pushstring(L, job->error);
+        job_release(job);
+        return lua_error(L);
+    }
+    int n = job->done ? job->done(L, job) : 0;
+    job_release(job);
+    return n;
+}
+
+static int job_continue(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    return job_finish(L, (kcm_job *)ctx);
+}
+
+int kcm_job_yield(lua_State *L, kcm_job *job)
+{
+    job->error = NULL;
+    job->next = NULL;
+    job->co_ref = LUA_NOREF;
+    if (!lua_isyieldable(L) || pool.efd < 0) {
+        pthread_mutex_lock(&pool.mu);
+        if (++pool.in_flight > pool.max_in_flight)
+            pool.max_in_flight = pool.in_flight;
+        pool.total++;
+        pthread_mutex_unlock(&pool.mu);
+        job->work(job);
+        pthread_mutex_lock(&pool.mu);
+        pool.in_flight--;
+        pthread_mutex_unlock(&pool.mu);
+        return job_finish(L, job);
+    }
+    lua_pushthread(L);
+    job->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    submit(job);
+    lua_pushlightuserdata(L, (void *)&kcm_job_yield);   /* the scheduler's marker */
+    return lua_yieldk(L, 1, (lua_KContext)job, job_continue);
+}
+
+/* ---- the runtime module: what the Lua scheduler needs ---- */
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+    if (pool.efd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(pool.efd, &one, sizeof one);
+        (void)r;
+    }
+}
+
+void kcm_runtime_init(void)
+{
+    pool.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void kcm_runtime_shutdown(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool.stopping = 1;
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    /* Workers are detached; give busy ones a moment, they hold no Lua state. */
+    for (int i = 0; i < 200; i++) {
+        pthread_mutex_lock(&pool.mu);
+        int w = pool.workers;
+        pthread_mutex_unlock(&pool.mu);
+        if (w == 0)
+            break;
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&pool.mu);
+    int w = pool.workers;
+    pthread_mutex_unlock(&pool.mu);
+    if (w == 0) {
+        free(pool.busy_pins);
+        pool.busy_pins = NULL;
+        if (pool.efd >= 0)
+            close(pool.efd);
+        pool.efd = -1;
+    }
+}
+
+/* runtime.poll([timeout_seconds]) -> array of coroutines whose job finished.
+ * Blocks until at least one is done, the timeout passes or a signal came. */
+static int rt_poll(lua_State *L)
+{
+    double timeout = luaL_optnumber(L, 1, -1);
+    int ms = timeout < 0 ? -1 : (int)(timeout * 1000);
+    for (;;) {
+        pthread_mutex_lock(&pool.mu);
+        kcm_job *list = pool.done_head;
+        pool.done_head = pool.done_tail = NULL;
+        pthread_mutex_unlock(&pool.mu);
+        if (list || got_signal || ms == 0) {
+            lua_newtable(L);
+            int i = 0;
+            while (list) {
+                kcm_job *j = list;
+                list = j->next;
+                j->next = NULL;
+                pthread_mutex_lock(&pool.mu);
+                pool.in_flight--;
+                pthread_mutex_unlock(&pool.mu);
+                lua_rawgeti(L, LUA_REGISTRYINDEX, j->co_ref);
+                luaL_unref(L, LUA_REGISTRYINDEX, j->co_ref);
+                j->co_ref = LUA_NOREF;
+                lua_rawseti(L, -2, ++i);
+            }
+            return 1;
+        }
+        struct pollfd p = {.fd = pool.efd, .events = POLLIN};
+        int r = poll(&p, 1, ms);
+        if (r > 0) {
+            uint64_t v;
+            ssize_t n = read(pool.efd, &v, sizeof v);
+            (void)n;
+        } else if (r == 0) {
+            ms = 0;
+        } else if (errno != EINTR) {
+            return luaL_error(L, "runtime.poll: %s", strerror(errno));
+        }
+    }
+}
+
+static int rt_pending(lua_State *L)
+{
+    pthread_mutex_lock(&pool.mu);
+    int n = pool.in_flight;
+    pthread_mutex_unlock(&pool.mu);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int rt_stats(lua_State *L)
+{
+    pthread_mutex_lock(&pool.mu);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, pool.in_flight);
+    lua_setfield(L, -2, "in_flight");
+    lua_pushinteger(L, pool.max_in_flight);
+    lua_setfield(L, -2, "max_in_flight");
+    lua_pushinteger(L, (lua_Integer)pool.total);
+    lua_setfield(L, -2, "total");
+    lua_pushinteger(L, pool.workers);
+    lua_setfield(L, -2, "workers");
+    lua_pushinteger(L, pool.max_workers);
+    lua_setfield(L, -2, "max_workers");
+    pthread_mutex_unlock(&pool.mu);
+    return 1;
+}
+
+static int rt_reset_stats(lua_State *L)
+{
+    pthread_mutex_lock(&pool.mu);
+    pool.max_in_flight = pool.in_flight;
+    pool.total = 0;
+    pthread_mutex_unlock(&pool.mu);
+    return 0;
+}
+
+static int rt_configure(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (lua_getfield(L, 1, "max_workers") == LUA_TNUMBER) {
+        lua_Integer n = lua_tointeger(L, -1);
+        pool.max_workers = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "check") != LUA_TNIL)
+        pool.check = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "diff") != LUA_TNIL)
+        pool.diff = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return 0;
+}
+
+static int rt_mode(lua_State *L)
+{
+    lua_pushboolean(L, pool.check);
+    lua_pushboolean(L, pool.diff);
+    return 2;
+}
+
+static int rt_signal(lua_State *L)
+{
+    if (got_signal)
+        lua_pushinteger(L, got_signal);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* A timer is a job too, so a sleeping coroutine costs no main-thread time. */
+struct sleep_job {
+    kcm_job base;
+    double seconds;
+};
+
+static void sleep_work(kcm_job *job)
+{
+    struct sleep_job *s = (struct sleep_job *)job;
+    struct timespec ts;
+    ts.tv_sec = (time_t)s->seconds;
+    ts.tv_nsec = (long)((s->seconds - (double)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+static void sleep_free(kcm_job *job) { free(job); }
+
+static int rt_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    struct sleep_job *j = calloc(1, sizeof *j);
+    if (!j)
+        return luaL_error(L, "out of memory");
+    j->seconds = s < 0 ? 0 : s;
+    j->base.work = sleep_work;
+    j->base.free = sleep_free;
+    return kcm_job_yield(L, &j->base);
+}
+
+static int rt_now(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int rt_time(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+static int rt_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static int rt_getpid(lua_State *L)
+{
+    lua_pushinteger(L, getpid());
+    return 1;
+}
+
+int kcm_open_runtime(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"poll", rt_poll},
+        {"pending", rt_pending},
+        {"stats", rt_stats},
+        {"reset_stats", rt_reset_stats},
+        {"configure", rt_configure},
+        {"mode", rt_mode},
+        {"signal", rt_signal},
+        {"sleep", rt_sleep},
+        {"now", rt_now},
+        {"time", rt_time},
+        {"isatty", rt_isatty},
+        {"getpid", rt_getpid},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    lua_pushlightuserdata(L, (void *)&kcm_job_yield);
+    lua_setfield(L, -2, "marker");
+    return 1;
+}

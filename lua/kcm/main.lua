@@ -1,0 +1,228 @@
+-- The command line: kcmrun [options] PLAYBOOK
+local fs = require "kcm.native.fs"
+local loader = require "kcm.native.loader"
+local rt = require "kcm.native.runtime"
+
+local EXIT = { ok = 0, internal = 1, usage = 2, playbook = 3, nodes = 4, sigint = 130, sigterm = 143 }
+
+local USAGE = [[
+usage: kcmrun [options] PLAYBOOK.lua
+       kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd]
+
+Runs PLAYBOOK's steps in order; each step runs on all its nodes in parallel.
+A Lua file that does not return a playbook runs as a script.
+
+options:
+  -i, --inventory FILE   Lua inventory, or the procedure's environment.sh
+  -e, --extra-var K=V    set a variable (repeatable; overrides the inventory)
+      --list-steps       print the steps and exit
+      --only A,B         run only these steps
+      --skip C           skip these steps
+      --start-at D       start at this step
+      --limit N1,N2      only these nodes
+  -f, --forks N          at most N nodes in flight (default 64)
+  -C, --check            change nothing; report what would change
+  -D, --diff             show file diffs (key material redacted)
+      --accept-new       record unknown ssh host keys (changed keys always fail)
+      --ssh-config FILE  ssh_config to honour (default ~/.ssh/config)
+      --known-hosts FILE known_hosts to check against (default ~/.ssh/known_hosts)
+      --identity FILE    private key for ssh authentication
+      --lua-path DIR     search DIR first for Lua modules (repeatable)
+      --log-json FILE    write one JSON event per line
+      --state-dir DIR    where run state and locks live (default ~/.local/state/kcmrun)
+      --no-lock          do not take the per-inventory run lock
+  -q, --quiet            only failures and the recap
+  -v, --verbose          more detail (changes, logs, tracebacks)
+  -V, --version          print the version
+  -h, --help             this help
+
+environment: KCMRUN_LUA_PATH (colon-separated module folders), NO_COLOR
+
+exit codes:
+  0    every step succeeded on every node
+  2    usage or configuration error (bad option, inventory error)
+  3    playbook error (syntax or load error, script error)
+  4    at least one node failed or was unreachable
+  130  interrupted by SIGINT, 143 by SIGTERM (the recap is still printed)
+]]
+
+local function die(code, msg)
+  io.stderr:write("kcmrun: ", msg, "\n")
+  return code
+end
+
+local function split_csv(s)
+  local out = {}
+  for part in s:gmatch("[^,]+") do out[#out + 1] = part:match("^%s*(.-)%s*$") end
+  return out
+end
+
+local function parse(argv)
+  local o = { extra_vars = {}, lua_path = {}, verbosity = 0, forks = 64, ssh = {} }
+  local i = 1
+  local function value(name)
+    i = i + 1
+    local v = argv[i]
+    if v == nil then error({ usage = true, message = name .. " needs a value" }, 0) end
+    return v
+  end
+  while i <= #argv do
+    local a = argv[i]
+    local long, inline = a:match("^(%-%-[%w%-]+)=(.*)$")
+    if long then a = long; table.insert(argv, i + 1, inline) end
+    if a == "-h" or a == "--help" then o.help = true
+    elseif a == "-V" or a == "--version" then o.version = true
+    elseif a == "-i" or a == "--inventory" then o.inventory = value(a)
+    elseif a == "-e" or a == "--extra-var" then
+      local kv = value(a)
+      local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
+      if not k then error({ usage = true, message = "-e expects KEY=VALUE, got '" .. kv .. "'" }, 0) end
+      if v == "true" then v = true elseif v == "false" then v = false end
+      o.extra_vars[k] = v
+    elseif a == "--list-steps" then o.list_steps = true
+    elseif a == "--only" then o.only = split_csv(value(a))
+    elseif a == "--skip" then
+      o.skip = o.skip or {}
+      for _, s in ipairs(split_csv(value(a))) do o.skip[#o.skip + 1] = s end
+    elseif a == "--start-at" then o.start_at = value(a)
+    elseif a == "--limit" then o.limit = split_csv(value(a))
+    elseif a == "-f" or a == "--forks" then
+      local n = math.tointeger(tonumber(value(a)))
+      if not n or n < 1 then error({ usage = true, message = "--forks expects a positive integer" }, 0) end
+      o.forks = n
+    elseif a == "-C" or a == "--check" then o.check = true
+    elseif a == "-D" or a == "--diff" then o.diff = true
+    elseif a == "--accept-new" then o.ssh.accept_new = true
+    elseif a == "--ssh-config" then o.ssh.config = value(a)
+    elseif a == "--known-hosts" then o.ssh.known_hosts = value(a)
+    elseif a == "--identity" then o.ssh.identity = value(a)
+    elseif a == "--lua-path" then o.lua_path[#o.lua_path + 1] = value(a)
+    elseif a == "--log-json" then o.log_json = value(a)
+    elseif a == "--state-dir" then o.state_dir = value(a)
+    elseif a == "--no-lock" then o.no_lock = true
+    elseif a == "-q" or a == "--quiet" then o.verbosity = -1
+    elseif a == "-v" or a == "--verbose" then o.verbosity = o.verbosity + 1
+    elseif a == "--" then
+      o.playbook = argv[i + 1]
+      o.args = { table.unpack(argv, i + 2) }
+      break
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      error({ usage = true, message = "unknown option " .. a .. " (see kcmrun --help)" }, 0)
+    else
+      o.playbook = a
+      o.args = { table.unpack(argv, i + 1) }
+      break
+    end
+    i = i + 1
+  end
+  return o
+end
+
+local function dirname(p)
+  return p:match("^(.*)/[^/]*$") or "."
+end
+
+local function state_dir(o)
+  if o.state_dir then return o.state_dir end
+  local xdg = os.getenv("XDG_STATE_HOME")
+  if xdg and xdg ~= "" then return xdg .. "/kcmrun" end
+  return (os.getenv("HOME") or "/root") .. "/.local/state/kcmrun"
+end
+
+local function err_message(e)
+  if type(e) == "table" then return tostring(e.message or e) end
+  return tostring(e)
+end
+
+return function(argv, datadir)
+  local ok, o = pcall(parse, argv)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then io.stdout:write(USAGE); return EXIT.ok end
+  if o.version then print("kcmrun 0.1.0"); return EXIT.ok end
+  if not o.playbook then io.stderr:write(USAGE); return EXIT.usage end
+
+  -- module search path: --lua-path, KCMRUN_LUA_PATH, the playbook's folder
+  local path = {}
+  for _, d in ipairs(o.lua_path) do path[#path + 1] = d end
+  for d in (os.getenv("KCMRUN_LUA_PATH") or ""):gmatch("[^:]+") do path[#path + 1] = d end
+  path[#path + 1] = dirname(o.playbook)
+  loader.set_path(path)
+
+  local task = require "kcm.task"
+  local kcm = require "kcm"
+  rt.configure({ check = o.check or false, diff = o.diff or false,
+                 max_workers = math.max(o.forks, 8) + 4 })
+
+  -- load and run the playbook file (as a task, so it may call natives)
+  local chunk, lerr = loadfile(o.playbook, "t")
+  if not chunk then return die(EXIT.playbook, lerr) end
+  local t = task.wait(task.spawn(chunk, { step = "(load)", node = "localhost" }, table.unpack(o.args or {})))
+  if not t.ok then
+    local msg = t.message
+    if o.verbosity > 0 then msg = debug.traceback(t.co, msg) end
+    return die(EXIT.playbook, msg)
+  end
+  local play = t.results[1]
+  if not kcm.is_playbook(play) then
+    if rt.signal() then return rt.signal() == 15 and EXIT.sigterm or EXIT.sigint end
+    return EXIT.ok   -- a script: it ran
+  end
+
+  if o.list_steps then
+    for _, s in ipairs(play.steps) do
+      local target = s.once and "once" or (s.hosts or play.hosts)
+      print(string.format("%-20s %-10s %s%s", s.name, target, s.defined_at,
+                          s.optional and "  (optional)" or ""))
+    end
+    return EXIT.ok
+  end
+
+  local inventory = require "kcm.inventory"
+  local iok, inv
+  if o.inventory then
+    iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
+    if iok then
+      if not inv.ok then return die(EXIT.usage, err_message(inv.error)) end
+      inv = inv.results[1]
+    else
+      return die(EXIT.usage, err_message(inv))
+    end
+  else
+    inv = inventory.empty()
+  end
+
+  local sdir = state_dir(o)
+  local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
+  local key = fs.sha256(abs_inv):sub(1, 16)
+  local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
+  if not o.no_lock and o.inventory then
+    fs.mkdir(sdir, tonumber("700", 8))
+    local fd, holder = fs.lock(sdir .. "/" .. key .. ".lock")
+    if not fd then
+      return die(EXIT.usage, string.format("another kcmrun (pid %d) is running against %s; wait for it, or use --no-lock",
+                                           holder or 0, abs_inv))
+    end
+  end
+
+  local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json })
+  task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
+
+  local runner = require "kcm.runner"
+  local rok, summary = pcall(runner.run, play, {
+    inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
+    start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
+    extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook,
+    playbook_dir = dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json",
+  })
+  if not rok then
+    local e = summary
+    if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
+    return die(EXIT.playbook, err_message(e))
+  end
+  local code = EXIT.ok
+  if summary.failed then code = EXIT.nodes end
+  local sig = rt.signal()
+  if sig then code = sig == 15 and EXIT.sigterm or EXIT.sigint end
+  report:recap({ exit_code = code, interrupted = sig ~= nil })
+  return code
+end

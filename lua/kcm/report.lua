@@ -1,0 +1,170 @@
+-- What the user sees: live lines per step and node, the recap, and the
+-- JSONL event log. Secrets never reach here: primitives report paths and
+-- actions, not contents, and messages pass through redact() anyway.
+local cjson = require "cjson"
+local rt = require "kcm.native.runtime"
+
+local M = {}
+M.__index = M
+
+local COLORS = { ok = "32", changed = "33", failed = "31", unreachable = "35", skipped = "36", bold = "1" }
+
+--- Removes anything that looks like key material or a token from a message.
+function M.redact(s)
+  s = tostring(s)
+  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-",
+             "[redacted %1]")
+  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.*", "[redacted %1]")
+  s = s:gsub("(client%-key%-data:%s*)[%w+/=]+", "%1[redacted]")
+  s = s:gsub("(\"client%-key%-data\"%s*:%s*\")[^\"]*", "%1[redacted]")
+  s = s:gsub("(token:%s*)[%w%.%-_]+", "%1[redacted]")
+  s = s:gsub("([Aa]uthorization:%s*Bearer%s+)[%w%.%-_]+", "%1[redacted]")
+  return s
+end
+
+function M.new(opts)
+  local self = setmetatable({}, M)
+  self.out = opts.out or io.stdout
+  self.verbosity = opts.verbosity or 0
+  local nocolor = os.getenv("NO_COLOR")
+  self.color = rt.isatty(1) and not (nocolor and nocolor ~= "") and os.getenv("TERM") ~= "dumb"
+  self.nodes = {}     -- name -> {ok, changed, failed, skipped, unreachable, first_error}
+  self.order = {}
+  self.steps = {}
+  self.t0 = rt.now()
+  if opts.log_json then
+    local f, err = io.open(opts.log_json, "w")
+    if not f then error({ config = true, message = "--log-json: " .. err }, 0) end
+    self.json = f
+  end
+  return self
+end
+
+function M:paint(kind, s)
+  if not self.color or not COLORS[kind] then return s end
+  return "\27[" .. COLORS[kind] .. "m" .. s .. "\27[0m"
+end
+
+function M:event(ev)
+  if not self.json then return end
+  ev.time = rt.time()
+  if ev.error then ev.error = M.redact(ev.error) end
+  self.json:write(cjson.encode(ev), "\n")
+  self.json:flush()
+end
+
+function M:line(s)
+  self.out:write(s, "\n")
+  self.out:flush()
+end
+
+function M:node_stats(name)
+  local n = self.nodes[name]
+  if not n then
+    n = { ok = 0, changed = 0, failed = 0, skipped = 0, unreachable = 0 }
+    self.nodes[name] = n
+    self.order[#self.order + 1] = name
+  end
+  return n
+end
+
+function M:run_start(info)
+  self:event({ event = "run_start", playbook = info.playbook, inventory = info.inventory,
+               check = info.check, nodes = info.nodes })
+  if self.verbosity >= 0 then
+    self:line(self:paint("bold", string.format("PLAY %s%s", info.name, info.check and " (check mode)" or "")))
+  end
+end
+
+function M:step_start(step, targets)
+  self.steps[#self.steps + 1] = { name = step.name, t0 = rt.now() }
+  self:event({ event = "step_start", step = step.name, targets = targets })
+  if self.verbosity >= 0 then
+    self:line(self:paint("bold", "== " .. step.name) .. (step.once and " (once)" or ""))
+  end
+end
+
+function M:step_end(step)
+  local s = self.steps[#self.steps]
+  s.duration = rt.now() - s.t0
+  self:event({ event = "step_end", step = step.name, duration = s.duration })
+end
+
+local function fmt_duration(d)
+  if d < 1 then return string.format("%4dms", math.floor(d * 1000 + 0.5)) end
+  return string.format("%5.2fs", d)
+end
+
+--- status: ok | changed | failed | skipped | unreachable
+function M:node_result(step, node, r)
+  local n = self:node_stats(node)
+  n[r.status] = n[r.status] + 1
+  if (r.status == "failed" or r.status == "unreachable") and not n.first_error then
+    n.first_error = M.redact(r.error or r.status)
+    n.first_error_step = step.name
+  end
+  local err = r.error and M.redact(r.error)
+  self:event({ event = "node_result", step = step.name, node = node, status = r.status,
+               changed = r.status == "changed", duration = r.duration, error = err,
+               where = r.where, changes = r.changes })
+  local show = self.verbosity >= 0 and (self.verbosity > 0 or r.status ~= "skipped")
+  if self.verbosity < 0 then show = r.status == "failed" or r.status == "unreachable" end
+  if show then
+    local label = r.status == "failed" and "FAILED" or r.status == "unreachable" and "UNREACHABLE" or r.status
+    local line = string.format("  %s %-16s %s", self:paint(r.status, string.format("%-11s", label)),
+                               node, fmt_duration(r.duration or 0))
+    if r.changes and #r.changes > 0 and (self.verbosity > 0 or #r.changes <= 3) then
+      line = line .. "  " .. M.redact(table.concat(r.changes, ", "))
+    elseif r.changes and #r.changes > 3 then
+      line = line .. string.format("  %d changes", #r.changes)
+    end
+    self:line(line)
+    if err then
+      for l in (err .. "\n"):gmatch("(.-)\n") do self:line("      " .. l) end
+    end
+  end
+end
+
+function M:message(node, msg, kind)
+  if kind == "warn" then
+    self:line(self:paint("changed", "  warning") .. (node and (" " .. node) or "") .. ": " .. M.redact(msg))
+  elseif self.verbosity > 0 then
+    self:line("    " .. (node and (node .. ": ") or "") .. M.redact(msg))
+  end
+  self:event({ event = kind, node = node, message = M.redact(msg) })
+end
+
+function M:recap(info)
+  local total = rt.now() - self.t0
+  self:line("")
+  self:line(self:paint("bold", "RECAP") .. string.format("  (%s)", fmt_duration(total):gsub("^%s+", "")))
+  self:line(string.format("  %-16s %4s %8s %7s %8s %12s", "node", "ok", "changed", "failed", "skipped", "unreachable"))
+  for _, name in ipairs(self.order) do
+    local n = self.nodes[name]
+    local status = (n.unreachable > 0 and "unreachable") or (n.failed > 0 and "failed")
+                   or (n.changed > 0 and "changed") or "ok"
+    self:line(string.format("  %s %4d %8d %7d %8d %12d", self:paint(status, string.format("%-16s", name)),
+                            n.ok, n.changed, n.failed, n.skipped, n.unreachable))
+    if n.first_error then
+      self:line("      first error (" .. n.first_error_step .. "): " .. (n.first_error:match("^[^\n]*")))
+    end
+  end
+  if self.verbosity >= 0 and #self.steps > 0 then
+    local parts = {}
+    for _, s in ipairs(self.steps) do
+      parts[#parts + 1] = string.format("%s %s", s.name, fmt_duration(s.duration or 0):gsub("^%s+", ""))
+    end
+    self:line("  steps: " .. table.concat(parts, ", "))
+  end
+  local recap = {}
+  for _, name in ipairs(self.order) do
+    local n = self.nodes[name]
+    recap[name] = { ok = n.ok, changed = n.changed, failed = n.failed, skipped = n.skipped,
+                    unreachable = n.unreachable, first_error = n.first_error }
+  end
+  self:event({ event = "run_end", duration = total, exit_code = info.exit_code, recap = recap,
+               interrupted = info.interrupted })
+  if self.json then self.json:close(); self.json = nil end
+end
+
+return M

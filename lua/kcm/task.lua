@@ -1,0 +1,228 @@
+-- The scheduler: one coroutine per unit of work (a node's part of a step, a
+-- `once` step, a task.parallel branch). Native calls yield with the runtime's
+-- marker while their job runs on a worker thread; runtime.poll hands the
+-- coroutine back when the job is done and we resume it here, on the main
+-- thread. Nothing else ever touches the Lua state.
+local rt = require "kcm.native.runtime"
+
+local M = {}
+
+local MARK = rt.marker
+local WAIT = setmetatable({}, { __name = "kcm.task.wait" })
+
+local tasks = {}          -- coroutine -> task
+local ready, rhead, rtail = {}, 1, 0
+
+local function push(co)
+  rtail = rtail + 1
+  ready[rtail] = co
+end
+
+local function builtin_source(src)
+  return src:sub(1, 9) == "@builtin:" or src == "=[C]" or src:sub(1, 1) == "="
+end
+
+-- Where an error happened in the user's code: the innermost frame of the
+-- failed coroutine that is not the engine's own library.
+local function user_location(co)
+  for level = 0, 60 do
+    local info = debug.getinfo(co, level, "Sl")
+    if not info then break end
+    if info.currentline and info.currentline > 0 and not builtin_source(info.source) then
+      return info.short_src .. ":" .. info.currentline
+    end
+  end
+  return nil
+end
+
+local function finish(t, ok, res)
+  t.done = true
+  t.finished_at = rt.now()
+  t.ok = ok
+  if ok then
+    t.results = res
+  else
+    local err = res
+    t.error = err
+    if type(err) ~= "table" then
+      local loc = user_location(t.co)
+      local msg = tostring(err)
+      if loc and not msg:find(loc, 1, true) then
+        msg = msg .. " (at " .. loc .. ")"
+      end
+      t.message = msg
+    else
+      t.message = tostring(err.message or err)
+    end
+    t.where = user_location(t.co)
+  end
+  tasks[t.co] = nil
+  for _, w in ipairs(t.waiters) do push(w) end
+  t.waiters = {}
+  if t.on_done then t.on_done(t) end
+end
+
+local function resume(co)
+  local t = tasks[co]
+  if not t then return end
+  if not t.started_at then t.started_at = rt.now() end
+  local r = table.pack(coroutine.resume(co))
+  if not r[1] then
+    finish(t, false, r[2])
+  elseif coroutine.status(co) == "dead" then
+    finish(t, true, table.pack(table.unpack(r, 2, r.n)))
+  elseif r[2] == MARK or r[2] == WAIT then
+    -- parked: a job or another task will wake it
+  else
+    finish(t, false, "coroutine.yield() called outside a coroutine of your own " ..
+      "(kcm steps cannot yield to the engine)")
+  end
+end
+
+--- Runs the scheduler until done() is true.
+function M.loop(done)
+  while not done() do
+    if rhead <= rtail then
+      local co = ready[rhead]
+      ready[rhead] = nil
+      rhead = rhead + 1
+      resume(co)
+    elseif rt.pending() > 0 then
+      for _, co in ipairs(rt.poll()) do push(co) end
+    elseif rt.signal() then
+      return false
+    else
+      error("kcm.task: nothing runnable and nothing in flight (a task waits forever)")
+    end
+  end
+  return true
+end
+
+--- Starts fn(...) as a new task. ctx is the task's context (node, step,
+--- changes); by default the caller's.
+function M.spawn(fn, ctx, ...)
+  local parent = tasks[coroutine.running()]
+  local args = table.pack(...)
+  local co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+  local t = { co = co, ctx = ctx or (parent and parent.ctx) or {}, done = false, waiters = {} }
+  tasks[co] = t
+  push(co)
+  return t
+end
+
+--- Waits for a task (from a task: parks; from the top level: runs the loop).
+function M.wait(t)
+  if t.done then return t end
+  local co, main = coroutine.running()
+  if main or not tasks[co] then
+    M.loop(function() return t.done end)
+    if not t.done then
+      -- interrupted by a signal: let in-flight work finish, start nothing new
+      M.loop(function() return t.done or rt.pending() == 0 and rhead > rtail end)
+    end
+  else
+    while not t.done do
+      t.waiters[#t.waiters + 1] = co
+      coroutine.yield(WAIT)
+    end
+  end
+  return t
+end
+
+--- Runs fn(item) for every item with at most `limit` running at once.
+--- Returns the list of tasks (in item order). `should_start(item)` may veto
+--- starting more work (e.g. after SIGINT).
+function M.map(items, limit, fn, ctx_of, should_start)
+  local out, nexti, running = {}, 1, 0
+  local all = { done = false, waiters = {} }
+  local function launch()
+    while running < limit and nexti <= #items do
+      local i = nexti
+      nexti = nexti + 1
+      if should_start and not should_start(items[i]) then
+        out[i] = { done = true, ok = false, skipped = true, message = "not started" }
+      else
+        running = running + 1
+        local t = M.spawn(fn, ctx_of and ctx_of(items[i]) or nil, items[i])
+        out[i] = t
+        t.on_done = function()
+          running = running - 1
+          launch()
+        end
+        if t.done then t.on_done(t) end
+      end
+    end
+    if running == 0 and nexti > #items and not all.done then
+      all.done = true
+      for _, w in ipairs(all.waiters) do push(w) end
+    end
+  end
+  launch()
+  if not all.done then
+    local co, main = coroutine.running()
+    if main or not tasks[co] then
+      M.loop(function() return all.done end)
+      if not all.done then
+        M.loop(function() return all.done or rt.pending() == 0 and rhead > rtail end)
+      end
+    else
+      while not all.done do
+        all.waiters[#all.waiters + 1] = co
+        coroutine.yield(WAIT)
+      end
+    end
+  end
+  return out
+end
+
+--- Runs the functions concurrently; returns their first results in order.
+--- Raises the first error after all have finished.
+function M.parallel(fns)
+  local ts = {}
+  for i, fn in ipairs(fns) do ts[i] = M.spawn(fn) end
+  local results = {}
+  local first_err
+  for i, t in ipairs(ts) do
+    M.wait(t)
+    if t.ok then
+      results[i] = t.results[1]
+    elseif first_err == nil then
+      first_err = t.error
+    end
+  end
+  if first_err ~= nil then error(first_err, 0) end
+  return results
+end
+
+function M.sleep(seconds) rt.sleep(seconds) end
+
+function M.current()
+  local t = tasks[coroutine.running()]
+  return t and t.ctx or nil
+end
+
+function M.check() return (rt.mode()) end
+function M.diff() return select(2, rt.mode()) end
+
+--- Records that the current node/step changed (or, in --check, would change)
+--- something.
+function M.changed(desc)
+  local ctx = M.current()
+  if ctx then
+    ctx.changes = ctx.changes or {}
+    ctx.changes[#ctx.changes + 1] = desc or "changed"
+  end
+  if M.on_changed then M.on_changed(ctx, desc) end
+end
+
+function M.log(msg)
+  if M.on_log then M.on_log(M.current(), msg, "log") end
+end
+
+function M.warn(msg)
+  if M.on_log then M.on_log(M.current(), msg, "warn")
+  else io.stderr:write("warning: ", tostring(msg), "\n") end
+end
+
+M.user_location = user_location
+return M
