@@ -237,7 +237,9 @@ static int l_mkdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
     int changed = 0;
-    if (mkdir_p(path, mode, kcm_check_mode(L), &changed) != 0)
+    /* kcmrun's own state folders are made even in --check (3rd arg true). */
+    int dry = kcm_check_mode(L) && !lua_toboolean(L, 3);
+    if (mkdir_p(path, mode, dry, &changed) != 0)
         return luaL_error(L, "mkdir %s: %s", path, strerror(errno));
     lua_pushboolean(L, changed);
     return 1;

@@ -196,7 +196,7 @@ return function(argv, datadir)
   local key = fs.sha256(abs_inv):sub(1, 16)
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
   if not o.no_lock and o.inventory then
-    fs.mkdir(sdir, tonumber("700", 8))
+    fs.mkdir(sdir, tonumber("700", 8), true)
     local fd, holder = fs.lock(sdir .. "/" .. key .. ".lock")
     if not fd then
       return die(EXIT.usage, string.format("another kcmrun (pid %d) is running against %s; wait for it, or use --no-lock",
