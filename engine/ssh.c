@@ -1,8 +1,404 @@
-/* Placeholder until the ssh module lands. */
+/* kcm.native.ssh: one libssh session per node, used from Lua.
+ *
+ *   local s = ssh.session{name=, host=, port=, user=, identity=, known_hosts=,
+ *                         config=, connect_timeout=, accept_new=}
+ *   s:connect()              -> true | false, kind, message, "host:port", user
+ *                               (kind: "unreachable"|"hostkey"|"auth"|"error")
+ *   s:exec(cmd, stdin, timeout_s) -> code, stdout, stderr, timed_out
+ *   s:stat(path)             -> {type,size,mode,uid,gid,mtime} | nil
+ *   s:read(path)             -> content
+ *   s:sha256(path)           -> hex | nil (missing)
+ *   s:put{path=, tmp=, data=, mode=, chown=, mkdir=}
+ *   s:mkdir(path, mode)      -> changed
+ *   s:remove(path)           -> changed
+ *   s:chmod(path, mode)
+ *   s:close()
+ *
+ * Every call that talks to the node is a kcm_job pinned to the session, so
+ * one session is only ever used by one worker thread at a time. Errors
+ * carry the node name: "node1: put /etc/x: permission denied". */
 #include "modules.h"
+#include "ssh_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SESS_MT "kcm.ssh.session"
+
+typedef struct { kcm_ssh_sess *c; } sess_ud;
+
+static void sess_unref(kcm_ssh_sess *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    kcm_ssh_disconnect(c);
+    pthread_mutex_destroy(&c->mu);
+    free(c->name); free(c->host); free(c->user); free(c->identity);
+    free(c->known_hosts); free(c->config); free(c->r_host); free(c->r_user);
+    free(c);
+}
+
+enum op { OP_CONNECT, OP_EXEC, OP_STAT, OP_READ, OP_SHA, OP_PUT, OP_MKDIR, OP_REMOVE,
+          OP_CHMOD, OP_CLOSE };
+
+typedef struct {
+    kcm_job base;
+    kcm_ssh_sess *c;
+    enum op op;
+    char *path, *tmp, *chown;
+    char *data;             /* stdin or file content (copied; wiped on free) */
+    size_t len;
+    unsigned mode;
+    int flag;
+    long timeout_ms;
+    /* results */
+    int kind;
+    char *kmsg;
+    int changed, exists;
+    struct kcm_ssh_exec_res ex;
+    struct kcm_ssh_stat st;
+    struct kcm_ssh_buf content;
+    char hex[65];
+} sjob;
+
+static const char *label(kcm_ssh_sess *c)
+{
+    return c->name ? c->name : c->host ? c->host : "?";
+}
+
+static void work(kcm_job *j)
+{
+    sjob *sj = (sjob *)j;
+    kcm_ssh_sess *c = sj->c;
+    char *msg = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    if (sj->op == OP_CONNECT) {
+        sj->kind = kcm_ssh_connect(c, &msg);
+        sj->kmsg = msg;
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    if (sj->op == OP_CLOSE) {
+        kcm_ssh_disconnect(c);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    if (!c->s || !ssh_is_connected(c->s)) {
+        pthread_mutex_unlock(&c->mu);
+        kcm_job_fail(j, "%s: not connected (call connect first)", label(c));
+        return;
+    }
+    switch (sj->op) {
+    case OP_EXEC:
+        rc = kcm_ssh_exec(c, sj->path, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);
+        break;
+    case OP_STAT: rc = kcm_ssh_sftp_stat(c, sj->path, &sj->st, &msg); break;
+    case OP_READ: rc = kcm_ssh_sftp_read(c, sj->path, &sj->content, &msg); break;
+    case OP_SHA: rc = kcm_ssh_sftp_sha256(c, sj->path, &sj->exists, sj->hex, &msg); break;
+    case OP_PUT:
+        rc = kcm_ssh_sftp_put(c, sj->path, sj->tmp, sj->data, sj->len, sj->mode, sj->chown,
+                              sj->flag, &msg);
+        break;
+    case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
+    case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, &sj->changed, &msg); break;
+    case OP_CHMOD: rc = kcm_ssh_sftp_chmod(c, sj->path, sj->mode, &msg); break;
+    default: break;
+    }
+    /* A transport failure kills the session: drop it so the next call
+     * reconnects instead of reusing a broken one. */
+    if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0) kcm_job_fail(j, "%s: %s", label(c), msg ? msg : "failed");
+    free(msg);
+}
+
+static void push_stat(lua_State *L, const struct kcm_ssh_stat *st)
+{
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, st->type); lua_setfield(L, -2, "type");
+    lua_pushinteger(L, (lua_Integer)st->size); lua_setfield(L, -2, "size");
+    lua_pushinteger(L, st->mode); lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, st->uid); lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, st->gid); lua_setfield(L, -2, "gid");
+    lua_pushinteger(L, (lua_Integer)st->mtime); lua_setfield(L, -2, "mtime");
+}
+
+static int done(lua_State *L, kcm_job *j)
+{
+    sjob *sj = (sjob *)j;
+    kcm_ssh_sess *c = sj->c;
+    switch (sj->op) {
+    case OP_CONNECT: {
+        static const char *kinds[] = {"ok", "unreachable", "hostkey", "auth", "error"};
+        if (sj->kind == KCM_SSH_OK) { lua_pushboolean(L, 1); return 1; }
+        lua_pushboolean(L, 0);
+        lua_pushstring(L, kinds[sj->kind]);
+        lua_pushstring(L, sj->kmsg ? sj->kmsg : "failed");
+        lua_pushfstring(L, "%s:%d", c->r_host ? c->r_host : label(c), c->r_port);
+        lua_pushstring(L, c->r_user ? c->r_user : "?");
+        return 5;
+    }
+    case OP_EXEC:
+        lua_pushinteger(L, sj->ex.code);
+        lua_pushlstring(L, sj->ex.out.p ? sj->ex.out.p : "", sj->ex.out.n);
+        lua_pushlstring(L, sj->ex.err.p ? sj->ex.err.p : "", sj->ex.err.n);
+        lua_pushboolean(L, sj->ex.timed_out);
+        return 4;
+    case OP_STAT:
+        if (!sj->st.exists) lua_pushnil(L);
+        else push_stat(L, &sj->st);
+        return 1;
+    case OP_READ:
+        lua_pushlstring(L, sj->content.p ? sj->content.p : "", sj->content.n);
+        return 1;
+    case OP_SHA:
+        if (sj->exists) lua_pushstring(L, sj->hex);
+        else lua_pushnil(L);
+        return 1;
+    case OP_MKDIR:
+    case OP_REMOVE:
+        lua_pushboolean(L, sj->changed);
+        return 1;
+    default:
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+}
+
+static void job_free(kcm_job *j)
+{
+    sjob *sj = (sjob *)j;
+    if (sj->data) { kcm_memzero(sj->data, sj->len); free(sj->data); }
+    if (sj->content.p) kcm_memzero(sj->content.p, sj->content.cap);
+    kcm_ssh_buf_free(&sj->content);
+    kcm_ssh_buf_free(&sj->ex.out);
+    kcm_ssh_buf_free(&sj->ex.err);
+    free(sj->path); free(sj->tmp); free(sj->chown); free(sj->kmsg);
+    sess_unref(sj->c);
+    free(sj);
+}
+
+static kcm_ssh_sess *check_sess(lua_State *L)
+{
+    sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
+    if (!u->c) luaL_error(L, "ssh session is freed");
+    return u->c;
+}
+
+static sjob *new_job(lua_State *L, enum op op)
+{
+    kcm_ssh_sess *c = check_sess(L);
+    sjob *sj = calloc(1, sizeof *sj);
+    if (!sj) luaL_error(L, "out of memory");
+    sj->base.work = work;
+    sj->base.done = done;
+    sj->base.free = job_free;
+    sj->base.pin = c;
+    atomic_fetch_add(&c->refs, 1);
+    sj->c = c;
+    sj->op = op;
+    return sj;
+}
+
+static char *dupstr(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (strlen(s) != n) luaL_argerror(L, idx, "contains a NUL byte");
+    char *d = strdup(s);
+    if (!d) luaL_error(L, "out of memory");
+    return d;
+}
+
+static void refuse_in_check(lua_State *L, const char *what)
+{
+    /* node.lua never calls these in --check; this catches a bug before
+     * it changes a node. */
+    if (kcm_check_mode(L)) luaL_error(L, "ssh %s called in check mode", what);
+}
+
+static int l_connect(lua_State *L) { return kcm_job_yield(L, &new_job(L, OP_CONNECT)->base); }
+static int l_close(lua_State *L) { return kcm_job_yield(L, &new_job(L, OP_CLOSE)->base); }
+
+static int l_exec(lua_State *L)
+{
+    check_sess(L);
+    luaL_checkstring(L, 2);
+    size_t inlen = 0;
+    const char *in = luaL_optlstring(L, 3, NULL, &inlen);
+    lua_Number t = luaL_optnumber(L, 4, 0);
+    char *cmd = dupstr(L, 2);
+    char *data = NULL;
+    if (in && inlen) {
+        data = malloc(inlen);
+        if (!data) { free(cmd); return luaL_error(L, "out of memory"); }
+        memcpy(data, in, inlen);
+    }
+    sjob *sj = new_job(L, OP_EXEC);
+    sj->path = cmd;
+    sj->data = data;
+    sj->len = data ? inlen : 0;
+    sj->timeout_ms = t > 0 ? (long)(t * 1000) : 0;
+    return kcm_job_yield(L, &sj->base);
+}
+
+static sjob *path_op(lua_State *L, enum op op)
+{
+    check_sess(L);
+    char *p = dupstr(L, 2);
+    sjob *sj = new_job(L, op);
+    sj->path = p;
+    return sj;
+}
+
+static int l_stat(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_STAT)->base); }
+static int l_read(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_READ)->base); }
+static int l_sha256(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_SHA)->base); }
+
+static int l_mkdir(lua_State *L)
+{
+    refuse_in_check(L, "mkdir");
+    lua_Integer mode = luaL_optinteger(L, 3, 0755);
+    sjob *sj = path_op(L, OP_MKDIR);
+    sj->mode = (unsigned)mode & 07777;
+    return kcm_job_yield(L, &sj->base);
+}
+
+static int l_remove(lua_State *L)
+{
+    refuse_in_check(L, "remove");
+    return kcm_job_yield(L, &path_op(L, OP_REMOVE)->base);
+}
+
+static int l_chmod(lua_State *L)
+{
+    refuse_in_check(L, "chmod");
+    lua_Integer mode = luaL_checkinteger(L, 3);
+    sjob *sj = path_op(L, OP_CHMOD);
+    sj->mode = (unsigned)mode & 07777;
+    return kcm_job_yield(L, &sj->base);
+}
+
+static char *opt_field(lua_State *L, int t, const char *k, int required)
+{
+    lua_getfield(L, t, k);
+    char *v = NULL;
+    if (!lua_isnil(L, -1)) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (!s) luaL_error(L, "ssh: field '%s' must be a string", k);
+        if (strlen(s) != n) luaL_error(L, "ssh: field '%s' contains a NUL byte", k);
+        v = strdup(s);
+    } else if (required) {
+        luaL_error(L, "ssh: field '%s' is required", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int l_put(lua_State *L)
+{
+    check_sess(L);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    refuse_in_check(L, "put");
+    lua_getfield(L, 2, "data");
+    size_t len;
+    const char *data = luaL_checklstring(L, -1, &len);
+    lua_getfield(L, 2, "mode");
+    lua_Integer mode = luaL_optinteger(L, -1, 0644);
+    lua_getfield(L, 2, "mkdir");
+    int mk = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    char *copy = malloc(len ? len : 1);
+    if (!copy) return luaL_error(L, "out of memory");
+    memcpy(copy, data, len);
+    lua_pop(L, 1);
+    /* opt_field may raise: collect strings before creating the job. */
+    char *path = opt_field(L, 2, "path", 1);
+    char *tmp = opt_field(L, 2, "tmp", 1);
+    char *chown = opt_field(L, 2, "chown", 0);
+    sjob *sj = new_job(L, OP_PUT);
+    sj->path = path, sj->tmp = tmp, sj->chown = chown;
+    sj->data = copy, sj->len = len;
+    sj->mode = (unsigned)mode & 07777;
+    sj->flag = mk;
+    return kcm_job_yield(L, &sj->base);
+}
+
+static int l_gc(lua_State *L)
+{
+    sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
+    if (u->c) { sess_unref(u->c); u->c = NULL; }
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
+    lua_pushfstring(L, "ssh.session(%s)", u->c ? label(u->c) : "freed");
+    return 1;
+}
+
+static const luaL_Reg sess_methods[] = {
+    {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
+    {"sha256", l_sha256}, {"put", l_put}, {"mkdir", l_mkdir}, {"remove", l_remove},
+    {"chmod", l_chmod}, {"close", l_close}, {"__tostring", l_tostring}, {NULL, NULL},
+};
+
+static int l_session(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    kcm_ssh_sess *c = calloc(1, sizeof *c);
+    if (!c) return luaL_error(L, "out of memory");
+    pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->refs, 1);
+    /* Own c through the userdata first so a bad field cannot leak it. */
+    sess_ud *u = kcm_newudata(L, sizeof *u, SESS_MT, sess_methods, l_gc);
+    u->c = c;
+    c->name = opt_field(L, 1, "name", 0);
+    c->host = opt_field(L, 1, "host", 0);
+    c->user = opt_field(L, 1, "user", 0);
+    c->identity = opt_field(L, 1, "identity", 0);
+    c->known_hosts = opt_field(L, 1, "known_hosts", 0);
+    c->config = opt_field(L, 1, "config", 0);
+    if (!c->name && !c->host) return luaL_error(L, "ssh.session: name or host required");
+    lua_getfield(L, 1, "port");
+    c->port = (int)luaL_optinteger(L, -1, 0);
+    lua_getfield(L, 1, "connect_timeout");
+    c->connect_timeout = (long)luaL_optnumber(L, -1, 10);
+    lua_getfield(L, 1, "accept_new");
+    c->accept_new = lua_toboolean(L, -1);
+    lua_pop(L, 3);
+    if (c->port < 0 || c->port > 65535) return luaL_error(L, "ssh.session: bad port %d", c->port);
+    return 1;
+}
+
+/* Shell quoting is exposed so node.lua and the C side quote identically. */
+static int l_quote(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (strlen(s) != n) return luaL_argerror(L, 1, "contains a NUL byte");
+    char *q = kcm_ssh_shquote(s);
+    lua_pushstring(L, q);
+    free(q);
+    return 1;
+}
+
+static int l_fingerprint(lua_State *L)
+{
+    char *fp = kcm_ssh_fingerprint_b64(luaL_checkstring(L, 1));
+    lua_pushstring(L, fp);
+    free(fp);
+    return 1;
+}
 
 int kcm_open_ssh(lua_State *L)
 {
-    lua_newtable(L);
+    static const luaL_Reg fns[] = {
+        {"session", l_session}, {"quote", l_quote}, {"fingerprint", l_fingerprint}, {NULL, NULL},
+    };
+    ssh_init();
+    luaL_newlib(L, fns);
     return 1;
 }

@@ -1,0 +1,289 @@
+/* Connection set-up for one node: ssh_config, host key policy, auth,
+ * keepalive. Runs on a worker thread with c->mu held. */
+#include "ssh_int.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+char *kcm_ssh_fmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    int n = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (n < 0) abort();
+    return s;
+}
+
+char *kcm_ssh_shquote(const char *s)
+{
+    struct kcm_ssh_buf b = {0};
+    kcm_ssh_buf_add(&b, "'", 1);
+    for (; *s; s++) {
+        if (*s == '\'') kcm_ssh_buf_add(&b, "'\\''", 4);
+        else kcm_ssh_buf_add(&b, s, 1);
+    }
+    kcm_ssh_buf_add(&b, "'", 1);
+    return b.p;
+}
+
+int kcm_ssh_buf_add(struct kcm_ssh_buf *b, const void *p, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) abort();
+        b->p = q, b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+void kcm_ssh_buf_free(struct kcm_ssh_buf *b)
+{
+    free(b->p);
+    b->p = NULL, b->n = b->cap = 0;
+}
+
+char *kcm_ssh_expand_home(const char *path)
+{
+    const char *home = getenv("HOME");
+    if (path[0] == '~' && (path[1] == '/' || path[1] == '\0'))
+        return kcm_ssh_fmt("%s%s", home ? home : "", path + 1);
+    return kcm_ssh_fmt("%s", path);
+}
+
+static int file_exists(const char *p)
+{
+    return access(p, F_OK) == 0;
+}
+
+void kcm_ssh_disconnect(kcm_ssh_sess *c)
+{
+    if (c->sftp) { sftp_free(c->sftp); c->sftp = NULL; }
+    if (c->s) {
+        if (ssh_is_connected(c->s)) ssh_disconnect(c->s);
+        ssh_free(c->s);
+        c->s = NULL;
+    }
+}
+
+/* Idle connections between steps must survive NAT/firewall timeouts and a
+ * dead peer must be noticed: TCP keepalive (libssh has no ServerAlive*). */
+static void set_keepalive(ssh_session s)
+{
+    int fd = ssh_get_fd(s);
+    if (fd < 0) return;
+    int on = 1, idle = 30, intvl = 10, cnt = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+}
+
+static void methods_str(int m, struct kcm_ssh_buf *b)
+{
+    static const struct { int bit; const char *name; } names[] = {
+        {SSH_AUTH_METHOD_PUBLICKEY, "publickey"}, {SSH_AUTH_METHOD_PASSWORD, "password"},
+        {SSH_AUTH_METHOD_INTERACTIVE, "keyboard-interactive"},
+        {SSH_AUTH_METHOD_HOSTBASED, "hostbased"}, {SSH_AUTH_METHOD_GSSAPI_MIC, "gssapi-with-mic"},
+    };
+    int any = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (m & names[i].bit) {
+            if (any) kcm_ssh_buf_add(b, ",", 1);
+            kcm_ssh_buf_add(b, names[i].name, strlen(names[i].name));
+            any = 1;
+        }
+    if (!any) kcm_ssh_buf_add(b, "none", 4);
+}
+
+static void tried_add(struct kcm_ssh_buf *t, const char *what)
+{
+    if (t->n) kcm_ssh_buf_add(t, "; ", 2);
+    kcm_ssh_buf_add(t, what, strlen(what));
+}
+
+static const char *auth_word(int rc)
+{
+    switch (rc) {
+    case SSH_AUTH_DENIED: return "rejected";
+    case SSH_AUTH_PARTIAL: return "partial (more factors required)";
+    default: return "error";
+    }
+}
+
+/* Order: the inventory's identity file, then ssh-agent, then (only when
+ * the inventory names no identity) ssh_config IdentityFile and the default
+ * ~/.ssh/id_* files. Every attempt is listed in the failure message. */
+static int authenticate(kcm_ssh_sess *c, ssh_session s, char **msg)
+{
+    struct kcm_ssh_buf tried = {0}, allowed = {0};
+    int rc = ssh_userauth_none(s, NULL);
+    if (rc == SSH_AUTH_SUCCESS) return 0;
+    if (rc == SSH_AUTH_ERROR) {
+        *msg = kcm_ssh_fmt("authentication failed for %s@%s:%d: %s", c->r_user, c->r_host,
+                           c->r_port, ssh_get_error(s));
+        return -1;
+    }
+    int methods = ssh_userauth_list(s, NULL);
+    methods_str(methods, &allowed);
+
+    if (c->identity) {
+        char *path = kcm_ssh_expand_home(c->identity);
+        ssh_key key = NULL;
+        if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
+            char *t = kcm_ssh_fmt("publickey %s (cannot load: %s)", path,
+                                  file_exists(path) ? "unreadable, not a key, or passphrase-protected"
+                                                    : "no such file");
+            tried_add(&tried, t);
+            free(t);
+        } else {
+            rc = ssh_userauth_publickey(s, NULL, key);
+            ssh_key_free(key);
+            if (rc == SSH_AUTH_SUCCESS) { free(path); goto ok; }
+            char *t = kcm_ssh_fmt("publickey %s (%s)", path, auth_word(rc));
+            tried_add(&tried, t);
+            free(t);
+        }
+        free(path);
+    }
+    const char *sock = getenv("SSH_AUTH_SOCK");
+    if (sock && *sock) {
+        rc = ssh_userauth_agent(s, NULL);
+        if (rc == SSH_AUTH_SUCCESS) goto ok;
+        char *t = kcm_ssh_fmt("ssh-agent (%s)", rc == SSH_AUTH_DENIED ? "no key accepted" : auth_word(rc));
+        tried_add(&tried, t);
+        free(t);
+    } else {
+        tried_add(&tried, "ssh-agent (not available: SSH_AUTH_SOCK unset)");
+    }
+    if (!c->identity) {
+        rc = ssh_userauth_publickey_auto(s, NULL, NULL);
+        if (rc == SSH_AUTH_SUCCESS) goto ok;
+        char *t = kcm_ssh_fmt("publickey from ssh_config IdentityFile and ~/.ssh/id_* (%s)",
+                              rc == SSH_AUTH_DENIED ? "none accepted" : auth_word(rc));
+        tried_add(&tried, t);
+        free(t);
+    }
+    *msg = kcm_ssh_fmt("authentication failed for %s@%s:%d; tried: %s; server allows: %s",
+                       c->r_user, c->r_host, c->r_port, tried.p, allowed.p);
+    kcm_ssh_buf_free(&tried);
+    kcm_ssh_buf_free(&allowed);
+    return -1;
+ok:
+    kcm_ssh_buf_free(&tried);
+    kcm_ssh_buf_free(&allowed);
+    return 0;
+}
+
+static void resolved(kcm_ssh_sess *c, ssh_session s, const char *alias)
+{
+    free(c->r_host); free(c->r_user);
+    c->r_host = NULL, c->r_user = NULL;
+    char *v = NULL;
+    if (ssh_options_get(s, SSH_OPTIONS_HOST, &v) == SSH_OK) { c->r_host = strdup(v); ssh_string_free_char(v); }
+    if (ssh_options_get(s, SSH_OPTIONS_USER, &v) == SSH_OK) { c->r_user = strdup(v); ssh_string_free_char(v); }
+    unsigned rp = 22;
+    ssh_options_get_port(s, &rp);
+    c->r_port = (int)rp;
+    if (!c->r_host) c->r_host = strdup(alias);
+    if (!c->r_user) c->r_user = strdup("?");
+}
+
+int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
+{
+    if (c->s && ssh_is_connected(c->s)) return KCM_SSH_OK;
+    kcm_ssh_disconnect(c); /* a dropped connection is replaced */
+
+    int kind = KCM_SSH_ERROR;
+    char *kh = NULL, *cfg = NULL;
+    ssh_session s = ssh_new();
+    if (!s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
+
+    int verbosity = SSH_LOG_NOLOG;
+    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
+    /* ssh_config is matched against the node's name (like `ssh node1`),
+     * then every value the inventory gives overrides it. */
+    const char *alias = c->name ? c->name : c->host;
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, alias) < 0) {
+        *msg = kcm_ssh_fmt("bad host name %s", alias);
+        goto fail;
+    }
+    if (c->config) {
+        cfg = kcm_ssh_expand_home(c->config);
+        if (!file_exists(cfg)) { *msg = kcm_ssh_fmt("ssh config %s: no such file", cfg); goto fail; }
+    } else {
+        cfg = kcm_ssh_expand_home("~/.ssh/config");
+        if (!file_exists(cfg)) { free(cfg); cfg = NULL; }
+    }
+    if (cfg && ssh_options_parse_config(s, cfg) < 0) {
+        *msg = kcm_ssh_fmt("cannot parse ssh config %s: %s", cfg, ssh_get_error(s));
+        goto fail;
+    }
+    int no = 0, yes = 1;
+    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    if (c->host && ssh_options_set(s, SSH_OPTIONS_HOST, c->host) < 0) {
+        *msg = kcm_ssh_fmt("bad host %s", c->host);
+        goto fail;
+    }
+    if (c->port > 0) { unsigned p = (unsigned)c->port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
+    if (c->user) ssh_options_set(s, SSH_OPTIONS_USER, c->user);
+    long tmo = c->connect_timeout > 0 ? c->connect_timeout : 10;
+    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
+    ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
+
+    /* known_hosts: inventory > ssh_config UserKnownHostsFile > default. */
+    if (c->known_hosts) {
+        kh = kcm_ssh_expand_home(c->known_hosts);
+    } else {
+        char *v = NULL;
+        if (ssh_options_get(s, SSH_OPTIONS_KNOWNHOSTS, &v) == SSH_OK && v) {
+            kh = kcm_ssh_expand_home(v);
+            ssh_string_free_char(v);
+        } else {
+            kh = kcm_ssh_expand_home("~/.ssh/known_hosts");
+        }
+    }
+    /* Makes libssh prefer the host key type already recorded. */
+    ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
+    resolved(c, s, alias);
+
+    if (ssh_connect(s) != SSH_OK) {
+        *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
+        kind = KCM_SSH_UNREACHABLE;
+        goto fail;
+    }
+    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, kh, c->accept_new, msg) != 0) {
+        kind = KCM_SSH_HOSTKEY;
+        goto fail;
+    }
+    if (authenticate(c, s, msg) != 0) {
+        kind = KCM_SSH_AUTH;
+        goto fail;
+    }
+    set_keepalive(s);
+    /* After set-up the libssh timeout bounds single protocol exchanges
+     * (sftp requests, channel opens); commands have their own timeout. */
+    long op_tmo = tmo > 60 ? tmo : 60;
+    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &op_tmo);
+    c->s = s;
+    free(kh); free(cfg);
+    return KCM_SSH_OK;
+fail:
+    if (ssh_is_connected(s)) ssh_disconnect(s);
+    ssh_free(s);
+    free(kh); free(cfg);
+    return kind;
+}

@@ -1,0 +1,286 @@
+/* Host key policy against an OpenSSH known_hosts file.
+ *
+ * We read known_hosts ourselves instead of relying on
+ * ssh_session_is_known_server(): a changed key must be reported with BOTH
+ * fingerprints (the recorded one and the offered one), and libssh does not
+ * give back the recorded key. Handles plain and hashed (|1|salt|hash)
+ * host fields, comma lists, * and ? wildcards, !negation, [host]:port,
+ * and the @revoked / @cert-authority markers. */
+#include "ssh_int.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+/* Serialises appends by parallel connect jobs to the same file. */
+static pthread_mutex_t append_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static unsigned char *b64_decode(const char *s, size_t *outlen)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n % 4 != 0) return NULL;
+    unsigned char *out = malloc(n / 4 * 3 + 4);
+    if (!out) return NULL;
+    int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
+    if (r < 0) { free(out); return NULL; }
+    size_t len = (size_t)r;
+    /* EVP_DecodeBlock counts the padding as zero bytes. */
+    if (s[n - 1] == '=') len--;
+    if (s[n - 2] == '=') len--;
+    *outlen = len;
+    return out;
+}
+
+static char *b64_encode_nopad(const unsigned char *p, size_t n)
+{
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out) return NULL;
+    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
+    size_t l = strlen(out);
+    while (l > 0 && out[l - 1] == '=') out[--l] = '\0';
+    return out;
+}
+
+char *kcm_ssh_fingerprint_b64(const char *b64)
+{
+    size_t n;
+    unsigned char *blob = b64_decode(b64, &n);
+    if (!blob) return kcm_ssh_fmt("(undecodable key)");
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(blob, n, md);
+    free(blob);
+    char *enc = b64_encode_nopad(md, sizeof md);
+    char *fp = kcm_ssh_fmt("SHA256:%s", enc ? enc : "?");
+    free(enc);
+    return fp;
+}
+
+/* OpenSSH match_pattern(): '*' and '?' only, case-insensitive. */
+static int wild_match(const char *s, const char *p)
+{
+    for (;;) {
+        if (*p == '\0') return *s == '\0';
+        if (*p == '*') {
+            while (*p == '*') p++;
+            if (*p == '\0') return 1;
+            for (; *s; s++)
+                if (wild_match(s, p)) return 1;
+            return 0;
+        }
+        if (*s == '\0') return 0;
+        if (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s)) return 0;
+        s++, p++;
+    }
+}
+
+static int hashed_match(const char *field, const char *name)
+{
+    /* |1|base64(salt)|base64(HMAC-SHA1(salt, name)) */
+    const char *salt_b64 = field + 3;
+    const char *bar = strchr(salt_b64, '|');
+    if (!bar) return 0;
+    char *salt_s = strndup(salt_b64, (size_t)(bar - salt_b64));
+    size_t saltlen = 0, hashlen = 0;
+    unsigned char *salt = salt_s ? b64_decode(salt_s, &saltlen) : NULL;
+    unsigned char *hash = b64_decode(bar + 1, &hashlen);
+    int ok = 0;
+    if (salt && hash && hashlen == 20) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (HMAC(EVP_sha1(), salt, (int)saltlen, (const unsigned char *)name, strlen(name),
+                 md, &mdlen) && mdlen == 20)
+            ok = memcmp(md, hash, 20) == 0;
+    }
+    free(salt_s); free(salt); free(hash);
+    return ok;
+}
+
+/* 1 if the hosts field of a line names `name`. */
+static int hosts_match(const char *field, const char *name)
+{
+    if (strncmp(field, "|1|", 3) == 0) return hashed_match(field, name);
+    char *dup = strdup(field);
+    if (!dup) return 0;
+    int pos = 0, neg = 0;
+    char *save = NULL;
+    for (char *pat = strtok_r(dup, ",", &save); pat; pat = strtok_r(NULL, ",", &save)) {
+        int negate = pat[0] == '!';
+        if (wild_match(name, pat + negate)) {
+            if (negate) neg = 1; else pos = 1;
+        }
+    }
+    free(dup);
+    return pos && !neg;
+}
+
+/* Same public key blob (compared decoded, so base64 padding differences
+ * never count as a changed key). */
+static int same_blob(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *da = b64_decode(a, &na), *db = b64_decode(b, &nb);
+    int eq = da && db && na == nb && memcmp(da, db, na) == 0;
+    free(da); free(db);
+    return eq;
+}
+
+struct kh_result {
+    int match;            /* exact key recorded */
+    int revoked;
+    int changed_line;     /* first line with a different key for this host */
+    char *old_type, *old_b64;
+};
+
+static int scan(const char *file, const char *name, const char *type, const char *b64,
+                struct kh_result *r, char **msg)
+{
+    FILE *f = fopen(file, "re");
+    if (!f) {
+        if (errno == ENOENT) return 0;
+        *msg = kcm_ssh_fmt("cannot read known_hosts %s: %s", file, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    int lineno = 0;
+    while (getline(&line, &cap, f) >= 0) {
+        lineno++;
+        char *save = NULL;
+        char *tok = strtok_r(line, " \t\r\n", &save);
+        if (!tok || tok[0] == '#') continue;
+        int revoked_marker = 0;
+        if (tok[0] == '@') {
+            if (strcmp(tok, "@revoked") == 0) revoked_marker = 1;
+            else continue; /* @cert-authority: host certificates are not used */
+            tok = strtok_r(NULL, " \t\r\n", &save);
+            if (!tok) continue;
+        }
+        char *hosts = tok;
+        char *ktype = strtok_r(NULL, " \t\r\n", &save);
+        char *kb64 = strtok_r(NULL, " \t\r\n", &save);
+        if (!ktype || !kb64) continue;
+        if (!hosts_match(hosts, name)) continue;
+        if (revoked_marker) {
+            if (same_blob(kb64, b64)) r->revoked = lineno;
+            continue;
+        }
+        if (strcmp(ktype, type) == 0 && same_blob(kb64, b64)) {
+            r->match = 1;
+        } else if (!r->changed_line) {
+            r->changed_line = lineno;
+            r->old_type = strdup(ktype);
+            r->old_b64 = strdup(kb64);
+        }
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static int mkdir_parent(const char *file)
+{
+    char *dir = strdup(file);
+    if (!dir) return -1;
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash && slash != dir) {
+        *slash = '\0';
+        struct stat st;
+        if (stat(dir, &st) != 0) {
+            rc = mkdir_parent(dir);
+            if (rc == 0 && mkdir(dir, 0700) != 0 && errno != EEXIST) rc = -1;
+        }
+    }
+    free(dir);
+    return rc;
+}
+
+static int record(const char *file, const char *name, const char *type, const char *b64, char **msg)
+{
+    pthread_mutex_lock(&append_mu);
+    int rc = -1;
+    if (mkdir_parent(file) != 0) {
+        *msg = kcm_ssh_fmt("cannot create the folder of %s: %s", file, strerror(errno));
+        goto out;
+    }
+    int fd = open(file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        *msg = kcm_ssh_fmt("cannot write known_hosts %s: %s", file, strerror(errno));
+        goto out;
+    }
+    /* Keep the file line-oriented even if its last line lacks a newline. */
+    char last = '\n';
+    off_t end = lseek(fd, 0, SEEK_END);
+    if (end > 0 && pread(fd, &last, 1, end - 1) != 1) last = '\n';
+    char *entry = kcm_ssh_fmt("%s%s %s %s\n", last == '\n' ? "" : "\n", name, type, b64);
+    size_t len = strlen(entry);
+    ssize_t w = write(fd, entry, len);
+    int serr = errno;
+    if (w == (ssize_t)len && fsync(fd) == 0) rc = 0;
+    else *msg = kcm_ssh_fmt("cannot write known_hosts %s: %s", file,
+                            w < 0 ? strerror(serr) : "short write");
+    free(entry);
+    close(fd);
+out:
+    pthread_mutex_unlock(&append_mu);
+    return rc;
+}
+
+int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,
+                           const char *known_hosts, int accept_new, char **msg)
+{
+    ssh_key key = NULL;
+    char *b64 = NULL, *fp = NULL, *name = NULL;
+    struct kh_result r = {0};
+    int rc = -1;
+
+    if (ssh_get_server_publickey(s, &key) != SSH_OK) {
+        *msg = kcm_ssh_fmt("no host key from server: %s", ssh_get_error(s));
+        return -1;
+    }
+    const char *type = ssh_key_type_to_char(ssh_key_type(key));
+    if (!type || ssh_pki_export_pubkey_base64(key, &b64) != SSH_OK) {
+        *msg = kcm_ssh_fmt("cannot read the server's host key");
+        goto out;
+    }
+    fp = kcm_ssh_fingerprint_b64(b64);
+    name = port == 22 ? kcm_ssh_fmt("%s", host) : kcm_ssh_fmt("[%s]:%d", host, port);
+
+    if (scan(known_hosts, name, type, b64, &r, msg) != 0) goto out;
+    if (r.revoked) {
+        *msg = kcm_ssh_fmt("host key %s (%s) of %s is marked @revoked in %s:%d",
+                           fp, type, name, known_hosts, r.revoked);
+    } else if (r.match) {
+        rc = 0;
+    } else if (r.changed_line) {
+        char *oldfp = kcm_ssh_fingerprint_b64(r.old_b64);
+        *msg = kcm_ssh_fmt("HOST KEY CHANGED for %s: %s:%d records %s (%s) but the server "
+                           "offers %s (%s); this may be a man-in-the-middle attack. If the "
+                           "change is expected, remove the old entry "
+                           "(ssh-keygen -R '%s' -f %s) and rerun with --accept-new",
+                           name, known_hosts, r.changed_line, oldfp, r.old_type, fp, type,
+                           name, known_hosts);
+        free(oldfp);
+    } else if (accept_new) {
+        rc = record(known_hosts, name, type, b64, msg);
+    } else {
+        *msg = kcm_ssh_fmt("host key of %s is unknown: %s key %s is not in %s; verify the "
+                           "fingerprint, then rerun with --accept-new to record it",
+                           name, type, fp, known_hosts);
+    }
+out:
+    free(r.old_type); free(r.old_b64);
+    free(name); free(fp);
+    ssh_string_free_char(b64);
+    ssh_key_free(key);
+    return rc;
+}

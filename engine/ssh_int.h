@@ -1,0 +1,84 @@
+/* Internals shared by the ssh module's files (ssh.c = Lua binding,
+ * ssh_conn.c = connect/auth, ssh_hostkey.c = known_hosts policy,
+ * ssh_exec.c = remote commands, ssh_sftp.c = file transfer).
+ * Everything here except the binding runs on worker threads with
+ * sess->mu held, and never touches Lua. */
+#ifndef KCM_SSH_INT_H
+#define KCM_SSH_INT_H
+
+#include <stddef.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <libssh/libssh.h>
+#include <libssh/sftp.h>
+
+typedef struct kcm_ssh_sess {
+    pthread_mutex_t mu;    /* belt and braces next to job->pin */
+    atomic_int refs;       /* the Lua userdata + every job in flight */
+    ssh_session s;         /* NULL until connected */
+    sftp_session sftp;     /* opened on first file operation */
+    /* settings copied from the inventory at creation (NULL = unset) */
+    char *name, *host, *user, *identity, *known_hosts, *config;
+    int port;
+    long connect_timeout;  /* seconds */
+    int accept_new;
+    /* resolved at connect, for messages */
+    char *r_host, *r_user;
+    int r_port;
+} kcm_ssh_sess;
+
+/* Outcome kinds of a connect attempt. */
+enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_SSH_ERROR };
+
+struct kcm_ssh_buf { char *p; size_t n, cap; };
+int kcm_ssh_buf_add(struct kcm_ssh_buf *b, const void *p, size_t n);
+void kcm_ssh_buf_free(struct kcm_ssh_buf *b);
+
+/* malloc'd printf; never NULL (aborts on OOM like the rest of the engine). */
+char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* POSIX shell single-quoting of s; malloc'd. */
+char *kcm_ssh_shquote(const char *s);
+/* "~/x" -> "$HOME/x"; malloc'd copy otherwise. */
+char *kcm_ssh_expand_home(const char *path);
+
+/* ssh_conn.c: connect + verify host key + authenticate. Idempotent while
+ * the connection is alive. On failure returns a kind and sets *msg. */
+int kcm_ssh_connect(kcm_ssh_sess *c, char **msg);
+void kcm_ssh_disconnect(kcm_ssh_sess *c);
+
+/* ssh_hostkey.c: check the server key of a fresh connection against
+ * known_hosts; records it when accept_new. 0 ok, -1 with *msg. */
+int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,
+                           const char *known_hosts, int accept_new, char **msg);
+/* "SHA256:..." of a base64 public key blob, as ssh-keygen -l prints it. */
+char *kcm_ssh_fingerprint_b64(const char *b64);
+
+/* ssh_exec.c: run cmd, feed stdin, collect output. timeout_ms <= 0 means
+ * none. Returns 0 (then *code is the exit status, -1 if none/signal) or -1
+ * with *msg on transport failure. */
+struct kcm_ssh_exec_res {
+    int code;
+    int timed_out;
+    struct kcm_ssh_buf out, err;
+};
+int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
+                 long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
+
+/* ssh_sftp.c: all return 0 on success, -1 with *msg ("<op> <path>: <why>"). */
+struct kcm_ssh_stat { int exists; const char *type; unsigned long long size;
+                      unsigned mode, uid, gid; unsigned long long mtime; };
+int kcm_ssh_sftp_stat(kcm_ssh_sess *c, const char *path, struct kcm_ssh_stat *st, char **msg);
+int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_ssh_buf *out, char **msg);
+/* *exists = 0 when there is no such file (hex untouched). */
+int kcm_ssh_sftp_sha256(kcm_ssh_sess *c, const char *path, int *exists, char hex[65], char **msg);
+int kcm_ssh_sftp_mkdir_p(kcm_ssh_sess *c, const char *path, unsigned mode, int *changed, char **msg);
+int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int *changed, char **msg);
+int kcm_ssh_sftp_chmod(kcm_ssh_sess *c, const char *path, unsigned mode, char **msg);
+/* Atomic replace: temp file `tmp` (created with `mode`), fsync, chmod,
+ * optional chown ("owner:group" spec for chown(1)), rename over `path`.
+ * The temp file is removed on any failure. */
+int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
+                     const char *data, size_t len, unsigned mode, const char *chown,
+                     int mkdir, char **msg);
+
+#endif
