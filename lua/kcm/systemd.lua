@@ -1,0 +1,174 @@
+-- systemd units on a node, over node:run: honest changed-reporting (enable
+-- only when not enabled, start only when not active), state from
+-- `systemctl show`, and a wait that explains a unit that will not come up
+-- with its own journal lines.
+local task = require "kcm.task"
+
+local M = {}
+local Unit = {}
+Unit.__index = Unit
+
+local SHOW = { "ActiveState", "SubState", "MainPID", "ExecMainStatus", "ExecMainStartTimestampMonotonic",
+               "NRestarts", "UnitFileState", "LoadState", "NeedDaemonReload", "Result",
+               "ActiveEnterTimestampMonotonic" }
+
+--- Renders a unit file from a Lua table:
+--- { description=, documentation=, after=, working_directory=, exec=path, flags={...},
+---   restart="on-failure", restart_sec=5, limit_nofile=, wanted_by="multi-user.target",
+---   environment={...}, type= }
+--- flags: array of "--a=b" strings or {name, value} pairs, one per ExecStart line.
+function M.render(u)
+  local lines = { "[Unit]" }
+  local function add(k, v) if v ~= nil then lines[#lines + 1] = k .. "=" .. tostring(v) end end
+  add("Description", u.description)
+  add("Documentation", u.documentation)
+  add("After", u.after)
+  add("Requires", u.requires)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "[Service]"
+  add("Type", u.type)
+  add("WorkingDirectory", u.working_directory)
+  for _, e in ipairs(u.environment or {}) do add("Environment", e) end
+  local exec = { u.exec }
+  for _, f in ipairs(u.flags or {}) do
+    if type(f) == "table" then f = f[2] == nil and f[1] or (f[1] .. "=" .. tostring(f[2])) end
+    exec[#exec + 1] = "  " .. f
+  end
+  add("ExecStart", table.concat(exec, " \\\n"))
+  add("Restart", u.restart or "on-failure")
+  add("RestartSec", u.restart_sec or 5)
+  add("LimitNOFILE", u.limit_nofile)
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = "[Install]"
+  add("WantedBy", u.wanted_by or "multi-user.target")
+  return table.concat(lines, "\n") .. "\n"
+end
+
+--- systemd.unit(node, "name") -> handle
+function M.unit(node, name)
+  if not name:match("^[%w@%._:%-]+$") then error("systemd: bad unit name " .. name, 2) end
+  local full = name:match("%.%w+$") and name or (name .. ".service")
+  return setmetatable({ node = node, name = full }, Unit)
+end
+
+function Unit:path() return "/etc/systemd/system/" .. self.name end
+
+local function systemctl(self, args, opts)
+  local argv = { "systemctl" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  return self.node:run(argv, opts or {})
+end
+
+--- Writes the unit file; returns changed.
+function Unit:install(content)
+  return self.node:put({ content = content }, self:path(), { mode = "0644", mkdir = true })
+end
+
+function Unit:state()
+  local argv = { "show", self.name, "--no-pager" }
+  for _, p in ipairs(SHOW) do argv[#argv + 1] = "-p" .. p end
+  local r = systemctl(self, argv, { readonly = true })
+  local st = {}
+  for k, v in r.stdout:gmatch("([%w]+)=([^\n]*)") do st[k] = v end
+  st.MainPID = tonumber(st.MainPID)
+  st.NRestarts = tonumber(st.NRestarts)
+  st.ExecMainStatus = tonumber(st.ExecMainStatus)
+  st.ActiveEnterTimestampMonotonic = tonumber(st.ActiveEnterTimestampMonotonic)
+  return st
+end
+
+function Unit:active()
+  local st = self:state()
+  return st.ActiveState == "active" and st.SubState == "running", st
+end
+
+function Unit:daemon_reload()
+  local st = self:state()
+  if st.NeedDaemonReload == "yes" or st.LoadState == "not-found" then
+    systemctl(self, { "daemon-reload" })
+    task.changed("daemon-reload")
+    return true
+  end
+  return false
+end
+
+function Unit:enable()
+  local st = self:state()
+  if st.UnitFileState == "enabled" then return false end
+  systemctl(self, { "enable", "--quiet", self.name })
+  task.changed("enable " .. self.name)
+  return true
+end
+
+function Unit:disable()
+  local st = self:state()
+  if st.UnitFileState ~= "enabled" then return false end
+  systemctl(self, { "disable", "--quiet", self.name })
+  task.changed("disable " .. self.name)
+  return true
+end
+
+function Unit:start()
+  if (self:active()) then return false end
+  systemctl(self, { "start", self.name })
+  task.changed("start " .. self.name)
+  return true
+end
+
+function Unit:stop()
+  local st = self:state()
+  if st.ActiveState == "inactive" or st.ActiveState == "failed" then return false end
+  systemctl(self, { "stop", self.name })
+  task.changed("stop " .. self.name)
+  return true
+end
+
+function Unit:restart()
+  systemctl(self, { "restart", self.name })
+  task.changed("restart " .. self.name)
+  return true
+end
+
+function Unit:journal(n)
+  local r = self.node:run({ "journalctl", "-u", self.name, "-n", tostring(n or 30), "--no-pager", "-o", "short" },
+                          { readonly = true, ok_codes = { 0, 1 } })
+  return r.stdout
+end
+
+--- Waits until the unit is active (running) and stays so for `settle`
+--- seconds; otherwise raises with its state and last journal lines.
+function Unit:wait_active(timeout, settle)
+  if task.check() then return true end
+  timeout = timeout or 30
+  settle = settle or 1
+  local rt = require "kcm.native.runtime"
+  local deadline = rt.now() + timeout
+  local st
+  while true do
+    local ok
+    ok, st = self:active()
+    if ok then
+      task.sleep(settle)
+      local ok2, st2 = self:active()
+      if ok2 and st2.MainPID == st.MainPID then return true end
+      st = st2
+    elseif st.ActiveState == "failed" or rt.now() > deadline then
+      break
+    end
+    if rt.now() > deadline then break end
+    task.sleep(0.25)
+  end
+  error(string.format("%s: %s is %s (%s), restarts=%s, main exit status %s; last journal lines:\n%s",
+                      self.node.name, self.name, tostring(st.ActiveState), tostring(st.SubState),
+                      tostring(st.NRestarts), tostring(st.ExecMainStatus), self:journal(20)), 0)
+end
+
+--- `systemd-analyze verify` where present -> ok, output
+function Unit:verify()
+  local r = self.node:run({ "sh", "-c", 'command -v systemd-analyze >/dev/null || exit 127; systemd-analyze verify "$1" 2>&1',
+                            "verify", self:path() }, { readonly = true, ok_codes = { 0, 1, 127 } })
+  if r.code == 127 then return true, "systemd-analyze not present" end
+  return r.code == 0, r.stdout
+end
+
+return M
