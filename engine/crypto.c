@@ -290,6 +290,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"make_csr", kcm_crypto_make_csr},
     {"sign", kcm_crypto_sign},
     {"parse_cert", kcm_crypto_parse_cert},
+    {"hosts_sans", kcm_crypto_hosts_sans},
     {NULL, NULL},
 };
 

@@ -38,5 +38,6 @@ void kcm_crypto_push_name(lua_State *L, const X509_NAME *name);
 int kcm_crypto_make_csr(lua_State *L);
 int kcm_crypto_sign(lua_State *L);
 int kcm_crypto_parse_cert(lua_State *L);
+int kcm_crypto_hosts_sans(lua_State *L);
 extern const luaL_Reg kcm_crypto_cert_methods[];
 #endif

@@ -1,5 +1,6 @@
 /* Certificate handles: parsing and inspection (what `openssl x509 -text`
  * shows that playbooks need), verification against a CA, key matching. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <arpa/inet.h>
@@ -46,9 +47,9 @@ static void push_time(lua_State *L, const ASN1_TIME *t)
         lua_pushnil(L);
 }
 
-static void push_sans(lua_State *L, X509 *x)
+/* Pushes {dns={...}, email={...}, ip={...}} in the order they appear. */
+static void push_gens(lua_State *L, const GENERAL_NAMES *gens)
 {
-    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
     lua_createtable(L, 0, 3);
     lua_newtable(L);   /* dns */
     lua_newtable(L);   /* email */
@@ -66,6 +67,7 @@ static void push_sans(lua_State *L, X509 *x)
             slot = -1;
         else
             continue;
+        lua_Integer next = (lua_Integer)luaL_len(L, slot) + 1;
         const unsigned char *d = ASN1_STRING_get0_data(s);
         int n = ASN1_STRING_length(s);
         if (type == GEN_IPADD) {
@@ -76,12 +78,32 @@ static void push_sans(lua_State *L, X509 *x)
         } else {
             lua_pushlstring(L, (const char *)d, (size_t)n);
         }
-        lua_rawseti(L, slot - 1, (lua_Integer)luaL_len(L, slot - 1 + 1 - 1) + 1);
+        lua_rawseti(L, slot - 1, next);
     }
-    GENERAL_NAMES_free(gens);
     lua_setfield(L, -4, "ip");
     lua_setfield(L, -3, "email");
     lua_setfield(L, -2, "dns");
+}
+
+static void push_sans(lua_State *L, X509 *x)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    push_gens(L, gens);
+    GENERAL_NAMES_free(gens);
+}
+
+/* crypto.hosts_sans(hosts) -> {dns=, email=, ip=}: what a certificate
+ * issued for these hosts carries, in cert:info() form (for comparisons). */
+int kcm_crypto_hosts_sans(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    GENERAL_NAMES *gens = NULL;
+    char err[256];
+    if (!kcm_crypto_san_from_hosts(L, 1, 0, &gens, err, sizeof err))
+        return luaL_error(L, "crypto: %s", err);
+    push_gens(L, gens);
+    GENERAL_NAMES_free(gens);
+    return 1;
 }
 
 /* cert:info() -> {subject={{"C","CN"},...}, issuer=..., subject_text=,
