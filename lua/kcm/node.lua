@@ -1,0 +1,399 @@
+-- A node reached over SSH: one libssh session per node for the whole run,
+-- opened on first use and shared by every step. Every primitive is
+-- idempotent, says whether it changed something, and in --check changes
+-- nothing and reports what it would do.
+local ssh = require "kcm.native.ssh"
+local fs = require "kcm.native.fs"
+local task = require "kcm.task"
+
+local Node = {}
+Node.__index = Node
+
+local sessions = {}     -- "user@host:port|name" -> native session, shared by Node objects
+local all_nodes = setmetatable({}, { __mode = "k" })
+
+local UNREACHABLE_MT = { __tostring = function(e) return e.message end }
+
+local function q(s) return ssh.quote(tostring(s)) end
+
+local function cmdline(cmd)
+  if type(cmd) == "table" then
+    local parts = {}
+    for i, a in ipairs(cmd) do parts[i] = q(a) end
+    return table.concat(parts, " ")
+  end
+  return cmd
+end
+
+local function tail(s, n)
+  s = s or ""
+  s = s:gsub("%s+$", "")
+  if #s > n then s = "..." .. s:sub(-n) end
+  return s
+end
+
+local function octal(mode, default)
+  if mode == nil then return default end
+  if type(mode) == "number" then return mode end
+  local m = tostring(mode)
+  if not m:match("^0?[0-7][0-7][0-7][0-7]?$") then error("bad mode '" .. m .. "' (want e.g. \"0644\")", 3) end
+  return tonumber(m, 8)
+end
+
+--- Node.new{name, host, port, user, vars, ssh = {identity, known_hosts, config,
+--- connect_timeout, accept_new, command_timeout}}
+function Node.new(spec)
+  assert(type(spec) == "table", "Node.new: spec table expected")
+  assert(spec.name or spec.host, "Node.new: name or host required")
+  local o = spec.ssh or {}
+  local self = setmetatable({
+    name = spec.name or spec.host,
+    host = spec.host,
+    port = spec.port,
+    user = spec.user or o.user,
+    vars = spec.vars or {},
+    ssh_opts = o,
+    command_timeout = o.command_timeout,
+    ids = {},     -- owner/group name -> numeric id (per node)
+  }, Node)
+  local key = table.concat({ self.name, tostring(self.user), tostring(self.host),
+                             tostring(self.port), tostring(o.identity), tostring(o.config),
+                             tostring(o.known_hosts), tostring(o.accept_new) }, "|")
+  self.key = key
+  all_nodes[self] = true
+  return self
+end
+
+function Node:__tostring() return "node(" .. self.name .. ")" end
+
+local function where(self)
+  return self.name .. " (" .. (self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))) .. ")"
+end
+
+-- Opens (once) and returns the session. Unreachable nodes raise a table the
+-- runner recognises; host key and auth failures are plain errors.
+function Node:session()
+  local s = sessions[self.key]
+  if not s then
+    local o = self.ssh_opts
+    s = ssh.session {
+      name = self.name, host = self.host, port = self.port, user = self.user,
+      identity = o.identity, known_hosts = o.known_hosts, config = o.config,
+      connect_timeout = o.connect_timeout, accept_new = o.accept_new and true or false,
+    }
+    sessions[self.key] = s
+  end
+  -- connect is idempotent and pinned: concurrent callers for one node
+  -- queue behind the first and see it connected.
+  local ok, kind, msg, addr, user = s:connect()
+  if not ok then
+    self.addr = addr
+    if kind == "unreachable" then
+      error(setmetatable({ unreachable = true, node = self.name, address = addr,
+                           message = self.name .. " (" .. addr .. "): unreachable: " .. msg },
+                         UNREACHABLE_MT), 0)
+    end
+    error(self.name .. " (" .. addr .. "): " .. msg, 0)
+  end
+  return s
+end
+
+-- Remote command line with env and sudo applied.
+local function build(cmd, opts)
+  local line = cmdline(cmd)
+  if opts.env and next(opts.env) then
+    local names = {}
+    for k in pairs(opts.env) do names[#names + 1] = k end
+    table.sort(names)
+    local parts = { "env" }
+    for _, k in ipairs(names) do
+      if not tostring(k):match("^[%a_][%w_]*$") then error("bad environment variable name '" .. tostring(k) .. "'", 3) end
+      parts[#parts + 1] = q(k .. "=" .. tostring(opts.env[k]))
+    end
+    if type(cmd) == "table" then
+      line = table.concat(parts, " ") .. " " .. line
+    else
+      line = table.concat(parts, " ") .. " sh -c " .. q(line)
+    end
+  end
+  if opts.sudo then
+    line = "sudo -n -- sh -c " .. q(line)
+  end
+  return line
+end
+
+--- node:run(cmd | argv, {stdin, env, sudo, ok_codes={0}, timeout, readonly})
+--- -> {code, stdout, stderr}
+function Node:run(cmd, opts)
+  opts = opts or {}
+  if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
+  local shown = cmdline(cmd)
+  if task.check() and not opts.readonly then
+    task.changed("run " .. shown)
+    return { code = 0, stdout = "", stderr = "", skipped = true }
+  end
+  local line = build(cmd, opts)
+  local s = self:session()
+  local timeout = opts.timeout or self.command_timeout
+  local code, out, err, timed_out = s:exec(line, opts.stdin, timeout)
+  if timed_out then
+    error(string.format("%s: %s: timed out after %gs", self.name, shown, timeout), 0)
+  end
+  local ok_codes = opts.ok_codes or { 0 }
+  local ok = false
+  for _, c in ipairs(ok_codes) do if c == code then ok = true break end end
+  if not ok then
+    error(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)), 0)
+  end
+  return { code = code, stdout = out, stderr = err }
+end
+
+-- owner/group -> numeric id on this node (cached); numbers pass through.
+function Node:_id(kind, name)
+  if name == nil then return nil end
+  if tonumber(name) then return math.tointeger(tonumber(name)) end
+  local key = kind .. ":" .. name
+  if self.ids[key] == nil then
+    local r
+    if kind == "user" then
+      r = self:run({ "id", "-u", "--", name }, { readonly = true, ok_codes = { 0, 1 } })
+    else
+      r = self:run({ "getent", "group", "--", name }, { readonly = true, ok_codes = { 0, 1, 2 } })
+    end
+    local v
+    if kind == "user" then v = tonumber(r.stdout:match("^(%d+)"))
+    else v = tonumber(r.stdout:match("^[^:]*:[^:]*:(%d+):")) end
+    if r.code ~= 0 or not v then
+      error(string.format("%s: no %s named '%s'", self.name, kind, name), 0)
+    end
+    self.ids[key] = math.tointeger(v)
+  end
+  return self.ids[key]
+end
+
+-- Lines of private key blocks and credential fields never reach a diff.
+local function redact_lines(text)
+  local out, inkey = {}, false
+  for line in (text .. "\n"):gmatch("(.-)\n") do
+    if line:match("^%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-") then
+      inkey = true
+      out[#out + 1] = line
+    elseif inkey then
+      if line:match("^%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-") then
+        inkey = false
+        out[#out + 1] = line
+      else
+        out[#out + 1] = "[redacted]"
+      end
+    elseif line:match("client%-key%-data:") then
+      out[#out + 1] = line:gsub("(client%-key%-data:).*", "%1 [redacted]")
+    elseif line:match("token:") then
+      out[#out + 1] = line:gsub("(token:).*", "%1 [redacted]")
+    else
+      out[#out + 1] = line
+    end
+  end
+  if out[#out] == "" then out[#out] = nil end
+  return out
+end
+
+local function is_text(s)
+  return not s:find("\0", 1, true) and #s <= 1024 * 1024
+end
+
+-- Unified diff from an LCS table; fine for config-sized files.
+local function unified(a, b, name, ctxn)
+  ctxn = ctxn or 3
+  local n, m = #a, #b
+  if n * m > 4000000 then return nil end
+  local L = {}
+  for i = n + 1, 1, -1 do
+    L[i] = {}
+    for j = m + 1, 1, -1 do
+      if i > n or j > m then L[i][j] = 0
+      elseif a[i] == b[j] then L[i][j] = L[i + 1][j + 1] + 1
+      else L[i][j] = math.max(L[i + 1][j], L[i][j + 1]) end
+    end
+  end
+  local ops, i, j = {}, 1, 1
+  while i <= n or j <= m do
+    if i <= n and j <= m and a[i] == b[j] then ops[#ops + 1] = { " ", a[i], i, j }; i, j = i + 1, j + 1
+    elseif j <= m and (i > n or L[i][j + 1] >= L[i + 1][j]) then ops[#ops + 1] = { "+", b[j], i, j }; j = j + 1
+    else ops[#ops + 1] = { "-", a[i], i, j }; i = i + 1 end
+  end
+  local out = { "--- " .. name .. " (remote)", "+++ " .. name .. " (new)" }
+  local changes = {}
+  for x, op in ipairs(ops) do if op[1] ~= " " then changes[#changes + 1] = x end end
+  local c = 1
+  while c <= #changes do
+    local first, last = changes[c], changes[c]
+    while c < #changes and changes[c + 1] - last <= 2 * ctxn + 1 do c = c + 1; last = changes[c] end
+    c = c + 1
+    local s, e = math.max(1, first - ctxn), math.min(#ops, last + ctxn)
+    local ca, cb = 0, 0
+    for x = s, e do
+      if ops[x][1] ~= "+" then ca = ca + 1 end
+      if ops[x][1] ~= "-" then cb = cb + 1 end
+    end
+    local sa, sb = ops[s][3], ops[s][4]
+    if ca == 0 then sa = sa - 1 end
+    if cb == 0 then sb = sb - 1 end
+    out[#out + 1] = string.format("@@ -%d,%d +%d,%d @@", sa, ca, sb, cb)
+    for x = s, e do out[#out + 1] = ops[x][1] .. ops[x][2] end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function show_diff(self, path, old, new)
+  local text
+  if (old and not is_text(old)) or not is_text(new) then
+    text = string.format("%s: %s: binary content differs\n", self.name, path)
+  else
+    text = unified(old and redact_lines(old) or {}, redact_lines(new), self.name .. ":" .. path)
+    text = text or string.format("%s: %s: content differs (file too large to diff)\n", self.name, path)
+  end
+  if task.show_diff then task.show_diff(text) else io.stdout:write(text); io.stdout:flush() end
+end
+
+local function tmp_name(path)
+  local dir, base = path:match("^(.*)/([^/]+)$")
+  if not dir then error("put: remote path must be absolute: " .. path, 3) end
+  local rnd = {}
+  for i = 1, 4 do rnd[i] = string.format("%04x", math.random(0, 0xffff)) end
+  return (dir == "" and "" or dir) .. "/." .. base .. ".kcm-" .. table.concat(rnd) .. ".tmp"
+end
+
+--- node:put(local_path | {content=...}, remote_path, {mode="0644", owner, group, mkdir=true})
+--- -> changed
+function Node:put(src, path, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error(self.name .. ": put: remote path must be absolute, got " .. tostring(path), 2)
+  end
+  local data
+  if type(src) == "table" then
+    data = src.content
+    if type(data) ~= "string" then error(self.name .. ": put " .. path .. ": {content=...} must be a string", 2) end
+  else
+    local f, err = io.open(src, "rb")
+    if not f then error(self.name .. ": put " .. path .. ": cannot read " .. tostring(src) .. ": " .. tostring(err), 2) end
+    data = f:read("a")
+    f:close()
+  end
+  local mode = octal(opts.mode, tonumber("644", 8))
+  local s = self:session()
+  local uid = self:_id("user", opts.owner)
+  local gid = self:_id("group", opts.group)
+  local st = s:stat(path)
+  if st and st.type ~= "file" then
+    error(string.format("%s: put %s: exists and is a %s, not a file", self.name, path, st.type), 0)
+  end
+  local same = false
+  if st and st.size == #data then
+    same = s:sha256(path) == fs.sha256(data)
+  end
+  local fix_mode = st and st.mode ~= mode
+  local fix_owner = st and ((uid and st.uid ~= uid) or (gid and st.gid ~= gid))
+  if same and not fix_mode and not fix_owner then return false end
+
+  local what
+  if same then
+    what = "put " .. path .. " (" .. (fix_mode and "mode" or "") ..
+           ((fix_mode and fix_owner) and "+" or "") .. (fix_owner and "owner" or "") .. ")"
+  else
+    what = "put " .. path
+  end
+  if task.diff() and not same then
+    show_diff(self, path, st and s:read(path) or nil, data)
+  end
+  if task.check() then
+    task.changed(what)
+    return true
+  end
+
+  local chown
+  if opts.owner or opts.group then
+    chown = (opts.owner and tostring(opts.owner) or "") .. (opts.group and (":" .. tostring(opts.group)) or "")
+  end
+  if same then
+    if fix_mode then s:chmod(path, mode) end
+    if fix_owner then self:run({ "chown", "-h", "--", chown, path }) end
+  else
+    s:put { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
+            mkdir = opts.mkdir ~= false }
+  end
+  task.changed(what)
+  return true
+end
+
+--- node:get(path) -> content
+function Node:get(path)
+  return self:session():read(path)
+end
+
+--- node:stat(path) -> {type,size,mode,uid,gid,mtime} | nil
+function Node:stat(path)
+  return self:session():stat(path)
+end
+
+--- node:mkdir(path, {mode="0755"}) -> changed
+function Node:mkdir(path, opts)
+  opts = opts or {}
+  local mode = octal(opts.mode, tonumber("755", 8))
+  local s = self:session()
+  local st = s:stat(path)
+  if st then
+    if st.type ~= "dir" then
+      error(string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type), 0)
+    end
+    if opts.mode == nil or st.mode == mode then return false end
+    if task.check() then task.changed("chmod " .. path); return true end
+    s:chmod(path, mode)
+    task.changed("chmod " .. path)
+    return true
+  end
+  if task.check() then task.changed("mkdir " .. path); return true end
+  local changed = s:mkdir(path, mode)
+  if changed then task.changed("mkdir " .. path) end
+  return changed
+end
+
+--- node:remove(path, {recursive=false}) -> changed
+function Node:remove(path, opts)
+  opts = opts or {}
+  local s = self:session()
+  local st = s:stat(path)
+  if not st then return false end
+  if task.check() then task.changed("remove " .. path); return true end
+  if st.type == "dir" and opts.recursive then
+    self:run({ "rm", "-rf", "--", path })
+  else
+    s:remove(path)
+  end
+  task.changed("remove " .. path)
+  return true
+end
+
+--- node:close(): drops this node's connection (a later call reconnects).
+function Node:close()
+  local s = sessions[self.key]
+  if s then
+    sessions[self.key] = nil
+    s:close()
+  end
+end
+
+--- Closes every session (the runner calls it at the end of the run).
+function Node.close_all()
+  for k, s in pairs(sessions) do
+    sessions[k] = nil
+    pcall(s.close, s)
+  end
+end
+
+-- For tests: the command line node:run would send for argv/opts.
+Node._build = build
+Node._redact_lines = redact_lines
+Node._unified = unified
+
+return Node
