@@ -3,7 +3,8 @@
 # systemd, with its own network namespace and address, hostname, machine-id and disk.
 #
 #   kcmrun lab up [--nodes N] [--name NAME]   bring a lab up (refuses when one is up)
-#   kcmrun lab down                           remove everything the lab made
+#   kcmrun lab down [--name NAME]             remove everything the lab made (by name: when
+#                                             its state dir is lost)
 #   kcmrun lab status                         paths written, state of each node
 #   kcmrun lab stop NODE | start NODE         power a node off / boot it again (disk kept)
 #   kcmrun lab ssh NODE [cmd...]              OpenSSH with the lab's ssh_config
@@ -28,13 +29,15 @@ BOOT_TIMEOUT=${KCMRUN_LAB_BOOT_TIMEOUT:-90}   # seconds until every node's sshd 
 STOP_TIMEOUT=20                                # seconds for a node to power off before SIGKILL
 INOTIFY_MIN=1024                               # each systemd node holds ~8 inotify instances
 RUNDIR=/run/kcmrun                             # host-wide bookkeeping shared by all labs
+# the cluster stand-ins hook (tests point it at a stub)
+CLUSTER_SH=${KCMRUN_LAB_CLUSTER_SH:-$HERE/cluster.sh}
 
 die() { echo "$PROG: $*" >&2; exit 1; }
 warn() { echo "$PROG: $*" >&2; }
 now() { date +%s.%N; }
 
 usage() {
-  sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -64,8 +67,8 @@ save_state() {
   local tmp=$STATE.tmp
   {
     echo "# kcmrun lab state (written by up, removed by down)"
-    printf 'LAB_NAME=%q\nLAB_NET=%q\nLAB_NODES=%q\nLAB_CGROUP=%q\nLAB_MADE_NETNS_DIR=%q\nLAB_STARTED=%q\n' \
-      "$LAB_NAME" "$LAB_NET" "$LAB_NODES" "$LAB_CGROUP" "$LAB_MADE_NETNS_DIR" "$LAB_STARTED"
+    printf 'LAB_NAME=%q\nLAB_NET=%q\nLAB_NODES=%q\nLAB_CGROUP=%q\nLAB_MADE_NETNS_DIR=%q\nLAB_STARTED=%q\nLAB_CLUSTER_SH=%q\n' \
+      "$LAB_NAME" "$LAB_NET" "$LAB_NODES" "$LAB_CGROUP" "$LAB_MADE_NETNS_DIR" "$LAB_STARTED" "$LAB_CLUSTER_SH"
   } >"$tmp"
   mv -f "$tmp" "$STATE"
 }
@@ -110,6 +113,16 @@ pick_net() {
 
 # ---------------------------------------------------------------- node processes
 
+# For processes that outlive this script: they must not keep any of our descriptors (a test
+# runner waits for its output pipe to close; the lab lock is an fd too).
+close_fds() {
+  local fd
+  for fd in /proc/$BASHPID/fd/*; do
+    fd=${fd##*/}
+    if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
+  done
+}
+
 cg_populated() { [ -f "$1/cgroup.events" ] && grep -q '^populated 1' "$1/cgroup.events"; }
 
 # Host PID of node i's systemd: the process of the node's cgroup that is PID 1 of the pid
@@ -133,19 +146,21 @@ start_node() {
   local i=$1 d cg
   d=$(node_dir "$i"); cg=$(node_cg "$i")
   mkdir -p "$cg"
-  : >"$d/console.log"
   (
-    # The node outlives this script: it must not keep any of our descriptors (a test runner
-    # waits for its output pipe to close; the lab lock is an fd too).
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
-    done
+    close_fds
     echo "$BASHPID" >"$cg/cgroup.procs"
     exec setsid nsenter --net="/run/netns/$(node_ns "$i")" \
       unshare --mount --uts --ipc --pid --cgroup --fork --propagation private \
       "$HERE/node-init.sh" "node$i" "$d" "$LAB_DIR" "$HOST_MNTNS"
   ) </dev/null >>"$d/console.log" 2>&1 &
+  # until the subshell has joined the cgroup, "not populated" would read as "exited"
+  local spawned=$! t
+  for t in $(seq 1 100); do
+    cg_populated "$cg" && return 0
+    kill -0 "$spawned" 2>/dev/null || break
+    sleep 0.02
+  done
+  cg_populated "$cg" || { echo "node$i: could not be started" >&2; return 1; }
 }
 
 # Wait until node i's sshd sends its banner (the port alone may be open before sshd runs).
@@ -482,12 +497,13 @@ print_paths() {
 # ---------------------------------------------------------------- cluster stand-ins hook
 
 cluster_up() {
-  local script=$HERE/cluster.sh cg=$CG/cluster rc=0
-  [ -f "$script" ] || return 0
+  local script=$LAB_CLUSTER_SH cg=$CG/cluster rc=0
+  [ -n "$script" ] || return 0
   mkdir -p "$LAB_DIR/cluster" "$cg"
   # Output goes to files, not a pipe: a daemon it leaves running must not hold our stdout.
   # It runs in the lab's cgroup, so down can remove whatever it leaves behind.
   (
+    close_fds
     echo "$BASHPID" >"$cg/cgroup.procs"
     exec bash "$script" up "$LAB_DIR/cluster" "$(bridge_ip)"
   ) </dev/null >"$LAB_DIR/cluster.out" 2>"$LAB_DIR/cluster.log" || rc=$?
@@ -500,8 +516,8 @@ cluster_up() {
 }
 
 cluster_down() {
-  local script=$HERE/cluster.sh cg=$CG/cluster
-  if [ -f "$script" ] && [ -d "$LAB_DIR/cluster" ]; then
+  local script=${LAB_CLUSTER_SH:-} cg=$CG/cluster
+  if [ -n "$script" ] && [ -f "$script" ] && [ -d "$LAB_DIR/cluster" ]; then
     bash "$script" down "$LAB_DIR/cluster" </dev/null >>"$LAB_DIR/cluster.log" 2>&1 ||
       warn "cluster.sh down failed (see $LAB_DIR/cluster.log); removing its processes"
   fi
@@ -557,6 +573,8 @@ cmd_up() {
   LAB_MADE_NETNS_DIR=0
   if ! grep -q ' /run/netns ' /proc/mounts; then LAB_MADE_NETNS_DIR=1; fi
   LAB_STARTED=$(date -Is)
+  LAB_CLUSTER_SH=""
+  if [ -f "$CLUSTER_SH" ]; then LAB_CLUSTER_SH=$(cd "$(dirname "$CLUSTER_SH")" && pwd -P)/$(basename "$CLUSTER_SH"); fi
   HOST_MNTNS=$(readlink /proc/$$/ns/mnt)
   t0=$(now)
 
@@ -597,7 +615,7 @@ cmd_up() {
   write_inventory
   write_environment
   trap - EXIT
-  echo "lab $name up: $n nodes on $(bridge) $LAB_NET.0/24 in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}') s"
+  echo "lab $name up: $n node$([ "$n" = 1 ] || echo s) on $(bridge) $LAB_NET.0/24 in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}') s"
   print_paths
 }
 
@@ -631,6 +649,10 @@ do_down() {
     rmdir /run/netns 2>/dev/null || true
   fi
   inotify_release
+  if [ "${RECOVERING:-0}" = 1 ]; then
+    echo "kept files (state dir unknown): remove the lab's old state dir yourself"
+    return 0
+  fi
   # the nodes' disks: only once nothing of the lab is mounted (a node's mounts live in its
   # own namespace and are gone with it; this guards the host against a surprise)
   left=$(awk -v d="$LAB_DIR/" 'index($2, d) == 1 {print $2}' /proc/mounts)
@@ -646,12 +668,35 @@ do_down() {
 }
 
 cmd_down() {
+  local name=""
+  case ${1:-} in
+    --name) [ $# = 2 ] || usage; name=$2 ;;
+    --name=*) name=${1#*=} ;;
+    "") ;;
+    *) usage ;;
+  esac
   need_root
+  if [ -n "$name" ]; then recover_state "$name"; do_down; echo "lab $LAB_NAME down"; return 0; fi
   [ -d "$LAB_DIR" ] || { echo "no lab in $LAB_DIR"; return 0; }
   lock_lab
   if ! load_state; then echo "no lab in $LAB_DIR"; return 0; fi
   do_down
   echo "lab $LAB_NAME down"
+}
+
+# `down --name NAME` when the state dir is lost: find the lab's objects by their names.
+recover_state() {
+  [[ $1 =~ ^[a-z][a-z0-9]{0,6}$ ]] || die "--name: not a lab name: '$1'"
+  LAB_NAME=$1 CG=$(cgroup2_root)/kcm-$1 LAB_CGROUP=$CG LAB_MADE_NETNS_DIR=1 LAB_CLUSTER_SH=""
+  if [ -f "$STATE" ] && grep -qx "LAB_NAME=$1" "$STATE"; then load_state; return 0; fi
+  LAB_NET=$(ip -4 -o addr show dev "kcm-$1" 2>/dev/null | awk '{split($4, a, "."); print a[1] "." a[2] "." a[3]}')
+  LAB_NET=${LAB_NET:-169.254.0}
+  LAB_NODES=$( (ls /run/netns 2>/dev/null; ls "$CG" 2>/dev/null) | sed -n "s/^\(kcm-$1-\)\{0,1\}node\([0-9]*\)\$/\2/p" | sort -n | tail -1)
+  LAB_NODES=${LAB_NODES:-0}
+  echo "recovering lab $1: $LAB_NODES nodes, subnet $LAB_NET.0/24; state dir $LAB_DIR"
+  # only remove files of the state dir if it belongs to this lab
+  [ ! -f "$STATE" ] || die "$STATE belongs to another lab; set KCMRUN_LAB_DIR"
+  RECOVERING=1
 }
 
 require_lab() {
@@ -742,7 +787,7 @@ verb=${1:-}
 [ $# -gt 0 ] && shift
 case $verb in
   up) cmd_up "$@" ;;
-  down) [ $# = 0 ] || usage; cmd_down ;;
+  down) cmd_down "$@" ;;
   status) cmd_status ;;
   stop) cmd_stop "$@" ;;
   start) cmd_start "$@" ;;
