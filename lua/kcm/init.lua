@@ -37,6 +37,7 @@ end
 
 --- play:step(name, [opts], fn)
 --- opts: once=true (control machine), hosts="group"|"node", node="node1",
+---       prepare=function(ctx) (once, on the control machine, before the nodes),
 ---       notify="handler" | {...}, handles="handler", when=function(ctx)->bool,
 ---       tags={...}
 function Playbook:step(name, opts, fn)
@@ -53,7 +54,8 @@ function Playbook:step(name, opts, fn)
     notify = type(opts.notify) == "string" and { opts.notify } or opts.notify or {},
     handles = opts.handles,
     when = opts.when,
-    optional = opts.optional,   -- runs only when asked for by --only or its `when`
+    optional = opts.optional,
+    prepare = opts.prepare,     -- runs once on the control machine before the node part   -- runs only when asked for by --only or its `when`
     defined_at = caller_location(2),
   }
   self.steps[#self.steps + 1] = s

@@ -128,6 +128,8 @@ end
 function M:message(node, msg, kind)
   if kind == "warn" then
     self:line(self:paint("changed", "  warning") .. (node and (" " .. node) or "") .. ": " .. M.redact(msg))
+  elseif kind == "info" and self.verbosity >= 0 then
+    self:line("    " .. (node and (node .. ": ") or "") .. M.redact(msg))
   elseif self.verbosity > 0 then
     self:line("    " .. (node and (node .. ": ") or "") .. M.redact(msg))
   end

@@ -116,11 +116,10 @@ function M.run(play, opts)
     end
     if not run_it then goto continue end
 
-    if step.once then
-      report:step_start(step, { CONTROL })
+    local function on_control(fn)
       local sctx = { node = CONTROL, step = step.name, changes = {} }
       local t0 = rt.now()
-      local t = task.wait(task.spawn(step.fn, sctx, ctx))
+      local t = task.wait(task.spawn(fn, sctx, ctx))
       local r = { duration = rt.now() - t0, changes = sctx.changes }
       if t.ok then
         r.status = #sctx.changes > 0 and "changed" or "ok"
@@ -128,18 +127,33 @@ function M.run(play, opts)
         r.status, r.error, r.where = "failed", t.message, t.where
       end
       report:node_result(step, CONTROL, r)
+      return t.ok
+    end
+    if step.once then
+      report:step_start(step, { CONTROL })
+      local ok = on_control(step.fn)
       report:step_end(step)
-      if not t.ok then
+      if not ok then
         -- later steps use what a control-machine step made: stop here
         summary.failed = true
         break
       end
     else
+      if step.prepare then
+        report:step_start(step, { CONTROL })
+        if not on_control(step.prepare) then
+          report:step_end(step)
+          summary.failed = true
+          break
+        end
+      end
       local targets = {}
       for _, node in ipairs(ctx.hosts(step.hosts)) do
         if not down[node.name] then targets[#targets + 1] = node end
       end
-      report:step_start(step, (function() local n = {} for i, x in ipairs(targets) do n[i] = x.name end return n end)())
+      if not step.prepare then
+        report:step_start(step, (function() local n = {} for i, x in ipairs(targets) do n[i] = x.name end return n end)())
+      end
       local tasks = task.map(targets, opts.forks or 64, function(node)
         local c = task.current()
         local info = { name = step.name, notified = false }

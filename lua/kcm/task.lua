@@ -219,6 +219,11 @@ function M.log(msg)
   if M.on_log then M.on_log(M.current(), msg, "log") end
 end
 
+--- A line the user should see (not only with -v).
+function M.info(msg)
+  if M.on_log then M.on_log(M.current(), msg, "info") else print(msg) end
+end
+
 function M.warn(msg)
   if M.on_log then M.on_log(M.current(), msg, "warn")
   else io.stderr:write("warning: ", tostring(msg), "\n") end
