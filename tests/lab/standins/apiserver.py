@@ -516,7 +516,7 @@ class Handler(BaseHTTPRequestHandler):
         raise HTTPError(404, "NotFound", "the server could not find the requested resource", {})
 
     # -- discovery
-    def groups(self):
+    def api_groups(self):
         out = {}
         for (g, _), r in RESOURCES.items():
             if g:
@@ -524,7 +524,7 @@ class Handler(BaseHTTPRequestHandler):
         return out
 
     def group_info(self, g):
-        v = self.groups().get(g)
+        v = self.api_groups().get(g)
         if not v:
             return None
         ver = {"groupVersion": gv(g, v), "version": v}
@@ -533,7 +533,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def group_list(self):
         out = []
-        for g in sorted(self.groups()):
+        for g in sorted(self.api_groups()):
             info = self.group_info(g)
             del info["kind"], info["apiVersion"]
             out.append(info)
