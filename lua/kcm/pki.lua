@@ -47,6 +47,13 @@ local function fail(src, field, msg)
   error(("pki: %s: %s"):format(src, msg), 0)
 end
 
+-- fs.read's message already starts with the path; keep only the reason.
+local function why(err, path)
+  err = tostring(err)
+  if err:sub(1, #path + 2) == path .. ": " then return err:sub(#path + 3) end
+  return err
+end
+
 local function is_pem(s) return type(s) == "string" and s:find("-----BEGIN ", 1, true) ~= nil end
 
 -- Go's time.ParseDuration, in seconds (cfssl expiry strings: "876000h", "1h30m", "90m").
@@ -90,7 +97,7 @@ local function load_json(what, v)
   if type(v) == "table" then return v, "(" .. what .. " table)" end
   if type(v) ~= "string" then error(("pki: %s: expected a file path or a table, got %s"):format(what, type(v)), 0) end
   local text, err = fs.read(v)
-  if not text then fail(v, nil, "cannot read: " .. tostring(err)) end
+  if not text then fail(v, nil, "cannot read: " .. why(err, v)) end
   local ok, res = pcall(cjson.decode, text)
   if not ok then fail(v, nil, json_position(text, tostring(res))) end
   if type(res) ~= "table" then fail(v, nil, "expected a JSON object") end
@@ -298,7 +305,7 @@ local function load_ca(ca, ca_key)
     cert_src = ca
     local err
     cert_pem, err = fs.read(ca)
-    if not cert_pem then error(("pki: CA certificate %s: cannot read: %s"):format(ca, tostring(err)), 0) end
+    if not cert_pem then error(("pki: CA certificate %s: cannot read: %s"):format(ca, why(err, ca)), 0) end
   end
   local cert = crypto.parse_cert(cert_pem)
   if not cert then error(("pki: CA certificate %s: not a PEM certificate"):format(cert_src), 0) end
@@ -309,7 +316,7 @@ local function load_ca(ca, ca_key)
     local st = fs.stat(ca_key)
     local err
     key_pem, err = fs.read(ca_key)
-    if not key_pem then error(("pki: CA key %s: cannot read: %s"):format(ca_key, tostring(err)), 0) end
+    if not key_pem then error(("pki: CA key %s: cannot read: %s"):format(ca_key, why(err, ca_key)), 0) end
     if st and st.mode & 4 ~= 0 then
       task.warn(("pki: CA key %s is world-readable (mode %s); chmod 600 it"):format(ca_key, octal(st.mode & 4095)))
     end
@@ -484,7 +491,8 @@ function M.init_ca(o)
   local want = {
     key = req.key, subject = req.subject, hosts = req.hosts, ku = KEY_USAGE["cert sign"] | KEY_USAGE["crl sign"],
     eku = {}, is_ca = true, drop_dns = true, renew_before = -math.huge,
-    csr_opts = { ca = true, max_path_len = ca.pathlen, max_path_len_zero = ca.pathlenzero },
+    -- cfssl marks the request itself as a CA only when the CSR JSON has "ca"
+    csr_opts = { ca = req.ca ~= nil, max_path_len = ca.pathlen, max_path_len_zero = ca.pathlenzero },
   }
   local res = produce({ dir = o.dir, name = name }, want, {
     hosts = req.hosts, ku = want.ku, eku = {}, is_ca = true,
@@ -504,7 +512,7 @@ local function cert_of(v, what)
   if type(v) == "string" and not is_pem(v) then
     local err
     pem, err = fs.read(v)
-    if not pem then error(("pki: %s %s: cannot read: %s"):format(what, v, tostring(err)), 0) end
+    if not pem then error(("pki: %s %s: cannot read: %s"):format(what, v, why(err, v)), 0) end
   end
   local c = type(pem) == "string" and crypto.parse_cert(pem)
   if not c then error(("pki: %s: not a PEM certificate"):format(what), 0) end
@@ -516,7 +524,7 @@ local function key_of(v)
   if type(v) == "string" and not is_pem(v) then
     local err
     pem, err = fs.read(v)
-    if not pem then error(("pki: key %s: cannot read: %s"):format(v, tostring(err)), 0) end
+    if not pem then error(("pki: key %s: cannot read: %s"):format(v, why(err, v)), 0) end
   end
   local k = type(pem) == "string" and crypto.load_key(pem)
   if not k then error("pki: key: not a PEM private key", 0) end
