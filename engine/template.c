@@ -20,6 +20,9 @@
 #define OUT_MT "kcm.template.out"
 /* A runaway loop nest fails instead of eating the machine. */
 #define OUT_MAX ((size_t)256 << 20)
+/* Nested loops multiply; a render that visits more nodes than this is a
+ * runaway template, not a config file. */
+#define STEP_MAX 20000000L
 
 typedef struct {
     char *b;
@@ -45,6 +48,7 @@ typedef struct {
     int nscope;
     loopstate loops[KCM_TPL_MAX_DEPTH + 1];
     int nloops;
+    long steps;
 } render;
 
 static void put(render *r, const char *s, size_t n)
@@ -381,6 +385,9 @@ static void render_list(render *r, const kcm_tpl_node *n)
 {
     lua_State *L = r->L;
     for (; n; n = n->next) {
+        if (++r->steps > STEP_MAX)
+            kcm_tpl_error(L, r->t, n->line, n->col, "rendering takes more than %ld steps (runaway loops?)",
+                          STEP_MAX);
         switch (n->kind) {
         case KCM_N_TEXT:
             put(r, n->text, n->len);

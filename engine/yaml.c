@@ -289,13 +289,27 @@ static void push_scalar(lua_State *L, decoder *d)
     }
 }
 
-static void remember_anchor(lua_State *L, decoder *d, const yaml_char_t *anchor)
+/* Value on top, anchor name (or nil) below it. A collection's anchor is
+ * recorded only once the collection is complete, so an alias inside its own
+ * anchor is an unknown anchor rather than a cycle (go-yaml refuses it too). */
+static void remember_anchor(lua_State *L, decoder *d)
 {
-    if (!anchor)
+    if (lua_isnil(L, -2)) {
+        lua_remove(L, -2);
         return;
-    lua_pushstring(L, (const char *)anchor);
+    }
+    lua_pushvalue(L, -2);
     lua_pushvalue(L, -2);
     lua_rawset(L, d->anchors);
+    lua_remove(L, -2);
+}
+
+static void push_anchor(lua_State *L, const yaml_char_t *anchor)
+{
+    if (anchor)
+        lua_pushstring(L, (const char *)anchor);
+    else
+        lua_pushnil(L);
 }
 
 /* Pushes the node starting at the current event. */
@@ -307,8 +321,9 @@ static void parse_node(lua_State *L, decoder *d, int depth)
     luaL_checkstack(L, 8, "yaml.decode");
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
+        push_anchor(L, ev->data.scalar.anchor);
         push_scalar(L, d);
-        remember_anchor(L, d, ev->data.scalar.anchor);
+        remember_anchor(L, d);
         return;
     case YAML_ALIAS_EVENT:
         lua_pushstring(L, (const char *)ev->data.alias.anchor);
@@ -316,27 +331,31 @@ static void parse_node(lua_State *L, decoder *d, int depth)
             dec_error(L, d, ev->start_mark, "unknown anchor '%.60s'", (const char *)ev->data.alias.anchor);
         return;
     case YAML_SEQUENCE_START_EVENT: {
+        push_anchor(L, ev->data.sequence_start.anchor);
         lua_newtable(L);
         luaL_setmetatable(L, ARRAY_MT);
-        remember_anchor(L, d, ev->data.sequence_start.anchor);
         int t = lua_gettop(L);
         lua_Integer i = 0;
         for (;;) {
             next_event(L, d);
-            if (ev->type == YAML_SEQUENCE_END_EVENT)
+            if (ev->type == YAML_SEQUENCE_END_EVENT) {
+                remember_anchor(L, d);
                 return;
+            }
             parse_node(L, d, depth + 1);
             lua_rawseti(L, t, ++i);
         }
     }
     case YAML_MAPPING_START_EVENT: {
+        push_anchor(L, ev->data.mapping_start.anchor);
         lua_newtable(L);
-        remember_anchor(L, d, ev->data.mapping_start.anchor);
         int t = lua_gettop(L);
         for (;;) {
             next_event(L, d);
-            if (ev->type == YAML_MAPPING_END_EVENT)
+            if (ev->type == YAML_MAPPING_END_EVENT) {
+                remember_anchor(L, d);
                 return;
+            }
             yaml_mark_t key_mark = ev->start_mark;
             if (ev->type != YAML_SCALAR_EVENT && ev->type != YAML_ALIAS_EVENT)
                 dec_error(L, d, key_mark, "only scalar mapping keys are supported");
@@ -411,6 +430,7 @@ typedef struct {
     int em_ok;
     char *buf;
     size_t len, cap;
+    int too_big;
     char path[256];     /* where we are, for messages */
 } encoder;
 
@@ -425,9 +445,17 @@ static int enc_gc(lua_State *L)
     return 0;
 }
 
+/* Aliases make a small document a huge tree (billion laughs); encoding
+ * expands them, so the output is capped. */
+#define ENC_MAX ((size_t)64 << 20)
+
 static int write_handler(void *data, unsigned char *buffer, size_t size)
 {
     encoder *e = data;
+    if (size > ENC_MAX - e->len) {
+        e->too_big = 1;
+        return 0;
+    }
     if (e->len + size > e->cap) {
         size_t cap = e->cap ? e->cap : 4096;
         while (cap < e->len + size)
@@ -452,7 +480,8 @@ static void __attribute__((noreturn)) enc_error(lua_State *L, encoder *e, const 
 static void emit(lua_State *L, encoder *e, yaml_event_t *ev)
 {
     if (!yaml_emitter_emit(&e->em, ev))
-        enc_error(L, e, e->em.problem ? e->em.problem : "libyaml emitter failed");
+        enc_error(L, e, e->too_big ? "output larger than 64 MiB"
+                        : e->em.problem ? e->em.problem : "libyaml emitter failed");
 }
 
 static void emit_scalar(lua_State *L, encoder *e, const char *s, size_t n, int plain_ok, int literal)
@@ -699,7 +728,7 @@ static int l_encode(lua_State *L)
     yaml_stream_end_event_initialize(&ev);
     emit(L, e, &ev);
     if (!yaml_emitter_flush(&e->em))
-        enc_error(L, e, "flush failed");
+        enc_error(L, e, e->too_big ? "output larger than 64 MiB" : "flush failed");
     lua_pushlstring(L, e->buf ? e->buf : "", e->len);
     lua_pushcfunction(L, enc_gc);
     lua_pushvalue(L, 2);
