@@ -1,0 +1,249 @@
+-- ssh transport and node primitives against a throwaway local sshd
+-- (tests/ssh/sshd.sh). Env: KCM_SSH_INV (inventory), KCM_SSH_DIR (its files),
+-- KCM_SSH_CASE (one case, or all).
+local T = require "sshtest"
+local task = require "kcm.task"
+local fs = require "kcm.native.fs"
+
+local DIR = assert(os.getenv("KCM_SSH_DIR"), "KCM_SSH_DIR not set")
+local inv = T.inventory()
+local CASE = os.getenv("KCM_SSH_CASE") or "all"
+local R = DIR .. "/remote-" .. CASE     -- remote scratch folder (same machine)
+
+local cases = {}
+
+function cases.run()
+  local n = T.node(inv)
+  local r = n:run("echo out; echo err >&2; exit 3", { ok_codes = { 3 } })
+  assert(r.code == 3 and r.stdout == "out\n" and r.stderr == "err\n", "run result")
+  local err = T.raises(n.run, n, "echo some-diagnostic >&2; exit 7")
+  T.contains(err, n.name .. ": ", "error")
+  T.contains(err, "exit 7", "error (command)")
+  T.contains(err, "exit code 7", "error (code)")
+  T.contains(err, "some-diagnostic", "error (stderr tail)")
+  -- stdin, large both ways
+  local big = string.rep("0123456789abcdef", 65536) -- 1 MiB
+  r = n:run({ "sha256sum" }, { stdin = big })
+  assert(r.stdout:match("^(%x+)") == fs.sha256(big), "stdin reached the command intact")
+  r = n:run({ "head", "-c", "3000000", "/dev/zero" })
+  assert(#r.stdout == 3000000, "3 MB of stdout")
+  -- env, string and argv form
+  r = n:run("printf %s \"$A_B\"", { env = { A_B = "x 'y' $(z)" } })
+  assert(r.stdout == "x 'y' $(z)", "env in string form: " .. r.stdout)
+  r = n:run({ "sh", "-c", 'printf %s "$V"' }, { env = { V = "a\nb;c" } })
+  assert(r.stdout == "a\nb;c", "env in argv form")
+  -- per-command timeout; the session stays usable
+  err = T.raises(n.run, n, "sleep 20", { timeout = 0.5 })
+  T.contains(err, "timed out", "timeout error")
+  assert(n:run("echo still").stdout == "still\n", "session usable after a timeout")
+end
+
+function cases.argv()
+  local n = T.node(inv)
+  local marker = R .. "/pwned"
+  n:mkdir(R)
+  local hostile = {
+    "it's", '"double"', "$(touch " .. marker .. ")", "`touch " .. marker .. "`",
+    "a; touch " .. marker, "line1\nline2\n", "&& touch " .. marker, "| cat", "$HOME",
+    "*", "\\", "-n", "", " lead and trail ", "tab\there", "'", "''", "'\\''", "#comment",
+    "> " .. marker, "${IFS}", "!", "~", "\r\n",
+  }
+  local argv = { "printf", "%s\\0" }
+  for _, v in ipairs(hostile) do argv[#argv + 1] = v end
+  local r = n:run(argv)
+  local got = {}
+  for item in r.stdout:gmatch("(.-)%z") do got[#got + 1] = item end
+  assert(#got == #hostile, "argument count " .. #got .. " vs " .. #hostile)
+  for i, v in ipairs(hostile) do
+    assert(got[i] == v, string.format("argument %d arrived as %q, sent %q", i, got[i], v))
+  end
+  assert(not n:stat(marker), "a hostile argument was executed")
+  -- also through sudo-less env + sh -c layering
+  r = n:run({ "printf", "%s", "$(id)" }, { env = { X = "1" } })
+  assert(r.stdout == "$(id)", "argv with env")
+end
+
+function cases.files()
+  local n = T.node(inv)
+  n:remove(R, { recursive = true })
+  local p = R .. "/etc/a.conf"
+  assert(n:stat(p) == nil, "stat of a missing file is nil")
+  assert(n:put({ content = "one\n" }, p, { mode = "0600" }) == true, "first put changes")
+  assert(n:put({ content = "one\n" }, p, { mode = "0600" }) == false, "same put is unchanged")
+  local st = assert(n:stat(p))
+  assert(st.type == "file" and st.size == 4 and st.mode == tonumber("600", 8), "stat after put")
+  -- the real tool agrees
+  assert(n:run({ "stat", "-c", "%a %s %F", p }).stdout == "600 4 regular file\n", "stat(1) after put")
+  assert(n:get(p) == "one\n", "get")
+  -- mode only differs -> changed, content kept
+  assert(n:put({ content = "one\n" }, p, { mode = "0640" }) == true, "mode change is a change")
+  assert(n:run({ "stat", "-c", "%a", p }).stdout == "640\n", "mode fixed")
+  -- owner/group
+  assert(n:put({ content = "one\n" }, p, { mode = "0640", owner = "nobody", group = "nogroup" }) == true)
+  assert(n:run({ "stat", "-c", "%U:%G %a", p }).stdout == "nobody:nogroup 640\n", "owner applied")
+  assert(n:put({ content = "one\n" }, p, { mode = "0640", owner = "nobody", group = "nogroup" }) == false)
+  -- new content with owner and 0600 from the start
+  assert(n:put({ content = "two\n" }, p, { mode = "0600", owner = "nobody", group = "nogroup" }) == true)
+  assert(n:run({ "stat", "-c", "%U:%G %a", p }).stdout == "nobody:nogroup 600\n", "owner+mode on new content")
+  assert(n:get(p) == "two\n")
+  -- from a local file, empty content, binary content
+  local lf = DIR .. "/local-" .. CASE
+  local bin = {}
+  for i = 0, 255 do bin[#bin + 1] = string.char(i) end
+  T.write(lf, table.concat(bin):rep(300))
+  assert(n:put(lf, R .. "/bin.dat") == true)
+  assert(n:get(R .. "/bin.dat") == T.read(lf), "binary round trip")
+  assert(n:run({ "sha256sum", R .. "/bin.dat" }).stdout:match("^%x+") == fs.sha256(T.read(lf)))
+  assert(n:put({ content = "" }, R .. "/empty") == true and n:get(R .. "/empty") == "")
+  assert(n:put({ content = "" }, R .. "/empty") == false)
+  -- no temp files left behind
+  local ls = n:run({ "ls", "-A", R .. "/etc" }).stdout
+  assert(ls == "a.conf\n", "leftovers in the target folder: " .. ls)
+  -- mkdir / remove
+  assert(n:mkdir(R .. "/d1/d2/d3", { mode = "0750" }) == true)
+  assert(n:mkdir(R .. "/d1/d2/d3", { mode = "0750" }) == false)
+  assert(n:run({ "stat", "-c", "%a %F", R .. "/d1/d2/d3" }).stdout == "750 directory\n")
+  assert(n:stat(R .. "/d1").type == "dir")
+  assert(n:remove(R .. "/d1/d2/d3") == true and n:remove(R .. "/d1/d2/d3") == false)
+  assert(n:remove(R .. "/d1", { recursive = true }) == true and n:stat(R .. "/d1") == nil)
+  -- failures: context, no content, temp removed
+  local secret = "SECRET-CONTENT-" .. fs.sha256(tostring(os.time()))
+  local err = T.raises(n.put, n, { content = secret }, R .. "/nodir/x", { mkdir = false })
+  T.contains(err, n.name .. ": put " .. R .. "/nodir/x: ", "put error")
+  assert(not tostring(err):find(secret, 1, true), "error carries file content")
+  err = T.raises(n.put, n, { content = secret }, R .. "/etc", {})
+  T.contains(err, "put " .. R .. "/etc: exists and is a dir", "put over a directory")
+  err = T.raises(n.get, n, R .. "/missing")
+  T.contains(err, n.name .. ": read " .. R .. "/missing: no such file", "get error")
+  err = T.raises(n.mkdir, n, p .. "/sub")
+  T.contains(err, "mkdir " .. p .. "/sub", "mkdir under a file")
+  -- a chown to an unknown owner fails and leaves the old file and no temp
+  err = T.raises(n.put, n, { content = "three\n" }, p, { owner = "no-such-user-kcm" })
+  T.contains(err, "no user named 'no-such-user-kcm'")
+  assert(n:get(p) == "two\n")
+  assert(n:run({ "ls", "-A", R .. "/etc" }).stdout == "a.conf\n", "temp left after failure")
+end
+
+-- put's temp file is never visible with a wider mode than the target's
+function cases.tempmode()
+  local n = T.node(inv)
+  n:mkdir(R)
+  local data = string.rep("k", 20 * 1024 * 1024)
+  local seen = {}
+  -- one session serialises jobs, so watch through a second connection
+  local watch = T.node(inv, 1, { command_timeout = 10 }, { name = "watcher" })
+  local watcher = function()
+    for _ = 1, 4000 do
+      local r = watch:run("find " .. R .. " -maxdepth 1 -name '.*.kcm-*.tmp' -printf '%m\\n'")
+      for m in r.stdout:gmatch("%d+") do seen[#seen + 1] = m end
+      if #seen > 0 then return end
+    end
+  end
+  watch:run("true")
+  task.parallel({ function() n:put({ content = data }, R .. "/key.pem", { mode = "0600" }) end, watcher })
+  assert(#seen > 0, "never saw the temp file")
+  for _, m in ipairs(seen) do assert(m == "600", "temp file had mode " .. m) end
+  watch:close()
+end
+
+function cases.hostkeys()
+  local pub = DIR .. "/host_key.pub"
+  local want = T.keygen_fp(pub)
+  local kh = DIR .. "/kh-" .. CASE
+  os.remove(kh)
+  -- unknown + strict
+  local n = T.node(inv, 1, { known_hosts = kh })
+  local err = T.raises(n.run, n, "true")
+  T.contains(err, want, "unknown-key error (fingerprint)")
+  T.contains(err, "--accept-new", "unknown-key error (how to accept)")
+  assert(T.read(kh) == nil, "strict mode wrote known_hosts")
+  -- accept_new records it, in a form OpenSSH reads
+  n = T.node(inv, 1, { known_hosts = kh, accept_new = true })
+  assert(n:run("echo ok").stdout == "ok\n")
+  local node = inv.nodes[1]
+  local hostname = (node.port or 22) == 22 and node.host or ("[" .. node.host .. "]:" .. node.port)
+  local r = T.local_run({ "ssh-keygen", "-F", hostname, "-f", kh })
+  T.contains(r.stdout, (T.read(pub):match("^(%S+ %S+)")), "recorded key")
+  n:close()
+  -- now known: strict works
+  n = T.node(inv, 1, { known_hosts = kh })
+  assert(n:run("echo ok").stdout == "ok\n")
+  n:close()
+  -- hashed entries (ssh-keygen -H) are understood
+  T.local_run({ "ssh-keygen", "-H", "-f", kh })
+  assert(T.read(kh):match("^|1|"), "ssh-keygen -H hashed the file")
+  n = T.node(inv, 1, { known_hosts = kh .. "" }, { name = "hashed" })
+  assert(n:run("echo ok").stdout == "ok\n", "hashed known_hosts entry matched")
+  n:close()
+  -- a replaced host key: both fingerprints, also with accept_new
+  local other = DIR .. "/other-" .. CASE
+  os.remove(other); os.remove(other .. ".pub")
+  T.local_run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other })
+  local oldfp = T.keygen_fp(other .. ".pub")
+  T.write(kh, "# comment\n" .. hostname .. " " .. T.read(other .. ".pub"):match("^(%S+ %S+)") .. "\n")
+  T.local_run({ "ssh-keygen", "-H", "-f", kh })
+  for _, accept in ipairs({ false, true }) do
+    n = T.node(inv, 1, { known_hosts = kh, accept_new = accept }, { name = "changed" .. tostring(accept) })
+    err = T.raises(n.run, n, "true")
+    T.contains(err, "HOST KEY CHANGED", "changed-key error")
+    T.contains(err, oldfp, "changed-key error (old fingerprint)")
+    T.contains(err, want, "changed-key error (new fingerprint)")
+  end
+  assert(not T.read(kh):find(T.read(pub):match("^%S+ (%S+)"), 1, true), "changed key was recorded")
+end
+
+function cases.auth()
+  local n = T.node(inv, 1, { identity = DIR .. "/wrong_key" })
+  local node = inv.nodes[1]
+  local err = T.raises(n.run, n, "true")
+  T.contains(err, "authentication failed for root@" .. node.host .. ":" .. node.port, "auth error (user@host)")
+  T.contains(err, "publickey " .. DIR .. "/wrong_key (rejected)", "auth error (key tried)")
+  T.contains(err, "ssh-agent", "auth error (agent tried)")
+  assert(type(err) == "string", "auth failure is not 'unreachable'")
+  n = T.node(inv, 1, { identity = DIR .. "/no-such-key" }, { name = "nokey" })
+  err = T.raises(n.run, n, "true")
+  T.contains(err, "no-such-key (cannot load: no such file)")
+end
+
+function cases.unreachable()
+  -- a port where nothing listens
+  local n = T.node(inv, 1, { connect_timeout = 3 }, { name = "down1", port = 1 })
+  local err = T.raises(n.run, n, "true")
+  assert(type(err) == "table" and err.unreachable == true, "unreachable error table")
+  T.contains(tostring(err), "down1 (" .. inv.nodes[1].host .. ":1): unreachable: ", "unreachable message")
+  T.contains(tostring(err), "refused")
+  -- every primitive raises the same way
+  for _, f in ipairs({ function() return n:put({ content = "x" }, "/tmp/x") end,
+                       function() return n:stat("/") end, function() return n:get("/etc/hostname") end }) do
+    local e = T.raises(f)
+    assert(type(e) == "table" and e.unreachable, "primitive raised " .. tostring(e))
+  end
+end
+
+-- Session-sharing and concurrency on one node: many coroutines, one session.
+function cases.shared()
+  local n = T.node(inv)
+  local fns = {}
+  for i = 1, 20 do
+    fns[i] = function() return n:run({ "sh", "-c", 'echo "$SSH_CONNECTION $0"', tostring(i) }).stdout end
+  end
+  local res = task.parallel(fns)
+  local conn
+  for i, line in ipairs(res) do
+    local c, idx = line:match("^(.-) (%d+)\n$")
+    assert(tonumber(idx) == i, "result order")
+    conn = conn or c
+    assert(c == conn, "one TCP connection for every command: " .. c .. " vs " .. conn)
+  end
+end
+
+local names = {}
+for k in pairs(cases) do names[#names + 1] = k end
+table.sort(names)
+for _, name in ipairs(names) do
+  if CASE == "all" or CASE == name then
+    cases[name]()
+    print("ok: " .. name)
+  end
+end
+require("kcm.node").close_all()
