@@ -99,9 +99,9 @@ cgroup2_root() {
 # A /24 in 169.254.1-254 derived from the name; the next free one if another interface
 # on the host already has an address or route there.
 pick_net() {
-  local x tries
+  local x
   x=$(($(printf '%s' "$1" | cksum | cut -d' ' -f1) % 254 + 1))
-  for tries in $(seq 1 254); do
+  for _ in $(seq 1 254); do
     if ! ip -4 -o addr show | grep -q " 169\.254\.$x\." &&
        ! ip -4 route show | grep -q "^169\.254\.$x\."; then
       echo "169.254.$x"; return
@@ -226,7 +226,7 @@ kill_cgroup() {
       sleep 0.1
     done
   fi
-  for t in $(seq 1 50); do cg_populated "$cg" || return 0; sleep 0.1; done
+  for _ in $(seq 1 50); do cg_populated "$cg" || return 0; sleep 0.1; done
   warn "processes still left in $cg"
 }
 
@@ -472,7 +472,11 @@ write_environment() {
     echo
     echo "# the lab"
     echo "export LAB_DIR=$(printf %q "$LAB_DIR")"
-    echo "export LAB_SSH_CONFIG=$(printf %q "$LAB_DIR/ssh_config")"
+    echo "# for \`kcmrun -i environment.sh\`"
+    echo "export KCMRUN_SSH_CONFIG=$(printf %q "$LAB_DIR/ssh_config")"
+    echo "export KCMRUN_KNOWN_HOSTS=$(printf %q "$LAB_DIR/known_hosts")"
+    echo "export KCMRUN_SSH_IDENTITY=$(printf %q "$LAB_DIR/id_ed25519")"
+    echo "export KCMRUN_SSH_USER=root"
     if [ -s "$LAB_DIR/cluster.vars" ]; then
       echo
       echo "# cluster stand-ins (cluster.sh)"
@@ -566,9 +570,9 @@ cmd_up() {
   fi
 
   LAB_NAME=$name LAB_NODES=$n CG=$(cgroup2_root)/kcm-$name LAB_CGROUP=$CG
-  ip link show "$(bridge)" >/dev/null 2>&1 && die "interface $(bridge) exists: another lab named '$name' is up (use --name)"
-  [ ! -e "/run/netns/$(node_ns 1)" ] || die "network namespace $(node_ns 1) exists: another lab named '$name' is up (use --name)"
-  [ ! -d "$CG" ] || die "cgroup $CG exists: another lab named '$name' is up (use --name)"
+  ip link show "$(bridge)" >/dev/null 2>&1 && die "interface $(bridge) exists: another lab named '$name' is up (use --name; if its state dir is lost: kcmrun lab down --name $name)"
+  [ ! -e "/run/netns/$(node_ns 1)" ] || die "network namespace $(node_ns 1) exists: another lab named '$name' is up (use --name; if its state dir is lost: kcmrun lab down --name $name)"
+  [ ! -d "$CG" ] || die "cgroup $CG exists: another lab named '$name' is up (use --name; if its state dir is lost: kcmrun lab down --name $name)"
   LAB_NET=$(pick_net "$name")
   LAB_MADE_NETNS_DIR=0
   if ! grep -q ' /run/netns ' /proc/mounts; then LAB_MADE_NETNS_DIR=1; fi

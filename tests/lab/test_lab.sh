@@ -5,7 +5,6 @@
 set -euo pipefail
 CASE=${1:?case}
 : "${KCMRUN:?KCMRUN must name the kcmrun binary}"
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 fail() { echo "FAIL [$CASE]: $*" >&2; exit 1; }
 ok() { echo "ok [$CASE]: $*"; }
@@ -77,7 +76,8 @@ case_isolation() {
 
 case_systemd() {
   load_env
-  local u=kcmlab-probe-$(token) st
+  local u st
+  u=kcmlab-probe-$(token)
   st=$(on node1 'systemctl is-system-running --wait' || true)
   [ "$st" = running ] || fail "node1 is '$st', not running: $(on node1 'systemctl --failed --no-legend' || true)"
   on node1 "printf '[Service]\nExecStart=/bin/sh -c \"echo probe-started; exec sleep infinity\"\n' > /etc/systemd/system/$u.service"

@@ -18,6 +18,11 @@ foreach(case ssh isolation systemd)
                        ENVIRONMENT "${KCM_LAB_ENV}" TIMEOUT 120)
 endforeach()
 
+# The inventory.lua and environment.sh the lab wrote load in kcmrun and agree.
+add_test(NAME lab_inventory COMMAND ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/lab/test_inventory.lua)
+set_tests_properties(lab_inventory PROPERTIES FIXTURES_REQUIRED lab LABELS "lab"
+                     ENVIRONMENT "${KCM_LAB_ENV}" TIMEOUT 60)
+
 # Powers a node off and on: no other test may use the lab meanwhile.
 add_test(NAME lab_stopstart COMMAND bash ${CMAKE_SOURCE_DIR}/tests/lab/test_lab.sh stopstart)
 set_tests_properties(lab_stopstart PROPERTIES FIXTURES_REQUIRED lab LABELS "lab" RUN_SERIAL TRUE
