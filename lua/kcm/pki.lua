@@ -280,7 +280,7 @@ local function ensure_dir(dir)
   dir = (dir == nil or dir == "") and "." or dir
   if task.check() then return end
   local st = fs.stat(dir)
-  if st and st.type ~= "dir" then error(("pki: output folder %s is not a directory"):format(dir), 0) end
+  if st and st.type ~= "dir" and st.type ~= "link" then error(("pki: output folder %s is not a directory"):format(dir), 0) end
   if not st then
     local ok, err = pcall(fs.mkdir, dir, tonumber("755", 8))
     if not ok then error(("pki: output folder %s cannot be created: %s"):format(dir, tostring(err)), 0) end
