@@ -585,6 +585,8 @@ cmd_up() {
   # From here on, a failure removes whatever was made.
   save_state
   trap 'up_failed' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   mkdir -p "$CG" "$LAB_DIR/nodes"
   inotify_raise $((INOTIFY_MIN > 16 * n + 256 ? INOTIFY_MIN : 16 * n + 256))
 
@@ -618,7 +620,7 @@ cmd_up() {
   cluster_up
   write_inventory
   write_environment
-  trap - EXIT
+  trap - EXIT INT TERM
   echo "lab $name up: $n node$([ "$n" = 1 ] || echo s) on $(bridge) $LAB_NET.0/24 in $(awk -v a="$t0" -v b="$(now)" 'BEGIN{printf "%.1f", b - a}') s"
   print_paths
 }
