@@ -221,6 +221,19 @@ static int run_ok(kcm_ssh_sess *c, const char *cmd, const char *what, char **msg
     return rc;
 }
 
+/* 'dir'/'.base'.kcm-*.tmp : quoted parts, unquoted glob. */
+static char *stale_glob(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
+    char *base = kcm_ssh_fmt(".%s", slash ? slash + 1 : path);
+    if (!dir) abort();
+    char *qd = kcm_ssh_shquote(dir), *qb = kcm_ssh_shquote(base);
+    char *g = kcm_ssh_fmt("%s/%s.kcm-*.tmp", qd, qb);
+    free(dir); free(base); free(qd); free(qb);
+    return g;
+}
+
 int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
                      const char *data, size_t len, unsigned mode, const char *chown,
                      int mkdir, char **msg)
@@ -261,14 +274,19 @@ int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
      * posix-rename: mv(1) on the same filesystem is rename(2). -T: a
      * directory at the target is an error, not a place to move into. */
     char *qt = kcm_ssh_shquote(tmp), *qp = kcm_ssh_shquote(path);
+    /* Temp files of this target left by a killed run (same naming, see
+     * node.lua) go once the new file is in place. */
+    char *stale = stale_glob(path);
     char *cmd;
     if (chown) {
         char *qo = kcm_ssh_shquote(chown);
-        cmd = kcm_ssh_fmt("chown -h -- %s %s && mv -f -T -- %s %s", qo, qt, qt, qp);
+        cmd = kcm_ssh_fmt("chown -h -- %s %s && mv -f -T -- %s %s && rm -f -- %s", qo, qt, qt, qp,
+                          stale);
         free(qo);
     } else {
-        cmd = kcm_ssh_fmt("mv -f -T -- %s %s", qt, qp);
+        cmd = kcm_ssh_fmt("mv -f -T -- %s %s && rm -f -- %s", qt, qp, stale);
     }
+    free(stale);
     char *what = kcm_ssh_fmt("put %s", path);
     int rc = run_ok(c, cmd, what, msg);
     free(what); free(cmd); free(qt); free(qp);

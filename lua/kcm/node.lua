@@ -255,6 +255,8 @@ local function show_diff(self, path, old, new)
   if task.show_diff then task.show_diff(text) else io.stdout:write(text); io.stdout:flush() end
 end
 
+-- .<name>.kcm-<random>.tmp next to the target (same filesystem, so the
+-- final rename is atomic); engine/ssh_sftp.c removes stale ones by this pattern.
 local function tmp_name(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
   if not dir then error("put: remote path must be absolute: " .. path, 3) end
