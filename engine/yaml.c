@@ -227,7 +227,9 @@ dec_error(lua_State *L, decoder *d, yaml_mark_t mark, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    luaL_error(L, "%s:%d:%d: %s", d->name, (int)mark.line + 1, (int)mark.column + 1, msg);
+    /* lua_error, not luaL_error: the position is the YAML's, not the caller's */
+    lua_pushfstring(L, "%s:%d:%d: %s", d->name, (int)mark.line + 1, (int)mark.column + 1, msg);
+    lua_error(L);
     abort();
 }
 
@@ -473,7 +475,8 @@ static int write_handler(void *data, unsigned char *buffer, size_t size)
 
 static void __attribute__((noreturn)) enc_error(lua_State *L, encoder *e, const char *msg)
 {
-    luaL_error(L, "yaml.encode: %s%s%s", e->path[0] ? e->path : "", e->path[0] ? ": " : "", msg);
+    lua_pushfstring(L, "yaml.encode: %s%s%s", e->path[0] ? e->path : "", e->path[0] ? ": " : "", msg);
+    lua_error(L);
     abort();
 }
 
