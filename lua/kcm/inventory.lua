@@ -68,7 +68,7 @@ set +a
 for __kcm_v in $(compgen -v); do
   case "$__kcm_before" in *" $__kcm_v "*) continue ;; esac
   case "$__kcm_v" in __kcm_*|BASH_*|FUNCNAME|PIPESTATUS) continue ;; esac
-  if [[ "$(declare -p "$__kcm_v" 2>/dev/null)" == "declare -"*a* ]]; then
+  if [[ "$(declare -p "$__kcm_v" 2>/dev/null)" =~ ^declare\ -[[:alpha:]]*a ]]; then
     eval "__kcm_n=\${#$__kcm_v[@]}"
     printf 'A\0%s\0%s\0' "$__kcm_v" "$__kcm_n"
     eval "printf '%s\0' \"\${$__kcm_v[@]}\""
