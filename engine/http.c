@@ -383,7 +383,7 @@ static int fill_job(lua_State *L)
                 luaL_pushresult(&b);
                 if (add_header(j, lua_tostring(L, -1)))
                     return luaL_error(L, "http.request: out of memory");
-                lua_pop(L, 2);
+                lua_pop(L, 3); /* result, value copy, value */
                 continue;
             }
             lua_pop(L, 1);

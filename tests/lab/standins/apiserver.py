@@ -730,6 +730,12 @@ class Handler(BaseHTTPRequestHandler):
                             'has been modified; please apply your changes to the latest version '
                             'and try again' % (common.qualified(res["plural"], res["group"]), name),
                             details(res, name))
+        if res["kind"] in ("ClusterRoleBinding", "RoleBinding") and body.get("roleRef") != cur.get("roleRef"):
+            raise HTTPError(422, "Invalid", '%s.%s "%s" is invalid: roleRef: Invalid value: %s: cannot '
+                            'change roleRef' % (res["kind"], res["group"], name, json.dumps(body.get("roleRef"))),
+                            {"name": name, "group": res["group"], "kind": res["kind"],
+                             "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: cannot "
+                                         "change roleRef", "field": "roleRef"}]})
         md["uid"] = cur["metadata"]["uid"]
         md["creationTimestamp"] = cur["metadata"]["creationTimestamp"]
         unchanged = {k: v for k, v in body.items() if k not in ("kind", "apiVersion")}

@@ -1,0 +1,7 @@
+# kcm.kube, the http module and the cluster stand-ins.
+# "unit": an apiserver stand-in of their own on 127.0.0.1 (with_apiserver.sh starts and stops it).
+foreach(case http kube)
+  add_test(NAME kube_${case}
+           COMMAND ${CMAKE_SOURCE_DIR}/tests/kube/with_apiserver.sh ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/kube/test_${case}.lua)
+  set_tests_properties(kube_${case} PROPERTIES LABELS "unit" TIMEOUT 120)
+endforeach()
