@@ -16,7 +16,7 @@ foreach(case run argv files tempmode hostkeys auth unreachable shared)
   set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED ssh_local LABELS "ssh"
                        ENVIRONMENT "${KCM_SSH_ENV}" TIMEOUT 120)
 endforeach()
-foreach(case check interrupt)
+foreach(case check interrupt silent)
   add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh ${case})
   set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED ssh_local LABELS "ssh"
                        ENVIRONMENT "${KCM_SSH_ENV}" TIMEOUT 180)
