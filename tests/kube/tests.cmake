@@ -5,3 +5,9 @@ foreach(case http kube)
            COMMAND ${CMAKE_SOURCE_DIR}/tests/kube/with_apiserver.sh ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/kube/test_${case}.lua)
   set_tests_properties(kube_${case} PROPERTIES LABELS "unit" TIMEOUT 120)
 endforeach()
+
+# The kube-controller-manager stand-in as a process (no systemd): flags by version, bad
+# certificates, leader election and failover, /metrics 500/200/403, apiserver restart.
+add_test(NAME kube_standin
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/kube/with_apiserver.sh bash ${CMAKE_SOURCE_DIR}/tests/kube/test_standin.sh ${KCMRUN})
+set_tests_properties(kube_standin PROPERTIES LABELS "unit" TIMEOUT 180)
