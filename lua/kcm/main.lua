@@ -7,7 +7,7 @@ local EXIT = { ok = 0, internal = 1, usage = 2, playbook = 3, nodes = 4, sigint 
 
 local USAGE = [[
 usage: kcmrun [options] PLAYBOOK.lua
-       kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd]
+       kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd] | exec NODE cmd | env
 
 Runs PLAYBOOK's steps in order; each step runs on all its nodes in parallel.
 A Lua file that does not return a playbook runs as a script.
