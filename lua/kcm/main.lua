@@ -29,6 +29,7 @@ options:
       --identity FILE    private key for ssh authentication
       --lua-path DIR     search DIR first for Lua modules (repeatable)
       --log-json FILE    write one JSON event per line
+      --timeline F.svg   draw every node's steps on a time axis
       --state-dir DIR    where run state and locks live (default ~/.local/state/kcmrun)
       --no-lock          do not take the per-inventory run lock
   -q, --quiet            only failures and the recap
@@ -98,6 +99,7 @@ local function parse(argv)
     elseif a == "--identity" then o.ssh.identity = value(a)
     elseif a == "--lua-path" then o.lua_path[#o.lua_path + 1] = value(a)
     elseif a == "--log-json" then o.log_json = value(a)
+    elseif a == "--timeline" then o.timeline = value(a)
     elseif a == "--state-dir" then o.state_dir = value(a)
     elseif a == "--no-lock" then o.no_lock = true
     elseif a == "-q" or a == "--quiet" then o.verbosity = -1
@@ -204,7 +206,7 @@ return function(argv, datadir)
     end
   end
 
-  local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json })
+  local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
 
   local runner = require "kcm.runner"

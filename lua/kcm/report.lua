@@ -32,6 +32,8 @@ function M.new(opts)
   self.order = {}
   self.steps = {}
   self.t0 = rt.now()
+  self.spans = {}
+  self.timeline = opts.timeline
   if opts.log_json then
     local f, err = io.open(opts.log_json, "w")
     if not f then error({ config = true, message = "--log-json: " .. err }, 0) end
@@ -99,6 +101,9 @@ end
 function M:node_result(step, node, r)
   local n = self:node_stats(node)
   n[r.status] = n[r.status] + 1
+  if r.t0 and r.t1 then
+    self.spans[#self.spans + 1] = { node = node, step = step.name, t0 = r.t0, t1 = r.t1, status = r.status }
+  end
   if (r.status == "failed" or r.status == "unreachable") and not n.first_error then
     n.first_error = M.redact(r.error or r.status)
     n.first_error_step = step.name
@@ -167,6 +172,11 @@ function M:recap(info)
   self:event({ event = "run_end", duration = total, exit_code = info.exit_code, recap = recap,
                interrupted = info.interrupted })
   if self.json then self.json:close(); self.json = nil end
+  if self.timeline then
+    local svg = require("kcm.timeline").svg(self.spans, self.t0, rt.now())
+    local f = io.open(self.timeline, "w")
+    if f then f:write(svg); f:close() else io.stderr:write("kcmrun: cannot write " .. self.timeline .. "\n") end
+  end
 end
 
 return M
