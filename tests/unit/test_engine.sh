@@ -11,9 +11,20 @@ forks)
   run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/fanout.lua"
   expect_rc 0 "fanout default forks"
   expect_out "answers=64 max_in_flight=64"
-  run "$KCMRUN" --state-dir "$SD" --forks 8 -i "$F/inv64.lua" "$F/fanout.lua"
+  run "$KCMRUN" --state-dir "$SD" --forks 8 --timeline "$T/t.svg" -i "$F/inv64.lua" "$F/fanout.lua"
   expect_rc 0 "fanout --forks 8"
   expect_out "answers=64 max_in_flight=8$"
+  # the timeline draws one bar per node for the step, in waves of 8
+  /usr/bin/python3 - "$T/t.svg" <<'PY' || fail "timeline"
+import sys, xml.dom.minidom as m
+d = m.parse(sys.argv[1])
+bars = [r for r in d.getElementsByTagName("rect") if r.getElementsByTagName("title")
+        and " call: " in r.getElementsByTagName("title")[0].firstChild.data]
+assert len(bars) == 64, len(bars)
+xs = sorted(float(r.getAttribute("x")) for r in bars)
+waves = len(set(round(x / 20) for x in xs))
+assert waves >= 8, "expected 8 waves of 8 nodes, got %d distinct starts" % waves
+PY
   pass "64 nodes: in flight = forks (64, 8); every node got its own answer"
   ;;
 isolation)
