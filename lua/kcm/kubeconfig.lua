@@ -100,9 +100,10 @@ function M.encode(cfg)
 end
 
 --- write(path, cfg) -> changed. Mode 0600 (it holds a private key), atomic,
---- no change when the file already has this content; honours --check.
+--- no change when the file already has this content; honours --check and
+--- records the change for the step's report.
 function M.write(path, cfg)
-  return fs.write(path, M.encode(cfg), { mode = tonumber("600", 8), mkdir = true })
+  return require("kcm.files").write(path, M.encode(cfg), { mode = "0600", mkdir = true })
 end
 
 -- Folder each loaded kubeconfig came from, for its relative paths.
