@@ -463,9 +463,15 @@ function M.issue(o)
   local prof = pick_profile(cfg, o.profile)
   if not o.ca then error("pki.issue: ca is required", 2) end
   if not o.ca_key then error("pki.issue: ca_key is required", 2) end
-  local ca_cert, ca_key = load_ca(o.ca, o.ca_key)
   local name = o.name or name_from_csr(o.csr)
   if not name or name == "" then error("pki.issue: name is required when csr is a table", 2) end
+  if task.check() and not is_pem(o.ca) and not fs.exists(o.ca) then
+    -- in --check the CA may be one an earlier step would have created
+    local cert_path, key_path, csr_path = paths(o.dir, name)
+    task.changed(("pki: issue %s (CA %s does not exist yet)"):format(cert_path, o.ca))
+    return { changed = true, reason = "CA does not exist yet", cert_path = cert_path, key_path = key_path, csr_path = csr_path }
+  end
+  local ca_cert, ca_key = load_ca(o.ca, o.ca_key)
   local nb, na = validity(prof.expiry, prof.backdate)
   local want = {
     key = req.key, subject = req.subject, hosts = req.hosts, ca_cert = ca_cert,

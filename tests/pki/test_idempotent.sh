@@ -105,3 +105,10 @@ for n in p1 p2 p3 p4 p5 p6; do check_pair "parallel $n" "$D/$n.pem" "$D/$n-key.p
 kcm "${BASE[@]}" PKI_OP=parallel PKI_CSR="$F/kube-controller-manager-csr.json" PKI_NAMES="p1 p2 p3 p4 p5 p6"
 expect_rc 0; [ "$(grep -c 'changed=false' "$T/out")" = 6 ] || fail "parallel second run not a no-op"
 pass "parallel issue and no-op"
+
+# --check before the CA exists (an earlier step would create it): reports, no error
+run env "${BASE[@]}" PKI_CA="$T/none/ca.pem" PKI_CA_KEY="$T/none/ca-key.pem" PKI_CSR="$F/kube-controller-manager-csr.json" \
+    PKI_NAME=later "$KCMRUN" --check "$DRIVER"
+expect_rc 0 "check without CA"; expect_out '^changed=true$'; expect_out 'reason=CA does not exist yet'
+[ ! -e "$D/later.pem" ] || fail "--check wrote a file"
+pass "--check with a CA that does not exist yet"
