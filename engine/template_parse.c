@@ -525,26 +525,36 @@ static kcm_tpl_expr *parse_not(parser *p)
 static kcm_tpl_expr *parse_and(parser *p)
 {
     kcm_tpl_expr *a = parse_not(p);
+    int links = 0;
     while (tok_is(p, "and")) {
+        /* the chain becomes a left-deep tree that eval() walks recursively */
+        enter(p, p->tk.line, p->tk.col);
+        links++;
         kcm_tpl_expr *e = new_expr(p, KCM_E_AND, p->tk.line, p->tk.col);
         lex(p);
         e->a = a;
         e->b = parse_not(p);
         a = e;
     }
+    p->depth -= links;
     return a;
 }
 
 static kcm_tpl_expr *parse_or(parser *p)
 {
     kcm_tpl_expr *a = parse_and(p);
+    int links = 0;
     while (tok_is(p, "or")) {
+        /* the chain becomes a left-deep tree that eval() walks recursively */
+        enter(p, p->tk.line, p->tk.col);
+        links++;
         kcm_tpl_expr *e = new_expr(p, KCM_E_OR, p->tk.line, p->tk.col);
         lex(p);
         e->a = a;
         e->b = parse_and(p);
         a = e;
     }
+    p->depth -= links;
     return a;
 }
 

@@ -111,6 +111,9 @@ fails("{% for x in l %}${loop.nope}{% end %}", { l = { 1 } }, "1:17", "'loop.nop
 fails(string.rep("{% if a %}", 70) .. string.rep("{% end %}", 70), { a = true }, "1:641", "nested too deeply")
 fails("{% if " .. string.rep("(", 100) .. "a" .. string.rep(")", 100) .. " %}{% end %}", {}, "1:70",
       "nested too deeply")
+-- a long and/or chain is bounded too (eval walks it recursively)
+fails("{% if " .. string.rep("a and ", 100000) .. "a %}x{% end %}", { a = true }, "1:387", "nested too deeply")
+eq(r("{% if " .. string.rep("a or ", 30) .. "a %}x{% end %}", { a = false }), "", "30-link chain is fine")
 eq(r(string.rep("(", 100) .. "${a}" .. string.rep("{ %", 5), { a = 1 }), string.rep("(", 100) .. "1" .. string.rep("{ %", 5),
    "parens and braces in text are literal")
 
