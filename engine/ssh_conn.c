@@ -124,10 +124,37 @@ static const char *auth_word(int rc)
     }
 }
 
+/* 0 when the key file logged us in; otherwise notes why in `tried`. */
+static int try_keyfile(ssh_session s, const char *file, struct kcm_ssh_buf *tried)
+{
+    char *path = kcm_ssh_expand_home(file);
+    ssh_key key = NULL;
+    int ok = -1;
+    if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
+        char *t = kcm_ssh_fmt("publickey %s (cannot load: %s)", path,
+                              file_exists(path) ? "unreadable, not a key, or passphrase-protected"
+                                                : "no such file");
+        tried_add(tried, t);
+        free(t);
+    } else {
+        int rc = ssh_userauth_publickey(s, NULL, key);
+        ssh_key_free(key);
+        if (rc == SSH_AUTH_SUCCESS) {
+            ok = 0;
+        } else {
+            char *t = kcm_ssh_fmt("publickey %s (%s)", path, auth_word(rc));
+            tried_add(tried, t);
+            free(t);
+        }
+    }
+    free(path);
+    return ok;
+}
+
 /* Order: the inventory's identity file, then ssh-agent, then (only when
  * the inventory names no identity) ssh_config IdentityFile and the default
  * ~/.ssh/id_* files. Every attempt is listed in the failure message. */
-static int authenticate(kcm_ssh_sess *c, ssh_session s, char **msg)
+static int authenticate(kcm_ssh_sess *c, ssh_session s, const char *cfg_identity, char **msg)
 {
     struct kcm_ssh_buf tried = {0}, allowed = {0};
     int rc = ssh_userauth_none(s, NULL);
@@ -140,25 +167,7 @@ static int authenticate(kcm_ssh_sess *c, ssh_session s, char **msg)
     int methods = ssh_userauth_list(s, NULL);
     methods_str(methods, &allowed);
 
-    if (c->identity) {
-        char *path = kcm_ssh_expand_home(c->identity);
-        ssh_key key = NULL;
-        if (ssh_pki_import_privkey_file(path, NULL, NULL, NULL, &key) != SSH_OK) {
-            char *t = kcm_ssh_fmt("publickey %s (cannot load: %s)", path,
-                                  file_exists(path) ? "unreadable, not a key, or passphrase-protected"
-                                                    : "no such file");
-            tried_add(&tried, t);
-            free(t);
-        } else {
-            rc = ssh_userauth_publickey(s, NULL, key);
-            ssh_key_free(key);
-            if (rc == SSH_AUTH_SUCCESS) { free(path); goto ok; }
-            char *t = kcm_ssh_fmt("publickey %s (%s)", path, auth_word(rc));
-            tried_add(&tried, t);
-            free(t);
-        }
-        free(path);
-    }
+    if (c->identity && try_keyfile(s, c->identity, &tried) == 0) goto ok;
     const char *sock = getenv("SSH_AUTH_SOCK");
     if (sock && *sock) {
         rc = ssh_userauth_agent(s, NULL);
@@ -168,6 +177,9 @@ static int authenticate(kcm_ssh_sess *c, ssh_session s, char **msg)
         free(t);
     } else {
         tried_add(&tried, "ssh-agent (not available: SSH_AUTH_SOCK unset)");
+    }
+    if (!c->identity && cfg_identity) {
+        if (try_keyfile(s, cfg_identity, &tried) == 0) goto ok;
     }
     if (!c->identity) {
         rc = ssh_userauth_publickey_auto(s, NULL, NULL);
@@ -208,7 +220,7 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     kcm_ssh_disconnect(c); /* a dropped connection is replaced */
 
     int kind = KCM_SSH_ERROR;
-    char *kh = NULL, *cfg = NULL;
+    char *kh = NULL, *cfg = NULL, *cfg_identity = NULL;
     ssh_session s = ssh_new();
     if (!s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
 
@@ -259,6 +271,21 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     /* Makes libssh prefer the host key type already recorded. */
     ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
     resolved(c, s, alias);
+    /* The first IdentityFile from ssh_config (libssh lists it before its
+     * built-in ~/.ssh/id_* defaults), tried by name so a failure says which. */
+    if (!c->identity) {
+        char *v = NULL;
+        if (ssh_options_get(s, SSH_OPTIONS_IDENTITY, &v) == SSH_OK && v) {
+            if (strncmp(v, "%d/", 3) == 0) {
+                char *rest = kcm_ssh_fmt("~/.ssh/%s", v + 3);
+                if (strncmp(v + 3, "id_", 3) != 0) cfg_identity = kcm_ssh_expand_home(rest);
+                free(rest);
+            } else {
+                cfg_identity = kcm_ssh_expand_home(v);
+            }
+            ssh_string_free_char(v);
+        }
+    }
 
     if (ssh_connect(s) != SSH_OK) {
         *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
@@ -269,7 +296,7 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
         kind = KCM_SSH_HOSTKEY;
         goto fail;
     }
-    if (authenticate(c, s, msg) != 0) {
+    if (authenticate(c, s, cfg_identity, msg) != 0) {
         kind = KCM_SSH_AUTH;
         goto fail;
     }
@@ -279,11 +306,11 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     long op_tmo = tmo > 60 ? tmo : 60;
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &op_tmo);
     c->s = s;
-    free(kh); free(cfg);
+    free(kh); free(cfg); free(cfg_identity);
     return KCM_SSH_OK;
 fail:
     if (ssh_is_connected(s)) ssh_disconnect(s);
     ssh_free(s);
-    free(kh); free(cfg);
+    free(kh); free(cfg); free(cfg_identity);
     return kind;
 }

@@ -30,6 +30,22 @@ local)
   expect_out "^ok: $2$"
   pass "$2"
   ;;
+agent)
+  local_env
+  eval "$(ssh-agent -s)" >/dev/null
+  trap 'kill $SSH_AGENT_PID 2>/dev/null; rm -rf "$T"' EXIT
+  ssh-add -q "$KCM_SSH_DIR/client_key" 2>/dev/null
+  mkdir -p "$T/home"
+  run env HOME="$T/home" KCM_SSH_CASE=agent "$KCMRUN" "$HERE/test_local.lua"
+  expect_rc 0 "agent"
+  expect_out "^ok: agent$"
+  # without the agent the same node fails, naming what it tried
+  run env -u SSH_AUTH_SOCK HOME="$T/home" KCM_SSH_CASE=agent "$KCMRUN" "$HERE/test_local.lua"
+  expect_rc 3 "no agent"
+  expect_err "authentication failed for root@"
+  expect_err "ssh-agent \(not available"
+  pass "ssh-agent auth (and its absence named in the error)"
+  ;;
 check)
   local_env
   run "$KCMRUN" --check --diff "$HERE/test_check.lua"
