@@ -5,6 +5,9 @@ foreach(case http kube)
            COMMAND ${CMAKE_SOURCE_DIR}/tests/kube/with_apiserver.sh ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/kube/test_${case}.lua)
   set_tests_properties(kube_${case} PROPERTIES LABELS "unit" TIMEOUT 120)
 endforeach()
+add_test(NAME kube_check
+         COMMAND ${CMAKE_SOURCE_DIR}/tests/kube/with_apiserver.sh ${KCMRUN} --check ${CMAKE_SOURCE_DIR}/tests/kube/test_kube_check.lua)
+set_tests_properties(kube_check PROPERTIES LABELS "unit" TIMEOUT 120)
 
 # The kube-controller-manager stand-in as a process (no systemd): flags by version, bad
 # certificates, leader election and failover, /metrics 500/200/403, apiserver restart.
