@@ -17,7 +17,7 @@ up)
   cp "$dir/client_key.pub" "$dir/authorized_keys"
   echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$dir/host_key.pub")" > "$dir/known_hosts"
   mkdir -p /run/sshd
-  : > "$dir/sshd.log"
+  : > "$dir/sshd.log"; : > "$dir/sftp.log"
   cat > "$dir/sshd_config" <<CFG
 ListenAddress 127.0.0.1
 Port $port
@@ -33,7 +33,8 @@ UseDNS no
 LogLevel INFO
 MaxSessions 200
 MaxStartups 100:30:200
-Subsystem sftp internal-sftp
+# sftp-server logs every open with flags and mode (tests check the temp file mode)
+Subsystem sftp /usr/lib/openssh/sftp-server -e -l INFO 2>>$dir/sftp.log
 CFG
   /usr/sbin/sshd -f "$dir/sshd_config" -E "$dir/sshd.log"
   for _ in $(seq 1 100); do

@@ -124,26 +124,24 @@ function cases.files()
   assert(n:run({ "ls", "-A", R .. "/etc" }).stdout == "a.conf\n", "temp left after failure")
 end
 
--- put's temp file is never visible with a wider mode than the target's
+-- put's temp file is created with the final mode (not chmod-ed later): the
+-- fixture's sftp server logs every open with its flags and mode.
 function cases.tempmode()
   local n = T.node(inv)
+  n:remove(R, { recursive = true })
   n:mkdir(R)
-  local data = string.rep("k", 20 * 1024 * 1024)
-  local seen = {}
-  -- one session serialises jobs, so watch through a second connection
-  local watch = T.node(inv, 1, { command_timeout = 10 }, { name = "watcher" })
-  local watcher = function()
-    for _ = 1, 4000 do
-      local r = watch:run("find " .. R .. " -maxdepth 1 -name '.*.kcm-*.tmp' -printf '%m\\n'")
-      for m in r.stdout:gmatch("%d+") do seen[#seen + 1] = m end
-      if #seen > 0 then return end
-    end
+  for _, m in ipairs({ "0600", "0640" }) do
+    local target = R .. "/key-" .. m .. ".pem"
+    assert(n:put({ content = "k" }, target, { mode = m }) == true)
+    local log = assert(T.read(DIR .. "/sftp.log"))
+    local pat = 'open "' .. (R .. "/.key-" .. m .. ".pem.kcm-"):gsub("%p", "%%%0") ..
+                '%x+%.tmp" flags (%S+) mode (%d+)'
+    local flags, mode = log:match(pat)
+    assert(mode, "no open of the temp file in the sftp log")
+    assert(mode == m, "temp file created with mode " .. mode .. ", want " .. m)
+    assert(flags:find("EXCL", 1, true) and flags:find("CREATE", 1, true), "open flags " .. flags)
+    assert(n:run({ "stat", "-c", "%a", target }).stdout == m:sub(2) .. "\n")
   end
-  watch:run("true")
-  task.parallel({ function() n:put({ content = data }, R .. "/key.pem", { mode = "0600" }) end, watcher })
-  assert(#seen > 0, "never saw the temp file")
-  for _, m in ipairs(seen) do assert(m == "600", "temp file had mode " .. m) end
-  watch:close()
 end
 
 function cases.hostkeys()
