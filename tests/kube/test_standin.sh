@@ -86,9 +86,15 @@ code=$(C "${ADMIN[@]}" -o "$D/m.out" -w '%{http_code}' "https://127.0.0.1:$P1/me
 check "/metrics 500 before the binding" [ "$code" = 500 ]
 check "/metrics 500 says why" grep -qF 'Internal Server Error: "/metrics": subjectaccessreviews.authorization.k8s.io is forbidden: User "system:kube-controller-manager" cannot create resource "subjectaccessreviews" in API group "authorization.k8s.io" at the cluster scope' "$D/m.out"
 check "/healthz 200 always" [ "$(C -o /dev/null -w '%{http_code}' "https://127.0.0.1:$P1/healthz")" = 200 ]
-kubectl --kubeconfig "$D/admin.kubeconfig" create clusterrolebinding controller-manager:system:auth-delegator \
-  --user system:kube-controller-manager --clusterrole system:auth-delegator >/dev/null 2>&1 ||
-  C "${ADMIN[@]}" -H 'Content-Type: application/json' -o /dev/null -d '{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":{"name":"controller-manager:system:auth-delegator"},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"system:auth-delegator"},"subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"User","name":"system:kube-controller-manager"}]}' "$KUBE_APISERVER/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+# the procedure's own command, with the real kubectl (it sends protobuf)
+K=(kubectl --kubeconfig "$D/admin.kubeconfig")
+out=$("${K[@]}" create clusterrolebinding controller-manager:system:auth-delegator \
+  --user system:kube-controller-manager --clusterrole system:auth-delegator 2>&1)
+check "kubectl create clusterrolebinding: created" [ "$out" = "clusterrolebinding.rbac.authorization.k8s.io/controller-manager:system:auth-delegator created" ]
+out=$("${K[@]}" create clusterrolebinding controller-manager:system:auth-delegator \
+  --user system:kube-controller-manager --clusterrole system:auth-delegator 2>&1)
+check "kubectl create clusterrolebinding again: AlreadyExists" grep -qF 'clusterrolebindings.rbac.authorization.k8s.io "controller-manager:system:auth-delegator" already exists' <<<"$out"
+check "kubectl agrees with leader()" [ "$("${K[@]}" get lease -n kube-system kube-controller-manager -o jsonpath='{.spec.holderIdentity}')" = "$holder" ]
 code=$(C "${ADMIN[@]}" -o "$D/m.out" -w '%{http_code}' "https://127.0.0.1:$P1/metrics")
 check "/metrics 200 after the binding" [ "$code" = 200 ]
 check "/metrics has leader_election_master_status" grep -q '^leader_election_master_status{name="kube-controller-manager"} [01]$' "$D/m.out"

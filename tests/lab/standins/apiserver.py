@@ -400,6 +400,106 @@ def json_patch(doc, ops):
     return doc
 
 
+
+# ---------------------------------------------------------------- protobuf
+# kubectl sends built-in types as protobuf (`kubectl create clusterrolebinding`).
+# Enough of the wire format and of the types' field numbers (k8s.io/api
+# generated.proto) to read what the lab's users create.
+
+def _varint(b, i):
+    shift = result = 0
+    while True:
+        c = b[i]
+        i += 1
+        result |= (c & 0x7F) << shift
+        if not c & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(b):
+    i, out = 0, []
+    while i < len(b):
+        key, i = _varint(b, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = _varint(b, i)
+        elif wt == 2:
+            n, i = _varint(b, i)
+            v = b[i:i + n]
+            i += n
+        elif wt == 1:
+            v, i = b[i:i + 8], i + 8
+        elif wt == 5:
+            v, i = b[i:i + 4], i + 4
+        else:
+            raise ValueError("protobuf wire type %d" % wt)
+        out.append((num, v))
+    return out
+
+
+_META = {1: ("name", "str"), 2: ("generateName", "str"), 3: ("namespace", "str"),
+         11: ("labels", "map"), 12: ("annotations", "map"), 14: ("finalizers", "[str")}
+_SUBJECT = {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")}
+_ROLEREF = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+_RULE = {1: ("verbs", "[str"), 2: ("apiGroups", "[str"), 3: ("resources", "[str"),
+         4: ("resourceNames", "[str"), 5: ("nonResourceURLs", "[str")}
+_MICROTIME = "microtime"
+_LEASESPEC = {1: ("holderIdentity", "str"), 2: ("leaseDurationSeconds", "int"),
+              3: ("acquireTime", _MICROTIME), 4: ("renewTime", _MICROTIME), 5: ("leaseTransitions", "int")}
+PB_TYPES = {
+    "ClusterRoleBinding": {1: ("metadata", _META), 2: ("subjects", [_SUBJECT]), 3: ("roleRef", _ROLEREF)},
+    "RoleBinding": {1: ("metadata", _META), 2: ("subjects", [_SUBJECT]), 3: ("roleRef", _ROLEREF)},
+    "ClusterRole": {1: ("metadata", _META), 2: ("rules", [_RULE])},
+    "Role": {1: ("metadata", _META), 2: ("rules", [_RULE])},
+    "Namespace": {1: ("metadata", _META)},
+    "ServiceAccount": {1: ("metadata", _META)},
+    "ConfigMap": {1: ("metadata", _META), 2: ("data", "map"), 4: ("immutable", "bool")},
+    "Lease": {1: ("metadata", _META), 2: ("spec", _LEASESPEC)},
+}
+
+
+def _decode(b, schema):
+    out = {}
+    for num, v in _fields(b):
+        if num not in schema:
+            continue
+        name, typ = schema[num]
+        if typ == "str":
+            out[name] = v.decode()
+        elif typ == "[str":
+            out.setdefault(name, []).append(v.decode())
+        elif typ == "int":
+            out[name] = v - (1 << 64) if v >= 1 << 63 else v
+        elif typ == "bool":
+            out[name] = bool(v)
+        elif typ == "map":
+            e = dict(_fields(v))
+            out.setdefault(name, {})[e.get(1, b"").decode()] = e.get(2, b"").decode()
+        elif typ == _MICROTIME:
+            e = dict(_fields(v))
+            import datetime
+            t = datetime.datetime.fromtimestamp(e.get(1, 0), datetime.timezone.utc)
+            out[name] = t.strftime("%Y-%m-%dT%H:%M:%S.") + "%06dZ" % (e.get(2, 0) // 1000)
+        elif isinstance(typ, list):
+            out.setdefault(name, []).append(_decode(v, typ[0]))
+        else:
+            out[name] = _decode(v, typ)
+    return out
+
+
+def protobuf_object(raw):
+    if raw[:4] != b"k8s\x00":
+        raise ValueError("no protobuf envelope")
+    env = dict(_fields(raw[4:]))
+    tm = dict(_fields(env.get(1, b"")))
+    api_version, kind = tm.get(1, b"").decode(), tm.get(2, b"").decode()
+    if kind not in PB_TYPES:
+        raise ValueError("protobuf for %s is not supported by the stand-in; send JSON" % (kind or "?"))
+    obj = _decode(env.get(2, b""), PB_TYPES[kind])
+    obj["apiVersion"], obj["kind"] = api_version, kind
+    return obj
+
 # ---------------------------------------------------------------- HTTP
 
 class Handler(BaseHTTPRequestHandler):
@@ -438,11 +538,26 @@ class Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_GET
 
+    def raw_body(self):
+        # Read once, for every method: an unread body would corrupt the next
+        # request on a kept-alive connection (kubectl sends DeleteOptions).
+        if self._raw is None:
+            n = int(self.headers.get("Content-Length") or 0)
+            self._raw = self.rfile.read(n) if n else b""
+        return self._raw
+
     def read_body(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(n) if n else b""
+        raw = self.raw_body()
         if not raw:
             return None
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf":
+            try:
+                return protobuf_object(raw)
+            except (ValueError, IndexError, KeyError) as e:
+                raise HTTPError(415, "UnsupportedMediaType", "the body of the request was in an unknown "
+                                "format - accepted media types include: application/json, "
+                                "application/yaml, application/vnd.kubernetes.protobuf: %s" % e, {})
         try:
             return json.loads(raw)
         except ValueError as e:
@@ -463,7 +578,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_any(self):
         self.user = "?"
+        self._raw = None
         try:
+            self.raw_body()
             u = urlsplit(self.path)
             self.query = {k: v[-1] for k, v in parse_qs(u.query).items()}
             user, groups = self.authenticate()
