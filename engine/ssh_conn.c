@@ -229,6 +229,8 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     /* ssh_config is matched against the node's name (like `ssh node1`),
      * then every value the inventory gives overrides it. */
     const char *alias = c->name ? c->name : c->host;
+    /* A node name that is no valid host name matches by address instead. */
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, alias) < 0 && c->host) alias = c->host;
     if (ssh_options_set(s, SSH_OPTIONS_HOST, alias) < 0) {
         *msg = kcm_ssh_fmt("bad host name %s", alias);
         goto fail;
