@@ -13,6 +13,7 @@
  *   s:remove(path)           -> changed
  *   s:chmod(path, mode)
  *   s:close()
+ *   s:alive()                -> bool (connected; false after a transport failure)
  *
  * Every call that talks to the node is a kcm_job pinned to the session, so
  * one session is only ever used by one worker thread at a time. Errors
@@ -325,6 +326,12 @@ static int l_put(lua_State *L)
     return kcm_job_yield(L, &sj->base);
 }
 
+static int l_alive(lua_State *L)
+{
+    lua_pushboolean(L, atomic_load(&check_sess(L)->alive));
+    return 1;
+}
+
 static int l_gc(lua_State *L)
 {
     sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
@@ -342,7 +349,7 @@ static int l_tostring(lua_State *L)
 static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
     {"sha256", l_sha256}, {"put", l_put}, {"mkdir", l_mkdir}, {"remove", l_remove},
-    {"chmod", l_chmod}, {"close", l_close}, {"__tostring", l_tostring}, {NULL, NULL},
+    {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"__tostring", l_tostring}, {NULL, NULL},
 };
 
 static int l_session(lua_State *L)

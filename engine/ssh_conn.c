@@ -76,6 +76,7 @@ void kcm_ssh_disconnect(kcm_ssh_sess *c)
         if (ssh_is_connected(c->s)) ssh_disconnect(c->s);
         ssh_free(c->s);
         c->s = NULL;
+        atomic_store(&c->alive, 0);
     }
 }
 
@@ -308,6 +309,7 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     long op_tmo = tmo > 60 ? tmo : 60;
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &op_tmo);
     c->s = s;
+    atomic_store(&c->alive, 1);
     free(kh); free(cfg); free(cfg_identity);
     return KCM_SSH_OK;
 fail:

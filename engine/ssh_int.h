@@ -16,6 +16,7 @@ typedef struct kcm_ssh_sess {
     pthread_mutex_t mu;    /* belt and braces next to job->pin */
     atomic_int refs;       /* the Lua userdata + every job in flight */
     ssh_session s;         /* NULL until connected */
+    atomic_int alive;      /* s is set; read by the main thread without mu */
     sftp_session sftp;     /* opened on first file operation */
     /* settings copied from the inventory at creation (NULL = unset) */
     char *name, *host, *user, *identity, *known_hosts, *config;

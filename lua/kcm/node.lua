@@ -98,6 +98,22 @@ function Node:session()
   return s
 end
 
+-- Calls a session method; a failure that killed the connection (node
+-- powered off or network gone mid-run) becomes an "unreachable" error.
+function Node:_call(s, method, ...)
+  local r = table.pack(pcall(s[method], s, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
+  if type(err) == "string" and not s:alive() then
+    local addr = self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))
+    local why = err:gsub("^" .. self.name:gsub("%p", "%%%0") .. ": ", "")
+    error(setmetatable({ unreachable = true, node = self.name, address = addr,
+                         message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why },
+                       UNREACHABLE_MT), 0)
+  end
+  error(err, 0)
+end
+
 -- Remote command line with env and sudo applied.
 local function build(cmd, opts)
   local line = cmdline(cmd)
@@ -135,7 +151,7 @@ function Node:run(cmd, opts)
   local line = build(cmd, opts)
   local s = self:session()
   local timeout = opts.timeout or self.command_timeout
-  local code, out, err, timed_out = s:exec(line, opts.stdin, timeout)
+  local code, out, err, timed_out = self:_call(s, "exec", line, opts.stdin, timeout)
   if timed_out then
     error(string.format("%s: %s: timed out after %gs", self.name, shown, timeout), 0)
   end
@@ -286,13 +302,13 @@ function Node:put(src, path, opts)
   local s = self:session()
   local uid = self:_id("user", opts.owner)
   local gid = self:_id("group", opts.group)
-  local st = s:stat(path)
+  local st = self:_call(s, "stat", path)
   if st and st.type ~= "file" then
     error(string.format("%s: put %s: exists and is a %s, not a file", self.name, path, st.type), 0)
   end
   local same = false
   if st and st.size == #data then
-    same = s:sha256(path) == fs.sha256(data)
+    same = self:_call(s, "sha256", path) == fs.sha256(data)
   end
   local fix_mode = st and st.mode ~= mode
   local fix_owner = st and ((uid and st.uid ~= uid) or (gid and st.gid ~= gid))
@@ -306,7 +322,7 @@ function Node:put(src, path, opts)
     what = "put " .. path
   end
   if task.diff() and not same then
-    show_diff(self, path, st and s:read(path) or nil, data)
+    show_diff(self, path, st and self:_call(s, "read", path) or nil, data)
   end
   if task.check() then
     task.changed(what)
@@ -318,11 +334,11 @@ function Node:put(src, path, opts)
     chown = (opts.owner and tostring(opts.owner) or "") .. (opts.group and (":" .. tostring(opts.group)) or "")
   end
   if same then
-    if fix_mode then s:chmod(path, mode) end
+    if fix_mode then self:_call(s, "chmod", path, mode) end
     if fix_owner then self:run({ "chown", "-h", "--", chown, path }) end
   else
-    s:put { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
-            mkdir = opts.mkdir ~= false }
+    self:_call(s, "put", { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
+            mkdir = opts.mkdir ~= false })
   end
   task.changed(what)
   return true
@@ -330,12 +346,12 @@ end
 
 --- node:get(path) -> content
 function Node:get(path)
-  return self:session():read(path)
+  return self:_call(self:session(), "read", path)
 end
 
 --- node:stat(path) -> {type,size,mode,uid,gid,mtime} | nil
 function Node:stat(path)
-  return self:session():stat(path)
+  return self:_call(self:session(), "stat", path)
 end
 
 --- node:mkdir(path, {mode="0755"}) -> changed
@@ -343,19 +359,19 @@ function Node:mkdir(path, opts)
   opts = opts or {}
   local mode = octal(opts.mode, tonumber("755", 8))
   local s = self:session()
-  local st = s:stat(path)
+  local st = self:_call(s, "stat", path)
   if st then
     if st.type ~= "dir" then
       error(string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type), 0)
     end
     if opts.mode == nil or st.mode == mode then return false end
     if task.check() then task.changed("chmod " .. path); return true end
-    s:chmod(path, mode)
+    self:_call(s, "chmod", path, mode)
     task.changed("chmod " .. path)
     return true
   end
   if task.check() then task.changed("mkdir " .. path); return true end
-  local changed = s:mkdir(path, mode)
+  local changed = self:_call(s, "mkdir", path, mode)
   if changed then task.changed("mkdir " .. path) end
   return changed
 end
@@ -364,13 +380,13 @@ end
 function Node:remove(path, opts)
   opts = opts or {}
   local s = self:session()
-  local st = s:stat(path)
+  local st = self:_call(s, "stat", path)
   if not st then return false end
   if task.check() then task.changed("remove " .. path); return true end
   if st.type == "dir" and opts.recursive then
     self:run({ "rm", "-rf", "--", path })
   else
-    s:remove(path)
+    self:_call(s, "remove", path)
   end
   task.changed("remove " .. path)
   return true

@@ -58,9 +58,26 @@ function cases.argv()
     assert(got[i] == v, string.format("argument %d arrived as %q, sent %q", i, got[i], v))
   end
   assert(not n:stat(marker), "a hostile argument was executed")
-  -- also through sudo-less env + sh -c layering
+  -- also through env + sh -c layering
   r = n:run({ "printf", "%s", "$(id)" }, { env = { X = "1" } })
   assert(r.stdout == "$(id)", "argv with env")
+  -- sudo layering (no sudo on the test machine: a stand-in that insists on
+  -- `-n --` and runs the rest, put first on PATH for this command)
+  local Node = require "kcm.node"
+  local bin = R .. "/bin"
+  n:mkdir(bin)
+  n:put({ content = '#!/bin/sh\n[ "$1" = -n ] && [ "$2" = -- ] || exit 99\nshift 2\nexec "$@"\n' },
+        bin .. "/sudo", { mode = "0755" })
+  local line = Node._build({ "printf", "%s\\0", table.unpack(hostile) }, { sudo = true, env = { K = "v'v" } })
+  r = n:run({ "sh", "-c", 'PATH="$1:$PATH"; eval "$2"', "sh", bin, line })
+  got = {}
+  for item in r.stdout:gmatch("(.-)%z") do got[#got + 1] = item end
+  assert(#got == #hostile, "sudo layering: argument count")
+  for i, v in ipairs(hostile) do assert(got[i] == v, "sudo layering: argument " .. i) end
+  line = Node._build('printf %s "$K"', { sudo = true, env = { K = "v'v $(x)" } })
+  r = n:run({ "sh", "-c", 'PATH="$1:$PATH"; eval "$2"', "sh", bin, line })
+  assert(r.stdout == "v'v $(x)", "sudo + env in string form: " .. r.stdout)
+  assert(not n:stat(marker), "a hostile argument was executed")
 end
 
 function cases.files()
@@ -216,6 +233,21 @@ function cases.unreachable()
     local e = T.raises(f)
     assert(type(e) == "table" and e.unreachable, "primitive raised " .. tostring(e))
   end
+end
+
+-- The connection dies mid-run (its sshd process is killed): the next call
+-- raises "unreachable: connection lost", and a later one reconnects.
+function cases.lost()
+  local n = T.node(inv)
+  local ppid = n:run("echo $PPID").stdout:match("%d+")
+  local comm = T.read("/proc/" .. ppid .. "/cmdline") or ""
+  assert(comm:find("sshd", 1, true), "parent of the remote shell is not sshd: " .. comm)
+  T.local_run({ "kill", ppid })
+  local err = T.raises(n.run, n, "true")
+  assert(type(err) == "table" and err.unreachable, "not unreachable: " .. tostring(err))
+  T.contains(tostring(err), n.name .. " (", "lost message")
+  T.contains(tostring(err), "unreachable: connection lost", "lost message")
+  assert(n:run("echo back").stdout == "back\n", "reconnects on the next call")
 end
 
 -- Session-sharing and concurrency on one node: many coroutines, one session.
