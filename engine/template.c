@@ -393,7 +393,19 @@ static void render_list(render *r, const kcm_tpl_node *n)
             put(r, n->text, n->len);
             break;
         case KCM_N_VAR:
-            resolve_strict(r, n->path, n->line, n->col);
+            if (n->has_default) {
+                if (!resolve(r, n->path, n->line, n->col)) {
+                    put(r, n->def, n->def_len);
+                    break;
+                }
+                if (lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) == 0) {
+                    lua_pop(L, 1);
+                    put(r, n->def, n->def_len);
+                    break;
+                }
+            } else {
+                resolve_strict(r, n->path, n->line, n->col);
+            }
             put_value(r, n);
             lua_pop(L, 1);
             break;

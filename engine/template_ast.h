@@ -67,6 +67,10 @@ struct kcm_tpl_node {
     size_t len;
     /* KCM_N_VAR; KCM_N_FOR: the list */
     kcm_tpl_path *path;
+    /* KCM_N_VAR: ${name:-default}, used when name is undefined or "" */
+    int has_default;
+    const char *def;
+    size_t def_len;
     /* KCM_N_IF */
     kcm_tpl_branch *branches;
     kcm_tpl_node *otherwise;

@@ -2,6 +2,7 @@
  *
  * Syntax (the full reference is in lua/kcm/template.lua):
  *   ${name} ${a.b} ${list.1}     substitution; an undefined name is an error
+ *   ${name:-default}             the shell's default: used when name is undefined or ""
  *   $${  {%%  {##                literal "${", "{%", "{#"
  *   {% if e %} {% elif e %} {% else %} {% end %}
  *   {% for v in list %} / {% for k, v in table %} ... {% end %}
@@ -671,11 +672,28 @@ static void parse_var(parser *p, node_list *l)
     }
     kcm_tpl_node *n = new_node(p, KCM_N_VAR, line, col);
     n->path = parse_path(p);
+    if (peekc(p, 0) == ':' && peekc(p, 1) == '-') {
+        /* ${name:-default}, as in the shell: literal text up to the '}' */
+        advn(p, 2);
+        size_t d0 = p->pos;
+        while (p->pos < p->n && p->s[p->pos] != '}' && p->s[p->pos] != '\n' &&
+               !(p->s[p->pos] == '$' && peekc(p, 1) == '{'))
+            adv(p);
+        if (peekc(p, 0) != '}') {
+            char b[8];
+            kcm_tpl_error(p->L, p->t, p->line, p->col,
+                          "bad default in ${%.*s:-...}: unexpected %s (a default is plain text up to '}')",
+                          clip(n->path->text_len), n->path->text, show_char(p, b));
+        }
+        n->has_default = 1;
+        n->def = p->s + d0;
+        n->def_len = p->pos - d0;
+    }
     if (peekc(p, 0) != '}') {
         char b[8];
         kcm_tpl_error(p->L, p->t, p->line, p->col,
                       "bad variable reference: unexpected %s in ${%.*s...} "
-                      "(only ${name} and ${a.b} are supported)",
+                      "(only ${name}, ${a.b} and ${name:-default} are supported)",
                       show_char(p, b), clip(n->path->text_len), n->path->text);
     }
     adv(p);

@@ -9,8 +9,9 @@
 --   ${NAME} ${a.b} ${list.1}   value of vars.NAME, vars.a.b, vars.list[1]; an undefined
 --                              name is an error, never an empty string. Strings, numbers
 --                              and booleans substitute; tables are an error. Names are
---                              [A-Za-z_][A-Za-z0-9_-]*; nothing else goes inside ${ }
---                              (no ${X:-default}: use {% if defined(X) %}).
+--                              [A-Za-z_][A-Za-z0-9_-]*.
+--   ${NAME:-default}           as in the shell: default (plain text up to "}") when
+--                              NAME is undefined or "". No other shell operators.
 --   $${  {%%  {##              a literal "${", "{%", "{#".
 --   {% if EXPR %} ... {% elif EXPR %} ... {% else %} ... {% end %}
 --   {% for v in LIST %} ... {% end %}        v = LIST[1..#LIST]

@@ -32,6 +32,10 @@ eq(r("\\\n\\\\ $X $ {X} $$ $", { X = 1 }), "\\\n\\\\ $X $ {X} $$ $", "backslash 
 eq(r("$${X} {%% x %} {## y #}", {}), "${X} {% x %} {# y #}", "escapes")
 eq(r("$$${X}", { X = "v" }), "$${X}", "$${ is always a literal ${")
 
+-- the shell's ${NAME:-default}
+eq(r("${A:-x} ${B:-/opt/k8s/bin} ${C:-} ${D.e:-d}", { B = "", C = "c" }), "x /opt/k8s/bin c d", "defaults")
+eq(r("${A:-x} ${n:-0}", { A = "set", n = 0 }), "set 0", "default unused when set (0 is set)")
+
 -- conditionals, whitespace control
 local tpl = template.compile([[
 [Service]
@@ -88,7 +92,9 @@ fails("line1\n  ${NOPE}\n", {}, "2:3", "undefined variable 'NOPE'")
 fails("x\n{% if a %}\nbody\n", { a = true }, "2:1", "unclosed {% if %}")
 fails("{% for f in l %}\n${f}\n", { l = {} }, "1:1", "unclosed {% for %}")
 fails("{# never closed", {}, "1:1", "unclosed comment")
-fails("a\n\nb ${A:-x}", { A = 1 }, "3:6", "bad variable reference: unexpected ':'")
+fails("a\n\nb ${A:=x}", { A = 1 }, "3:6", "bad variable reference: unexpected ':'")
+fails("${A:-x\n}", {}, "1:7", "bad default in ${A:-...}: unexpected end of line")
+fails("${A:-${B}}", {}, "1:6", "bad default in ${A:-...}: unexpected '$'")
 fails("${ A}", {}, "1:3", "bad variable reference: expected a name")
 fails("${}", {}, "1:3", "bad variable reference")
 fails("{% if a %}{% else %}{% else %}{% end %}", {}, "1:21", "{% else %} after {% else %}")

@@ -22,19 +22,61 @@ else
   echo "note: $SEED not found; skipping the drift check against the procedure"
 fi
 
-# The playbook's template is this fixture.
-cmp -s "$TPL" "$SRC/playbooks/templates/kube-controller-manager.service.in" ||
-  fail "playbooks/templates/kube-controller-manager.service.in differs from the tested fixture"
-
+PLAYBOOK_TPL=$SRC/playbooks/templates/kube-controller-manager.service.in
 mkdir -p "$T/bash"
 bash "$FIX/unit-heredoc.sh" "$FIX/environment.sh" "$T/bash"
-run env ENV_SH="$FIX/environment.sh" TEMPLATE="$TPL" OUT="$T/kcmrun.service" "$KCMRUN" "$HERE/render_unit.lua"
-expect_rc 0 "kcmrun render_unit.lua"
-cmp "$T/bash/kube-controller-manager.service" "$T/kcmrun.service" ||
-  { diff "$T/bash/kube-controller-manager.service" "$T/kcmrun.service"; fail "rendered unit differs from bash's heredoc"; }
-grep -q '^WorkingDirectory=/data/k8s/k8s/kube-controller-manager$' "$T/kcmrun.service" || fail "K8S_DIR not substituted"
-grep -q -- '--service-cluster-ip-range=10.254.0.0/16 \\$' "$T/kcmrun.service" || fail "SERVICE_CIDR not substituted"
-pass "unit rendered by kcmrun is byte-identical to bash's heredoc"
+for tpl in "$TPL" "$PLAYBOOK_TPL"; do
+  rm -f "$T/kcmrun.service"
+  run env ENV_SH="$FIX/environment.sh" TEMPLATE="$tpl" OUT="$T/kcmrun.service" "$KCMRUN" "$HERE/render_unit.lua"
+  expect_rc 0 "kcmrun render_unit.lua $tpl"
+  cmp "$T/bash/kube-controller-manager.service" "$T/kcmrun.service" ||
+    { diff "$T/bash/kube-controller-manager.service" "$T/kcmrun.service"; fail "$tpl: rendered unit differs from bash's heredoc"; }
+  grep -q '^WorkingDirectory=/data/k8s/k8s/kube-controller-manager$' "$T/kcmrun.service" || fail "K8S_DIR not substituted"
+  grep -q -- '--service-cluster-ip-range=10.254.0.0/16 \\$' "$T/kcmrun.service" || fail "SERVICE_CIDR not substituted"
+  pass "$(basename "$(dirname "$tpl")")/$(basename "$tpl") rendered by kcmrun is byte-identical to bash's heredoc"
+done
+
+# The playbook's template for a release without the procedure's removed flags.
+run env ENV_SH="$FIX/environment.sh" TEMPLATE="$PLAYBOOK_TPL" OUT="$T/v128.service" VERSION_MINOR=28 \
+  "$KCMRUN" "$HERE/render_unit.lua"
+expect_rc 0 "render for 1.28"
+U=$T/v128.service
+for gone in -- --port= --experimental-cluster-signing-duration --horizontal-pod-autoscaler-use-rest-clients --logtostderr; do
+  [ "$gone" = -- ] && continue
+  ! grep -q -- "$gone" "$U" || { cat "$U"; fail "1.28 unit still has $gone"; }
+done
+for want in '--cluster-signing-duration=8760h \\$' '--secure-port=10257 \\$' '--bind-address=169.254.77.101 \\$' \
+            '--feature-gates=Foo=true \\$' '--profiling=false \\$' '--v=2$' '--service-cluster-ip-range=10.254.0.0/16 \\$'; do
+  grep -q -- "$want" "$U" || { cat "$U"; fail "1.28 unit lacks /$want/"; }
+done
+# every ExecStart line but the last continues; nothing blank inside the command
+awk '/^ExecStart=/{on=1} on{ if ($0 ~ /^  --v=/) { on=0; next } if ($0 !~ / \\$/) { print "unterminated: " $0; bad=1 } } END{ exit bad }' "$U" ||
+  { cat "$U"; fail "1.28 unit: broken line continuation"; }
+pass "playbook template for 1.28 drops the removed flags, keeps the command one logical line"
+
+# The lab's stand-in binary parses flags like the real release of each version
+# (unknown or removed flags are an error); `--version` after them exits 0 only
+# when all were accepted.
+STANDIN=$SRC/tests/lab/standins/kube-controller-manager
+exec_args() { sed -n '/^ExecStart=/,/^  --v=/p' "$1" | sed 's/^ExecStart=[^ ]*//; s/ \\$//' | tr '\n' ' '; }
+if [ -x /usr/bin/python3 ] && [ -r "$STANDIN" ]; then
+  for m in 23 24 25 26 28; do
+    run env ENV_SH="$FIX/environment.sh" TEMPLATE="$PLAYBOOK_TPL" OUT="$T/v$m.service" VERSION_MINOR=$m \
+      "$KCMRUN" "$HERE/render_unit.lua"
+    expect_rc 0 "render for 1.$m"
+    # shellcheck disable=SC2046
+    KUBE_STANDIN_VERSION=v1.$m.0 /usr/bin/python3 "$STANDIN" $(exec_args "$T/v$m.service") --version >"$T/sv" 2>&1 ||
+      { tail -3 "$T/sv"; fail "1.$m: the stand-in rejects the rendered flags"; }
+    grep -q "^Kubernetes v1.$m.0$" "$T/sv" || fail "1.$m: stand-in did not accept the flags"
+  done
+  # and the check can fail: the procedure's own flag set is refused by 1.28
+  # shellcheck disable=SC2046
+  if KUBE_STANDIN_VERSION=v1.28.0 /usr/bin/python3 "$STANDIN" $(exec_args "$T/bash/kube-controller-manager.service") \
+       --version >"$T/sv" 2>&1; then
+    fail "the stand-in accepted the procedure's removed flags for 1.28"
+  fi
+  pass "playbook template's flags are accepted for 1.23 to 1.28 by the lab's flag-checking stand-in"
+fi
 
 # Unset SERVICE_CIDR: bash renders an empty value, kcmrun refuses.
 mkdir -p "$T/bash2"
