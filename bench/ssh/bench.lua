@@ -66,6 +66,31 @@ local ossh = median(os_lat)
 row("`ssh node1 true` (OpenSSH, new connection per command, median of 20)", ms(ossh) .. " ms")
 row("ratio OpenSSH per command / node:run", string.format("%.0fx", ossh / run_lat))
 
+-- 3b. OpenSSH with a multiplexed master connection (ControlMaster): the
+-- fairest "open session" comparison for the OpenSSH client
+local ctl = os.tmpname()
+os.remove(ctl)
+local base = { "ssh", "-F", SSHCFG, "-o", "BatchMode=yes", "-o", "ControlPath=" .. ctl }
+local function sshc(extra, ...)
+  local argv = {}
+  for _, a in ipairs(base) do argv[#argv + 1] = a end
+  for _, a in ipairs(extra) do argv[#argv + 1] = a end
+  argv[#argv + 1] = inv.nodes[1].name
+  for _, a in ipairs({ ... }) do argv[#argv + 1] = a end
+  return exec.run(argv)
+end
+sshc({ "-o", "ControlMaster=yes", "-o", "ControlPersist=120" }, "true")
+local mux = {}
+for _ = 1, 50 do
+  local t0 = rt.now()
+  sshc({}, "true")
+  mux[#mux + 1] = rt.now() - t0
+end
+sshc({ "-O", "exit" })
+local muxl = median(mux)
+row("`ssh node1 true` over an OpenSSH ControlMaster connection (median of 50)", ms(muxl) .. " ms")
+row("ratio OpenSSH multiplexed / node:run", string.format("%.1fx", muxl / run_lat))
+
 -- 4. fan-out over N nodes: connect all, then 20 rounds of run("true") on all
 local function fanout(N)
   local nodes = {}

@@ -83,9 +83,10 @@ function Node:session()
     }
     sessions[self.key] = s
   end
+  if s:alive() then return s end
   -- connect is idempotent and pinned: concurrent callers for one node
   -- queue behind the first and see it connected.
-  local ok, kind, msg, addr, user = s:connect()
+  local ok, kind, msg, addr = s:connect()
   if not ok then
     self.addr = addr
     if kind == "unreachable" then
