@@ -230,7 +230,9 @@ end
 -- step "verify": active (running), port listening, /metrics 200 with the admin cert
 function C:verify(node, ctx)
   local svc = require("kcm.systemd").unit(node, self.name)
-  svc:wait_active(tonumber(var(ctx, "start_timeout", 30)))
+  -- no settle wait here: the port and /metrics checks below take that time,
+  -- and the final state check catches a process that died meanwhile
+  svc:wait_active(tonumber(var(ctx, "start_timeout", 30)), 0)
   if task.check() then return end
   local version = self:version(node, ctx)
   local vars = self:unit_vars(node, ctx, version)
@@ -275,6 +277,7 @@ function C:verify(node, ctx)
   if not r.body:find("leader_election_master_status", 1, true) then
     error(string.format("%s: GET %s -> 200 but the metrics lack leader_election_master_status", node.name, url), 0)
   end
+  svc:wait_active(5, 0)
 end
 
 local function holder_node(ctx, holder)
@@ -285,7 +288,7 @@ local function holder_node(ctx, holder)
   return host
 end
 
-function C:lease(ctx)
+function C:lease_info(ctx)
   local kube = require "kcm.kube"
   local c = kube.client { kubeconfig = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config") }
   return c:leader(self.lease, "kube-system")
@@ -295,14 +298,15 @@ end
 function C:show_leader(ctx)
   local l
   for _ = 1, 40 do
-    l = self:lease(ctx)
+    l = self:lease_info(ctx)
     if l and l.holderIdentity and l.holderIdentity ~= "" then break end
     task.sleep(0.5)
   end
   if not (l and l.holderIdentity) then error("no leader holds the lease kube-system/" .. self.lease, 0) end
+  local function num(x) return tostring(math.tointeger(x) or x) end
   task.info(string.format("leader: %s (holder %s, lease %ss, renewed %s, acquired %s, transitions %s)",
-                          holder_node(ctx, l.holderIdentity), l.holderIdentity, tostring(l.leaseDurationSeconds),
-                          tostring(l.renewTime), tostring(l.acquireTime), tostring(l.leaseTransitions)))
+                          holder_node(ctx, l.holderIdentity), l.holderIdentity, num(l.leaseDurationSeconds),
+                          tostring(l.renewTime), tostring(l.acquireTime), num(l.leaseTransitions)))
   ctx.leader = holder_node(ctx, l.holderIdentity)
   return l
 end
@@ -311,7 +315,7 @@ local function wait_new_leader(self, ctx, old, stopped, budget)
   local t0 = rt.now()
   local last_report = 0
   while rt.now() - t0 < budget do
-    local l = self:lease(ctx)
+    local l = self:lease_info(ctx)
     local who = l and holder_node(ctx, l.holderIdentity)
     if who and who ~= old and not stopped[who] then return who, rt.now() - t0, l end
     if rt.now() - last_report >= 2 then
@@ -354,7 +358,7 @@ function C:ha_test(ctx)
     local other
     for _, n in ipairs(ctx.hosts()) do if n.name ~= new and n.name ~= first then other = n.name end end
     -- stop the current leader and one more: the third must take over
-    local cur = holder_node(ctx, self:lease(ctx).holderIdentity)
+    local cur = holder_node(ctx, self:lease_info(ctx).holderIdentity)
     local second
     for _, n in ipairs(ctx.hosts()) do if n.name ~= cur and n.name ~= other then second = n.name end end
     trial("stop two", { cur, second })
@@ -364,7 +368,7 @@ function C:ha_test(ctx)
   for _, r in ipairs(rows) do
     lines[#lines + 1] = string.format("%-18s %-16s %-8s %-8s %8.1fs %8.1fs", r.label, r.stopped, r.from, r.to, r.took, budget)
   end
-  lines[#lines + 1] = string.format("(lease duration %ss + retry period %ss + margin %ss)", lease, retry, margin)
+  lines[#lines + 1] = string.format("(lease duration %gs + retry period %gs + margin %gs)", lease, retry, margin)
   for _, line in ipairs(lines) do task.info(line) end
   if failed then error("a failover took longer than lease duration + retry period + margin (or never happened)", 0) end
 end

@@ -110,10 +110,11 @@ local function parse(argv)
       break
     elseif a:sub(1, 1) == "-" and a ~= "-" then
       error({ usage = true, message = "unknown option " .. a .. " (see kcmrun --help)" }, 0)
+    elseif not o.playbook then
+      o.playbook = a           -- options may also follow the playbook
+      o.args = {}
     else
-      o.playbook = a
-      o.args = { table.unpack(argv, i + 1) }
-      break
+      o.args[#o.args + 1] = a  -- a script's own arguments
     end
     i = i + 1
   end

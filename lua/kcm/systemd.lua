@@ -152,7 +152,8 @@ function Unit:wait_active(timeout, settle)
       local ok2, st2 = self:active()
       if ok2 and st2.MainPID == st.MainPID then return true end
       st = st2
-    elseif st.ActiveState == "failed" or rt.now() > deadline then
+    elseif st.ActiveState == "failed" or st.SubState == "auto-restart" then
+      -- the main process exited: systemd may try again, but it did not come up
       break
     end
     if rt.now() > deadline then break end
