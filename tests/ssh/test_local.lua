@@ -305,6 +305,26 @@ function cases.config()
   err = T.raises(n.run, n, "true")
   T.contains(tostring(err), "authentication failed for nobody@", "User from ssh_config")
   T.contains(tostring(err), "wrong_key", "IdentityFile from ssh_config")
+  -- ProxyCommand (what libssh 0.10 turns ProxyJump into): hop through the
+  -- same sshd with OpenSSH's -W; the proxy script leaves a mark when used
+  local mark, proxy = DIR .. "/proxy-used-" .. CASE, DIR .. "/proxy-" .. CASE .. ".sh"
+  os.remove(mark)
+  T.write(proxy, "#!/bin/sh\necho \"$1:$2\" > " .. mark .. "\nexec ssh -i " .. DIR .. "/client_key " ..
+          "-o BatchMode=yes -o UserKnownHostsFile=" .. DIR .. "/known_hosts -p \"$2\" -W \"$1:$2\" root@\"$1\"\n")
+  T.local_run({ "chmod", "755", proxy })
+  local pcfg = DIR .. "/ssh_config-proxy-" .. CASE
+  T.write(pcfg, table.concat({
+    "Host viaproxy",
+    "  HostName " .. node.host,
+    "  Port " .. node.port,
+    "  User root",
+    "  IdentityFile " .. DIR .. "/client_key",
+    "  UserKnownHostsFile " .. DIR .. "/known_hosts",
+    "  ProxyCommand " .. proxy .. " %h %p",
+    "" }, "\n"))
+  n = Node.new { name = "viaproxy", ssh = { config = pcfg } }
+  assert(n:run("echo ok").stdout == "ok\n", "through ProxyCommand")
+  assert(T.read(mark) == node.host .. ":" .. node.port .. "\n", "ProxyCommand not used")
   err = T.raises(Node.new { name = "x", ssh = { config = DIR .. "/missing-config" } }.run,
                  Node.new { name = "x", ssh = { config = DIR .. "/missing-config" } }, "true")
   T.contains(tostring(err), "missing-config: no such file")
