@@ -23,5 +23,19 @@ rows=$(KCM_BENCH_INV=$KCMRUN_LAB_DIR/inventory.lua "$KCMRUN" "$HERE/bench.lua")
   echo "| measure | result |"
   echo "| --- | --- |"
   echo "$rows"
+  cat <<'NOTES'
+
+Reading the numbers:
+- `node:run` = open a channel on the node's one session, exec, collect output and exit
+  status. Most of it is the node's side (sshd forks a session process and execs the login
+  shell); the client side is a job round trip plus two request/reply exchanges.
+- OpenSSH as the procedure uses it (`ssh root@IP cmd`, one connection per command) pays key
+  exchange, host key check and authentication every time; kcmrun pays them once per node per
+  run (the "connection set-up" row).
+- Fan-out: every lab node shares this machine's cores, so N nodes' sshd/shell work competes
+  for the same CPUs and wall time grows with N here; against real machines each node's side
+  runs on its own hardware and only the client side (worker threads, one per node in flight)
+  is shared.
+NOTES
 } > "$HERE/RESULTS.md"
 cat "$HERE/RESULTS.md"
