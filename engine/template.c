@@ -54,6 +54,8 @@ typedef struct {
 static void put(render *r, const char *s, size_t n)
 {
     outbuf *o = r->out;
+    if (n == 0) /* o->b may still be NULL: no pointer arithmetic on it */
+        return;
     if (n > OUT_MAX - o->len)
         luaL_error(r->L, "%s: rendered output larger than %d MiB", r->t->name, (int)(OUT_MAX >> 20));
     if (o->len + n > o->cap) {

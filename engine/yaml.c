@@ -454,6 +454,8 @@ static int enc_gc(lua_State *L)
 static int write_handler(void *data, unsigned char *buffer, size_t size)
 {
     encoder *e = data;
+    if (size == 0)
+        return 1;
     if (size > ENC_MAX - e->len) {
         e->too_big = 1;
         return 0;

@@ -32,6 +32,8 @@ eq(r("\\\n\\\\ $X $ {X} $$ $", { X = 1 }), "\\\n\\\\ $X $ {X} $$ $", "backslash 
 eq(r("$${X} {%% x %} {## y #}", {}), "${X} {% x %} {# y #}", "escapes")
 eq(r("$$${X}", { X = "v" }), "$${X}", "$${ is always a literal ${")
 
+eq(r("${e}${e}", { e = "" }), "", "empty values first (fuzz regression: put of 0 bytes into no buffer)")
+
 -- the shell's ${NAME:-default}
 eq(r("${A:-x} ${B:-/opt/k8s/bin} ${C:-} ${D.e:-d}", { B = "", C = "c" }), "x /opt/k8s/bin c d", "defaults")
 eq(r("${A:-x} ${n:-0}", { A = "set", n = 0 }), "set 0", "default unused when set (0 is set)")
