@@ -249,6 +249,9 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     }
     int no = 0, yes = 1;
     ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    /* ssh_config LogLevel would turn on libssh's (process-wide) logging to
+     * stderr; kcmrun reports errors itself. */
+    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
     if (c->host && ssh_options_set(s, SSH_OPTIONS_HOST, c->host) < 0) {
         *msg = kcm_ssh_fmt("bad host %s", c->host);
         goto fail;

@@ -28,6 +28,8 @@ local)
   run env KCM_SSH_CASE="$2" "$KCMRUN" "$HERE/test_local.lua"
   expect_rc 0 "test_local $2"
   expect_out "^ok: $2$"
+  # nothing on stderr: libssh's own logging stays off (even with ssh_config LogLevel)
+  [ ! -s "$T/err" ] || { cat "$T/err"; fail "stderr not empty"; }
   pass "$2"
   ;;
 agent)

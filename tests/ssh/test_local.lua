@@ -274,6 +274,7 @@ function cases.config()
   local cfg = DIR .. "/ssh_config-" .. CASE
   T.write(cfg, table.concat({
     "Host cfgnode",
+    "  LogLevel DEBUG3",
     "  HostName " .. node.host,
     "  Port " .. node.port,
     "  User root",
