@@ -107,19 +107,27 @@ local function fanout(N)
     task.parallel(fns)
     rounds[#rounds + 1] = rt.now() - t0
   end
+  -- a command that waits instead of burning CPU: shows the fan-out itself
+  for i = 1, N do fns[i] = function() nodes[i]:run("sleep 0.2") end end
+  t0 = rt.now()
+  task.parallel(fns)
+  local sleep = rt.now() - t0
   for i = 1, N do nodes[i]:close() end
-  return conn, median(rounds)
+  return conn, median(rounds), sleep
 end
 
-local c1, r1 = fanout(1)
+local c1, r1, s1 = fanout(1)
 row("connect 1 node (wall)", ms(c1) .. " ms")
 row("run(\"true\") on 1 node (wall, median of 20)", ms(r1) .. " ms")
+row("run(\"sleep 0.2\") on 1 node (wall)", ms(s1) .. " ms")
 for _, N in ipairs({ 3, 10 }) do
   if #inv.nodes >= N then
-    local cN, rN = fanout(N)
+    local cN, rN, sN = fanout(N)
     row(string.format("connect %d nodes in parallel (wall)", N), string.format("%s ms (%.1fx one node)", ms(cN), cN / c1))
     row(string.format("run(\"true\") on %d nodes in parallel (wall, median of 20)", N),
         string.format("%s ms (%.1fx one node)", ms(rN), rN / r1))
+    row(string.format("run(\"sleep 0.2\") on %d nodes in parallel (wall)", N),
+        string.format("%s ms (%.2fx one node)", ms(sN), sN / s1))
   end
 end
 print(table.concat(out, "\n"))

@@ -18,7 +18,7 @@ rows=$(KCM_BENCH_INV=$KCMRUN_LAB_DIR/inventory.lua "$KCMRUN" "$HERE/bench.lua")
   echo
   echo "$(date -u +%F), $(nproc) cores, $(uname -r), libssh $(pkg-config --modversion libssh),"
   echo "$(ssh -V 2>&1). Lab of $NODES nodes (real sshd + systemd per node, own network namespace)."
-  echo "Produced by \`bench/ssh/run.sh\`; medians."
+  echo "Load average while measuring: $(cut -d' ' -f1-3 /proc/loadavg). Produced by \`bench/ssh/run.sh\`; medians."
   echo
   echo "| measure | result |"
   echo "| --- | --- |"
@@ -32,7 +32,8 @@ Reading the numbers:
 - OpenSSH as the procedure uses it (`ssh root@IP cmd`, one connection per command) pays key
   exchange, host key check and authentication every time; kcmrun pays them once per node per
   run (the "connection set-up" row).
-- Fan-out: every lab node shares this machine's cores, so N nodes' sshd/shell work competes
+- Fan-out: `sleep 0.2` on N nodes shows the fan-out itself (all nodes wait at once, wall
+  time stays ~one node's). For `true`, every lab node shares this machine's cores, so N nodes' sshd/shell work competes
   for the same CPUs and wall time grows with N here; against real machines each node's side
   runs on its own hardware and only the client side (worker threads, one per node in flight)
   is shared.
