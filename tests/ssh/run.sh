@@ -5,6 +5,7 @@
 #   run.sh onecon            a multi-step playbook opens exactly one connection (sshd log)
 #   run.sh interrupt         SIGKILL during a large put: old file intact, no partial target
 #   run.sh lab               test_lab.lua: 3 lab nodes in parallel
+#   run.sh lab_interrupt     SIGKILL during a large put to a lab node
 #   run.sh lab_onecon        one connection per lab node for a multi-step run (journal)
 #   run.sh lab_unreachable   a powered-off lab node is reported unreachable; the others succeed
 set -e
@@ -141,6 +142,39 @@ lab)
   expect_rc 0 "test_lab"
   expect_out "^ok: lab$"
   pass "3 lab nodes"
+  ;;
+lab_interrupt)
+  lab_env
+  R=/tmp/kcm-ssh-interrupt
+  ssh1() { "$KCMRUN" lab ssh node1 "$@"; }
+  ssh1 "rm -rf $R && mkdir -p $R && printf 'old content\n' > $R/target"
+  head -c 400000000 /dev/urandom > "$T/big"
+  cp "$HERE/sshtest.lua" "$T/"
+  cat > "$T/put.lua" <<LUA
+local T = require "sshtest"
+local n = T.node(T.inventory(), 1)
+n:put("$T/big", "$R/target", { mode = "0644" })
+print("put finished")
+LUA
+  "$KCMRUN" "$T/put.lua" > "$T/putout" 2>&1 &
+  pid=$!
+  started=
+  for _ in $(seq 1 100); do
+    sz=$(ssh1 "find $R -name '.target.kcm-*.tmp' -printf '%s\n'" | head -1)
+    [ -n "$sz" ] && [ "$sz" -gt 1000000 ] && { started=1; break; }
+    sleep 0.1
+  done
+  kill -9 $pid; wait $pid 2>/dev/null || true
+  [ -n "$started" ] || fail "transfer never seen under way"
+  grep -q "put finished" "$T/putout" && fail "put finished before the kill"
+  [ "$(ssh1 cat $R/target)" = "old content" ] || fail "target changed by an interrupted put"
+  [ "$(ssh1 "ls -A $R" | grep -vc '\.kcm-.*\.tmp$')" = 1 ] || { ssh1 "ls -la $R"; fail "unexpected files"; }
+  run "$KCMRUN" "$T/put.lua"
+  expect_rc 0 "put after interruption"
+  [ "$(ssh1 sha256sum $R/target | cut -d' ' -f1)" = "$(sha256sum "$T/big" | cut -d' ' -f1)" ] || fail "target differs after the second put"
+  [ "$(ssh1 "ls -A $R")" = target ] || { ssh1 "ls -la $R"; fail "stale temp file left"; }
+  ssh1 "rm -rf $R"
+  pass "lab: killed put leaves the old file and no partial target; next put replaces it and cleans up"
   ;;
 lab_onecon)
   lab_env

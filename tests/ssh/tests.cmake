@@ -27,9 +27,11 @@ set_tests_properties(ssh_onecon PROPERTIES FIXTURES_REQUIRED ssh_local LABELS "s
                      ENVIRONMENT "${KCM_SSH_ENV}" TIMEOUT 120)
 
 set(KCM_SSH_LAB_ENV "KCMRUN=${KCMRUN}" "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
-add_test(NAME ssh_lab COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh lab)
-set_tests_properties(ssh_lab PROPERTIES FIXTURES_REQUIRED lab LABELS "lab"
-                     ENVIRONMENT "${KCM_SSH_LAB_ENV}" TIMEOUT 180)
+foreach(case lab lab_interrupt)
+  add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh ${case})
+  set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "lab"
+                       ENVIRONMENT "${KCM_SSH_LAB_ENV}" TIMEOUT 180)
+endforeach()
 # Login counting and powering a node off: no other lab test may run meanwhile.
 foreach(case lab_onecon lab_unreachable)
   add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh ${case})
