@@ -28,7 +28,9 @@ static struct {
     const void **busy_pins;             /* pins of the jobs running now */
     int nbusy_pins, cap_busy_pins;
     int workers, idle, max_workers;
+    int queued;                         /* jobs in the queue, not yet taken */
     int in_flight, max_in_flight;       /* submitted and not yet resumed */
+    int running, max_running;           /* work() executing on a worker now */
     unsigned long total;
     int efd;
     int stopping;
@@ -102,6 +104,7 @@ static kcm_job *take_job(void)
         if (pool.queue_tail == j)
             pool.queue_tail = prev;
         j->next = NULL;
+        pool.queued--;
         if (j->pin)
             pin_add(j->pin);
         return j;
@@ -132,9 +135,12 @@ static void *worker_main(void *arg)
         }
         if (!j)
             break;
+        if (++pool.running > pool.max_running)
+            pool.max_running = pool.running;
         pthread_mutex_unlock(&pool.mu);
         j->work(j);
         pthread_mutex_lock(&pool.mu);
+        pool.running--;
         if (j->pin) {
             pin_del(j->pin);
             pthread_cond_broadcast(&pool.cv);   /* a job waiting on this pin may go */
@@ -163,7 +169,9 @@ static void submit(kcm_job *job)
     pool.total++;
     if (++pool.in_flight > pool.max_in_flight)
         pool.max_in_flight = pool.in_flight;
-    if (pool.idle == 0 && pool.workers < pool.max_workers) {
+    /* A signalled worker counts as idle until it wakes: compare with the
+     * queue, or a burst of jobs lands on one worker and runs serially. */
+    if (++pool.queued > pool.idle && pool.workers < pool.max_workers) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -340,6 +348,8 @@ static int rt_stats(lua_State *L)
     lua_setfield(L, -2, "max_in_flight");
     lua_pushinteger(L, (lua_Integer)pool.total);
     lua_setfield(L, -2, "total");
+    lua_pushinteger(L, pool.max_running);
+    lua_setfield(L, -2, "max_running");
     lua_pushinteger(L, pool.workers);
     lua_setfield(L, -2, "workers");
     lua_pushinteger(L, pool.max_workers);
@@ -352,6 +362,7 @@ static int rt_reset_stats(lua_State *L)
 {
     pthread_mutex_lock(&pool.mu);
     pool.max_in_flight = pool.in_flight;
+    pool.max_running = pool.running;
     pool.total = 0;
     pthread_mutex_unlock(&pool.mu);
     return 0;

@@ -209,6 +209,7 @@ return function(argv, datadir)
 
   local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
+  task.show_diff = function(text) local c = task.current(); report:diff(c and c.node, text) end
 
   local runner = require "kcm.runner"
   local rok, summary = pcall(runner.run, play, {

@@ -141,6 +141,15 @@ function M:message(node, msg, kind)
   self:event({ event = kind, node = node, message = M.redact(msg) })
 end
 
+--- A unified diff from --diff (already redacted by its maker; redacted again).
+function M:diff(node, text)
+  if self.verbosity < 0 then return end
+  for l in (M.redact(text):gsub("\n?$", "\n")):gmatch("(.-)\n") do
+    local kind = l:sub(1, 1) == "+" and "ok" or l:sub(1, 1) == "-" and "failed" or nil
+    self:line("      " .. (kind and self:paint(kind, l) or l))
+  end
+end
+
 function M:recap(info)
   local total = rt.now() - self.t0
   self:line("")

@@ -10,10 +10,10 @@ case "${1:-all}" in
 forks)
   run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/fanout.lua"
   expect_rc 0 "fanout default forks"
-  expect_out "answers=64 max_in_flight=64"
+  expect_out "answers=64 max_in_flight=64 max_running=64$"
   run "$KCMRUN" --state-dir "$SD" --forks 8 --timeline "$T/t.svg" -i "$F/inv64.lua" "$F/fanout.lua"
   expect_rc 0 "fanout --forks 8"
-  expect_out "answers=64 max_in_flight=8$"
+  expect_out "answers=64 max_in_flight=8 max_running=8$"
   # the timeline draws one bar per node for the step, in waves of 8
   /usr/bin/python3 - "$T/t.svg" <<'PY' || fail "timeline"
 import sys, xml.dom.minidom as m
