@@ -85,13 +85,23 @@ function C:issue_certificate(ctx)
 end
 
 -- step "certificate", node part: scp NAME*.pem root@node:/etc/kubernetes/cert/
+-- In --check a certificate that would be (re)issued does not exist yet: what
+-- depends on it would change everywhere, and is reported so.
+local function put_or_report(node, content, path, opts)
+  if content == nil and task.check() then
+    task.changed("put " .. path .. " (new content)")
+    return true
+  end
+  return node:put({ content = content }, path, opts)
+end
+
 function C:put_certificate(node, ctx)
   local st, p = ctx[self.name], self:paths(ctx)
   node:mkdir(p.cert_dir, { mode = "0755" })
   node:put({ content = st.ca_pem }, p.ca, { mode = "0644" })
   node:put({ content = st.ca_key_pem }, p.ca_key, { mode = "0600" })
-  node:put({ content = st.cert.pem }, p.cert, { mode = "0644" })
-  node:put({ content = st.cert.key }, p.key, { mode = "0600" })
+  put_or_report(node, st.cert.pem, p.cert, { mode = "0644" })
+  put_or_report(node, st.cert.key, p.key, { mode = "0600" })
 end
 
 -- step "kubeconfig", control part: the four `kubectl config` calls
@@ -100,17 +110,23 @@ function C:build_kubeconfig(ctx)
   local st = ctx[self.name]
   local server = var(ctx, "KUBE_APISERVER")
   if not server then error("KUBE_APISERVER is not set (inventory vars or -e KUBE_APISERVER=https://...)", 0) end
+  local path = M.work_dir(ctx) .. "/" .. self.name .. ".kubeconfig"
+  if st.cert.pem == nil and task.check() then
+    st.kubeconfig = nil
+    task.changed("write " .. path .. " (new certificate)")
+    return
+  end
   local cfg = kubeconfig.build {
     cluster = "kubernetes", server = server, ca = st.ca_pem,
     user = self.user, client_cert = st.cert.pem, client_key = st.cert.key,
     context = self.user, embed = true,
   }
   st.kubeconfig = kubeconfig.encode(cfg)
-  files.write(M.work_dir(ctx) .. "/" .. self.name .. ".kubeconfig", st.kubeconfig, { mode = "0600" })
+  files.write(path, st.kubeconfig, { mode = "0600" })
 end
 
 function C:put_kubeconfig(node, ctx)
-  node:put({ content = ctx[self.name].kubeconfig }, self:paths(ctx).kubeconfig, { mode = "0600" })
+  put_or_report(node, ctx[self.name].kubeconfig, self:paths(ctx).kubeconfig, { mode = "0600" })
 end
 
 -- step "binary": install the local binary when its checksum differs

@@ -209,7 +209,11 @@ return function(argv, datadir)
 
   local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
-  task.show_diff = function(text) local c = task.current(); report:diff(c and c.node, text) end
+  -- diffs are kept with the node's result, so nodes running at once do not interleave
+  task.show_diff = function(text)
+    local c = task.current()
+    if c then c.diffs = c.diffs or {}; c.diffs[#c.diffs + 1] = text else report:diff(nil, text) end
+  end
 
   local runner = require "kcm.runner"
   local rok, summary = pcall(runner.run, play, {

@@ -124,6 +124,7 @@ function M:node_result(step, node, r)
       line = line .. string.format("  %d changes", #r.changes)
     end
     self:line(line)
+    for _, d in ipairs(r.diffs or {}) do self:diff(node, d) end
     if err then
       for l in (err .. "\n"):gmatch("(.-)\n") do self:line("      " .. l) end
     end

@@ -120,7 +120,7 @@ function M.run(play, opts)
       local sctx = { node = CONTROL, step = step.name, changes = {} }
       local t0 = rt.now()
       local t = task.wait(task.spawn(fn, sctx, ctx))
-      local r = { duration = rt.now() - t0, changes = sctx.changes, t0 = t0, t1 = rt.now() }
+      local r = { duration = rt.now() - t0, changes = sctx.changes, t0 = t0, t1 = rt.now(), diffs = sctx.diffs }
       if t.ok then
         r.status = #sctx.changes > 0 and "changed" or "ok"
       else
@@ -168,7 +168,7 @@ function M.run(play, opts)
       for i, t in ipairs(tasks) do
         local node = targets[i]
         local r = { duration = t.started_at and (t.finished_at - t.started_at) or 0,
-                    t0 = t.started_at, t1 = t.finished_at }
+                    t0 = t.started_at, t1 = t.finished_at, diffs = t.ctx.diffs }
         if t.skipped then
           r.status = "skipped"
           summary.interrupted = true
