@@ -26,7 +26,7 @@ changed_steps() { awk '/^== /{s=$2} /^  changed /{print s}' "$T/out" | sort -u |
 case "$1" in
 check-fresh)
   before=$(node_sums)
-  kcmrun -i "$INV" --check "$PB"
+  kcmrun -i "$INV" --check -v "$PB"
   expect_rc 0 "--check on a fresh lab"
   expect_out "changed +node1 .*"
   expect_out "put /etc/kubernetes/cert/kube-controller-manager-key.pem"
