@@ -11,14 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "modules.h"
 
 extern char **environ;
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
 
 struct exec_job {
     kcm_job base;
@@ -28,7 +24,7 @@ struct exec_job {
     char *input;
     size_t input_len;
     double timeout;       /* <= 0: none */
-    struct buf out, err;
+    struct kcm_buf out, err;
     int code, sig, timed_out;
 };
 
@@ -50,27 +46,9 @@ static void exec_free(kcm_job *job)
     if (j->input)
         kcm_memzero(j->input, j->input_len);   /* stdin may carry a key */
     free(j->input);
-    free(j->out.p);
-    free(j->err.p);
+    kcm_buf_free(&j->out, 1);
+    kcm_buf_free(&j->err, 1);
     free(j);
-}
-
-static int buf_add(struct buf *b, const char *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
 }
 
 static double now(void)
@@ -179,14 +157,14 @@ static void exec_work(kcm_job *job)
         if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t rd = read(out[0], chunk, sizeof chunk);
             if (rd > 0)
-                buf_add(&j->out, chunk, (size_t)rd);
+                kcm_buf_add(&j->out, chunk, (size_t)rd);
             else if (rd == 0 || errno != EINTR)
                 open_out = 0;
         }
         if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR))) {
             ssize_t rd = read(err[0], chunk, sizeof chunk);
             if (rd > 0)
-                buf_add(&j->err, chunk, (size_t)rd);
+                kcm_buf_add(&j->err, chunk, (size_t)rd);
             else if (rd == 0 || errno != EINTR)
                 open_err = 0;
         }
@@ -216,9 +194,9 @@ static int exec_done(lua_State *L, kcm_job *job)
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, j->code);
     lua_setfield(L, -2, "code");
-    lua_pushlstring(L, j->out.p ? j->out.p : "", j->out.len);
+    lua_pushlstring(L, j->out.p ? j->out.p : "", j->out.n);
     lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, j->err.p ? j->err.p : "", j->err.len);
+    lua_pushlstring(L, j->err.p ? j->err.p : "", j->err.n);
     lua_setfield(L, -2, "stderr");
     if (j->sig) {
         lua_pushinteger(L, j->sig);

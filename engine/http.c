@@ -11,6 +11,7 @@
  * message". HTTP error statuses are not errors here: the caller (kcm.kube)
  * decides what a 403 or 409 means.
  */
+#include "buf.h"
 #include "modules.h"
 
 #include <curl/curl.h>
@@ -19,11 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-struct buf {
-    char *data;
-    size_t len, cap;
-};
 
 struct http_job {
     kcm_job base;
@@ -40,32 +36,14 @@ struct http_job {
     int insecure;
     /* outputs */
     long status;
-    struct buf resp;
-    struct buf hdrs;       /* raw header block of the final response */
+    struct kcm_buf resp;
+    struct kcm_buf hdrs;       /* raw header block of the final response */
 };
-
-static int buf_append(struct buf *b, const char *p, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return -1;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return 0;
-}
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct http_job *j = ud;
-    return buf_append(&j->resp, p, size * n) ? 0 : size * n;
+    return kcm_buf_add(&j->resp, p, size * n) ? 0 : size * n;
 }
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -75,8 +53,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     /* A new status line starts a new response (100 Continue, proxies):
      * keep only the headers of the last one. */
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0)
-        j->hdrs.len = 0;
-    return buf_append(&j->hdrs, p, len) ? 0 : len;
+        j->hdrs.n = 0;
+    return kcm_buf_add(&j->hdrs, p, len) ? 0 : len;
 }
 
 static char *dup_mem(const char *p, size_t n)
@@ -105,8 +83,8 @@ static void http_free(kcm_job *base)
         kcm_memzero(j->key_pem, j->key_len);
         free(j->key_pem);
     }
-    free(j->resp.data);
-    free(j->hdrs.data);
+    free(j->resp.p);
+    free(j->hdrs.p);
     free(j);
 }
 
@@ -204,10 +182,10 @@ out:
 
 /* Pushes the header block as a table of lowercased names; repeated headers
  * are joined with ", " as HTTP allows. */
-static void push_headers(lua_State *L, const struct buf *h)
+static void push_headers(lua_State *L, const struct kcm_buf *h)
 {
     lua_newtable(L);
-    const char *p = h->data, *end = h->data ? h->data + h->len : NULL;
+    const char *p = h->p, *end = h->p ? h->p + h->n : NULL;
     while (p && p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
@@ -245,7 +223,7 @@ static int http_done(lua_State *L, kcm_job *base)
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, j->status);
     lua_setfield(L, -2, "status");
-    lua_pushlstring(L, j->resp.data ? j->resp.data : "", j->resp.len);
+    lua_pushlstring(L, j->resp.p ? j->resp.p : "", j->resp.n);
     lua_setfield(L, -2, "body");
     push_headers(L, &j->hdrs);
     lua_setfield(L, -2, "headers");

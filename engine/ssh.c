@@ -57,7 +57,7 @@ typedef struct {
     int changed, exists;
     struct kcm_ssh_exec_res ex;
     struct kcm_ssh_stat st;
-    struct kcm_ssh_buf content;
+    struct kcm_buf content;
     char hex[65];
 } sjob;
 
@@ -171,9 +171,9 @@ static void job_free(kcm_job *j)
     sjob *sj = (sjob *)j;
     if (sj->data) { kcm_memzero(sj->data, sj->len); free(sj->data); }
     if (sj->content.p) kcm_memzero(sj->content.p, sj->content.cap);
-    kcm_ssh_buf_free(&sj->content);
-    kcm_ssh_buf_free(&sj->ex.out);
-    kcm_ssh_buf_free(&sj->ex.err);
+    kcm_buf_free(&sj->content, 0);
+    kcm_buf_free(&sj->ex.out, 0);
+    kcm_buf_free(&sj->ex.err, 0);
     free(sj->path); free(sj->tmp); free(sj->chown); free(sj->kmsg);
     sess_unref(sj->c);
     free(sj);

@@ -25,36 +25,16 @@ char *kcm_ssh_fmt(const char *fmt, ...)
 
 char *kcm_ssh_shquote(const char *s)
 {
-    struct kcm_ssh_buf b = {0};
-    kcm_ssh_buf_add(&b, "'", 1);
+    struct kcm_buf b = {0};
+    kcm_buf_add(&b, "'", 1);
     for (; *s; s++) {
-        if (*s == '\'') kcm_ssh_buf_add(&b, "'\\''", 4);
-        else kcm_ssh_buf_add(&b, s, 1);
+        if (*s == '\'') kcm_buf_add(&b, "'\\''", 4);
+        else kcm_buf_add(&b, s, 1);
     }
-    kcm_ssh_buf_add(&b, "'", 1);
+    kcm_buf_add(&b, "'", 1);
     return b.p;
 }
 
-int kcm_ssh_buf_add(struct kcm_ssh_buf *b, const void *p, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *q = realloc(b->p, cap);
-        if (!q) abort();
-        b->p = q, b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, p, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-    return 0;
-}
-
-void kcm_ssh_buf_free(struct kcm_ssh_buf *b)
-{
-    free(b->p);
-    b->p = NULL, b->n = b->cap = 0;
-}
 
 char *kcm_ssh_expand_home(const char *path)
 {
@@ -93,7 +73,7 @@ static void set_keepalive(ssh_session s)
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
 }
 
-static void methods_str(int m, struct kcm_ssh_buf *b)
+static void methods_str(int m, struct kcm_buf *b)
 {
     static const struct { int bit; const char *name; } names[] = {
         {SSH_AUTH_METHOD_PUBLICKEY, "publickey"}, {SSH_AUTH_METHOD_PASSWORD, "password"},
@@ -103,17 +83,17 @@ static void methods_str(int m, struct kcm_ssh_buf *b)
     int any = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (m & names[i].bit) {
-            if (any) kcm_ssh_buf_add(b, ",", 1);
-            kcm_ssh_buf_add(b, names[i].name, strlen(names[i].name));
+            if (any) kcm_buf_add(b, ",", 1);
+            kcm_buf_add(b, names[i].name, strlen(names[i].name));
             any = 1;
         }
-    if (!any) kcm_ssh_buf_add(b, "none", 4);
+    if (!any) kcm_buf_add(b, "none", 4);
 }
 
-static void tried_add(struct kcm_ssh_buf *t, const char *what)
+static void tried_add(struct kcm_buf *t, const char *what)
 {
-    if (t->n) kcm_ssh_buf_add(t, "; ", 2);
-    kcm_ssh_buf_add(t, what, strlen(what));
+    if (t->n) kcm_buf_add(t, "; ", 2);
+    kcm_buf_add(t, what, strlen(what));
 }
 
 static const char *auth_word(int rc)
@@ -126,7 +106,7 @@ static const char *auth_word(int rc)
 }
 
 /* 0 when the key file logged us in; otherwise notes why in `tried`. */
-static int try_keyfile(ssh_session s, const char *file, struct kcm_ssh_buf *tried)
+static int try_keyfile(ssh_session s, const char *file, struct kcm_buf *tried)
 {
     char *path = kcm_ssh_expand_home(file);
     ssh_key key = NULL;
@@ -157,7 +137,7 @@ static int try_keyfile(ssh_session s, const char *file, struct kcm_ssh_buf *trie
  * ~/.ssh/id_* files. Every attempt is listed in the failure message. */
 static int authenticate(kcm_ssh_sess *c, ssh_session s, const char *cfg_identity, char **msg)
 {
-    struct kcm_ssh_buf tried = {0}, allowed = {0};
+    struct kcm_buf tried = {0}, allowed = {0};
     int rc = ssh_userauth_none(s, NULL);
     if (rc == SSH_AUTH_SUCCESS) return 0;
     if (rc == SSH_AUTH_ERROR) {
@@ -192,12 +172,12 @@ static int authenticate(kcm_ssh_sess *c, ssh_session s, const char *cfg_identity
     }
     *msg = kcm_ssh_fmt("authentication failed for %s@%s:%d; tried: %s; server allows: %s",
                        c->r_user, c->r_host, c->r_port, tried.p, allowed.p);
-    kcm_ssh_buf_free(&tried);
-    kcm_ssh_buf_free(&allowed);
+    kcm_buf_free(&tried, 0);
+    kcm_buf_free(&allowed, 0);
     return -1;
 ok:
-    kcm_ssh_buf_free(&tried);
-    kcm_ssh_buf_free(&allowed);
+    kcm_buf_free(&tried, 0);
+    kcm_buf_free(&allowed, 0);
     return 0;
 }
 

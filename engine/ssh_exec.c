@@ -24,7 +24,7 @@ static long drain(ssh_channel ch, struct kcm_ssh_exec_res *r)
             int n = ssh_channel_read_nonblocking(ch, buf, sizeof buf, is_err);
             if (n == SSH_ERROR) return -1;
             if (n <= 0) break;
-            kcm_ssh_buf_add(is_err ? &r->err : &r->out, buf, (size_t)n);
+            kcm_buf_add(is_err ? &r->err : &r->out, buf, (size_t)n);
             total += n;
         }
     }

@@ -12,6 +12,8 @@
 #include <libssh/libssh.h>
 #include <libssh/sftp.h>
 
+#include "buf.h"
+
 typedef struct kcm_ssh_sess {
     pthread_mutex_t mu;    /* belt and braces next to job->pin */
     atomic_int refs;       /* the Lua userdata + every job in flight */
@@ -31,9 +33,6 @@ typedef struct kcm_ssh_sess {
 /* Outcome kinds of a connect attempt. */
 enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_SSH_ERROR };
 
-struct kcm_ssh_buf { char *p; size_t n, cap; };
-int kcm_ssh_buf_add(struct kcm_ssh_buf *b, const void *p, size_t n);
-void kcm_ssh_buf_free(struct kcm_ssh_buf *b);
 
 /* malloc'd printf; never NULL (aborts on OOM like the rest of the engine). */
 char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -60,7 +59,7 @@ char *kcm_ssh_fingerprint_b64(const char *b64);
 struct kcm_ssh_exec_res {
     int code;
     int timed_out;
-    struct kcm_ssh_buf out, err;
+    struct kcm_buf out, err;
 };
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
                  long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
@@ -69,7 +68,7 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
 struct kcm_ssh_stat { int exists; const char *type; unsigned long long size;
                       unsigned mode, uid, gid; unsigned long long mtime; };
 int kcm_ssh_sftp_stat(kcm_ssh_sess *c, const char *path, struct kcm_ssh_stat *st, char **msg);
-int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_ssh_buf *out, char **msg);
+int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_buf *out, char **msg);
 /* *exists = 0 when there is no such file (hex untouched). */
 int kcm_ssh_sftp_sha256(kcm_ssh_sess *c, const char *path, int *exists, char hex[65], char **msg);
 int kcm_ssh_sftp_mkdir_p(kcm_ssh_sess *c, const char *path, unsigned mode, int *changed, char **msg);

@@ -107,13 +107,13 @@ static int read_file(kcm_ssh_sess *c, const char *path, int *exists,
 
 static void sink_buf(void *ctx, const char *p, size_t n)
 {
-    kcm_ssh_buf_add(ctx, p, n);
+    kcm_buf_add(ctx, p, n);
 }
 
-int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_ssh_buf *out, char **msg)
+int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_buf *out, char **msg)
 {
     /* An empty file must still yield "" (not NULL). */
-    kcm_ssh_buf_add(out, "", 0);
+    kcm_buf_add(out, "", 0);
     return read_file(c, path, NULL, sink_buf, out, msg);
 }
 
@@ -216,8 +216,8 @@ static int run_ok(kcm_ssh_sess *c, const char *cmd, const char *what, char **msg
         rc = -1;
     }
     free(m);
-    kcm_ssh_buf_free(&r.out);
-    kcm_ssh_buf_free(&r.err);
+    kcm_buf_free(&r.out, 0);
+    kcm_buf_free(&r.err, 0);
     return rc;
 }
 

@@ -273,26 +273,6 @@ static void put_value(render *r, const kcm_tpl_node *n)
     }
 }
 
-/* Key order for `for k, v`: numbers ascending, then strings bytewise, then
- * the rest, so output never depends on hash order. */
-static int key_rank(lua_State *L, int idx)
-{
-    int t = lua_type(L, idx);
-    return t == LUA_TNUMBER ? 0 : t == LUA_TSTRING ? 1 : 2;
-}
-
-static int key_less(lua_State *L, int a, int b)
-{
-    int ra = key_rank(L, a), rb = key_rank(L, b);
-    if (ra != rb)
-        return ra < rb;
-    if (ra == 0)
-        return lua_compare(L, a, b, LUA_OPLT);
-    if (ra == 1)
-        return str_cmp(L, a, b) < 0;
-    return 0;
-}
-
 /* Pushes an array of the keys of the table at idx, sorted; returns its length. */
 static lua_Integer sorted_keys(lua_State *L, int idx)
 {
@@ -311,7 +291,7 @@ static lua_Integer sorted_keys(lua_State *L, int idx)
         lua_Integer j = i - 1;
         for (; j >= 1; j--) {
             lua_rawgeti(L, keys, j);
-            int less = key_less(L, -2, -1);
+            int less = kcm_key_less(L, -2, -1);
             if (!less) {
                 lua_pop(L, 1);
                 break;

@@ -541,25 +541,6 @@ static void emit_string(lua_State *L, encoder *e, int idx, int is_key)
     emit_scalar(L, e, s, n, plain_ok, literal);
 }
 
-static int key_rank(lua_State *L, int idx)
-{
-    int t = lua_type(L, idx);
-    return t == LUA_TNUMBER ? 0 : t == LUA_TSTRING ? 1 : 2;
-}
-
-static int key_less(lua_State *L, int a, int b)
-{
-    int ra = key_rank(L, a), rb = key_rank(L, b);
-    if (ra != rb)
-        return ra < rb;
-    if (ra == 0)
-        return lua_compare(L, a, b, LUA_OPLT);
-    size_t la, lb;
-    const char *sa = lua_tolstring(L, a, &la), *sb = lua_tolstring(L, b, &lb);
-    int c = memcmp(sa, sb, la < lb ? la : lb);
-    return c ? c < 0 : la < lb;
-}
-
 /* Sequence when marked with array_mt, or when its keys are exactly 1..n. */
 static int is_sequence(lua_State *L, int idx, lua_Integer *count)
 {
@@ -636,7 +617,7 @@ static void emit_table(lua_State *L, encoder *e, int idx, int depth)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
-        if (key_rank(L, -1) == 2)
+        if (kcm_key_rank(L, -1) == 2)
             enc_error(L, e, "mapping keys must be strings or numbers");
         lua_pushvalue(L, -1);
         lua_rawseti(L, keys, ++k);
@@ -646,7 +627,7 @@ static void emit_table(lua_State *L, encoder *e, int idx, int depth)
         lua_Integer j = i - 1;
         for (; j >= 1; j--) {
             lua_rawgeti(L, keys, j);
-            if (!key_less(L, -2, -1)) {
+            if (!kcm_key_less(L, -2, -1)) {
                 lua_pop(L, 1);
                 break;
             }

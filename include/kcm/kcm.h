@@ -64,6 +64,12 @@ int kcm_diff_mode(lua_State *L);
 void *kcm_newudata(lua_State *L, size_t size, const char *tname,
                    const luaL_Reg *methods, lua_CFunction gc);
 
+/* Deterministic order for table keys (templates' `for k, v`, YAML output):
+ * numbers ascending, then strings bytewise, then anything else (equal).
+ * kcm_key_rank: 0 number, 1 string, 2 other. */
+int kcm_key_rank(lua_State *L, int idx);
+int kcm_key_less(lua_State *L, int a, int b);
+
 /* Secure wipe for buffers that held key material. */
 void kcm_memzero(void *p, size_t n);
 

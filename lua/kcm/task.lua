@@ -110,22 +110,28 @@ function M.spawn(fn, ctx, ...)
   return t
 end
 
---- Waits for a task (from a task: parks; from the top level: runs the loop).
-function M.wait(t)
-  if t.done then return t end
+-- Waits until w.done (w: a task or anything with `done` and `waiters`):
+-- a task parks until woken; the top level runs the scheduler.
+local function park_until(w)
+  if w.done then return end
   local co, main = coroutine.running()
   if main or not tasks[co] then
-    M.loop(function() return t.done end)
-    if not t.done then
+    M.loop(function() return w.done end)
+    if not w.done then
       -- interrupted by a signal: let in-flight work finish, start nothing new
-      M.loop(function() return t.done or rt.pending() == 0 and rhead > rtail end)
+      M.loop(function() return w.done or rt.pending() == 0 and rhead > rtail end)
     end
   else
-    while not t.done do
-      t.waiters[#t.waiters + 1] = co
+    while not w.done do
+      w.waiters[#w.waiters + 1] = co
       coroutine.yield(WAIT)
     end
   end
+end
+
+--- Waits for a task.
+function M.wait(t)
+  park_until(t)
   return t
 end
 
@@ -158,20 +164,7 @@ function M.map(items, limit, fn, ctx_of, should_start)
     end
   end
   launch()
-  if not all.done then
-    local co, main = coroutine.running()
-    if main or not tasks[co] then
-      M.loop(function() return all.done end)
-      if not all.done then
-        M.loop(function() return all.done or rt.pending() == 0 and rhead > rtail end)
-      end
-    else
-      while not all.done do
-        all.waiters[#all.waiters + 1] = co
-        coroutine.yield(WAIT)
-      end
-    end
-  end
+  park_until(all)
   return out
 end
 
