@@ -139,6 +139,27 @@ function C:put_binary(node, ctx)
   node:put(local_bin, self:paths(ctx).bin, { mode = "0755", mkdir = true })
 end
 
+function M.version_cache(ctx)
+  if ctx.version_cache then return ctx.version_cache end
+  local cjson = require "cjson"
+  local path = ctx.state_dir and (ctx.state_dir .. "/versions.json")
+  local c = { path = path, versions = {} }
+  local data = path and require("kcm.native.fs").read(path)
+  if data then
+    local ok, t = pcall(cjson.decode, data)
+    if ok and type(t) == "table" then c.versions = t end
+  end
+  ctx.version_cache = c
+  return c
+end
+
+function M.save_version_cache(ctx)
+  local c = ctx.version_cache
+  if not (c and c.dirty and c.path) or task.check() then return end
+  require("kcm.native.fs").write(c.path, require("cjson").encode(c.versions), { mode = tonumber("600", 8) })
+  c.dirty = false
+end
+
 --- The version the unit is rendered for: given, or the binary's own --version.
 function C:version(node, ctx)
   local given = var(ctx, self.version_var)
@@ -147,8 +168,20 @@ function C:version(node, ctx)
     if not v then error(self.version_var .. "=" .. tostring(given) .. " is not a version like 1.28 or v1.23.4", 0) end
     return v
   end
-  local r = node:run({ self:paths(ctx).bin, "--version" }, { readonly = true, ok_codes = { 0, 1, 2, 126, 127 } })
+  -- `--version` of a binary is asked once per binary content, then remembered
+  -- (in kcmrun's state folder) by its checksum: a sha256sum costs far less
+  -- than starting the binary on every node on every run.
+  local bin = self:paths(ctx).bin
+  local sum = node:run({ "sha256sum", bin }, { readonly = true, ok_codes = { 0, 1 } })
+  sum = sum.code == 0 and sum.stdout:match("^(%x+)")
+  local cache = M.version_cache(ctx)
+  if sum and cache.versions[sum] then return M.parse_version(cache.versions[sum]) end
+  local r = node:run({ bin, "--version" }, { readonly = true, ok_codes = { 0, 1, 2, 126, 127 } })
   local v = r.code == 0 and M.parse_version(r.stdout)
+  if v and sum then
+    cache.versions[sum] = v.text
+    cache.dirty = true
+  end
   if not v and var(ctx, self.binary_var) then
     -- --check on a fresh node: the binary is not there yet; ask the local copy
     local lr = exec.run({ var(ctx, self.binary_var), "--version" }, { readonly = true, ok_codes = { 0, 1, 2, 126, 127 } })
@@ -204,6 +237,7 @@ end
 
 function C:put_unit(node, ctx)
   local version = self:version(node, ctx)
+  M.save_version_cache(ctx)
   local st = ctx[self.name]
   local text = st.template:render(self:unit_vars(node, ctx, version))
   node:mkdir(self:paths(ctx).workdir, { mode = "0755" })

@@ -220,7 +220,7 @@ return function(argv, datadir)
     inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
     start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
     extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook,
-    playbook_dir = dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json",
+    playbook_dir = dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json", state_dir = sdir,
   })
   if not rok then
     local e = summary

@@ -56,7 +56,8 @@ function M.run(play, opts)
   for k, v in pairs(opts.extra_vars or {}) do vars[k] = v end
 
   local ctx = { vars = vars, inventory = inv, check = opts.check, diff = opts.diff, play = play,
-                nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir }
+                nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
+                state_dir = opts.state_dir }
 
   local ok_node, Node = pcall(require, "kcm.node")
   if not ok_node then Node = nil end
