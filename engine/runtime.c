@@ -211,12 +211,31 @@ static int job_continue(lua_State *L, int status, lua_KContext ctx)
     return job_finish(L, (kcm_job *)ctx);
 }
 
+static const char SCHED_KEY[] = "kcm.scheduled";
+
+/* Is L a coroutine the scheduler resumes? A native call made from a
+ * coroutine of the user's own must not yield to the user's resume: it runs
+ * inline instead (blocking, but correct). */
+static int scheduled(lua_State *L)
+{
+    if (!lua_isyieldable(L) || pool.efd < 0)
+        return 0;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_pushthread(L);
+    int yes = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return yes;
+}
+
 int kcm_job_yield(lua_State *L, kcm_job *job)
 {
     job->error = NULL;
     job->next = NULL;
     job->co_ref = LUA_NOREF;
-    if (!lua_isyieldable(L) || pool.efd < 0) {
+    if (!scheduled(L)) {
         pthread_mutex_lock(&pool.mu);
         if (++pool.in_flight > pool.max_in_flight)
             pool.max_in_flight = pool.in_flight;
@@ -327,6 +346,26 @@ static int rt_poll(lua_State *L)
             return luaL_error(L, "runtime.poll: %s", strerror(errno));
         }
     }
+}
+
+/* runtime.adopt(co): co is resumed by the scheduler (weakly remembered). */
+static int rt_adopt(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, SCHED_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, SCHED_KEY);
+    }
+    lua_pushvalue(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    return 0;
 }
 
 static int rt_pending(lua_State *L)
@@ -463,6 +502,7 @@ int kcm_open_runtime(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"poll", rt_poll},
+        {"adopt", rt_adopt},
         {"pending", rt_pending},
         {"stats", rt_stats},
         {"reset_stats", rt_reset_stats},

@@ -104,6 +104,7 @@ function M.spawn(fn, ctx, ...)
   local parent = tasks[coroutine.running()]
   local args = table.pack(...)
   local co = coroutine.create(function() return fn(table.unpack(args, 1, args.n)) end)
+  rt.adopt(co)
   local t = { co = co, ctx = ctx or (parent and parent.ctx) or {}, done = false, waiters = {} }
   tasks[co] = t
   push(co)

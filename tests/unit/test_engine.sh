@@ -115,6 +115,12 @@ LUA
   wait $first
   pass "a second run against the same inventory refuses with the first one's pid"
   ;;
+coroutine)
+  run "$KCMRUN" "$F/usercoroutine.lua"
+  expect_rc 0 "user coroutine"
+  expect_out "^hi"; expect_out "done"; expect_out "^x$"
+  pass "a native call inside a user's own coroutine runs inline; the scheduler's still run on the pool"
+  ;;
 signal)
   cat > "$T/long.lua" <<'LUA'
 local kcm = require "kcm"
