@@ -1,7 +1,7 @@
 /* kcm.native.ssh: one libssh session per node, used from Lua.
  *
  *   local s = ssh.session{name=, host=, port=, user=, identity=, known_hosts=,
- *                         config=, connect_timeout=, accept_new=}
+ *                         config=, connect_timeout=, io_timeout=, accept_new=}
  *   s:connect()              -> true | false, kind, message, "host:port", user
  *                               (kind: "unreachable"|"hostkey"|"auth"|"error")
  *   s:exec(cmd, stdin, timeout_s) -> code, stdout, stderr, timed_out
@@ -375,7 +375,9 @@ static int l_session(lua_State *L)
     c->connect_timeout = (long)luaL_optnumber(L, -1, 10);
     lua_getfield(L, 1, "accept_new");
     c->accept_new = lua_toboolean(L, -1);
-    lua_pop(L, 3);
+    lua_getfield(L, 1, "io_timeout");
+    c->io_timeout = (long)luaL_optnumber(L, -1, 60);
+    lua_pop(L, 4);
     if (c->port < 0 || c->port > 65535) return luaL_error(L, "ssh.session: bad port %d", c->port);
     return 1;
 }

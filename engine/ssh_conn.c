@@ -61,16 +61,23 @@ void kcm_ssh_disconnect(kcm_ssh_sess *c)
 }
 
 /* Idle connections between steps must survive NAT/firewall timeouts and a
- * dead peer must be noticed: TCP keepalive (libssh has no ServerAlive*). */
-static void set_keepalive(ssh_session s)
+ * dead peer must be noticed: TCP keepalive (libssh has no ServerAlive*).
+ * TCP_USER_TIMEOUT also bounds unacknowledged data (a transfer to a node
+ * whose link went down), which keepalive alone leaves to the kernel's
+ * ~15 min retransmission limit. Both end after about io_timeout seconds. */
+static void set_keepalive(ssh_session s, long io_timeout)
 {
     int fd = ssh_get_fd(s);
     if (fd < 0) return;
-    int on = 1, idle = 30, intvl = 10, cnt = 3;
+    int on = 1, idle = (int)(io_timeout / 2), intvl = (int)(io_timeout / 6), cnt = 3;
+    unsigned user_ms = (unsigned)io_timeout * 1000u;
+    if (idle < 1) idle = 1;
+    if (intvl < 1) intvl = 1;
     setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
     setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
 }
 
 static void methods_str(int m, struct kcm_buf *b)
@@ -286,10 +293,10 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
         kind = KCM_SSH_AUTH;
         goto fail;
     }
-    set_keepalive(s);
+    long op_tmo = c->io_timeout > 0 ? c->io_timeout : 60;
+    set_keepalive(s, op_tmo);
     /* After set-up the libssh timeout bounds single protocol exchanges
      * (sftp requests, channel opens); commands have their own timeout. */
-    long op_tmo = tmo > 60 ? tmo : 60;
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &op_tmo);
     c->s = s;
     atomic_store(&c->alive, 1);

@@ -88,6 +88,12 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         }
     }
     drain(ch, r);
+    /* libssh closes every channel when the connection dies: that is no
+     * exit of the command, and must not read as "exit code -1". */
+    if (!ssh_is_connected(s)) {
+        *msg = kcm_ssh_fmt("while running the command: %s", ssh_get_error(s));
+        goto fail;
+    }
     r->code = ssh_channel_get_exit_status(ch);
     ssh_channel_close(ch);
     ssh_channel_free(ch);

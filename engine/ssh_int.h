@@ -24,6 +24,7 @@ typedef struct kcm_ssh_sess {
     char *name, *host, *user, *identity, *known_hosts, *config;
     int port;
     long connect_timeout;  /* seconds */
+    long io_timeout;       /* seconds without progress before the link counts as dead */
     int accept_new;
     /* resolved at connect, for messages */
     char *r_host, *r_user;

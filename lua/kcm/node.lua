@@ -14,6 +14,12 @@ local all_nodes = setmetatable({}, { __mode = "k" })
 
 local UNREACHABLE_MT = { __tostring = function(e) return e.message end }
 
+-- No remote command may hang a run: one that has not finished after this many
+-- seconds is killed and fails its node (inventory ssh.command_timeout, or a
+-- run's own {timeout=}). A link that carries nothing for ssh.io_timeout
+-- seconds (60) counts as dead, which bounds transfers and stuck sessions.
+local DEFAULT_COMMAND_TIMEOUT = 600
+
 local function q(s) return ssh.quote(tostring(s)) end
 
 local function cmdline(cmd)
@@ -41,7 +47,7 @@ local function octal(mode, default)
 end
 
 --- Node.new{name, host, port, user, vars, ssh = {identity, known_hosts, config,
---- connect_timeout, accept_new, command_timeout}}
+--- connect_timeout, accept_new, command_timeout, io_timeout}}
 function Node.new(spec)
   assert(type(spec) == "table", "Node.new: spec table expected")
   assert(spec.name or spec.host, "Node.new: name or host required")
@@ -53,7 +59,7 @@ function Node.new(spec)
     user = spec.user or o.user,
     vars = spec.vars or {},
     ssh_opts = o,
-    command_timeout = o.command_timeout,
+    command_timeout = tonumber(o.command_timeout) or DEFAULT_COMMAND_TIMEOUT,
     ids = {},     -- owner/group name -> numeric id (per node)
   }, Node)
   local key = table.concat({ self.name, tostring(self.user), tostring(self.host),
@@ -79,7 +85,8 @@ function Node:session()
     s = ssh.session {
       name = self.name, host = self.host, port = self.port, user = self.user,
       identity = o.identity, known_hosts = o.known_hosts, config = o.config,
-      connect_timeout = o.connect_timeout, accept_new = o.accept_new and true or false,
+      connect_timeout = o.connect_timeout, io_timeout = tonumber(o.io_timeout),
+      accept_new = o.accept_new and true or false,
     }
     sessions[self.key] = s
   end
