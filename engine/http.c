@@ -2,7 +2,7 @@
  *
  * http.request{method=, url=, headers={}, body=, ca_file=|ca_pem=,
  *              cert_file=|cert_pem=, key_file=|key_pem=, timeout=,
- *              connect_timeout=, insecure=false}
+ *              connect_timeout=, insecure=false}   (timeouts in seconds; 60 and 10 when unset)
  *   -> {status=, body=, headers={lowercased name = value}}
  *
  * Client certificates, keys and CAs given as PEM strings are handed to curl
@@ -122,10 +122,10 @@ static void http_work(kcm_job *base)
     SET(CURLOPT_HEADERDATA, j);
     if (j->headers)
         SET(CURLOPT_HTTPHEADER, j->headers);
-    if (j->timeout_ms > 0)
-        SET(CURLOPT_TIMEOUT_MS, j->timeout_ms);
-    if (j->connect_timeout_ms > 0)
-        SET(CURLOPT_CONNECTTIMEOUT_MS, j->connect_timeout_ms);
+    /* No request may hang a run: without a caller's timeout, a silent
+     * server ends the request after 60 s (connect: 10 s). */
+    SET(CURLOPT_TIMEOUT_MS, j->timeout_ms > 0 ? j->timeout_ms : 60000L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, j->connect_timeout_ms > 0 ? j->connect_timeout_ms : 10000L);
 
     if (strcmp(j->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);

@@ -118,6 +118,8 @@ function Client:request(method, path, body, opts)
   local attempts = retry and self.retries or 1
   local delay = self.backoff
   local r, err
+  local rt = require "kcm.native.runtime"
+  local t0 = rt.now()
   for attempt = 1, attempts do
     local ok, res = pcall(http.request, req)
     if ok then
@@ -133,7 +135,15 @@ function Client:request(method, path, body, opts)
       delay = delay * 2
     end
   end
-  if not r then error(err, 0) end
+  if not r then
+    -- the apiserver never answered: say so, and that it was retried
+    local why = tostring(err):gsub("^" .. method .. " " .. url:gsub("%p", "%%%0") .. ": ", "")
+    if attempts > 1 then
+      error(string.format("%s %s: the apiserver did not answer (%d attempts over %.1fs, with backoff): %s",
+                          method, url, attempts, rt.now() - t0, why), 0)
+    end
+    error(string.format("%s %s: the apiserver did not answer: %s", method, url, why), 0)
+  end
   if r.status < 200 or r.status > 299 then
     local st = decode(r.body)
     if type(st) == "table" and st.kind == "Status" then
