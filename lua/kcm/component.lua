@@ -315,6 +315,13 @@ function C:verify(node, ctx)
                         "(system:anonymous), so the client certificate was not accepted. Check that " ..
                         "--authentication-kubeconfig is set in the unit and that the admin certificate is " ..
                         "signed by the cluster CA.\n%s", node.name, url, self.name, r.body:sub(1, 300)), 0)
+  elseif r.status == 500 and r.body:find("subjectaccessreviews", 1, true) and
+         (r.body:find("dial tcp", 1, true) or r.body:find("connection refused", 1, true) or
+          r.body:find("i/o timeout", 1, true) or r.body:find("no route to host", 1, true)) then
+    -- not an RBAC problem: the component could not reach the apiserver to ask
+    error(string.format("%s: GET %s -> 500: %s could not reach the apiserver to authorize the request " ..
+                        "(is the apiserver down or unreachable from %s?)\n%s", node.name, url, self.name,
+                        node.name, r.body:sub(1, 300)), 0)
   elseif r.status == 500 and r.body:find("subjectaccessreviews", 1, true) then
     error(string.format("%s: GET %s -> 500: %s cannot create subjectaccessreviews, so it cannot authorize " ..
                         "anyone: the ClusterRoleBinding %s (user %s -> ClusterRole %s) is missing. Fix: run " ..
