@@ -204,8 +204,20 @@ function C:compile_template(ctx)
   ctx[self.name].template = template.compile(files.read(path), path)
 end
 
+-- A value with a line break (or another control character) rendered into a
+-- unit would start a new line there: a new directive such as ExecStartPre=,
+-- run as root. Such values are refused, whatever variable they come from.
+local function unit_safe(name, v)
+  if type(v) == "string" and v:find("%c") then
+    local shown = string.format("%q", v):gsub("\\\n", "\\n")
+    error(string.format("unit: variable %s contains a line break or another control character (%s); " ..
+                        "refusing to render it into a systemd unit, where it would add a line", name, shown), 0)
+  end
+  return v
+end
+
 function C:unit_vars(node, ctx, version)
-  local vars = setmetatable({}, { __index = ctx.vars })
+  local vars = setmetatable({}, { __index = function(_, k) return unit_safe(tostring(k), ctx.vars[k]) end })
   local p = self:paths(ctx)
   vars.version = version
   -- environment.sh spells them upper case, the lab's Lua inventory lower case
@@ -231,7 +243,10 @@ function C:unit_vars(node, ctx, version)
     for f in extra:gmatch("%S+") do t[#t + 1] = f end
     extra = t
   end
+  local xname = self.name:gsub("-", "_") .. "_extra_flags"
+  for i, f in ipairs(extra) do unit_safe(string.format("%s[%d]", xname, i), f) end
   vars.extra_flags = extra
+  for k, v in pairs(vars) do unit_safe(k, v) end
   return vars
 end
 
