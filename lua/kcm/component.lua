@@ -259,11 +259,29 @@ function C:put_unit(node, ctx)
   require("kcm.systemd").unit(node, self.name):install(text)
 end
 
+-- The admin kubeconfig and whether an unverified apiserver is acceptable:
+-- only when the operator says so (-e allow_insecure_kubeconfig=true), since
+-- the admin credentials would go to whoever answers.
+local function admin_kubeconfig(ctx)
+  local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
+  local allow = var(ctx, "allow_insecure_kubeconfig") == true or var(ctx, "allow_insecure_kubeconfig") == "true"
+  local r = require("kcm.kubeconfig").resolve(path)
+  if r.insecure and not allow then
+    error(string.format("admin_kubeconfig %s: cluster '%s' sets insecure-skip-tls-verify: refusing to send the " ..
+                        "admin credentials to an apiserver whose certificate is not verified. Give the cluster " ..
+                        "a certificate-authority, or accept the risk with -e allow_insecure_kubeconfig=true",
+                        path, tostring(r.cluster)), 0)
+  end
+  return path, allow, r
+end
+M.admin_kubeconfig = admin_kubeconfig
+
 -- step "rbac": kubectl create clusterrolebinding ... (idempotent, through the API)
 function C:apply_rbac(ctx)
   if not self.rbac then return end
   local kube = require "kcm.kube"
-  local c = kube.client { kubeconfig = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config") }
+  local path, allow = admin_kubeconfig(ctx)
+  local c = kube.client { kubeconfig = path, allow_insecure = allow }
   c:apply("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
     apiVersion = "rbac.authorization.k8s.io/v1",
     kind = "ClusterRoleBinding",
@@ -287,9 +305,9 @@ function C:start(node, ctx, step)
 end
 
 local function admin_client_creds(ctx)
-  local kubeconfig = require "kcm.kubeconfig"
-  local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
-  return kubeconfig.resolve(path)
+  local _, allow, r = admin_kubeconfig(ctx)
+  r.insecure = r.insecure and allow or nil
+  return r
 end
 
 -- step "verify": active (running), port listening, /metrics 200 with the admin cert
@@ -321,7 +339,7 @@ function C:verify(node, ctx)
   local r
   for attempt = 1, 5 do
     r = http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
-                       key_pem = creds.client_key_pem, timeout = 10, connect_timeout = 5 }
+                       key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10, connect_timeout = 5 }
     if r.status == 200 then break end
     task.sleep(0.5 * attempt)
   end
@@ -362,7 +380,8 @@ end
 
 function C:lease_info(ctx)
   local kube = require "kcm.kube"
-  local c = kube.client { kubeconfig = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config") }
+  local path, allow = admin_kubeconfig(ctx)
+  local c = kube.client { kubeconfig = path, allow_insecure = allow }
   return c:leader(self.lease, "kube-system")
 end
 
