@@ -50,11 +50,19 @@ local function validate(inv, file)
   return inv
 end
 
+-- Lua's own messages usually start with "file:line:", but not all do
+-- ("C stack overflow" from the parser, error("x", 0) in the file).
+local function with_file(file, msg)
+  msg = tostring(msg)
+  if msg:find(file, 1, true) then return msg end
+  return file .. ": " .. msg
+end
+
 function M.load_lua(file)
   local chunk, err = loadfile(file, "t", setmetatable({}, { __index = _G }))
-  if not chunk then fail("%s", err) end
+  if not chunk then fail("%s", with_file(file, err)) end
   local ok, inv = pcall(chunk)
-  if not ok then fail("%s", tostring(inv)) end
+  if not ok then fail("%s", with_file(file, inv)) end
   return validate(inv, file)
 end
 
