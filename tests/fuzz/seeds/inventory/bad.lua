@@ -1,0 +1,1 @@
+return { nodes = { { name = "a", host = "x;y" } }, groups = { g = { "b" } } }

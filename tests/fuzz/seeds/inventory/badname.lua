@@ -1,0 +1,1 @@
+return { nodes = { { name = "a b", host = "x" } } }
