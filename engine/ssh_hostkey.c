@@ -64,22 +64,27 @@ char *kcm_ssh_fingerprint_b64(const char *b64)
     return fp;
 }
 
-/* OpenSSH match_pattern(): '*' and '?' only, case-insensitive. */
+/* OpenSSH match_pattern(): '*' and '?' only, case-insensitive.
+ * Linear: only the last '*' ever needs to take more of s (a recursive
+ * matcher is exponential on "*?*?*?..." patterns; libFuzzer finding). */
 static int wild_match(const char *s, const char *p)
 {
-    for (;;) {
-        if (*p == '\0') return *s == '\0';
+    const char *star = NULL, *retry = NULL;
+    while (*s) {
         if (*p == '*') {
-            while (*p == '*') p++;
-            if (*p == '\0') return 1;
-            for (; *s; s++)
-                if (wild_match(s, p)) return 1;
+            star = ++p;
+            retry = s;
+        } else if (*p && (*p == '?' || tolower((unsigned char)*p) == tolower((unsigned char)*s))) {
+            p++, s++;
+        } else if (star) {
+            p = star;
+            s = ++retry;
+        } else {
             return 0;
         }
-        if (*s == '\0') return 0;
-        if (*p != '?' && tolower((unsigned char)*p) != tolower((unsigned char)*s)) return 0;
-        s++, p++;
     }
+    while (*p == '*') p++;
+    return *p == '\0';
 }
 
 static int hashed_match(const char *field, const char *name)

@@ -13,6 +13,12 @@ foreach(target pki_csr pki_config inventory env_dump kubeconfig)
   set_tests_properties(fuzz_replay_${target} PROPERTIES LABELS "unit"
                        ENVIRONMENT "FUZZ_TARGET=${target}" TIMEOUT 120)
 endforeach()
+file(GLOB _kh_seeds ${_fz}/seeds/known_hosts/*)
+add_executable(fuzz_replay_known_hosts ${_fz}/fuzz_known_hosts.c)
+target_compile_definitions(fuzz_replay_known_hosts PRIVATE KCM_FUZZ_STANDALONE)
+target_link_libraries(fuzz_replay_known_hosts PRIVATE kcmcore)
+add_test(NAME fuzz_replay_known_hosts COMMAND fuzz_replay_known_hosts ${_kh_seeds})
+set_tests_properties(fuzz_replay_known_hosts PROPERTIES LABELS "unit" TIMEOUT 120)
 
 if(KCM_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   set(_fz_flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
