@@ -24,11 +24,12 @@ if(KCM_FUZZ)
       else()
         set(_srcs ${CMAKE_SOURCE_DIR}/engine/yaml.c)
       endif()
+      list(APPEND _srcs ${CMAKE_SOURCE_DIR}/engine/util.c)   # kcm_key_less, kcm_buf
       add_executable(fuzz_${target} ${_tpl}/fuzz_${target}.c ${_srcs})
       target_include_directories(fuzz_${target} PRIVATE ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/engine)
       target_compile_options(fuzz_${target} PRIVATE ${_fuzz_flags})
       target_link_options(fuzz_${target} PRIVATE -fsanitize=fuzzer,address,undefined)
-      target_link_libraries(fuzz_${target} PRIVATE PkgConfig::LUA PkgConfig::YAML m)
+      target_link_libraries(fuzz_${target} PRIVATE PkgConfig::LUA PkgConfig::YAML PkgConfig::SSL m)
       set(_corpus ${CMAKE_BINARY_DIR}/fuzz/${target}-corpus)
       add_test(NAME fuzz_${target}
                COMMAND sh -c "mkdir -p '${_corpus}' && exec \"$0\" -max_total_time=60 -timeout=10 -rss_limit_mb=2048 -artifact_prefix='${CMAKE_BINARY_DIR}/fuzz/${target}-' '${_corpus}' '${_tpl}/fuzz/${target}'"
