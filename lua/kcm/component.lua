@@ -162,6 +162,17 @@ end
 
 --- The version the unit is rendered for: given, or the binary's own --version.
 function C:version(node, ctx)
+  -- once per node and run: `unit` asks, `verify` reuses the answer
+  local memo = ctx[self.name] and ctx[self.name].versions
+  if memo and memo[node.name] then return memo[node.name] end
+  local v = self:_version(node, ctx)
+  ctx[self.name] = ctx[self.name] or {}
+  ctx[self.name].versions = ctx[self.name].versions or {}
+  ctx[self.name].versions[node.name] = v
+  return v
+end
+
+function C:_version(node, ctx)
   local given = var(ctx, self.version_var)
   if given then
     local v = M.parse_version(given)
@@ -263,6 +274,7 @@ end
 -- only when the operator says so (-e allow_insecure_kubeconfig=true), since
 -- the admin credentials would go to whoever answers.
 local function admin_kubeconfig(ctx)
+  if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
   local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
   local allow = var(ctx, "allow_insecure_kubeconfig") == true or var(ctx, "allow_insecure_kubeconfig") == "true"
   local r = require("kcm.kubeconfig").resolve(path)
@@ -272,6 +284,7 @@ local function admin_kubeconfig(ctx)
                         "a certificate-authority, or accept the risk with -e allow_insecure_kubeconfig=true",
                         path, tostring(r.cluster)), 0)
   end
+  ctx.admin_kubeconfig_resolved = { path, allow, r }   -- read once per run, not once per node
   return path, allow, r
 end
 M.admin_kubeconfig = admin_kubeconfig
@@ -306,8 +319,7 @@ end
 
 local function admin_client_creds(ctx)
   local _, allow, r = admin_kubeconfig(ctx)
-  r.insecure = r.insecure and allow or nil
-  return r
+  return setmetatable({ insecure = r.insecure and allow or nil }, { __index = r })
 end
 
 -- step "verify": active (running), port listening, /metrics 200 with the admin cert
