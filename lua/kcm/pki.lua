@@ -58,6 +58,7 @@ local function is_pem(s) return type(s) == "string" and s:find("-----BEGIN ", 1,
 
 -- Go's time.ParseDuration, in seconds (cfssl expiry strings: "876000h", "1h30m", "90m").
 local UNITS = { ns = 1e-9, us = 1e-6, ["µs"] = 1e-6, ["μs"] = 1e-6, ms = 1e-3, s = 1, m = 60, h = 3600 }
+local MAX_DURATION = (math.maxinteger // 1000000000)   -- seconds
 function M.parse_duration(s)
   if type(s) ~= "string" or s == "" then return nil, "empty duration" end
   local rest, sign = s, 1
@@ -78,6 +79,9 @@ function M.parse_duration(s)
     total = total + tonumber(num) * UNITS[unit]
     rest = tail:sub(#unit + 1)
   end
+  -- Go keeps a Duration in int64 nanoseconds (about 292 years) and rejects
+  -- more; past that a float would reach the certificate code (libFuzzer finding)
+  if total > MAX_DURATION then return nil, ("invalid duration %q (more than 2562047h)"):format(s) end
   return sign * math.floor(total)
 end
 
