@@ -128,11 +128,24 @@ function M.load(path)
   return cfg
 end
 
+-- A field that must be a string when present (YAML gives numbers and
+-- booleans for unquoted scalars): nil, the string, or an error naming it.
+local function str(v, src, what)
+  v = val(v)
+  if v == nil or type(v) == "string" then return v end
+  error(string.format("kubeconfig %s: %s must be a string, not %s", src, what, tostring(v)), 3)
+end
+
 local function find(cfg, list, name, src)
-  for _, e in ipairs(val(cfg[list]) or {}) do
+  local entries = val(cfg[list])
+  for _, e in ipairs(type(entries) == "table" and entries or {}) do
     if type(e) == "table" and e.name == name then
       local kind = list:sub(1, -2) -- clusters -> cluster
-      return val(e[kind]) or {}
+      local t = val(e[kind])
+      if t ~= nil and type(t) ~= "table" then
+        error(string.format("kubeconfig %s: %s '%s' is not a mapping", src, kind, name), 3)
+      end
+      return t or {}
     end
   end
   error(string.format("kubeconfig %s: %s '%s' not found", src, list:sub(1, -2), name), 3)
@@ -140,13 +153,13 @@ end
 
 -- Embedded *-data (base64) wins over a path, as in client-go.
 local function material(t, field, base, src)
-  local data = val(t[field .. "-data"])
+  local data = str(t[field .. "-data"], src, field .. "-data")
   if data ~= nil then
     local raw, err = yaml.base64_decode(data)
     if not raw then error(string.format("kubeconfig %s: %s-data: %s", src, field, err), 3) end
     return raw
   end
-  local p = val(t[field])
+  local p = str(t[field], src, field)
   if p == nil or p == "" then return nil end
   if p:sub(1, 1) ~= "/" then p = base .. "/" .. p end
   local raw, err = fs.read(p)
@@ -159,25 +172,27 @@ function M.resolve(cfg, context)
   if type(cfg) == "string" then cfg = M.load(cfg) end
   local o = origin[cfg] or { dir = ".", path = "(kubeconfig)" }
   local src = o.path
-  local ctx_name = context or val(cfg["current-context"])
+  local ctx_name = context or str(cfg["current-context"], src, "current-context")
   if ctx_name == nil or ctx_name == "" then
     error(string.format("kubeconfig %s: no context given and no current-context", src), 2)
   end
   local ctx = find(cfg, "contexts", ctx_name, src)
-  local cluster_name, user_name = val(ctx.cluster), val(ctx.user)
+  local cluster_name = str(ctx.cluster, src, "context '" .. ctx_name .. "': cluster")
+  local user_name = str(ctx.user, src, "context '" .. ctx_name .. "': user")
   if cluster_name == nil or cluster_name == "" then
     error(string.format("kubeconfig %s: context '%s' names no cluster", src, ctx_name), 2)
   end
   local cluster = find(cfg, "clusters", cluster_name, src)
   local user = {}
   if user_name ~= nil and user_name ~= "" then user = find(cfg, "users", user_name, src) end
-  local server = val(cluster.server)
+  local server = str(cluster.server, src, "cluster '" .. cluster_name .. "': server")
   if server == nil or server == "" then
     error(string.format("kubeconfig %s: cluster '%s' has no server", src, cluster_name), 2)
   end
-  local token = val(user.token)
-  if (token == nil or token == "") and val(user.tokenFile) then
-    local p = user.tokenFile
+  local token = str(user.token, src, "user token")
+  local token_file = str(user.tokenFile, src, "user tokenFile")
+  if (token == nil or token == "") and token_file then
+    local p = token_file
     if p:sub(1, 1) ~= "/" then p = o.dir .. "/" .. p end
     local raw, err = fs.read(p)
     if not raw then error(string.format("kubeconfig %s: tokenFile %s: %s", src, p, tostring(err)), 2) end
@@ -193,7 +208,7 @@ function M.resolve(cfg, context)
     context = ctx_name,
     cluster = cluster_name,
     user = user_name,
-    namespace = val(ctx.namespace),
+    namespace = str(ctx.namespace, src, "context '" .. ctx_name .. "': namespace"),
   }
 end
 
