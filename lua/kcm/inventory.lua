@@ -13,6 +13,9 @@ local function validate(inv, file)
   inv.vars = inv.vars or {}
   inv.ssh = inv.ssh or {}
   inv.groups = inv.groups or {}
+  for _, k in ipairs { "vars", "ssh", "groups" } do
+    if type(inv[k]) ~= "table" then fail("%s: `%s` must be a table, not %s", file, k, type(inv[k])) end
+  end
   if type(inv.nodes) ~= "table" then fail("%s: `nodes` must be an array of {name=, host=, ...}", file) end
   local by_name, order = {}, {}
   for i, n in ipairs(inv.nodes) do
@@ -32,6 +35,7 @@ local function validate(inv, file)
     end
     n.port = n.port and tonumber(n.port)
     n.vars = n.vars or {}
+    if type(n.vars) ~= "table" then fail("%s: node %s: vars must be a table", file, n.name) end
     by_name[n.name] = n
     order[#order + 1] = n
   end

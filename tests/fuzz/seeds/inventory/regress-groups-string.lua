@@ -1,0 +1,1 @@
+return { nodes = { "a" }, groups = "masters" }

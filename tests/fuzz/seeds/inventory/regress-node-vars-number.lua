@@ -1,0 +1,1 @@
+return { nodes = { { name = "a", vars = 5 } }, vars = {} }
