@@ -65,7 +65,10 @@ rerun)
   ;;
 flag)
   pids=$(kcm_pids)
-  kcmrun -i "$INV" -e log_level=4 "$PB"
+  # the same inventory with one flag's value changed in its vars
+  sed 's/^  vars = {$/  vars = {\n    log_level = "4",/' "$INV" > "$T/inventory-flag.lua"
+  grep -q 'log_level = "4"' "$T/inventory-flag.lua" || fail "could not derive the inventory"
+  kcmrun -i "$T/inventory-flag.lua" "$PB"
   expect_rc 0 "flag change"
   [ "$(changed_steps)" = "start unit " ] || { cat "$T/out"; fail "expected only unit (and its restart) to change, got: $(changed_steps)"; }
   for n in "${NODES[@]}"; do on "$n" grep -q -- "--v=4" /etc/systemd/system/kube-controller-manager.service || fail "$n: flag not in unit"; done
