@@ -444,6 +444,8 @@ static int rt_signal(lua_State *L)
 struct sleep_job {
     kcm_job base;
     double seconds;
+    char *echo;           /* handed back when the sleep is over */
+    size_t echo_len;
 };
 
 static void sleep_work(kcm_job *job)
@@ -458,7 +460,20 @@ static void sleep_work(kcm_job *job)
         ;
 }
 
-static void sleep_free(kcm_job *job) { free(job); }
+static int sleep_done(lua_State *L, kcm_job *job)
+{
+    struct sleep_job *s = (struct sleep_job *)job;
+    if (!s->echo)
+        return 0;
+    lua_pushlstring(L, s->echo, s->echo_len);
+    return 1;
+}
+
+static void sleep_free(kcm_job *job)
+{
+    free(((struct sleep_job *)job)->echo);
+    free(job);
+}
 
 static int rt_sleep(lua_State *L)
 {
@@ -467,7 +482,18 @@ static int rt_sleep(lua_State *L)
     if (!j)
         return luaL_error(L, "out of memory");
     j->seconds = s < 0 ? 0 : s;
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        /* runtime.sleep(s, str) -> str: a blocking call with a result of its own */
+        const char *e = lua_tolstring(L, 2, &j->echo_len);
+        j->echo = malloc(j->echo_len + 1);
+        if (!j->echo) {
+            free(j);
+            return luaL_error(L, "out of memory");
+        }
+        memcpy(j->echo, e, j->echo_len + 1);
+    }
     j->base.work = sleep_work;
+    j->base.done = sleep_done;
     j->base.free = sleep_free;
     return kcm_job_yield(L, &j->base);
 }
