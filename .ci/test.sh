@@ -10,7 +10,7 @@ ctest --test-dir build --output-on-failure -LE fuzz || rc=1
 
 cmake -S . -B build-asan -DKCM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null &&
   cmake --build build-asan -j"$(nproc)" >/dev/null || { echo "sanitizer build failed"; exit 1; }
-ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -LE fuzz || rc=1
 
 if command -v clang >/dev/null; then
