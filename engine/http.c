@@ -10,16 +10,22 @@
  * job on the worker pool; a transport failure raises "METHOD URL: curl's
  * message". HTTP error statuses are not errors here: the caller (kcm.kube)
  * decides what a 403 or 409 means.
+ *
+ * libcurl is loaded on the first request (curl_loader.h), not at start-up;
+ * http.curl_version() loads it too.
  */
 #include "buf.h"
 #include "modules.h"
 
-#include <curl/curl.h>
+#include "curl_loader.h"
+
 #include <stdio.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+/* Set on the main thread before the first job is submitted, never reset. */
+static const struct kcm_curl *cu;
 
 struct http_job {
     kcm_job base;
@@ -72,7 +78,8 @@ static void http_free(kcm_job *base)
     struct http_job *j = (struct http_job *)base;
     free(j->method);
     free(j->url);
-    curl_slist_free_all(j->headers);
+    if (j->headers)
+        cu->slist_free_all(j->headers);
     free(j->body);
     free(j->ca_file);
     free(j->cert_file);
@@ -90,10 +97,10 @@ static void http_free(kcm_job *base)
 
 #define SET(opt, val)                                                     \
     do {                                                                  \
-        CURLcode rc_ = curl_easy_setopt(c, opt, val);                     \
+        CURLcode rc_ = cu->easy_setopt(c, opt, val);                      \
         if (rc_ != CURLE_OK) {                                            \
             kcm_job_fail(&j->base, "%s %s: %s (%s)", j->method, j->url,   \
-                         curl_easy_strerror(rc_), #opt);                  \
+                         cu->easy_strerror(rc_), #opt);                   \
             goto out;                                                     \
         }                                                                 \
     } while (0)
@@ -102,7 +109,7 @@ static void http_work(kcm_job *base)
 {
     struct http_job *j = (struct http_job *)base;
     char errbuf[CURL_ERROR_SIZE] = "";
-    CURL *c = curl_easy_init();
+    CURL *c = cu->easy_init();
     if (!c) {
         kcm_job_fail(base, "%s %s: cannot create a curl handle", j->method, j->url);
         return;
@@ -167,17 +174,17 @@ static void http_work(kcm_job *base)
         SET(CURLOPT_SSLKEY, j->key_file);
     }
 
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = cu->easy_perform(c);
     if (rc != CURLE_OK) {
         /* errbuf holds curl's detailed reason (certificate problem, refused
          * connection, ...); it never contains key material. */
         kcm_job_fail(base, "%s %s: %s", j->method, j->url,
-                     errbuf[0] ? errbuf : curl_easy_strerror(rc));
+                     errbuf[0] ? errbuf : cu->easy_strerror(rc));
         goto out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
+    cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
 out:
-    curl_easy_cleanup(c);
+    cu->easy_cleanup(c);
 }
 
 /* Pushes the header block as a table of lowercased names; repeated headers
@@ -276,7 +283,7 @@ static int header_ok(const char *s, size_t n)
 
 static int add_header(struct http_job *j, const char *line)
 {
-    struct curl_slist *l = curl_slist_append(j->headers, line);
+    struct curl_slist *l = cu->slist_append(j->headers, line);
     if (!l)
         return -1;
     j->headers = l;
@@ -373,9 +380,22 @@ static int fill_job(lua_State *L)
     return 0;
 }
 
+/* Loads libcurl on first use; raises when it cannot. Main thread only. */
+static const struct kcm_curl *need_curl(lua_State *L, const char *who)
+{
+    if (!cu) {
+        char err[512];
+        cu = kcm_curl_load(err, sizeof err);
+        if (!cu)
+            luaL_error(L, "%s: https needs libcurl (apt-get install libcurl4): %s", who, err);
+    }
+    return cu;
+}
+
 static int l_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    need_curl(L, "http.request");
     struct http_job *j = calloc(1, sizeof *j);
     if (!j)
         return luaL_error(L, "http.request: out of memory");
@@ -415,13 +435,11 @@ static int l_escape(lua_State *L)
     return 1;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static int curl_init_rc;
-
-static void curl_init(void)
+static int l_curl_version(lua_State *L)
 {
-    /* Not thread-safe in general: done once, before any worker uses curl. */
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl_version_info_data *v = need_curl(L, "http.curl_version")->version_info(CURLVERSION_NOW);
+    lua_pushstring(L, v && v->version ? v->version : "?");
+    return 1;
 }
 
 int kcm_open_http(lua_State *L)
@@ -429,14 +447,9 @@ int kcm_open_http(lua_State *L)
     static const luaL_Reg fns[] = {
         {"request", l_request},
         {"escape", l_escape},
+        {"curl_version", l_curl_version},
         {NULL, NULL},
     };
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return luaL_error(L, "http: curl_global_init failed");
     luaL_newlib(L, fns);
-    curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    lua_pushstring(L, v && v->version ? v->version : "?");
-    lua_setfield(L, -2, "curl_version");
     return 1;
 }
