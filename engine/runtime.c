@@ -28,6 +28,8 @@ static struct {
     const void **busy_pins;             /* pins of the jobs running now */
     int nbusy_pins, cap_busy_pins;
     int workers, idle, max_workers;
+    pthread_t *threads;                 /* every worker started, joined at shutdown */
+    int nthreads, cap_threads;
     int queued;                         /* jobs in the queue, not yet taken */
     int in_flight, max_in_flight;       /* submitted and not yet resumed */
     int running, max_running;           /* work() executing on a worker now */
@@ -175,10 +177,19 @@ static void submit(kcm_job *job)
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 512 * 1024);
-        if (pthread_create(&t, &attr, worker_main, NULL) == 0)
+        if (pool.nthreads == pool.cap_threads) {
+            int cap = pool.cap_threads ? pool.cap_threads * 2 : 16;
+            pthread_t *ts = realloc(pool.threads, (size_t)cap * sizeof *ts);
+            if (ts) {
+                pool.threads = ts;
+                pool.cap_threads = cap;
+            }
+        }
+        if (pool.nthreads < pool.cap_threads && pthread_create(&t, &attr, worker_main, NULL) == 0) {
+            pool.threads[pool.nthreads++] = t;
             pool.workers++;
+        }
         pthread_attr_destroy(&attr);
     }
     pthread_cond_signal(&pool.cv);
@@ -284,20 +295,20 @@ void kcm_runtime_shutdown(void)
     pool.stopping = 1;
     pthread_cond_broadcast(&pool.cv);
     pthread_mutex_unlock(&pool.mu);
-    /* Workers are detached; give busy ones a moment, they hold no Lua state. */
-    for (int i = 0; i < 200; i++) {
-        pthread_mutex_lock(&pool.mu);
-        int w = pool.workers;
-        pthread_mutex_unlock(&pool.mu);
-        if (w == 0)
-            break;
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    pthread_mutex_lock(&pool.mu);
-    int w = pool.workers;
-    pthread_mutex_unlock(&pool.mu);
-    if (w == 0) {
+    /* Join the workers, so their thread-local state (OpenSSL's, libssh's) is
+     * released before exit. A worker still inside a job after the deadline
+     * is left behind: it holds no Lua state, and exit must not hang. */
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 2;
+    int left = 0;
+    for (int i = 0; i < pool.nthreads; i++)
+        if (pthread_timedjoin_np(pool.threads[i], NULL, &deadline) != 0)
+            left++;
+    if (left == 0) {
+        free(pool.threads);
+        pool.threads = NULL;
+        pool.nthreads = pool.cap_threads = 0;
         free(pool.busy_pins);
         pool.busy_pins = NULL;
         if (pool.efd >= 0)
