@@ -523,40 +523,34 @@ static kcm_tpl_expr *parse_not(parser *p)
     return parse_cmp(p);
 }
 
-static kcm_tpl_expr *parse_and(parser *p)
+/* `x and y and z` / `x or y`: the chain becomes a left-deep tree that eval()
+ * walks recursively, so each link counts against the nesting limit. */
+static kcm_tpl_expr *parse_chain(parser *p, const char *word, int kind,
+                                 kcm_tpl_expr *(*operand)(parser *))
 {
-    kcm_tpl_expr *a = parse_not(p);
+    kcm_tpl_expr *a = operand(p);
     int links = 0;
-    while (tok_is(p, "and")) {
-        /* the chain becomes a left-deep tree that eval() walks recursively */
+    while (tok_is(p, word)) {
         enter(p, p->tk.line, p->tk.col);
         links++;
-        kcm_tpl_expr *e = new_expr(p, KCM_E_AND, p->tk.line, p->tk.col);
+        kcm_tpl_expr *e = new_expr(p, kind, p->tk.line, p->tk.col);
         lex(p);
         e->a = a;
-        e->b = parse_not(p);
+        e->b = operand(p);
         a = e;
     }
     p->depth -= links;
     return a;
 }
 
+static kcm_tpl_expr *parse_and(parser *p)
+{
+    return parse_chain(p, "and", KCM_E_AND, parse_not);
+}
+
 static kcm_tpl_expr *parse_or(parser *p)
 {
-    kcm_tpl_expr *a = parse_and(p);
-    int links = 0;
-    while (tok_is(p, "or")) {
-        /* the chain becomes a left-deep tree that eval() walks recursively */
-        enter(p, p->tk.line, p->tk.col);
-        links++;
-        kcm_tpl_expr *e = new_expr(p, KCM_E_OR, p->tk.line, p->tk.col);
-        lex(p);
-        e->a = a;
-        e->b = parse_and(p);
-        a = e;
-    }
-    p->depth -= links;
-    return a;
+    return parse_chain(p, "or", KCM_E_OR, parse_and);
 }
 
 /* ----------------------------- blocks ----------------------------- */
