@@ -10,7 +10,7 @@ PKGS=(
   liblua5.4-dev lua-cjson-dev libssl-dev libssh-dev libcurl4-openssl-dev libyaml-dev
   openssl golang-cfssl
   openssh-server openssh-client iproute2 procps util-linux systemd
-  python3 python3-yaml curl
+  python3 python3-yaml curl sudo etcd-server etcd-client
   clang libclang-rt-14-dev valgrind hyperfine time
 )
 

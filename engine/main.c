@@ -24,7 +24,7 @@ static int run_lab(int argc, char **argv)
         setenv("KCMRUN", self, 1);
     }
     char script[PATH_MAX];
-    snprintf(script, sizeof script, "%s/tests/lab/kcmlab.sh", datadir());
+    snprintf(script, sizeof script, "%s/lab/kcmlab.sh", datadir());
     char **args = calloc((size_t)argc + 2, sizeof(char *));
     args[0] = "bash";
     args[1] = script;

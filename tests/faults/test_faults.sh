@@ -78,8 +78,8 @@ restore() {
     lx "$n" sh -c 'systemctl is-active -q ssh || { systemctl reset-failed ssh; systemctl start ssh; }'
   done
   clear_holds
-  bash "$REPO/tests/lab/cluster.sh" status "$CLUSTER" >/dev/null 2>&1 ||
-    bash "$REPO/tests/lab/cluster.sh" up "$CLUSTER" "$KCMRUN_LAB_BRIDGE_IP" >/dev/null
+  bash "$REPO/lab/cluster.sh" status "$CLUSTER" >/dev/null 2>&1 ||
+    bash "$REPO/lab/cluster.sh" up "$CLUSTER" "$KCMRUN_LAB_BRIDGE_IP" >/dev/null
   for n in "${NODES[@]}"; do
     for _ in $(seq 1 100); do ssh -F "$KCMRUN_LAB_SSH_CONFIG" "$n" true 2>/dev/null && break; sleep 0.1; done
   done
@@ -172,7 +172,7 @@ sshd)
   ;;
 apiserver)
   converge
-  bash "$REPO/tests/lab/cluster.sh" down "$CLUSTER"
+  bash "$REPO/lab/cluster.sh" down "$CLUSTER"
   kcm -i "$LABINV" "$PB"
   expect_rc 4 "apiserver down"
   for s in certificate kubeconfig binary unit; do expect_status $s ok "${NODES[@]}"; done
@@ -191,7 +191,7 @@ apiserver)
   expect_rc 4 "verify with the apiserver down"
   expect_status verify FAILED "${NODES[@]}"
   ! grep -q "ClusterRoleBinding .* is missing" "$T/out" || { cat "$T/out"; fail "verify blamed RBAC for an apiserver that is down"; }
-  bash "$REPO/tests/lab/cluster.sh" up "$CLUSTER" "$KCMRUN_LAB_BRIDGE_IP" >/dev/null
+  bash "$REPO/lab/cluster.sh" up "$CLUSTER" "$KCMRUN_LAB_BRIDGE_IP" >/dev/null
   converge "after the apiserver is back"
   pass "apiserver down: rbac/leader fail after 4 attempts with backoff, verify names the apiserver, cert/kubeconfig/binary/unit/start ok; converges once it is back"
   ;;

@@ -18,8 +18,8 @@ check() { local what=$1; shift; if "$@"; then echo "ok: $what"; else fail "$what
 # --- version and flags
 check "--version" [ "$("$KCM" --version)" = "Kubernetes v1.28.4" ]
 check "version from the environment" [ "$(KUBE_STANDIN_VERSION=v1.23.17 "$KCM" --version)" = "Kubernetes v1.23.17" ]
-bash "$HERE/../lab/cluster.sh" binary kube-controller-manager v1.23.17 "$D/old/kube-controller-manager"
-bash "$HERE/../lab/cluster.sh" binary kube-controller-manager v1.24.0 "$D/v124/kube-controller-manager"
+bash "$HERE/../../lab/cluster.sh" binary kube-controller-manager v1.23.17 "$D/old/kube-controller-manager"
+bash "$HERE/../../lab/cluster.sh" binary kube-controller-manager v1.24.0 "$D/v124/kube-controller-manager"
 check "built-in version" [ "$("$D/old/kube-controller-manager" --version)" = "Kubernetes v1.23.17" ]
 cp "$D/old/kube-controller-manager" "$D/old/copy"; echo v1.25.3 >"$D/old/copy.version"
 check "version file beside the binary" [ "$("$D/old/copy" --version)" = "Kubernetes v1.25.3" ]
@@ -118,8 +118,8 @@ tr=$(cut -d' ' -f2 <<<"$l")
 check "leaseTransitions went up ($t0 -> $tr)" [ "$tr" -gt "$t0" ]
 
 # --- the apiserver keeps its state across a restart
-bash "$HERE/../lab/cluster.sh" down "$D" >/dev/null
-APISERVER_PORT=${KUBE_APISERVER##*:} bash "$HERE/../lab/cluster.sh" up "$D" 127.0.0.1 >/dev/null
+bash "$HERE/../../lab/cluster.sh" down "$D" >/dev/null
+APISERVER_PORT=${KUBE_APISERVER##*:} bash "$HERE/../../lab/cluster.sh" up "$D" 127.0.0.1 >/dev/null
 code=$(C "${ADMIN[@]}" -o /dev/null -w '%{http_code}' "$KUBE_APISERVER/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/controller-manager:system:auth-delegator")
 check "state survives an apiserver restart" [ "$code" = 200 ]
 

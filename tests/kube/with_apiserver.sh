@@ -8,7 +8,7 @@
 # Usage: with_apiserver.sh COMMAND ARGS...
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CLUSTER=$HERE/../lab/cluster.sh
+CLUSTER=$HERE/../../lab/cluster.sh
 DIR=$(mktemp -d /tmp/kcm-kube-test.XXXXXX)
 cleanup() { bash "$CLUSTER" down "$DIR" >/dev/null 2>&1 || true; rm -rf "$DIR"; }
 trap cleanup EXIT

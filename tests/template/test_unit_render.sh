@@ -57,7 +57,7 @@ pass "playbook template for 1.28 drops the removed flags, keeps the command one 
 # The lab's stand-in binary parses flags like the real release of each version
 # (unknown or removed flags are an error); `--version` after them exits 0 only
 # when all were accepted.
-STANDIN=$SRC/tests/lab/standins/kube-controller-manager
+STANDIN=$SRC/lab/standins/kube-controller-manager
 exec_args() { sed -n '/^ExecStart=/,/^  --v=/p' "$1" | sed 's/^ExecStart=[^ ]*//; s/ \\$//' | tr '\n' ' '; }
 if [ -x /usr/bin/python3 ] && [ -r "$STANDIN" ]; then
   for m in 23 24 25 26 28; do
