@@ -61,6 +61,8 @@ function Node.new(spec)
     ssh_opts = o,
     command_timeout = tonumber(o.command_timeout) or DEFAULT_COMMAND_TIMEOUT,
     ids = {},     -- owner/group name -> numeric id (per node)
+    become = spec.become or o.become or false,
+    become_user = spec.become_user or o.become_user,
   }, Node)
   local key = table.concat({ self.name, tostring(self.user), tostring(self.host),
                              tostring(self.port), tostring(o.identity), tostring(o.config),
@@ -68,6 +70,20 @@ function Node.new(spec)
   self.key = key
   all_nodes[self] = true
   return self
+end
+
+-- Become (sudo) is a property of the node: the inventory's become /
+-- become_user (node > group > ssh table, or --become) set self.become; a
+-- call's own opts.become (true/false) overrides it. Returns the argv prefix
+-- that elevates a command ({"sudo", "-n", "-u", user, "--"}), or nil when the
+-- operation runs as the login user. Every primitive asks here; callers never
+-- build sudo lines themselves.
+function Node:_become_argv(opts)
+  local b = self.become
+  if opts and opts.become ~= nil then b = opts.become and (self.become or true) or false end
+  if not b then return nil end
+  local user = type(b) == "table" and b.user or self.become_user or "root"
+  return { "sudo", "-n", "-u", user, "--" }
 end
 
 function Node:__tostring() return "node(" .. self.name .. ")" end
