@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,66 @@ static int l_lock(lua_State *L)
     return 1;
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int dir_gc(lua_State *L)
+{
+    DIR **d = lua_touserdata(L, 1);
+    if (*d) {
+        closedir(*d);
+        *d = NULL;
+    }
+    return 0;
+}
+
+/* fs.list(dir) -> {name, ...} sorted, without "." and ".."; nil, message when
+ * the folder cannot be read. The DIR lives in a userdata with __gc, so a
+ * memory error while listing does not leak it. */
+static int l_list(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR **d = lua_newuserdatauv(L, sizeof *d, 0);
+    *d = NULL;
+    if (luaL_newmetatable(L, "kcm.fs.dir")) {
+        lua_pushcfunction(L, dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    *d = opendir(path);
+    if (!*d) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_newtable(L);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(*d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        lua_pushstring(L, e->d_name);
+        lua_rawseti(L, -2, ++n);
+    }
+    closedir(*d);
+    *d = NULL;
+    const char **names = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n ? n : 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, -2, i + 1);
+        names[i] = lua_tostring(L, -1);   /* kept alive by the table below it */
+        lua_pop(L, 1);
+    }
+    qsort(names, (size_t)n, sizeof *names, name_cmp);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 int kcm_open_fs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -348,6 +409,7 @@ int kcm_open_fs(lua_State *L)
         {"realpath", l_realpath},
         {"getcwd", l_getcwd},
         {"lock", l_lock},
+        {"list", l_list},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

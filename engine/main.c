@@ -1,38 +1,61 @@
-/* kcmrun: command line entry. The CLI proper lives in lua/kcm/main.lua;
- * this file keeps `--version` fast and hands `lab` to the lab script. */
+/* kcmrun: command line entry. The CLI proper (options, subcommands, usage)
+ * lives in lua/kcm/main.lua; this file keeps `--version` fast, finds the data
+ * folder (lab, playbooks) and performs the exec main.lua may ask for. */
+#include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "loader.h"
 #include "runtime.h"
 
-static const char *datadir(void)
+/* Name of the file CMake writes next to the binary in a build tree: it holds
+ * the source folder, so a build-tree kcmrun finds the lab and the playbooks
+ * without any path compiled in (an installed one uses bin/../share/kcmrun). */
+#define KCM_BUILD_MARKER "kcmrun-datadir"
+
+static int is_dir(const char *p)
 {
-    const char *d = getenv("KCMRUN_DATADIR");
-    return d && *d ? d : KCM_DATADIR;
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int run_lab(int argc, char **argv)
+/* The data folder, first found: $KCMRUN_DATADIR; <bin>/../share/kcmrun
+ * (the binary's real location, symlinks resolved); the build tree's marker.
+ * NULL when none: main.lua says what was tried. */
+static int find_datadir(char *out, size_t len, const char *exe)
 {
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n > 0) {
-        self[n] = 0;
-        setenv("KCMRUN", self, 1);
+    const char *env = getenv("KCMRUN_DATADIR");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return 1;
     }
-    char script[PATH_MAX];
-    snprintf(script, sizeof script, "%s/lab/kcmlab.sh", datadir());
-    char **args = calloc((size_t)argc + 2, sizeof(char *));
-    args[0] = "bash";
-    args[1] = script;
-    for (int i = 2; i < argc; i++)
-        args[i] = argv[i];
-    execvp("bash", args);
-    perror("kcmrun lab: bash");
-    return 2;
+    if (!*exe)
+        return 0;
+    char bindir[PATH_MAX];
+    snprintf(bindir, sizeof bindir, "%s", exe);
+    char *slash = strrchr(bindir, '/');
+    if (!slash)
+        return 0;
+    *slash = 0;
+    char cand[PATH_MAX + 32];
+    snprintf(cand, sizeof cand, "%s/../share/kcmrun", bindir);
+    if (is_dir(cand) && realpath(cand, out))
+        return 1;
+    snprintf(cand, sizeof cand, "%s/" KCM_BUILD_MARKER, bindir);
+    FILE *f = fopen(cand, "re");
+    if (!f)
+        return 0;
+    int ok = fgets(out, (int)len, f) != NULL;
+    fclose(f);
+    if (!ok)
+        return 0;
+    out[strcspn(out, "\n")] = 0;
+    return *out && is_dir(out);
 }
 
 static int traceback(lua_State *L)
@@ -44,14 +67,51 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+/* main.lua returned {argv...}: copy it out before the Lua state goes. */
+static char **take_argv(lua_State *L, int idx)
+{
+    lua_Integer n = luaL_len(L, idx);
+    if (n < 1 || n > 4096)
+        return NULL;
+    char **args = calloc((size_t)n + 1, sizeof(char *));
+    if (!args)
+        return NULL;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        const char *s = lua_tostring(L, -1);
+        args[i - 1] = strdup(s ? s : "");
+        lua_pop(L, 1);
+    }
+    return args;
+}
+
+/* The child gets the signal state a shell would give it, not the runtime's
+ * (SIGPIPE ignored, SIGINT/SIGTERM caught). */
+static int exec_argv(char **args)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    execvp(args[0], args);
+    fprintf(stderr, "kcmrun: cannot run %s: %s\n", args[0], strerror(errno));
+    return 127;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
         printf("kcmrun %s (%s)\n", KCM_VERSION, LUA_RELEASE);
         return 0;
     }
-    if (argc >= 2 && strcmp(argv[1], "lab") == 0)
-        return run_lab(argc, argv);
+
+    char exe[PATH_MAX] = "";
+    if (!realpath("/proc/self/exe", exe))
+        exe[0] = 0;
+    char datadir[PATH_MAX];
+    int have_datadir = find_datadir(datadir, sizeof datadir, exe);
 
     kcm_runtime_init();
     lua_State *L = kcm_lua_new();
@@ -64,22 +124,49 @@ int main(int argc, char **argv)
     lua_getglobal(L, "require");
     lua_pushstring(L, "kcm.main");
     int rc = 2;
+    char **exec_args = NULL;
     if (lua_pcall(L, 1, 1, errf) == LUA_OK) {
         lua_createtable(L, argc, 0);
         for (int i = 1; i < argc; i++) {
             lua_pushstring(L, argv[i]);
             lua_rawseti(L, -2, i);
         }
-        lua_pushstring(L, datadir());
-        if (lua_pcall(L, 2, 1, errf) == LUA_OK)
-            rc = (int)lua_tointeger(L, -1);
-        else
+        lua_createtable(L, 0, 5);
+        if (have_datadir) {
+            lua_pushstring(L, datadir);
+            lua_setfield(L, -2, "datadir");
+        }
+        lua_pushstring(L, exe);
+        lua_setfield(L, -2, "exe");
+        lua_pushstring(L, KCM_VERSION);
+        lua_setfield(L, -2, "version");
+        lua_pushstring(L, LUA_RELEASE);
+        lua_setfield(L, -2, "lua_release");
+        lua_pushstring(L, KCM_BUILD_MARKER);
+        lua_setfield(L, -2, "build_marker");
+        if (lua_pcall(L, 2, 1, errf) == LUA_OK) {
+            if (lua_istable(L, -1)) {
+                exec_args = take_argv(L, lua_gettop(L));
+                if (!exec_args)
+                    fprintf(stderr, "kcmrun: internal error: bad exec request\n");
+            } else {
+                rc = (int)lua_tointeger(L, -1);
+            }
+        } else {
             fprintf(stderr, "kcmrun: internal error: %s\n", lua_tostring(L, -1));
+        }
     } else {
         fprintf(stderr, "kcmrun: cannot load kcm.main: %s\n", lua_tostring(L, -1));
     }
     fflush(stdout);
     lua_close(L);
     kcm_runtime_shutdown();
+    if (exec_args)
+        rc = exec_argv(exec_args);   /* returns only when exec failed */
+    if (exec_args) {
+        for (char **a = exec_args; *a; a++)
+            free(*a);
+        free(exec_args);
+    }
     return rc;
 }

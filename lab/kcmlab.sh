@@ -410,8 +410,8 @@ write_inventory() {
     echo "    bridge_ip = $(lua_str "$(bridge_ip)"),"
     echo "    subnet = $(lua_str "$LAB_NET.0/24"),"
     echo "    environment = $(lua_str "$LAB_DIR/environment.sh"),"
-    echo "    k8s_dir = \"/data/k8s/k8s\","
-    echo "    service_cidr = \"10.254.0.0/16\","
+    echo "    K8S_DIR = \"/data/k8s/k8s\","
+    echo "    SERVICE_CIDR = \"10.254.0.0/16\","
     while IFS='=' read -r k v; do
       [ -n "$k" ] && echo "    [$(lua_str "$k")] = $(lua_str "$v"),"
     done < <(cluster_vars)
@@ -713,7 +713,8 @@ require_lab() {
 cmd_status() {
   local i st ssh
   need_root
-  load_state || { echo "no lab in $LAB_DIR"; exit 3; }
+  # exit 3, like an LSB status "not running": `lab status || lab up` reads naturally
+  load_state || { echo "no lab in $LAB_DIR (kcmrun lab up makes one)"; exit 3; }
   echo "lab $LAB_NAME: $LAB_NODES nodes on $(bridge) $LAB_NET.0/24, up since $LAB_STARTED"
   print_paths
   for i in $(seq 1 "$LAB_NODES"); do

@@ -18,7 +18,10 @@
 #include <lua.h>
 #include <lauxlib.h>
 
-#define KCM_VERSION "0.1.0"
+/* KCM_VERSION comes from CMakeLists.txt's project(VERSION), the one version string. */
+#ifndef KCM_VERSION
+#error "KCM_VERSION is defined by the build (CMakeLists.txt project VERSION)"
+#endif
 
 typedef struct kcm_job kcm_job;
 

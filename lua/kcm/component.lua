@@ -43,7 +43,7 @@ function C:paths(ctx)
     ca_key = k8s .. "/cert/ca-key.pem",
     kubeconfig = k8s .. "/" .. self.name .. ".kubeconfig",
     bin = var(ctx, "K8S_BIN_DIR", "/opt/k8s/bin") .. "/" .. self.name,
-    workdir = var(ctx, "K8S_DIR", var(ctx, "k8s_dir", "/data/k8s/k8s")) .. "/" .. self.name,
+    workdir = var(ctx, "K8S_DIR", "/data/k8s/k8s") .. "/" .. self.name,
   }
 end
 
@@ -232,8 +232,8 @@ function C:unit_vars(node, ctx, version)
   local p = self:paths(ctx)
   vars.version = version
   -- environment.sh spells them upper case, the lab's Lua inventory lower case
-  vars.K8S_DIR = var(ctx, "K8S_DIR", var(ctx, "k8s_dir", "/data/k8s/k8s"))
-  vars.SERVICE_CIDR = var(ctx, "SERVICE_CIDR", var(ctx, "service_cidr", "10.254.0.0/16"))
+  vars.K8S_DIR = var(ctx, "K8S_DIR", "/data/k8s/k8s")
+  vars.SERVICE_CIDR = var(ctx, "SERVICE_CIDR", "10.254.0.0/16")
   vars.legacy = version.minor <= 23           -- the procedure's flag set
   vars.klog_legacy = version.minor <= 25      -- --logtostderr was removed in 1.26
   vars.SECURE_PORT = var(ctx, self.name:gsub("-", "_") .. "_secure_port", self.secure_port(version))

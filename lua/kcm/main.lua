@@ -6,7 +6,9 @@ local rt = require "kcm.native.runtime"
 local EXIT = { ok = 0, internal = 1, usage = 2, playbook = 3, nodes = 4, sigint = 130, sigterm = 143 }
 
 local USAGE = [[
-usage: kcmrun [options] PLAYBOOK.lua
+usage: kcmrun [options] PLAYBOOK          a playbook file, or a name: NAME finds playbooks/NAME.lua
+                                          here, then the installed playbooks
+       kcmrun --list-playbooks
        kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd] | exec NODE cmd | env
 
 Runs PLAYBOOK's steps in order; each step runs on all its nodes in parallel.
@@ -14,8 +16,11 @@ A Lua file that does not return a playbook runs as a script.
 
 options:
   -i, --inventory FILE   Lua inventory, or the procedure's environment.sh
+                         (without -i, first found: $KCMRUN_INVENTORY, ./inventory.lua,
+                         /opt/k8s/bin/environment.sh, the running lab's inventory)
   -e, --extra-var K=V    set a variable (repeatable; overrides the inventory)
       --list-steps       print the steps and exit
+      --list-playbooks   print the playbooks found by name and exit
       --only A,B         run only these steps
       --skip C           skip these steps
       --start-at D       start at this step
@@ -37,11 +42,17 @@ options:
   -V, --version          print the version
   -h, --help             this help
 
-environment: KCMRUN_LUA_PATH (colon-separated module folders), NO_COLOR
+lab: local nodes (real sshd and systemd in namespaces) to rehearse a deployment on;
+`kcmrun lab up` prints the paths it wrote, and its inventory is then found without -i.
+Needs root.
+
+environment: KCMRUN_INVENTORY (inventory when -i is not given), KCMRUN_LAB_DIR (the lab's
+state, default /var/lib/kcmrun/lab), KCMRUN_DATADIR (folder holding lab/ and playbooks/,
+default <bin>/../share/kcmrun), KCMRUN_LUA_PATH (colon-separated module folders), NO_COLOR
 
 exit codes:
   0    every step succeeded on every node
-  2    usage or configuration error (bad option, inventory error)
+  2    usage or configuration error (bad option, no or bad inventory, no such playbook)
   3    playbook error (syntax or load error, script error)
   4    at least one node failed or was unreachable
   130  interrupted by SIGINT, 143 by SIGTERM (the recap is still printed)
@@ -81,6 +92,7 @@ local function parse(argv)
       if v == "true" then v = true elseif v == "false" then v = false end
       o.extra_vars[k] = v
     elseif a == "--list-steps" then o.list_steps = true
+    elseif a == "--list-playbooks" then o.list_playbooks = true
     elseif a == "--only" then o.only = split_csv(value(a))
     elseif a == "--skip" then
       o.skip = o.skip or {}
@@ -137,12 +149,71 @@ local function err_message(e)
   return tostring(e)
 end
 
-return function(argv, datadir)
+-- Subcommands: the first argument names one. A subcommand returns an exit code, or an
+-- argv table that the host (engine/main.c) execs once the Lua state is closed.
+local SUBCOMMANDS = {}
+
+function SUBCOMMANDS.lab(host, args)
+  local script = host.datadir and host.datadir .. "/lab/kcmlab.sh"
+  if not script or not fs.exists(script) then
+    return die(EXIT.usage, "cannot find the lab: " .. (script and script .. " does not exist" or
+      "no data folder (looked at $KCMRUN_DATADIR, " .. (host.exe ~= "" and dirname(host.exe) or "<bin>") ..
+      "/../share/kcmrun and the build tree's " .. tostring(host.build_marker) .. ")") ..
+      "; set KCMRUN_DATADIR to the folder holding lab/ and playbooks/")
+  end
+  local cmd = { "bash", script }
+  for i = 1, #args do cmd[#cmd + 1] = args[i] end
+  return cmd
+end
+
+local function list_playbooks(host)
+  local discover = require "kcm.discover"
+  for _, place in ipairs(discover.playbooks(host.datadir)) do
+    print(place.dir .. "/")
+    if #place.names == 0 then print("  (none)") end
+    for _, n in ipairs(place.names) do print("  " .. n) end
+  end
+  return EXIT.ok
+end
+
+local function version_line(host)
+  return string.format("kcmrun %s (%s)", host.version or "?", host.lua_release or _VERSION)
+end
+
+local function targets_hosts(play)
+  for _, s in ipairs(play.steps) do
+    if not s.once then return true end
+  end
+  return false
+end
+
+-- The inventory: -i, else the first found (kcm.discover). Only a playbook with steps
+-- on hosts needs one; one whose steps all run `once` gets the empty inventory.
+local function find_inventory(o, play)
+  local discover = require "kcm.discover"
+  if not o.inventory and not targets_hosts(play) then return nil end
+  local path, why = discover.inventory(o.inventory)
+  if not path then
+    error({ usage = true, message = string.format(
+      "no inventory for %s (its steps run on hosts '%s'); tried, in order:\n%s\n" ..
+      "make one: `kcmrun lab up` (a local lab; its inventory is then found), " ..
+      "or write one and pass `-i FILE` (see kcmrun --help)", o.playbook, tostring(play.hosts), table.concat(why, "\n")) }, 0)
+  end
+  return path, why
+end
+
+return function(argv, host)
+  host = host or {}
+  if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
   local ok, o = pcall(parse, argv)
   if not ok then return die(EXIT.usage, err_message(o)) end
   if o.help then io.stdout:write(USAGE); return EXIT.ok end
-  if o.version then print("kcmrun 0.1.0"); return EXIT.ok end
+  if o.version then print(version_line(host)); return EXIT.ok end
+  if o.list_playbooks then return list_playbooks(host) end
   if not o.playbook then io.stderr:write(USAGE); return EXIT.usage end
+  local found, perr = require("kcm.discover").playbook(o.playbook, host.datadir)
+  if not found then return die(EXIT.usage, perr) end
+  o.playbook = found
 
   -- module search path: --lua-path, KCMRUN_LUA_PATH, the playbook's folder
   local path = {}
@@ -181,6 +252,10 @@ return function(argv, datadir)
   end
 
   local inventory = require "kcm.inventory"
+  local fok, inv_path, inv_why = pcall(find_inventory, o, play)
+  if not fok then return die(EXIT.usage, err_message(inv_path)) end
+  o.inventory = inv_path
+  if inv_path and o.verbosity >= 0 then print(string.format("inventory: %s (%s)", inv_path, inv_why)) end
   local iok, inv
   if o.inventory then
     iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
@@ -220,7 +295,7 @@ return function(argv, datadir)
     inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
     start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
     extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook,
-    playbook_dir = dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json", state_dir = sdir,
+    playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json", state_dir = sdir,
   })
   if not rok then
     local e = summary

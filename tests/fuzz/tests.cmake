@@ -25,7 +25,6 @@ if(KCM_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
                 -fno-omit-frame-pointer -g -O1)
   add_library(kcmcore_fuzz STATIC ${KCM_ENGINE_SOURCES} ${KCM_LUA_EMBED})
   target_include_directories(kcmcore_fuzz PUBLIC ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/engine)
-  target_compile_definitions(kcmcore_fuzz PUBLIC KCM_DATADIR="${CMAKE_SOURCE_DIR}")
   target_compile_options(kcmcore_fuzz PRIVATE ${_fz_flags})
   target_link_libraries(kcmcore_fuzz PUBLIC ${CJSON_STATIC} PkgConfig::LUA PkgConfig::SSL PkgConfig::LIBSSH
                         PkgConfig::CURL PkgConfig::YAML pthread m)

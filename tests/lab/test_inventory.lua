@@ -36,6 +36,11 @@ assert(fs.stat(dir .. "/id_ed25519").mode & 0x1ff == tonumber("600", 8), "client
 assert(lua_inv.ssh.connect_timeout == 5, "connect_timeout")
 assert(sh_inv.vars.K8S_DIR == "/data/k8s/k8s" and sh_inv.vars.SERVICE_CIDR == "10.254.0.0/16",
   "environment.sh lacks the procedure's K8S_DIR/SERVICE_CIDR")
+-- the lab writes only the documented names; the library has no lower-case fallbacks
+assert(lua_inv.vars.K8S_DIR == "/data/k8s/k8s" and lua_inv.vars.SERVICE_CIDR == "10.254.0.0/16",
+  "inventory.lua lacks K8S_DIR/SERVICE_CIDR")
+assert(lua_inv.vars.k8s_dir == nil and lua_inv.vars.service_cidr == nil,
+  "inventory.lua still writes the undocumented k8s_dir/service_cidr")
 assert(sh_inv.vars.KUBE_APISERVER == lua_inv.vars.KUBE_APISERVER or lua_inv.vars.KUBE_APISERVER == nil,
   "KUBE_APISERVER differs between inventory.lua and environment.sh")
 print(("ok: %d nodes on %s.0/24 in both inventories"):format(#lua_inv.nodes, subnet))

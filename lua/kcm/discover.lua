@@ -1,0 +1,92 @@
+-- What the command line leaves out: which inventory (first found wins) and where a
+-- playbook named without a path lives. Every answer comes with the reason, and every
+-- miss with what was tried, so the user sees why and what to do.
+local fs = require "kcm.native.fs"
+
+local M = {}
+
+M.ENVIRONMENT_SH = "/opt/k8s/bin/environment.sh"   -- the procedure's own, where it keeps it
+M.DEFAULT_LAB_DIR = "/var/lib/kcmrun/lab"
+
+local function is_file(p)   -- symlinks followed
+  local real = fs.realpath(p)
+  local st = real and fs.stat(real)
+  return st ~= nil and st.type == "file"
+end
+
+--- The lab in `dir` is up when its state file names a lab whose bridge exists: the
+--- inventory.lua of a lab torn down by a reboot is not a running lab.
+function M.lab_state(dir)
+  local state = fs.read(dir .. "/lab.state")
+  if not state then return false, "no lab is up in " .. dir end
+  local name = state:match("\nLAB_NAME=([%w]+)\n") or state:match("^LAB_NAME=([%w]+)\n")
+  if not name then return false, dir .. "/lab.state names no lab" end
+  if not fs.exists("/sys/class/net/kcm-" .. name) then
+    return false, "lab " .. name .. " in " .. dir .. " is not running (no bridge kcm-" .. name .. ")"
+  end
+  if not is_file(dir .. "/inventory.lua") then return false, "lab " .. name .. " is still coming up" end
+  return true, name
+end
+
+--- inventory(cli_value) -> path, reason | nil, {tried lines}
+function M.inventory(cli)
+  local tried = {}
+  local function miss(what, why) tried[#tried + 1] = string.format("  %-34s %s", what, why) end
+  if cli then return cli, "-i" end
+  miss("-i FILE", "not given")
+  local env = os.getenv("KCMRUN_INVENTORY")
+  if env and env ~= "" then return env, "$KCMRUN_INVENTORY" end
+  miss("$KCMRUN_INVENTORY", "not set")
+  if is_file("inventory.lua") then
+    return fs.realpath("inventory.lua") or "inventory.lua", "./inventory.lua in the current folder"
+  end
+  miss("./inventory.lua", "not found in " .. (fs.getcwd()))
+  if is_file(M.ENVIRONMENT_SH) then return M.ENVIRONMENT_SH, "the procedure's environment.sh" end
+  miss(M.ENVIRONMENT_SH, "not found")
+  local lab_dir = os.getenv("KCMRUN_LAB_DIR")
+  if not lab_dir or lab_dir == "" then lab_dir = M.DEFAULT_LAB_DIR end
+  local up, why = M.lab_state(lab_dir)
+  if up then return (fs.realpath(lab_dir) or lab_dir) .. "/inventory.lua", "the running lab" end
+  miss(lab_dir .. "/inventory.lua", why)
+  return nil, tried
+end
+
+local function strip(name) return (name:gsub("%.lua$", "")) end
+
+--- The folders playbooks are looked up in by name, in order.
+function M.playbook_dirs(datadir)
+  local dirs = { "playbooks" }
+  if datadir then dirs[#dirs + 1] = datadir .. "/playbooks" end
+  return dirs
+end
+
+--- playbook(arg, datadir) -> path | nil, message. A path (with a '/', or an existing
+--- file) is taken as given; a bare name is NAME.lua in ./playbooks, then in the
+--- installed playbooks.
+function M.playbook(arg, datadir)
+  if arg == "-" or arg:find("/", 1, true) or fs.exists(arg) then return arg end
+  local tried = { "./" .. arg }
+  for _, d in ipairs(M.playbook_dirs(datadir)) do
+    local p = d .. "/" .. strip(arg) .. ".lua"
+    if is_file(p) then return p end
+    tried[#tried + 1] = (d:sub(1, 1) == "/" and "" or "./") .. p
+  end
+  return nil, string.format("no playbook '%s': tried %s (kcmrun --list-playbooks shows them)", arg,
+                            table.concat(tried, ", "))
+end
+
+--- list(datadir) -> { {dir=, names={...}}, ... } for --list-playbooks
+function M.playbooks(datadir)
+  local out = {}
+  for _, d in ipairs(M.playbook_dirs(datadir)) do
+    local names = {}
+    for _, f in ipairs(fs.list(d) or {}) do
+      if f:match("%.lua$") and is_file(d .. "/" .. f) then names[#names + 1] = strip(f) end
+    end
+    local abs = fs.realpath(d) or (d:sub(1, 1) == "/" and d or fs.getcwd() .. "/" .. d)
+    out[#out + 1] = { dir = abs, names = names }
+  end
+  return out
+end
+
+return M
