@@ -27,8 +27,8 @@ set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_CONTACT "kcmrun maintainers <kcmrun@localhost>")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "deployment engine for hand-built Kubernetes clusters, with a local lab")
 set(CPACK_PACKAGE_DESCRIPTION "kcmrun runs Lua playbooks step by step, each step in parallel across nodes over SSH,
- with cfssl-compatible PKI, strict templates and systemd control built in.
- Its lab brings up local nodes (real sshd and systemd in namespaces) to rehearse a deployment.")
+with cfssl-compatible PKI, strict templates and systemd control built in.
+Its lab brings up local nodes (real sshd and systemd in namespaces) to rehearse a deployment.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)          # kcmrun_<version>_<arch>.deb
