@@ -1,7 +1,8 @@
 #!/bin/bash
 # Installs every Debian package that kcmrun's build, tests and lab need
 # (idempotent, non-interactive, one apt-get update at most), then builds
-# build/kcmrun. Needs root.
+# build/kcmrun and installs it onto PATH (/usr/local/bin/kcmrun, its lab and
+# playbooks under /usr/local/share/kcmrun). Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,4 +42,5 @@ fi
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
-echo "setup.sh: built $(pwd)/build/kcmrun"
+cmake --install build --prefix /usr/local >/dev/null
+echo "setup.sh: built $(pwd)/build/kcmrun, installed $(command -v kcmrun || echo /usr/local/bin/kcmrun)"
