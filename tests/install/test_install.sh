@@ -212,7 +212,8 @@ case_lab() {
   mkdir -p "$E" && cd "$E"
   K() { clean "$P/bin/kcmrun" "$@"; }
   K lab down >/dev/null 2>&1 || true     # a lab left over by an interrupted run
-  trap 'K lab down >/dev/null 2>&1; rm -rf "$T"' EXIT
+  # P is local: expand it now, the trap runs after this function returned
+  trap "env -u KCMRUN_DATADIR '$P/bin/kcmrun' lab down >/dev/null 2>&1; rm -rf '$T'" EXIT
   run K lab up --nodes 3
   expect_rc 0 "installed lab up"
   run K "$P/share/kcmrun/playbooks/controller-manager.lua"
