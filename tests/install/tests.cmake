@@ -2,7 +2,8 @@
 # unpacked into a temporary root, and the default inventory / playbook discovery.
 set(_inst ${CMAKE_SOURCE_DIR}/tests/install/test_install.sh)
 set(KCM_INSTALL_ENV "KCMRUN=$<TARGET_FILE:kcmrun>" "KCM_BUILD_DIR=${CMAKE_BINARY_DIR}"
-    "KCM_SOURCE_DIR=${CMAKE_SOURCE_DIR}" "KCM_VERSION=${PROJECT_VERSION}")
+    "KCM_SOURCE_DIR=${CMAKE_SOURCE_DIR}" "KCM_VERSION=${PROJECT_VERSION}"
+    "KCM_SANITIZE=$<BOOL:${KCM_SANITIZE}>")
 
 # Installed tree: layout, no source/build path in the binary, data found from bin/, playbooks
 # by name, completion, man page; no inventory -> exit 2 listing what was tried.
