@@ -12,11 +12,13 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/lab/ DESTINATION ${CMAKE_INSTALL_DATADIR}/
         USE_SOURCE_PERMISSIONS PATTERN "__pycache__" EXCLUDE PATTERN "*.pyc" EXCLUDE)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/playbooks/ DESTINATION ${CMAKE_INSTALL_DATADIR}/kcmrun/playbooks)
 
-# Debian ships man pages gzipped (-n: no name or time stamp, so the package is reproducible).
+# The man page carries the project's version; Debian ships man pages gzipped (-n: no name
+# or time stamp, so the package is reproducible).
+configure_file(${CMAKE_SOURCE_DIR}/docs/kcmrun.1.in ${CMAKE_BINARY_DIR}/kcmrun.1 @ONLY)
 set(KCM_MAN_GZ ${CMAKE_BINARY_DIR}/kcmrun.1.gz)
 add_custom_command(OUTPUT ${KCM_MAN_GZ}
-  COMMAND gzip -9nc ${CMAKE_SOURCE_DIR}/docs/kcmrun.1 > ${KCM_MAN_GZ}
-  DEPENDS ${CMAKE_SOURCE_DIR}/docs/kcmrun.1 VERBATIM)
+  COMMAND gzip -9nc ${CMAKE_BINARY_DIR}/kcmrun.1 > ${KCM_MAN_GZ}
+  DEPENDS ${CMAKE_BINARY_DIR}/kcmrun.1 VERBATIM)
 add_custom_target(kcmrun_man ALL DEPENDS ${KCM_MAN_GZ})
 install(FILES ${KCM_MAN_GZ} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${CMAKE_SOURCE_DIR}/docs/kcmrun.bash-completion

@@ -100,7 +100,7 @@ case_tree() {
   # the man page: gzipped troff, and it documents every long option --help lists
   gzip -t "$T/moved/share/man/man1/kcmrun.1.gz" || fail "man page is not gzip"
   zcat "$T/moved/share/man/man1/kcmrun.1.gz" | sed 's/\\-/-/g' > "$T/man.txt"
-  grep -q '^\.TH KCMRUN 1' "$T/man.txt" || fail "man page has no .TH KCMRUN 1"
+  grep -q "^\.TH KCMRUN 1 .*\"kcmrun $KCM_VERSION\"" "$T/man.txt" || fail "man page has no .TH KCMRUN 1 ... kcmrun $KCM_VERSION: $(head -1 "$T/man.txt")"
   for f in $(clean "$T/moved/bin/kcmrun" --help | grep -oE -- '--[a-z][a-z-]+' | sort -u); do
     grep -q -- "$f" "$T/man.txt" || fail "kcmrun(1) does not document $f"
   done
