@@ -14,6 +14,10 @@
  *   s:chmod(path, mode)
  *   s:close()
  *   s:alive()                -> bool (connected; false after a transport failure)
+ *   s:resolved()             -> host, port, user actually used (after connect)
+ *   ssh.resolve_config(name [, config]) -> {hostname=, port=, user=, identity=,
+ *                               identities={...}, known_hosts=} | nil, message
+ *                               (OpenSSH semantics; config default ~/.ssh/config)
  *
  * Every call that talks to the node is a kcm_job pinned to the session, so
  * one session is only ever used by one worker thread at a time. Errors
@@ -23,6 +27,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SESS_MT "kcm.ssh.session"
 
@@ -332,6 +337,18 @@ static int l_alive(lua_State *L)
     return 1;
 }
 
+static int l_resolved(lua_State *L)
+{
+    kcm_ssh_sess *c = check_sess(L);
+    /* r_* are written by connect on a worker while it holds mu */
+    pthread_mutex_lock(&c->mu);
+    if (c->r_host) lua_pushstring(L, c->r_host); else lua_pushnil(L);
+    lua_pushinteger(L, c->r_port);
+    if (c->r_user) lua_pushstring(L, c->r_user); else lua_pushnil(L);
+    pthread_mutex_unlock(&c->mu);
+    return 3;
+}
+
 static int l_gc(lua_State *L)
 {
     sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
@@ -349,7 +366,7 @@ static int l_tostring(lua_State *L)
 static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
     {"sha256", l_sha256}, {"put", l_put}, {"mkdir", l_mkdir}, {"remove", l_remove},
-    {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"__tostring", l_tostring}, {NULL, NULL},
+    {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved}, {"__tostring", l_tostring}, {NULL, NULL},
 };
 
 static int l_session(lua_State *L)
@@ -402,10 +419,42 @@ static int l_fingerprint(lua_State *L)
     return 1;
 }
 
+/* Reads a local file only: called on the main thread when the inventory
+ * loads, so certificates and bind addresses see addresses, not aliases. */
+static int l_resolve_config(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *given = luaL_optstring(L, 2, NULL);
+    char *path = kcm_ssh_expand_home(given ? given : "~/.ssh/config");
+    if (!given && access(path, F_OK) != 0) { free(path); path = NULL; }
+    struct kcm_ssh_cfg oc;
+    char *msg = NULL;
+    int rc = kcm_ssh_config_resolve(path, name, &oc, &msg);
+    free(path);
+    if (rc != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, msg ? msg : "ssh config: error");
+        free(msg);
+        return 2;
+    }
+    lua_createtable(L, 0, 6);
+    if (oc.hostname) { lua_pushstring(L, oc.hostname); lua_setfield(L, -2, "hostname"); }
+    if (oc.user) { lua_pushstring(L, oc.user); lua_setfield(L, -2, "user"); }
+    if (oc.port) { lua_pushinteger(L, oc.port); lua_setfield(L, -2, "port"); }
+    if (oc.known_hosts) { lua_pushstring(L, oc.known_hosts); lua_setfield(L, -2, "known_hosts"); }
+    if (oc.n_identity) { lua_pushstring(L, oc.identity[0]); lua_setfield(L, -2, "identity"); }
+    lua_createtable(L, oc.n_identity, 0);
+    for (int i = 0; i < oc.n_identity; i++) { lua_pushstring(L, oc.identity[i]); lua_rawseti(L, -2, i + 1); }
+    lua_setfield(L, -2, "identities");
+    kcm_ssh_cfg_free(&oc);
+    return 1;
+}
+
 int kcm_open_ssh(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"session", l_session}, {"quote", l_quote}, {"fingerprint", l_fingerprint}, {NULL, NULL},
+        {"session", l_session}, {"quote", l_quote}, {"fingerprint", l_fingerprint},
+        {"resolve_config", l_resolve_config}, {NULL, NULL},
     };
     ssh_init();
     luaL_newlib(L, fns);

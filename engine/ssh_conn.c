@@ -209,6 +209,7 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
 
     int kind = KCM_SSH_ERROR;
     char *kh = NULL, *cfg = NULL, *cfg_identity = NULL;
+    struct kcm_ssh_cfg oc = {0};
     ssh_session s = ssh_new();
     if (!s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
 
@@ -234,51 +235,39 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
         *msg = kcm_ssh_fmt("cannot parse ssh config %s: %s", cfg, ssh_get_error(s));
         goto fail;
     }
+    /* libssh matches later Host blocks against a HostName it already
+     * substituted; the values that decide where and as whom we log in come
+     * from our own OpenSSH-like reading instead (ssh_config.c). */
+    if (kcm_ssh_config_resolve(cfg, alias, &oc, msg) != 0) goto fail;
     int no = 0, yes = 1;
     ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
     /* ssh_config LogLevel would turn on libssh's (process-wide) logging to
      * stderr; kcmrun reports errors itself. */
     ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
-    if (c->host && ssh_options_set(s, SSH_OPTIONS_HOST, c->host) < 0) {
-        *msg = kcm_ssh_fmt("bad host %s", c->host);
+    const char *host = c->host ? c->host : oc.hostname ? oc.hostname : alias;
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, host) < 0) {
+        *msg = kcm_ssh_fmt("bad host %s", host);
         goto fail;
     }
-    if (c->port > 0) { unsigned p = (unsigned)c->port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
+    int port = c->port > 0 ? c->port : oc.port > 0 ? oc.port : 22;
+    { unsigned p = (unsigned)port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
     if (c->user) ssh_options_set(s, SSH_OPTIONS_USER, c->user);
+    else if (oc.user) ssh_options_set(s, SSH_OPTIONS_USER, oc.user);
+    else ssh_options_set(s, SSH_OPTIONS_USER, NULL); /* the local user, as ssh(1); named in messages */
     long tmo = c->connect_timeout > 0 ? c->connect_timeout : 10;
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
     ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
 
     /* known_hosts: inventory > ssh_config UserKnownHostsFile > default. */
-    if (c->known_hosts) {
-        kh = kcm_ssh_expand_home(c->known_hosts);
-    } else {
-        char *v = NULL;
-        if (ssh_options_get(s, SSH_OPTIONS_KNOWNHOSTS, &v) == SSH_OK && v) {
-            kh = kcm_ssh_expand_home(v);
-            ssh_string_free_char(v);
-        } else {
-            kh = kcm_ssh_expand_home("~/.ssh/known_hosts");
-        }
-    }
+    if (c->known_hosts) kh = kcm_ssh_expand_home(c->known_hosts);
+    else if (oc.known_hosts) kh = kcm_ssh_expand_home(oc.known_hosts);
+    else kh = kcm_ssh_expand_home("~/.ssh/known_hosts");
     /* Makes libssh prefer the host key type already recorded. */
     ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
     resolved(c, s, alias);
-    /* The first IdentityFile from ssh_config (libssh lists it before its
-     * built-in ~/.ssh/id_* defaults), tried by name so a failure says which. */
-    if (!c->identity) {
-        char *v = NULL;
-        if (ssh_options_get(s, SSH_OPTIONS_IDENTITY, &v) == SSH_OK && v) {
-            if (strncmp(v, "%d/", 3) == 0) {
-                char *rest = kcm_ssh_fmt("~/.ssh/%s", v + 3);
-                if (strncmp(v + 3, "id_", 3) != 0) cfg_identity = kcm_ssh_expand_home(rest);
-                free(rest);
-            } else {
-                cfg_identity = kcm_ssh_expand_home(v);
-            }
-            ssh_string_free_char(v);
-        }
-    }
+    /* The first IdentityFile from ssh_config, tried by name so a failure
+     * says which (libssh's own list follows in publickey_auto). */
+    if (!c->identity && oc.n_identity > 0) cfg_identity = kcm_ssh_expand_home(oc.identity[0]);
 
     if (ssh_connect(s) != SSH_OK) {
         *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
@@ -301,10 +290,12 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     c->s = s;
     atomic_store(&c->alive, 1);
     free(kh); free(cfg); free(cfg_identity);
+    kcm_ssh_cfg_free(&oc);
     return KCM_SSH_OK;
 fail:
     if (ssh_is_connected(s)) ssh_disconnect(s);
     ssh_free(s);
     free(kh); free(cfg); free(cfg_identity);
+    kcm_ssh_cfg_free(&oc);
     return kind;
 }

@@ -47,6 +47,19 @@ char *kcm_ssh_expand_home(const char *path);
 int kcm_ssh_connect(kcm_ssh_sess *c, char **msg);
 void kcm_ssh_disconnect(kcm_ssh_sess *c);
 
+/* ssh_config.c: what ssh_config says for `name` (OpenSSH semantics: blocks
+ * matched against the name as given, first value wins). path NULL = none.
+ * 0 ok (fields NULL/0 when unset), -1 with *msg ("file:line: why"). */
+#define KCM_SSH_CFG_MAX_ID 16
+struct kcm_ssh_cfg {
+    char *hostname, *user, *known_hosts;
+    int port;
+    char *identity[KCM_SSH_CFG_MAX_ID];
+    int n_identity;
+};
+int kcm_ssh_config_resolve(const char *path, const char *name, struct kcm_ssh_cfg *out, char **msg);
+void kcm_ssh_cfg_free(struct kcm_ssh_cfg *c);
+
 /* ssh_hostkey.c: check the server key of a fresh connection against
  * known_hosts; records it when accept_new. 0 ok, -1 with *msg. */
 int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,

@@ -425,7 +425,7 @@ write_inventory() {
     echo "  },"
     echo "  nodes = {"
     for i in $(seq 1 "$LAB_NODES"); do
-      echo "    { name = \"node$i\", host = \"$(node_ip "$i")\", port = 22, user = \"root\","
+      echo "    { name = \"node$i\", host = \"$(node_ip "$i")\", port = 22,"
       echo "      vars = { lab_upper = $(lua_str "$(node_dir "$i")/upper") } },"
     done
     echo "  },"

@@ -39,7 +39,8 @@ end
 --- opts: once=true (control machine), hosts="group"|"node", node="node1",
 ---       prepare=function(ctx) (once, on the control machine, before the nodes),
 ---       notify="handler" | {...}, handles="handler", when=function(ctx)->bool,
----       tags={...}
+---       become=true|false (elevate this step's node operations, or not,
+---       whatever the inventory says), tags={...}
 function Playbook:step(name, opts, fn)
   if type(opts) == "function" then opts, fn = {}, opts end
   if type(name) ~= "string" or name == "" then error("play:step: name must be a non-empty string", 2) end
@@ -55,6 +56,7 @@ function Playbook:step(name, opts, fn)
     handles = opts.handles,
     when = opts.when,
     optional = opts.optional,
+    become = opts.become,
     prepare = opts.prepare,     -- runs once on the control machine before the node part   -- runs only when asked for by --only or its `when`
     defined_at = caller_location(2),
   }

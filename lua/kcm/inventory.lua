@@ -1,11 +1,28 @@
 -- Inventories: a Lua file (nodes, groups, vars, ssh settings) or the
 -- procedure's own environment.sh, evaluated by bash itself.
 local exec = require "kcm.native.exec"
+local ssh = require "kcm.native.ssh"
 
 local M = {}
 
 local function fail(fmt, ...)
   error({ config = true, message = string.format(fmt, ...) }, 0)
+end
+
+local check_become
+
+-- become_method: only sudo; become: a boolean (a typo'd "yes" must not pass).
+check_become = function(t, file, where)
+  if t.become_method ~= nil and t.become_method ~= "sudo" then
+    fail("%s: %s: become_method %q is not supported (only \"sudo\"; for doas/su wrap them in sudo rules)",
+         file, where, tostring(t.become_method))
+  end
+  if t.become ~= nil and type(t.become) ~= "boolean" then
+    fail("%s: %s: become must be true or false, not %s", file, where, tostring(t.become))
+  end
+  for _, k in ipairs { "become_user", "become_password_file", "become_password_env", "user" } do
+    if t[k] ~= nil and type(t[k]) ~= "string" then fail("%s: %s: %s must be a string", file, where, k) end
+  end
 end
 
 local function validate(inv, file)
@@ -26,7 +43,14 @@ local function validate(inv, file)
       fail("%s: nodes[%d]: name %q is not a valid node name (letters, digits, '.', '_', '-')", file, i, tostring(n.name))
     end
     if by_name[n.name] then fail("%s: nodes[%d]: duplicate node name %q", file, i, n.name) end
-    n.host = n.host or n.name
+    if n.host == nil then
+      -- an ssh_config alias: the address is its HostName (certificates and
+      -- bind addresses need the address, not the alias)
+      local cfg, err = ssh.resolve_config(n.name, inv.ssh.config)
+      if not cfg then fail("%s: node %s: %s", file, n.name, err) end
+      n.host = cfg.hostname or n.name
+      n.alias = true
+    end
     if type(n.host) ~= "string" or n.host:find("[%s'\"`$;|&<>\\]") then
       fail("%s: node %s: host %q is not a host name or address", file, n.name, tostring(n.host))
     end
@@ -36,6 +60,9 @@ local function validate(inv, file)
     n.port = n.port and tonumber(n.port)
     n.vars = n.vars or {}
     if type(n.vars) ~= "table" then fail("%s: node %s: vars must be a table", file, n.name) end
+    if n.ssh ~= nil and type(n.ssh) ~= "table" then fail("%s: node %s: ssh must be a table", file, n.name) end
+    check_become(n, file, "node " .. n.name)
+    if n.ssh then check_become(n.ssh, file, "node " .. n.name .. " ssh") end
     by_name[n.name] = n
     order[#order + 1] = n
   end
@@ -49,7 +76,12 @@ local function validate(inv, file)
     for _, m in ipairs(members) do
       if not by_name[m] then fail("%s: group %s names unknown node %q", file, g, tostring(m)) end
     end
+    if members.ssh ~= nil then
+      if type(members.ssh) ~= "table" then fail("%s: group %s: ssh must be a table", file, g) end
+      check_become(members.ssh, file, "group " .. g .. " ssh")
+    end
   end
+  check_become(inv.ssh, file, "ssh")
   inv.file = file
   return inv
 end
@@ -134,15 +166,96 @@ function M.load_env_sh(file)
   local nodes, members = {}, {}
   for i, ip in ipairs(ips) do
     local name = names and names[i] or ip
-    nodes[i] = { name = name, host = ip, user = vars.KCMRUN_SSH_USER or "root" }
+    nodes[i] = { name = name, host = ip }
     members[i] = name
   end
   local ssh = {
     known_hosts = vars.KCMRUN_KNOWN_HOSTS,
     identity = vars.KCMRUN_SSH_IDENTITY,
     config = vars.KCMRUN_SSH_CONFIG,
+    user = vars.KCMRUN_SSH_USER or "root",
+    become = vars.KCMRUN_BECOME == "true" or vars.KCMRUN_BECOME == "1" or nil,
   }
   return validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members } }, file)
+end
+
+-- What a layer may say about a node's login (beside the ssh table's
+-- transport settings: identity, known_hosts, config, timeouts, accept_new).
+local NODE_KEYS = { "user", "port", "become", "become_user", "become_method",
+                    "become_password_file", "become_password_env" }
+
+local function shown(k, v)
+  if k:match("password") then return "(set)" end
+  return type(v) == "string" and string.format("%q", v) or tostring(v)
+end
+
+--- The login settings of one node, layered low to high: ssh_config (read by
+--- the ssh layer, matched against the node's name), the inventory's `ssh`
+--- table, the `ssh` tables of the node's groups (in group-name order), the
+--- node (its own `ssh` table, then its user/port/become... fields), the
+--- command line (--become, --ssh-config, --identity, --known-hosts, and
+--- -e ssh_user= / ssh_port= / become= / become_user=).
+--- -> node spec for Node.new, notes on values the node or the command line
+---    overrides (reported with -v: nothing overrides silently)
+function M.node_spec(inv, spec, cli, extra_vars)
+  local merged, from = {}, {}
+  local notes = {}
+  local function layer(t, label, keys, report)
+    if not t then return end
+    local function set(k, v)
+      if v == nil then return end
+      if report and merged[k] ~= nil and merged[k] ~= v then
+        notes[#notes + 1] = string.format("ssh %s = %s (%s) overrides %s (%s)", k, shown(k, v), label,
+                                          shown(k, merged[k]), from[k])
+      end
+      merged[k], from[k] = v, label
+    end
+    if keys then for _, k in ipairs(keys) do set(k, t[k]) end
+    else
+      local ks = {}
+      for k in pairs(t) do ks[#ks + 1] = k end
+      table.sort(ks)
+      for _, k in ipairs(ks) do set(k, t[k]) end
+    end
+  end
+  -- ssh_config's own values, so an override of them is reported too
+  local config = (cli and cli.config) or (spec.ssh and spec.ssh.config) or inv.ssh.config
+  local cfg = ssh.resolve_config(spec.name, config) or {}
+  local base = { user = cfg.user, port = cfg.port }
+  layer(base, "ssh_config", { "user", "port" })
+  layer(inv.ssh, "ssh table", nil, true)
+  local gnames = {}
+  for g, members in pairs(inv.groups) do
+    if type(members) == "table" and members.ssh then
+      for _, m in ipairs(members) do if m == spec.name then gnames[#gnames + 1] = g break end end
+    end
+  end
+  table.sort(gnames)
+  for _, g in ipairs(gnames) do layer(inv.groups[g].ssh, "group " .. g, nil, true) end
+  layer(spec.ssh, "node " .. spec.name .. " ssh", nil, true)
+  layer(spec, "node " .. spec.name, NODE_KEYS, true)
+  local ev = extra_vars or {}
+  local from_e = { user = ev.ssh_user, port = ev.ssh_port and tonumber(ev.ssh_port), identity = ev.ssh_identity,
+                   known_hosts = ev.ssh_known_hosts, become = ev.become, become_user = ev.become_user }
+  if type(from_e.become) == "string" then from_e.become = from_e.become == "true" or from_e.become == "1" end
+  layer(cli, "command line", nil, true)
+  layer(from_e, "-e", nil, true)
+  if merged.become_method ~= nil and merged.become_method ~= "sudo" then
+    fail("%s: become_method %q is not supported (only \"sudo\")", spec.name, tostring(merged.become_method))
+  end
+  -- an alias resolved against another ssh_config than the inventory's
+  local host = spec.host
+  if spec.alias and config ~= inv.ssh.config then host = cfg.hostname or spec.name end
+  -- keep only what a layer above ssh_config said: the ssh layer applies
+  -- ssh_config itself (and knows Host blocks' identity/known_hosts)
+  local user = from.user ~= "ssh_config" and merged.user or nil
+  local port = from.port ~= "ssh_config" and merged.port or nil
+  merged.user, merged.port = nil, nil
+  for i, n in ipairs(notes) do notes[i] = spec.name .. ": " .. n end
+  return { name = spec.name, host = host, address = host, port = port and tonumber(port), user = user,
+           vars = spec.vars or {}, ssh = merged, become = merged.become, become_user = merged.become_user,
+           become_method = merged.become_method, become_password_file = merged.become_password_file,
+           become_password_env = merged.become_password_env }, notes
 end
 
 function M.load(file)

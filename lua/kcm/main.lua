@@ -32,6 +32,7 @@ options:
       --ssh-config FILE  ssh_config to honour (default ~/.ssh/config)
       --known-hosts FILE known_hosts to check against (default ~/.ssh/known_hosts)
       --identity FILE    private key for ssh authentication
+  -b, --become           run every node operation through sudo (as become_user, default root)
       --lua-path DIR     search DIR first for Lua modules (repeatable)
       --log-json FILE    write one JSON event per line
       --timeline F.svg   draw every node's steps on a time axis
@@ -109,6 +110,7 @@ local function parse(argv)
     elseif a == "--ssh-config" then o.ssh.config = value(a)
     elseif a == "--known-hosts" then o.ssh.known_hosts = value(a)
     elseif a == "--identity" then o.ssh.identity = value(a)
+    elseif a == "-b" or a == "--become" then o.ssh.become = true
     elseif a == "--lua-path" then o.lua_path[#o.lua_path + 1] = value(a)
     elseif a == "--log-json" then o.log_json = value(a)
     elseif a == "--timeline" then o.timeline = value(a)

@@ -46,23 +46,34 @@ local function octal(mode, default)
   return tonumber(m, 8)
 end
 
---- Node.new{name, host, port, user, vars, ssh = {identity, known_hosts, config,
---- connect_timeout, accept_new, command_timeout, io_timeout}}
+--- Node.new{name, host, port, user, vars, become, become_user, ssh = {identity,
+--- known_hosts, config, connect_timeout, accept_new, command_timeout, io_timeout,
+--- become, become_user, become_method, become_password_file, become_password_env}}
 function Node.new(spec)
   assert(type(spec) == "table", "Node.new: spec table expected")
   assert(spec.name or spec.host, "Node.new: name or host required")
   local o = spec.ssh or {}
+  local become = spec.become
+  if become == nil then become = o.become end
+  local method = spec.become_method or o.become_method or "sudo"
+  if method ~= "sudo" then
+    error(string.format("%s: become_method %q is not supported (only \"sudo\")", tostring(spec.name or spec.host),
+                        tostring(method)), 2)
+  end
   local self = setmetatable({
     name = spec.name or spec.host,
     host = spec.host,
+    address = spec.address or spec.host,
     port = spec.port,
     user = spec.user or o.user,
     vars = spec.vars or {},
     ssh_opts = o,
     command_timeout = tonumber(o.command_timeout) or DEFAULT_COMMAND_TIMEOUT,
     ids = {},     -- owner/group name -> numeric id (per node)
-    become = spec.become or o.become or false,
-    become_user = spec.become_user or o.become_user,
+    become = become and true or false,
+    become_user = spec.become_user or o.become_user or "root",
+    become_password_file = spec.become_password_file or o.become_password_file,
+    become_password_env = spec.become_password_env or o.become_password_env,
   }, Node)
   local key = table.concat({ self.name, tostring(self.user), tostring(self.host),
                              tostring(self.port), tostring(o.identity), tostring(o.config),
@@ -72,17 +83,57 @@ function Node.new(spec)
   return self
 end
 
+-- Whether this operation elevates: the call's opts.become (true/false), else
+-- the running step's `become` option, else the node's (inventory / --become).
+function Node:_becomes(opts)
+  if opts and opts.become ~= nil then return opts.become and true or false end
+  if opts and opts.sudo then return true end      -- the old spelling of become = true
+  local c = task.current()
+  if c and c.become ~= nil then return c.become and true or false end
+  return self.become
+end
+
+-- The become password, read on the control machine when first needed (from
+-- become_password_file or the variable become_password_env names); it only
+-- ever travels on sudo's stdin, never on argv, in logs or in errors.
+local function become_password(self)
+  if self._become_pw ~= nil then return self._become_pw or nil end
+  local pw = false
+  if self.become_password_file then
+    local f, err = io.open(self.become_password_file, "rb")
+    if not f then error(string.format("%s: become_password_file: %s", self.name, err), 0) end
+    pw = (f:read("a") or ""):match("^([^\r\n]*)")
+    f:close()
+  elseif self.become_password_env then
+    local v = os.getenv(self.become_password_env)
+    if v == nil then
+      error(string.format("%s: become_password_env: the environment variable %s is not set", self.name,
+                          self.become_password_env), 0)
+    end
+    pw = v:match("^([^\r\n]*)")
+  end
+  self._become_pw = pw
+  return pw or nil
+end
+
 -- Become (sudo) is a property of the node: the inventory's become /
--- become_user (node > group > ssh table, or --become) set self.become; a
--- call's own opts.become (true/false) overrides it. Returns the argv prefix
--- that elevates a command ({"sudo", "-n", "-u", user, "--"}), or nil when the
--- operation runs as the login user. Every primitive asks here; callers never
--- build sudo lines themselves.
+-- become_user (CLI > node > group > ssh table, or --become) set self.become; a
+-- step's `become` option or a call's own opts.become (true/false) overrides
+-- it. Returns the argv prefix that elevates a command
+-- ({"sudo", "-n", "-u", user, "--"}), or nil when the operation runs as the
+-- login user. Every primitive asks here; callers never build sudo lines.
+-- With a become password the prefix is {"sudo", "-k", "-S", "-p", "", "-u",
+-- user, "--"} and carries `stdin`: the line to send first on the command's
+-- stdin (node:run does that). -k makes sudo always read it, so the password
+-- can never leak into the command's own input.
 function Node:_become_argv(opts)
-  local b = self.become
-  if opts and opts.become ~= nil then b = opts.become and (self.become or true) or false end
-  if not b then return nil end
-  local user = type(b) == "table" and b.user or self.become_user or "root"
+  if not self:_becomes(opts) then return nil end
+  local user = self.become_user or "root"
+  if (opts and opts.become_user) then user = opts.become_user end
+  local pw = become_password(self)
+  if pw then
+    return { "sudo", "-k", "-S", "-p", "", "-u", user, "--", stdin = pw .. "\n" }
+  end
   return { "sudo", "-n", "-u", user, "--" }
 end
 
@@ -135,35 +186,89 @@ function Node:_call(s, method, ...)
                          message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why },
                        UNREACHABLE_MT), 0)
   end
+  if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(nil)) end
   error(err, 0)
 end
 
--- Remote command line with env and sudo applied.
-local function build(cmd, opts)
-  local line = cmdline(cmd)
+-- Remote command line with env and become applied. `become` is the argv
+-- prefix from Node:_become_argv (nil: as the login user). An argv stays an
+-- argv: every word is quoted, sudo runs it directly; only a string command
+-- (the caller's own shell code) goes through `sh -c`.
+local function build(cmd, opts, become)
+  if become == nil and opts.sudo then become = { "sudo", "-n", "-u", "root", "--" } end
+  local words = {}
+  if become then for _, w in ipairs(become) do words[#words + 1] = q(w) end end
   if opts.env and next(opts.env) then
     local names = {}
     for k in pairs(opts.env) do names[#names + 1] = k end
     table.sort(names)
-    local parts = { "env" }
+    words[#words + 1] = "env"
     for _, k in ipairs(names) do
       if not tostring(k):match("^[%a_][%w_]*$") then error("bad environment variable name '" .. tostring(k) .. "'", 3) end
-      parts[#parts + 1] = q(k .. "=" .. tostring(opts.env[k]))
-    end
-    if type(cmd) == "table" then
-      line = table.concat(parts, " ") .. " " .. line
-    else
-      line = table.concat(parts, " ") .. " sh -c " .. q(line)
+      words[#words + 1] = q(k .. "=" .. tostring(opts.env[k]))
     end
   end
-  if opts.sudo then
-    line = "sudo -n -- sh -c " .. q(line)
+  if #words == 0 then return cmdline(cmd) end
+  if type(cmd) == "table" then
+    return table.concat(words, " ") .. " " .. cmdline(cmd)
   end
-  return line
+  return table.concat(words, " ") .. " sh -c " .. q(cmd)
 end
 
---- node:run(cmd | argv, {stdin, env, sudo, ok_codes={0}, timeout, readonly})
---- -> {code, stdout, stderr}
+-- The login user, for messages: the inventory's, else what ssh_config gave.
+function Node:login_user()
+  if self.user then return self.user end
+  local s = sessions[self.key]
+  if s and s.resolved then
+    local _, _, u = s:resolved()
+    if u and u ~= "?" then return u end
+  end
+  return "?"
+end
+
+-- A failure of sudo itself (not of the command it was to run) -> the error
+-- that names the node and the fix; nil when stderr is the command's own.
+local function sudo_failure(self, become, err)
+  local u, bu = self:login_user(), become[#become - 1]
+  if err:match("^sudo: a password is required") or err:match("\nsudo: a password is required") then
+    return string.format("%s: sudo requires a password for %s: give %s NOPASSWD sudo, or set " ..
+                         "become_password_file (or become_password_env)", self.name, u, u)
+  end
+  if err:match("^sudo: %d+ incorrect password attempt") or err:match("^sudo: no password was provided")
+     or err:match("Sorry, try again") then
+    return string.format("%s: sudo rejected the become password for %s (check become_password_file / " ..
+                         "become_password_env)", self.name, u)
+  end
+  if err:match("^sudo: .*not in the sudoers file") or err:match("^sudo: .*is not allowed to execute")
+     or err:match("^Sorry, user .* may not run sudo") then
+    return string.format("%s: %s may not use sudo to become %s: %s", self.name, u, bu, tail(err, 200))
+  end
+  if err:match("sudo: not found") or err:match("sudo: command not found") then
+    return string.format("%s: become needs sudo, which is not installed on the node", self.name)
+  end
+  return nil
+end
+
+-- Without become, a refusal the login user met gets the hint that fixes it.
+local DENIED = { "[Pp]ermission denied", "Interactive authentication required", "Access denied",
+                 "[Oo]peration not permitted", "must be root", "[Nn]ot permitted" }
+function Node:_denied_hint(msg, becoming)
+  if becoming then return msg end
+  local u = self:login_user()
+  if u == "root" then return msg end
+  for _, pat in ipairs(DENIED) do
+    if msg:find(pat) then
+      if msg:find("permission denied$") then
+        return msg .. " (login user " .. u .. "; set become = true)"
+      end
+      return msg .. "\n(permission denied (login user " .. u .. "; set become = true))"
+    end
+  end
+  return msg
+end
+
+--- node:run(cmd | argv, {stdin, env, become, become_user, ok_codes={0}, timeout, readonly})
+--- -> {code, stdout, stderr}   (opts.sudo = true is the old spelling of become = true)
 function Node:run(cmd, opts)
   opts = opts or {}
   if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
@@ -172,18 +277,26 @@ function Node:run(cmd, opts)
     task.changed("run " .. shown)
     return { code = 0, stdout = "", stderr = "", skipped = true }
   end
-  local line = build(cmd, opts)
+  local become = self:_become_argv(opts)
+  local line = build(cmd, opts, become)
+  local stdin = opts.stdin
+  if become and become.stdin then stdin = become.stdin .. (stdin or "") end
   local s = self:session()
   local timeout = opts.timeout or self.command_timeout
-  local code, out, err, timed_out = self:_call(s, "exec", line, opts.stdin, timeout)
+  local code, out, err, timed_out = self:_call(s, "exec", line, stdin, timeout)
   if timed_out then
     error(string.format("%s: %s: timed out after %gs", self.name, shown, timeout), 0)
+  end
+  if become and code ~= 0 then
+    local why = sudo_failure(self, become, err)
+    if why then error(why, 0) end
   end
   local ok_codes = opts.ok_codes or { 0 }
   local ok = false
   for _, c in ipairs(ok_codes) do if c == code then ok = true break end end
   if not ok then
-    error(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)), 0)
+    error(self:_denied_hint(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)),
+                            become ~= nil), 0)
   end
   return { code = code, stdout = out, stderr = err }
 end
@@ -368,47 +481,122 @@ function Node:put(src, path, opts)
   return true
 end
 
---- node:get(path) -> content
-function Node:get(path)
+-- With become, files are reached through elevated commands (SFTP runs as
+-- the login user). Values travel as argv words, never inside shell code; the
+-- results have the same shape as the SFTP path's.
+local TYPES = { [0x8000] = "file", [0x4000] = "dir", [0xA000] = "link", [0x2000] = "char",
+                [0x6000] = "block", [0x1000] = "fifo", [0xC000] = "socket" }
+
+-- "cat: /x: Permission denied" -> "permission denied" (sftp's words)
+local function why(err)
+  local e = tail(err, 300):gsub("^.*: ", "")
+  local l = e:lower()
+  if l:find("no such file") then return "no such file" end
+  if l:find("permission denied") then return "permission denied" end
+  return e
+end
+
+function Node:_become_stat(path, opts)
+  local r = self:run({ "env", "LC_ALL=C", "stat", "-c", "%f %s %u %g %Y", "--", path },
+                     { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
+  if r.code ~= 0 then
+    if r.stderr:find("No such file or directory", 1, true) or r.stderr:find("Not a directory", 1, true) then
+      return nil
+    end
+    error(string.format("%s: stat %s: %s", self.name, path, why(r.stderr)), 0)
+  end
+  local raw, size, uid, gid, mtime = r.stdout:match("^(%x+) (%d+) (%d+) (%d+) (%d+)")
+  if not raw then error(string.format("%s: stat %s: unexpected output %q", self.name, path, tail(r.stdout, 80)), 0) end
+  local m = tonumber(raw, 16)
+  return { type = TYPES[m & 0xF000] or "unknown", size = math.tointeger(tonumber(size)), mode = m & 4095,
+           uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)),
+           mtime = math.tointeger(tonumber(mtime)) }
+end
+
+--- node:get(path, {become}) -> content
+function Node:get(path, opts)
+  if self:_becomes(opts) then
+    local r = self:run({ "env", "LC_ALL=C", "cat", "--", path },
+                       { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
+    if r.code ~= 0 then error(string.format("%s: read %s: %s", self.name, path, why(r.stderr)), 0) end
+    return r.stdout
+  end
   return self:_call(self:session(), "read", path)
 end
 
---- node:stat(path) -> {type,size,mode,uid,gid,mtime} | nil
-function Node:stat(path)
+--- node:stat(path, {become}) -> {type,size,mode,uid,gid,mtime} | nil
+function Node:stat(path, opts)
+  if self:_becomes(opts) then return self:_become_stat(path, opts) end
   return self:_call(self:session(), "stat", path)
 end
 
---- node:mkdir(path, {mode="0755"}) -> changed
+-- Every missing level of path, top down, like the SFTP mkdir -p.
+local function levels(path)
+  local out, cur = {}, ""
+  for part in path:gmatch("[^/]+") do
+    cur = cur .. "/" .. part
+    out[#out + 1] = cur
+  end
+  return out
+end
+
+-- mkdir -p where every created level gets `mode` (as the SFTP path does);
+-- prints the levels it made. Paths and mode are positional arguments.
+local MKDIR_SH = 'm=$1; shift; for d in "$@"; do [ -d "$d" ] && continue; ' ..
+                 'mkdir -m "$m" -- "$d" && chmod "$m" -- "$d" && echo "$d" || exit 1; done'
+
+--- node:mkdir(path, {mode="0755", become}) -> changed
 function Node:mkdir(path, opts)
   opts = opts or {}
   local mode = octal(opts.mode, tonumber("755", 8))
-  local s = self:session()
-  local st = self:_call(s, "stat", path)
+  local becomes = self:_becomes(opts)
+  local s = not becomes and self:session() or nil
+  local st
+  if becomes then st = self:_become_stat(path, opts) else st = self:_call(s, "stat", path) end
   if st then
     if st.type ~= "dir" then
       error(string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type), 0)
     end
     if opts.mode == nil or st.mode == mode then return false end
     if task.check() then task.changed("chmod " .. path); return true end
-    self:_call(s, "chmod", path, mode)
+    if becomes then
+      self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
+    else
+      self:_call(s, "chmod", path, mode)
+    end
     task.changed("chmod " .. path)
     return true
   end
   if task.check() then task.changed("mkdir " .. path); return true end
-  local changed = self:_call(s, "mkdir", path, mode)
+  local changed
+  if becomes then
+    local argv = { "sh", "-c", MKDIR_SH, "mkdir", string.format("%04o", mode) }
+    for _, d in ipairs(levels(path)) do argv[#argv + 1] = d end
+    local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
+    if r.code ~= 0 then error(string.format("%s: mkdir %s: %s", self.name, path, why(r.stderr)), 0) end
+    changed = r.stdout ~= ""
+  else
+    changed = self:_call(s, "mkdir", path, mode)
+  end
   if changed then task.changed("mkdir " .. path) end
   return changed
 end
 
---- node:remove(path, {recursive=false}) -> changed
+--- node:remove(path, {recursive=false, become}) -> changed
 function Node:remove(path, opts)
   opts = opts or {}
-  local s = self:session()
-  local st = self:_call(s, "stat", path)
+  local becomes = self:_becomes(opts)
+  local s = not becomes and self:session() or nil
+  local st
+  if becomes then st = self:_become_stat(path, opts) else st = self:_call(s, "stat", path) end
   if not st then return false end
   if task.check() then task.changed("remove " .. path); return true end
   if st.type == "dir" and opts.recursive then
-    self:run({ "rm", "-rf", "--", path })
+    self:run({ "rm", "-rf", "--", path }, { become = becomes, become_user = opts.become_user })
+  elseif becomes then
+    local argv = st.type == "dir" and { "env", "LC_ALL=C", "rmdir", "--", path } or { "env", "LC_ALL=C", "rm", "-f", "--", path }
+    local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
+    if r.code ~= 0 then error(string.format("%s: remove %s: %s", self.name, path, why(r.stderr)), 0) end
   else
     self:_call(s, "remove", path)
   end

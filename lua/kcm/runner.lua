@@ -68,12 +68,9 @@ function M.run(play, opts)
     end
   end
   for _, spec in ipairs(inv.nodes) do
-    local ssh = {}
-    for k, v in pairs(inv.ssh or {}) do ssh[k] = v end
-    for k, v in pairs(spec.ssh or {}) do ssh[k] = v end
-    for k, v in pairs(opts.ssh or {}) do ssh[k] = v end
-    local nspec = { name = spec.name, host = spec.host, port = spec.port, user = spec.user or ssh.user,
-                    vars = spec.vars or {}, ssh = ssh }
+    -- login settings layered (command line > node > group > ssh table > ssh_config)
+    local nspec, notes = require("kcm.inventory").node_spec(inv, spec, opts.ssh, opts.extra_vars)
+    for _, note in ipairs(notes) do report:message(nil, note, "log") end
     local node = Node and Node.new(nspec) or { name = spec.name, host = spec.host, vars = nspec.vars }
     ctx.by_name[spec.name] = node
     if not limit or limit[spec.name] then ctx.nodes[#ctx.nodes + 1] = node end
@@ -164,7 +161,7 @@ function M.run(play, opts)
         c.info = info
         return step.fn(node, ctx, info)
       end, function(node)
-        return { node = node.name, step = step.name, changes = {} }
+        return { node = node.name, step = step.name, changes = {}, become = step.become }
       end, function() return not rt.signal() end)
       for i, t in ipairs(tasks) do
         local node = targets[i]

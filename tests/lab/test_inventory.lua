@@ -16,7 +16,8 @@ assert(subnet, "subnet is not a 169.254.x.0/24: " .. tostring(lua_inv.vars.subne
 for i, n in ipairs(lua_inv.nodes) do
   assert(n.name == "node" .. i, "node " .. i .. " is named " .. n.name)
   assert(n.host == ("%s.%d"):format(subnet, 100 + i), n.name .. " has address " .. n.host)
-  assert(n.port == 22 and n.user == "root", n.name .. ": port/user")
+  -- the login user comes from the ssh table: a per-node user would override ssh.user
+  assert(n.port == 22 and n.user == nil and lua_inv.ssh.user == "root", n.name .. ": port/user")
   assert(sh_inv.nodes[i].name == n.name and sh_inv.nodes[i].host == n.host,
     "environment.sh disagrees on " .. n.name)
   local st = fs.stat(n.vars.lab_upper)

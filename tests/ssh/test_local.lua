@@ -61,12 +61,12 @@ function cases.argv()
   -- also through env + sh -c layering
   r = n:run({ "printf", "%s", "$(id)" }, { env = { X = "1" } })
   assert(r.stdout == "$(id)", "argv with env")
-  -- sudo layering (no sudo on the test machine: a stand-in that insists on
-  -- `-n --` and runs the rest, put first on PATH for this command)
+  -- sudo layering (a stand-in that insists on `-n -u root --` and runs the
+  -- rest, put first on PATH for this command)
   local Node = require "kcm.node"
   local bin = R .. "/bin"
   n:mkdir(bin)
-  n:put({ content = '#!/bin/sh\n[ "$1" = -n ] && [ "$2" = -- ] || exit 99\nshift 2\nexec "$@"\n' },
+  n:put({ content = '#!/bin/sh\n[ "$1" = -n ] && [ "$2" = -u ] && [ "$3" = root ] && [ "$4" = -- ] || exit 99\nshift 4\nexec "$@"\n' },
         bin .. "/sudo", { mode = "0755" })
   local line = Node._build({ "printf", "%s\\0", table.unpack(hostile) }, { sudo = true, env = { K = "v'v" } })
   r = n:run({ "sh", "-c", 'PATH="$1:$PATH"; eval "$2"', "sh", bin, line })
