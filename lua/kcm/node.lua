@@ -186,7 +186,8 @@ function Node:_call(s, method, ...)
                          message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why },
                        UNREACHABLE_MT), 0)
   end
-  if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(nil)) end
+  -- SFTP and the session's own commands run as the login user
+  if type(err) == "string" then err = self:_denied_hint(err, false) end
   error(err, 0)
 end
 
