@@ -52,15 +52,17 @@ static int split(char *line, char **w, int max)
     return n;
 }
 
-/* OpenSSH match_pattern_list: a comma- or word-list of patterns; a negated
- * match wins (returns -1), else 1 if any positive matched, else 0. */
-static int match_list(const char *name, char **pats, int n)
+/* Patterns: one per word for Host, comma lists for Match (as OpenSSH); a
+ * negated match wins (returns -1), else 1 if any positive matched, else 0. */
+static int match_list(const char *name, char **pats, int n, int commas)
 {
     int got = 0;
     for (int i = 0; i < n; i++) {
         char *list = strdup(pats[i]), *save = NULL;
         if (!list) abort();
-        for (char *p = strtok_r(list, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+        const char *sep = commas ? "," : "";
+        for (char *p = commas ? strtok_r(list, sep, &save) : list; p;
+             p = commas ? strtok_r(NULL, sep, &save) : NULL) {
             int neg = *p == '!';
             if (fnmatch(neg ? p + 1 : p, name, FNM_CASEFOLD) == 0) {
                 if (neg) { free(list); return -1; }
@@ -152,10 +154,10 @@ static int match_block(char **w, int n, const char *name, const struct kcm_ssh_c
                 return -1;
             }
             char *arg = w[++i];
-            if (strcasecmp(crit, "host") == 0) r = match_list(c->hostname ? c->hostname : name, &arg, 1) == 1;
-            else if (strcasecmp(crit, "originalhost") == 0) r = match_list(name, &arg, 1) == 1;
-            else if (strcasecmp(crit, "user") == 0) r = match_list(c->user ? c->user : local_user(), &arg, 1) == 1;
-            else if (strcasecmp(crit, "localuser") == 0) r = match_list(local_user(), &arg, 1) == 1;
+            if (strcasecmp(crit, "host") == 0) r = match_list(c->hostname ? c->hostname : name, &arg, 1, 1) == 1;
+            else if (strcasecmp(crit, "originalhost") == 0) r = match_list(name, &arg, 1, 1) == 1;
+            else if (strcasecmp(crit, "user") == 0) r = match_list(c->user ? c->user : local_user(), &arg, 1, 1) == 1;
+            else if (strcasecmp(crit, "localuser") == 0) r = match_list(local_user(), &arg, 1, 1) == 1;
             else if (strcasecmp(crit, "exec") == 0) r = 0; /* kcmrun runs no local commands from ssh_config */
             else {
                 *msg = kcm_ssh_fmt("%s:%d: unsupported Match criterion '%s'", file, line, crit);
@@ -189,7 +191,7 @@ static int parse_file(const char *path, const char *name, struct kcm_ssh_cfg *c,
         if (n == 0 || w[0][0] == '#') continue;
         const char *k = w[0];
         if (strcasecmp(k, "Host") == 0) {
-            active = match_list(name, w + 1, n - 1) == 1;
+            active = match_list(name, w + 1, n - 1, 0) == 1;
             continue;
         }
         if (strcasecmp(k, "Match") == 0) {
@@ -220,9 +222,10 @@ static int parse_file(const char *path, const char *name, struct kcm_ssh_cfg *c,
                 c->port = (int)p;
             }
         } else if (strcasecmp(k, "IdentityFile") == 0) {
-            if (c->n_identity < KCM_SSH_CFG_MAX_ID) c->identity[c->n_identity++] = expand(w[1], name, c);
+            /* tokens expand once parsing is done (%h, %r are the final values) */
+            if (c->n_identity < KCM_SSH_CFG_MAX_ID && !(c->identity[c->n_identity++] = strdup(w[1]))) abort();
         } else if (strcasecmp(k, "UserKnownHostsFile") == 0) {
-            if (!c->known_hosts) c->known_hosts = expand(w[1], name, c);
+            if (!c->known_hosts && !(c->known_hosts = strdup(w[1]))) abort();
         }
     }
     free(buf);
@@ -238,6 +241,16 @@ int kcm_ssh_config_resolve(const char *path, const char *name, struct kcm_ssh_cf
      * config, /etc/ssh for the system one. */
     int user_cfg = strncmp(path, "/etc/ssh/", 9) != 0;
     int rc = parse_file(path, name, out, 0, user_cfg, msg);
-    if (rc != 0) kcm_ssh_cfg_free(out);
-    return rc;
+    if (rc != 0) { kcm_ssh_cfg_free(out); return rc; }
+    for (int i = 0; i < out->n_identity; i++) {
+        char *e = expand(out->identity[i], name, out);
+        free(out->identity[i]);
+        out->identity[i] = e;
+    }
+    if (out->known_hosts) {
+        char *e = expand(out->known_hosts, name, out);
+        free(out->known_hosts);
+        out->known_hosts = e;
+    }
+    return 0;
 }

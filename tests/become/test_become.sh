@@ -18,7 +18,7 @@ changed_steps() { awk '/^== /{s=$2} /^  changed /{print s}' "$T/out" | sort -u |
 
 # The lab's inventory with another login user (and more ssh settings).
 inventory() {   # inventory USER 'extra ssh lines' > file
-  sed -e "s/^    user = \"root\",$/    user = \"$1\",\n$2/" "$KCMRUN_LAB_INVENTORY"
+  sed -e "s|^    user = \"root\",$|    user = \"$1\",\n$2|" "$KCMRUN_LAB_INVENTORY"
 }
 
 case "$1" in
@@ -59,6 +59,53 @@ primitives)
     ! on "$n" test -e /tmp/kcm-become-pwned || fail "$n: a hostile argument ran"
   done
   pass "run (argv, string, env, stdin, become_user), stat/get/mkdir/remove through sudo like SFTP, systemd helper, step and call overrides"
+  ;;
+denied)
+  # without become: the first failure names the node, the path and the fix
+  inventory deploy '' > "$T/inv.lua"
+  kcmrun -i "$T/inv.lua" "$PB"
+  expect_rc 4 "deploy without become"
+  for n in "${NODES[@]}"; do
+    grep -A1 -E "^  FAILED +$n " "$T/out" | grep -qE -- "$n: [a-z]+ /[^ ]+: permission denied \(login user deploy; set become = true\)" ||
+      { cat "$T/out"; fail "$n: no 'permission denied (login user deploy; set become = true)' with node and path"; }
+  done
+  pass "without become every node fails with: $(grep -m1 -oE 'node1: [a-z]+ /[^ ]+: permission denied.*' "$T/out")"
+  ;;
+password)
+  pw=$(cat "$PW_FILE")
+  # no password given: a clear error per node, within the timeouts, no hang
+  inventory deploypw '    become = true,' > "$T/inv.lua"
+  t0=$(date +%s)
+  kcmrun -i "$T/inv.lua" "$(dirname "$0")/password.lua"
+  t=$(( $(date +%s) - t0 ))
+  expect_rc 4 "sudo that wants a password, none given"
+  [ "$t" -lt 30 ] || fail "took ${t}s"
+  for n in "${NODES[@]}"; do
+    grep -A1 -E "^  FAILED +$n " "$T/out" | grep -qF "$n: sudo requires a password for deploypw: give deploypw NOPASSWD sudo, or set become_password_file" ||
+      { cat "$T/out"; fail "$n: no clear sudo-password error"; }
+  done
+  first=$(grep -m1 -oF "node1: sudo requires a password" "$T/out")
+  # the password from a file: works, and appears nowhere
+  inventory deploypw "    become = true,\n    become_password_file = \"$PW_FILE\"," > "$T/inv-file.lua"
+  kcmrun -i "$T/inv-file.lua" -v --log-json "$T/log.jsonl" "$(dirname "$0")/password.lua"
+  cat "$T/out"
+  expect_rc 0 "become_password_file"
+  ! grep -qF -- "$pw" "$T/out" "$T/err" "$T/log.jsonl" || fail "the password appears in the output"
+  # from an environment variable
+  inventory deploypw '    become = true,\n    become_password_env = "KCM_TEST_BECOME_PW",' > "$T/inv-env.lua"
+  KCM_TEST_BECOME_PW=$pw kcmrun -i "$T/inv-env.lua" "$(dirname "$0")/password.lua"
+  expect_rc 0 "become_password_env"
+  # a wrong one: a clear error, no hang
+  printf 'wrong-%s\n' "$pw" > "$T/wrong"
+  inventory deploypw "    become = true,\n    become_password_file = \"$T/wrong\"," > "$T/inv-wrong.lua"
+  t0=$(date +%s)
+  kcmrun -i "$T/inv-wrong.lua" "$(dirname "$0")/password.lua"
+  t=$(( $(date +%s) - t0 ))
+  expect_rc 4 "wrong become password"
+  [ "$t" -lt 60 ] || fail "wrong password took ${t}s"
+  expect_out "node1: sudo rejected the become password for deploypw"
+  ! grep -qF -- "wrong-$pw" "$T/out" "$T/err" || fail "the wrong password appears in the output"
+  pass "no password: '$first...' on every node in ${t}s; file and env passwords work and never show; a wrong one is named"
   ;;
 *) fail "unknown case $1" ;;
 esac
