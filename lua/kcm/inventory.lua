@@ -36,7 +36,7 @@ local function validate(inv, file)
   if type(inv.nodes) ~= "table" then fail("%s: `nodes` must be an array of {name=, host=, ...}", file) end
   local by_name, order = {}, {}
   for i, n in ipairs(inv.nodes) do
-    if type(n) == "string" then n = { name = n, host = n } end
+    if type(n) == "string" then n = { name = n } end   -- host: ssh_config HostName, else the name
     if type(n) ~= "table" then fail("%s: nodes[%d] must be a table {name=, host=}", file, i) end
     n.name = n.name or n.host
     if type(n.name) ~= "string" or not n.name:match("^[%w][%w%._%-]*$") then

@@ -107,5 +107,81 @@ password)
   ! grep -qF -- "wrong-$pw" "$T/out" "$T/err" || fail "the wrong password appears in the output"
   pass "no password: '$first...' on every node in ${t}s; file and env passwords work and never show; a wrong one is named"
   ;;
+deploy)
+  # what the e2e cases deployed as root goes first: deploy has to write it all
+  for n in "${NODES[@]}"; do
+    on "$n" 'systemctl disable --now kube-controller-manager 2>/dev/null; rm -rf /etc/kubernetes /opt/k8s/bin/kube-controller-manager /etc/systemd/system/kube-controller-manager.service /data/k8s/k8s/kube-controller-manager; systemctl daemon-reload'
+    on "$n" 'find /home/deploy /tmp -mindepth 1 | sort' > "$KCMRUN_LAB_DIR/become-before-$n"
+  done
+  rm -rf "$SD"
+  inventory deploy '    become = true,' > "$KCMRUN_LAB_DIR/become-inventory.lua"
+  kcmrun -i "$KCMRUN_LAB_DIR/become-inventory.lua" "$PB"
+  cat "$T/out"
+  expect_rc 0 "deploy as deploy with become"
+  [ "$(changed_steps)" = "binary certificate kubeconfig start unit " ] || fail "changed steps: $(changed_steps)"
+  for n in "${NODES[@]}"; do
+    [ "$(on "$n" systemctl is-active kube-controller-manager)" = active ] || fail "$n: kcm not active"
+    [ "$(on "$n" stat -c '%U:%G %a' /etc/systemd/system/kube-controller-manager.service)" = "root:root 644" ] || fail "$n: unit file not root 0644"
+    for f in /etc/kubernetes/cert/kube-controller-manager-key.pem /etc/kubernetes/cert/ca-key.pem /etc/kubernetes/kube-controller-manager.kubeconfig; do
+      [ "$(on "$n" stat -c '%U:%G %a' "$f")" = "root:root 600" ] || fail "$n: $f is $(on "$n" stat -c '%U:%G %a' "$f")"
+    done
+    [ "$(on "$n" stat -c '%U:%G %a' /opt/k8s/bin/kube-controller-manager)" = "root:root 755" ] || fail "$n: binary owner/mode"
+    on "$n" 'find /home/deploy /tmp -mindepth 1 | sort' > "$T/after"
+    diff "$KCMRUN_LAB_DIR/become-before-$n" "$T/after" || fail "$n: files left in deploy's home or /tmp"
+    [ -z "$(on "$n" find /etc/kubernetes /etc/systemd/system /opt/k8s -name '*.tmp')" ] || fail "$n: temp files left"
+  done
+  pass "as deploy with become: exit 0, active on ${NODES[*]}, unit root 0644, keys and kubeconfig root 0600, no temp file left"
+  ;;
+rerun)
+  pids=$(for n in "${NODES[@]}"; do on "$n" systemctl show -p MainPID --value kube-controller-manager; done | tr '\n' ' ')
+  kcmrun -i "$KCMRUN_LAB_DIR/become-inventory.lua" "$PB"
+  expect_rc 0 "rerun as deploy"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "rerun changed: $(changed_steps)"; }
+  now=$(for n in "${NODES[@]}"; do on "$n" systemctl show -p MainPID --value kube-controller-manager; done | tr '\n' ' ')
+  [ "$now" = "$pids" ] || fail "rerun restarted kcm ($pids -> $now)"
+  pass "rerun as deploy: 0 changed, no restart (MainPIDs $pids)"
+  ;;
+checkdiff)
+  sums() { for n in "${NODES[@]}"; do on "$n" 'find /etc/kubernetes /etc/systemd/system/kube-controller-manager.service -type f | sort | xargs sha256sum'; done; }
+  before=$(sums)
+  kcmrun -i "$KCMRUN_LAB_DIR/become-inventory.lua" --check --diff "$PB"
+  expect_rc 0 "--check --diff as deploy"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "--check --diff on a converged lab would change: $(changed_steps)"; }
+  # a changed flag: the diff of a root-owned unit, read through sudo; nothing written
+  kcmrun -i "$KCMRUN_LAB_DIR/become-inventory.lua" --check --diff -e log_level=4 "$PB"
+  expect_rc 0 "--check --diff with a changed flag"
+  expect_out '^\+ +--v=4'
+  expect_out '^- +--v=2'
+  [ "$(sums)" = "$before" ] || fail "--check changed a node"
+  pass "--check --diff as deploy: converged lab 0 changes; a flag change shows the unit diff (read through sudo), nothing written"
+  ;;
+alias)
+  # nodes named only by ssh_config aliases; every login setting from Host blocks, the
+  # common ones in a trailing wildcard block
+  {
+    for i in "${!NODES[@]}"; do printf 'Host m%d\n  HostName %s\n' "$((i + 1))" "${IPS[$i]}"; done
+    printf 'Host m*\n  Port 22\n  User root\n  IdentityFile %s\n  UserKnownHostsFile %s\n' "$KCMRUN_LAB_IDENTITY" "$KCMRUN_LAB_KNOWN_HOSTS"
+  } > "$T/ssh_config"
+  names=""; for i in "${!NODES[@]}"; do names+="\"m$((i + 1))\", "; done
+  { sed -n '/^  vars = {$/,/^  },$/p' "$KCMRUN_LAB_INVENTORY"
+    echo "  ssh = { config = \"$T/ssh_config\" },"
+    echo "  nodes = { $names},"
+    echo "  groups = { masters = { $names} },"
+  } > "$T/body"
+  { echo "return {"; cat "$T/body"; echo "}"; } > "$T/inv.lua"
+  grep -q '"m1"' "$T/inv.lua" && ! grep -q 'host' "$T/inv.lua" || { cat "$T/inv.lua"; fail "alias inventory"; }
+  kcmrun -i "$T/inv.lua" "$PB"
+  cat "$T/out"
+  expect_rc 0 "deploy through ssh_config aliases"
+  for i in "${!NODES[@]}"; do
+    n=${NODES[$i]}
+    [ "$(on "$n" systemctl is-active kube-controller-manager)" = active ] || fail "$n: kcm not active"
+    san=$(on "$n" openssl x509 -noout -ext subjectAltName -in /etc/kubernetes/cert/kube-controller-manager.pem)
+    for ip in "${IPS[@]}"; do echo "$san" | grep -qF "IP Address:$ip" || fail "$n: certificate lacks $ip: $san"; done
+    ! echo "$san" | grep -qE 'DNS:m[0-9]' || fail "$n: certificate names an alias: $san"
+    on "$n" grep -qF -- "--bind-address=${IPS[$i]}" /etc/systemd/system/kube-controller-manager.service || fail "$n: bind address is not ${IPS[$i]}"
+  done
+  pass "aliases m1..m${#NODES[@]} (HostName/Port/User/IdentityFile/UserKnownHostsFile from Host blocks, a trailing Host m*): deployed; certificate SANs are ${IPS[*]}"
+  ;;
 *) fail "unknown case $1" ;;
 esac
