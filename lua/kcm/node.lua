@@ -186,7 +186,17 @@ function Node:_call(s, method, ...)
                          message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why },
                        UNREACHABLE_MT), 0)
   end
-  -- SFTP and the session's own commands run as the login user
+  -- a refusal the login user met, where nothing asked for become
+  if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(nil)) end
+  error(err, 0)
+end
+
+-- SFTP for an operation that decided not to elevate: a refusal always gets
+-- the hint, also when the call's own become=false is why.
+function Node:_sftp(s, method, ...)
+  local r = table.pack(pcall(self._call, self, s, method, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
   if type(err) == "string" then err = self:_denied_hint(err, false) end
   error(err, 0)
 end
@@ -254,7 +264,7 @@ end
 local DENIED = { "[Pp]ermission denied", "Interactive authentication required", "Access denied",
                  "[Oo]peration not permitted", "must be root", "[Nn]ot permitted" }
 function Node:_denied_hint(msg, becoming)
-  if becoming then return msg end
+  if becoming or msg:find("set become = true", 1, true) then return msg end
   local u = self:login_user()
   if u == "root" then return msg end
   for _, pat in ipairs(DENIED) do
@@ -522,13 +532,13 @@ function Node:get(path, opts)
     if r.code ~= 0 then error(string.format("%s: read %s: %s", self.name, path, why(r.stderr)), 0) end
     return r.stdout
   end
-  return self:_call(self:session(), "read", path)
+  return self:_sftp(self:session(), "read", path)
 end
 
 --- node:stat(path, {become}) -> {type,size,mode,uid,gid,mtime} | nil
 function Node:stat(path, opts)
   if self:_becomes(opts) then return self:_become_stat(path, opts) end
-  return self:_call(self:session(), "stat", path)
+  return self:_sftp(self:session(), "stat", path)
 end
 
 -- Every missing level of path, top down, like the SFTP mkdir -p.
@@ -553,7 +563,7 @@ function Node:mkdir(path, opts)
   local becomes = self:_becomes(opts)
   local s = not becomes and self:session() or nil
   local st
-  if becomes then st = self:_become_stat(path, opts) else st = self:_call(s, "stat", path) end
+  if becomes then st = self:_become_stat(path, opts) else st = self:_sftp(s, "stat", path) end
   if st then
     if st.type ~= "dir" then
       error(string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type), 0)
@@ -563,7 +573,7 @@ function Node:mkdir(path, opts)
     if becomes then
       self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
     else
-      self:_call(s, "chmod", path, mode)
+      self:_sftp(s, "chmod", path, mode)
     end
     task.changed("chmod " .. path)
     return true
@@ -577,7 +587,7 @@ function Node:mkdir(path, opts)
     if r.code ~= 0 then error(string.format("%s: mkdir %s: %s", self.name, path, why(r.stderr)), 0) end
     changed = r.stdout ~= ""
   else
-    changed = self:_call(s, "mkdir", path, mode)
+    changed = self:_sftp(s, "mkdir", path, mode)
   end
   if changed then task.changed("mkdir " .. path) end
   return changed
@@ -589,7 +599,7 @@ function Node:remove(path, opts)
   local becomes = self:_becomes(opts)
   local s = not becomes and self:session() or nil
   local st
-  if becomes then st = self:_become_stat(path, opts) else st = self:_call(s, "stat", path) end
+  if becomes then st = self:_become_stat(path, opts) else st = self:_sftp(s, "stat", path) end
   if not st then return false end
   if task.check() then task.changed("remove " .. path); return true end
   if st.type == "dir" and opts.recursive then
@@ -599,7 +609,7 @@ function Node:remove(path, opts)
     local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
     if r.code ~= 0 then error(string.format("%s: remove %s: %s", self.name, path, why(r.stderr)), 0) end
   else
-    self:_call(s, "remove", path)
+    self:_sftp(s, "remove", path)
   end
   task.changed("remove " .. path)
   return true
