@@ -121,11 +121,11 @@ deploy)
   [ "$(changed_steps)" = "binary certificate kubeconfig start unit " ] || fail "changed steps: $(changed_steps)"
   for n in "${NODES[@]}"; do
     [ "$(on "$n" systemctl is-active kube-controller-manager)" = active ] || fail "$n: kcm not active"
-    [ "$(on "$n" stat -c '%U:%G %a' /etc/systemd/system/kube-controller-manager.service)" = "root:root 644" ] || fail "$n: unit file not root 0644"
+    [ "$(on "$n" "stat -c '%U:%G %a' /etc/systemd/system/kube-controller-manager.service")" = "root:root 644" ] || fail "$n: unit file not root 0644"
     for f in /etc/kubernetes/cert/kube-controller-manager-key.pem /etc/kubernetes/cert/ca-key.pem /etc/kubernetes/kube-controller-manager.kubeconfig; do
-      [ "$(on "$n" stat -c '%U:%G %a' "$f")" = "root:root 600" ] || fail "$n: $f is $(on "$n" stat -c '%U:%G %a' "$f")"
+      [ "$(on "$n" "stat -c '%U:%G %a' $f")" = "root:root 600" ] || fail "$n: $f is $(on "$n" "stat -c '%U:%G %a' $f")"
     done
-    [ "$(on "$n" stat -c '%U:%G %a' /opt/k8s/bin/kube-controller-manager)" = "root:root 755" ] || fail "$n: binary owner/mode"
+    [ "$(on "$n" "stat -c '%U:%G %a' /opt/k8s/bin/kube-controller-manager")" = "root:root 755" ] || fail "$n: binary owner/mode"
     on "$n" 'find /home/deploy /tmp -mindepth 1 | sort' > "$T/after"
     diff "$KCMRUN_LAB_DIR/become-before-$n" "$T/after" || fail "$n: files left in deploy's home or /tmp"
     [ -z "$(on "$n" find /etc/kubernetes /etc/systemd/system /opt/k8s -name '*.tmp')" ] || fail "$n: temp files left"
@@ -150,8 +150,8 @@ checkdiff)
   # a changed flag: the diff of a root-owned unit, read through sudo; nothing written
   kcmrun -i "$KCMRUN_LAB_DIR/become-inventory.lua" --check --diff -e log_level=4 "$PB"
   expect_rc 0 "--check --diff with a changed flag"
-  expect_out '^\+ +--v=4'
-  expect_out '^- +--v=2'
+  expect_out '^ +\+ +--v=4'
+  expect_out '^ +- +--v=2'
   [ "$(sums)" = "$before" ] || fail "--check changed a node"
   pass "--check --diff as deploy: converged lab 0 changes; a flag change shows the unit diff (read through sudo), nothing written"
   ;;
