@@ -58,7 +58,14 @@ primitives)
     ! on "$n" test -e /etc/kcm-become-test || fail "$n: test dir left"
     ! on "$n" test -e /tmp/kcm-become-pwned || fail "$n: a hostile argument ran"
   done
-  pass "run (argv, string, env, stdin, become_user), stat/get/mkdir/remove through sudo like SFTP, systemd helper, step and call overrides"
+  # a per-node user that overrides ssh.user is reported with -v, not silent
+  sed 's|^    { name = "node1", \(.*\)$|    { name = "node1", user = "root", \1|' "$T/inv.lua" > "$T/inv-node.lua"
+  grep -q 'name = "node1", user = "root"' "$T/inv-node.lua" || fail "could not derive the inventory"
+  kcmrun -i "$T/inv-node.lua" -v --only clean "$(dirname "$0")/primitives.lua"
+  expect_rc 0 "per-node user"
+  expect_out 'node1: ssh user = "root" \(node node1\) overrides "deploy" \(ssh table\)'
+  ! grep -qE 'node[23]: ssh user = "root"' "$T/out" || fail "an override reported for a node without one"
+  pass "run (argv, string, env, stdin, become_user), stat/get/mkdir/remove through sudo like SFTP, systemd helper, step and call overrides; -v names a per-node override"
   ;;
 denied)
   # without become: the first failure names the node, the path and the fix
