@@ -27,6 +27,7 @@ Host *.example !skip.example
   Port 2200
 Include $T/inc/*.conf
 Host m* inc*
+  HostName wild.%h
   Port 2222
   User deploy
   IdentityFile ~/.ssh/lab_%h_%r
@@ -39,6 +40,7 @@ Host *
   Port 2023
 CFG
 NAMES=(m1 m2 m3 m3x mzz a.example skip.example xa inc1 other)
+# first value wins: m1..m3 keep their own HostName, mzz takes the wildcard's
 "$KCMRUN" "$(dirname "$0")/resolve.lua" "$T/config" "${NAMES[@]}" > "$T/ours"
 n=0
 while read -r name host port user ident kh; do
@@ -62,6 +64,7 @@ while read -r name host port user ident kh; do
   n=$((n + 1))
 done < <(sed 's/ex user/ex_user/' "$T/ours")
 [ "$n" = "${#NAMES[@]}" ] || fail "resolved $n of ${#NAMES[@]} names"
+grep -q "^mzz wild.mzz 2222 " "$T/ours" || { cat "$T/ours"; fail "mzz: the wildcard block's HostName"; }
 grep -q "^m1 10.9.0.1 2222 deploy $HOME/.ssh/lab_10.9.0.1_deploy $HOME/kh/10.9.0.1$" "$T/ours" ||
   { cat "$T/ours"; fail "the trailing 'Host m*' block did not apply to m1"; }
 # a malformed value is an error naming file and line
