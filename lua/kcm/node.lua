@@ -267,12 +267,12 @@ function Node:_denied_hint(msg, becoming)
   if becoming or msg:find("set become = true", 1, true) then return msg end
   local u = self:login_user()
   if u == "root" then return msg end
+  local hint = "permission denied (login user " .. u .. "; set become = true)"
   for _, pat in ipairs(DENIED) do
     if msg:find(pat) then
-      if msg:find("permission denied$") then
-        return msg .. " (login user " .. u .. "; set become = true)"
-      end
-      return msg .. "\n(permission denied (login user " .. u .. "; set become = true))"
+      local head = msg:match("^(.-)[Pp]ermission denied$")
+      if head then return head .. hint end
+      return msg .. "\n(" .. hint .. ")"
     end
   end
   return msg
@@ -629,6 +629,22 @@ function Node.close_all()
   for k, s in pairs(sessions) do
     sessions[k] = nil
     pcall(s.close, s)
+  end
+end
+
+-- A refusal the login user met gets its fix, whichever file primitive met
+-- it (put's own paths report errors their own way).
+for _, m in ipairs { "put", "put_pair" } do
+  local f = Node[m]
+  if f then
+    Node[m] = function(self, ...)
+      local r = table.pack(pcall(f, self, ...))
+      if r[1] then return table.unpack(r, 2, r.n) end
+      local err = r[2]
+      local opts = m == "put" and select(3, ...) or nil
+      if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(type(opts) == "table" and opts or nil)) end
+      error(err, 0)
+    end
   end
 end
 

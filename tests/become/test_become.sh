@@ -73,7 +73,7 @@ denied)
   kcmrun -i "$T/inv.lua" "$PB"
   expect_rc 4 "deploy without become"
   for n in "${NODES[@]}"; do
-    grep -A1 -E "^  FAILED +$n " "$T/out" | grep -qE -- "$n: [a-z]+ /[^ ]+: permission denied \(login user deploy; set become = true\)" ||
+    grep -A1 -E "^  FAILED +$n " "$T/out" | grep -qE -- "$n: [a-z]+ /[^ ]+: (.*: )?permission denied \(login user deploy; set become = true\)" ||
       { cat "$T/out"; fail "$n: no 'permission denied (login user deploy; set become = true)' with node and path"; }
   done
   pass "without become every node fails with: $(grep -m1 -oE 'node1: [a-z]+ /[^ ]+: permission denied.*' "$T/out")"
