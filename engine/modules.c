@@ -10,5 +10,6 @@ const struct kcm_native_module kcm_native_modules[] = {
     {"yaml",     kcm_open_yaml},
     {"ssh",      kcm_open_ssh},
     {"http",     kcm_open_http},
+    {"statedir", kcm_open_statedir},
     {NULL, NULL},
 };

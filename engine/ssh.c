@@ -51,6 +51,7 @@ typedef struct {
     kcm_ssh_sess *c;
     enum op op;
     char *path, *tmp, *chown;
+    char *live;             /* put: run ids whose temp files are not stale */
     char *data;             /* stdin or file content (copied; wiped on free) */
     size_t len;
     unsigned mode;
@@ -103,7 +104,7 @@ static void work(kcm_job *j)
     case OP_SHA: rc = kcm_ssh_sftp_sha256(c, sj->path, &sj->exists, sj->hex, &msg); break;
     case OP_PUT:
         rc = kcm_ssh_sftp_put(c, sj->path, sj->tmp, sj->data, sj->len, sj->mode, sj->chown,
-                              sj->flag, &msg);
+                              sj->flag, sj->live, &msg);
         break;
     case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
     case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, &sj->changed, &msg); break;
@@ -179,7 +180,7 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 0);
     kcm_buf_free(&sj->ex.err, 0);
-    free(sj->path); free(sj->tmp); free(sj->chown); free(sj->kmsg);
+    free(sj->path); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
     sess_unref(sj->c);
     free(sj);
 }
@@ -323,8 +324,14 @@ static int l_put(lua_State *L)
     char *path = opt_field(L, 2, "path", 1);
     char *tmp = opt_field(L, 2, "tmp", 1);
     char *chown = opt_field(L, 2, "chown", 0);
+    char *live = opt_field(L, 2, "live", 0);
+    /* spliced into the clean-up command as case patterns: hex ids only */
+    if (live && live[strspn(live, "0123456789abcdef,")] != '\0') {
+        free(copy); free(path); free(tmp); free(chown); free(live);
+        return luaL_error(L, "ssh put: 'live' must be comma-separated lower-case hex run ids");
+    }
     sjob *sj = new_job(L, OP_PUT);
-    sj->path = path, sj->tmp = tmp, sj->chown = chown;
+    sj->path = path, sj->tmp = tmp, sj->chown = chown, sj->live = live;
     sj->data = copy, sj->len = len;
     sj->mode = (unsigned)mode & 07777;
     sj->flag = mk;

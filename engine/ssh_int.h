@@ -90,9 +90,12 @@ int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int *changed, char **
 int kcm_ssh_sftp_chmod(kcm_ssh_sess *c, const char *path, unsigned mode, char **msg);
 /* Atomic replace: temp file `tmp` (created with `mode`), fsync, chmod,
  * optional chown ("owner:group" spec for chown(1)), rename over `path`.
- * The temp file is removed on any failure. */
+ * The temp file is removed on any failure. Other temp files of `path`
+ * (".NAME.kcm-RUNID.RND.tmp") are removed after the rename unless their
+ * RUNID is in `live` (comma-separated hex ids of runs still going; NULL:
+ * remove none): a file of a live run is another run's transfer in flight. */
 int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
                      const char *data, size_t len, unsigned mode, const char *chown,
-                     int mkdir, char **msg);
+                     int mkdir, const char *live, char **msg);
 
 #endif

@@ -221,22 +221,44 @@ static int run_ok(kcm_ssh_sess *c, const char *cmd, const char *what, char **msg
     return rc;
 }
 
-/* 'dir'/'.base'.kcm-*.tmp : quoted parts, unquoted glob. */
-static char *stale_glob(const char *path)
+/* A shell loop that removes the temp files of `path` no live run owns: each
+ * 'dir'/'.base'.kcm-RUNID.RND.tmp unless its basename matches a case
+ * pattern *.kcm-LIVEID.* (quoted parts, unquoted glob; ids are hex, checked
+ * by the binding). NULL when there is nothing to do. */
+static char *stale_cleanup(const char *path, const char *live)
 {
+    if (!live) return NULL;
     const char *slash = strrchr(path, '/');
     char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
     char *base = kcm_ssh_fmt(".%s", slash ? slash + 1 : path);
     if (!dir) abort();
     char *qd = kcm_ssh_shquote(dir), *qb = kcm_ssh_shquote(base);
-    char *g = kcm_ssh_fmt("%s/%s.kcm-*.tmp", qd, qb);
+    struct kcm_buf keep = {0};
+    const char *p = live;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n) {
+            if (keep.n) kcm_buf_add(&keep, "|", 1);
+            kcm_buf_add(&keep, "*.kcm-", 6);
+            kcm_buf_add(&keep, p, n);
+            kcm_buf_add(&keep, ".*", 2);
+        }
+        p += n + (p[n] == ',');
+    }
+    char *g;
+    if (keep.n)
+        g = kcm_ssh_fmt("for f in %s/%s.kcm-*.*.tmp; do case \"${f##*/}\" in %s) ;; "
+                        "*) rm -f -- \"$f\" ;; esac; done", qd, qb, keep.p);
+    else
+        g = kcm_ssh_fmt("rm -f -- %s/%s.kcm-*.*.tmp", qd, qb);
+    kcm_buf_free(&keep, 0);
     free(dir); free(base); free(qd); free(qb);
     return g;
 }
 
 int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
                      const char *data, size_t len, unsigned mode, const char *chown,
-                     int mkdir, char **msg)
+                     int mkdir, const char *live, char **msg)
 {
     if (ensure_sftp(c, msg) != 0) return -1;
     if (mkdir) {
@@ -274,18 +296,21 @@ int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
      * posix-rename: mv(1) on the same filesystem is rename(2). -T: a
      * directory at the target is an error, not a place to move into. */
     char *qt = kcm_ssh_shquote(tmp), *qp = kcm_ssh_shquote(path);
-    /* Temp files of this target left by a killed run (same naming, see
-     * node.lua) go once the new file is in place. */
-    char *stale = stale_glob(path);
-    char *cmd;
+    /* Temp files of this target left by runs that are gone (killed, or cut
+     * off from the node) go once the new file is in place; those of runs
+     * still going are their transfers in flight (see node.lua, state.lua). */
+    char *stale = stale_cleanup(path, live);
+    char *mv;
     if (chown) {
         char *qo = kcm_ssh_shquote(chown);
-        cmd = kcm_ssh_fmt("chown -h -- %s %s && mv -f -T -- %s %s && rm -f -- %s", qo, qt, qt, qp,
-                          stale);
+        mv = kcm_ssh_fmt("chown -h -- %s %s && mv -f -T -- %s %s", qo, qt, qt, qp);
         free(qo);
     } else {
-        cmd = kcm_ssh_fmt("mv -f -T -- %s %s && rm -f -- %s", qt, qp, stale);
+        mv = kcm_ssh_fmt("mv -f -T -- %s %s", qt, qp);
     }
+    /* a temp file that cannot be removed does not fail the put */
+    char *cmd = stale ? kcm_ssh_fmt("%s && { %s; true; }", mv, stale) : mv;
+    if (stale) free(mv);
     free(stale);
     char *what = kcm_ssh_fmt("put %s", path);
     int rc = run_ok(c, cmd, what, msg);

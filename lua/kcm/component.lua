@@ -53,10 +53,11 @@ function M.work_dir(ctx)
   return var(ctx, "work_dir", ca:match("^(.*)/[^/]*$") or ".")
 end
 
---- The CSR of the component: CN and O = its user, hosts = 127.0.0.1 + every master.
+--- The CSR of the component: CN and O = its user, hosts = 127.0.0.1 + every
+--- master (the group's members: --limit does not shrink the certificate).
 function C:csr(ctx)
   local hosts = { "127.0.0.1" }
-  for _, n in ipairs(ctx.hosts()) do hosts[#hosts + 1] = n.host end
+  for _, n in ipairs(ctx.members()) do hosts[#hosts + 1] = n.address end
   return {
     CN = self.user,
     key = { algo = "rsa", size = 2048 },

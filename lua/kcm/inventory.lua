@@ -82,6 +82,22 @@ local function validate(inv, file)
     end
   end
   check_become(inv.ssh, file, "ssh")
+  -- group variables, between the inventory's vars and a node's own (see
+  -- kcm.vars): groups.masters.vars (beside groups.masters.ssh) or
+  -- group_vars = { masters = { log_level = "3" } }
+  inv.group_vars = inv.group_vars or {}
+  if type(inv.group_vars) ~= "table" then fail("%s: `group_vars` must be a table {group = {key = value}}", file) end
+  for g, gv in pairs(inv.group_vars) do
+    if not inv.groups[g] then fail("%s: group_vars.%s: no group named %q", file, tostring(g), tostring(g)) end
+    if type(gv) ~= "table" then fail("%s: group_vars.%s must be a table of variables", file, g) end
+  end
+  for g, members in pairs(inv.groups) do
+    if members.vars ~= nil then
+      if type(members.vars) ~= "table" then fail("%s: group %s: vars must be a table", file, g) end
+      if inv.group_vars[g] then fail("%s: group %s: vars given both in groups.%s.vars and group_vars.%s; keep one", file, g, g, g) end
+      inv.group_vars[g] = members.vars
+    end
+  end
   inv.file = file
   return inv
 end
@@ -104,14 +120,24 @@ end
 
 -- bash sources the file and prints every variable it defined as
 -- NUL-separated records: S name value | A name count items...
+-- It runs under `env -i` (PATH, HOME, USER, LOGNAME only), and "defined" means
+-- differs from that clean baseline: the values always come from the file,
+-- whatever the caller exported or sourced before (`set -a; . environment.sh`
+-- of an older copy, an exported SERVICE_CIDR).
 local DUMP = [==[
-__kcm_before=" $(compgen -v | tr '\n' ' ') "
+declare -A __kcm_base
+for __kcm_v in $(compgen -v); do
+  case "$__kcm_v" in __kcm_*) continue ;; esac
+  __kcm_base[$__kcm_v]=$(declare -p "$__kcm_v" 2>/dev/null)
+done
 set -a
 source "$1" >/dev/null || exit 3
 set +a
 for __kcm_v in $(compgen -v); do
-  case "$__kcm_before" in *" $__kcm_v "*) continue ;; esac
-  case "$__kcm_v" in __kcm_*|BASH_*|FUNCNAME|PIPESTATUS) continue ;; esac
+  case "$__kcm_v" in
+    __kcm_*|BASH_*|FUNCNAME|PIPESTATUS|RANDOM|SRANDOM|SECONDS|LINENO|EPOCHSECONDS|EPOCHREALTIME|BASHPID|HISTCMD|_|PWD|OLDPWD|SHLVL) continue ;;
+  esac
+  if [[ -v "__kcm_base[$__kcm_v]" && "$(declare -p "$__kcm_v" 2>/dev/null)" == "${__kcm_base[$__kcm_v]}" ]]; then continue; fi
   if [[ "$(declare -p "$__kcm_v" 2>/dev/null)" =~ ^declare\ -[[:alpha:]]*a ]]; then
     eval "__kcm_n=\${#$__kcm_v[@]}"
     printf 'A\0%s\0%s\0' "$__kcm_v" "$__kcm_n"
@@ -121,6 +147,8 @@ for __kcm_v in $(compgen -v); do
   fi
 done
 ]==]
+
+local CLEAN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 --- Parses the importer's output (exposed for tests and fuzzing).
 function M.parse_env_dump(out)
@@ -149,8 +177,11 @@ function M.parse_env_dump(out)
 end
 
 function M.load_env_sh(file)
-  local r = exec.run { argv = { "bash", "--noprofile", "--norc", "-c", DUMP, "kcm-env", file },
-                       env = { BASH_ENV = "" }, timeout = 30 }
+  local home = os.getenv("HOME") or "/"
+  local user = os.getenv("USER") or os.getenv("LOGNAME") or ""
+  local r = exec.run { argv = { "env", "-i", "PATH=" .. CLEAN_PATH, "HOME=" .. home, "USER=" .. user,
+                                "LOGNAME=" .. user, "bash", "--noprofile", "--norc", "-c", DUMP, "kcm-env", file },
+                       timeout = 30 }
   if r.code ~= 0 then
     fail("%s: bash could not source it (exit %d): %s", file, r.code, (r.stderr or ""):sub(1, 500))
   end
@@ -176,7 +207,11 @@ function M.load_env_sh(file)
     user = vars.KCMRUN_SSH_USER or "root",
     become = vars.KCMRUN_BECOME == "true" or vars.KCMRUN_BECOME == "1" or nil,
   }
-  return validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members } }, file)
+  local inv = validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members } }, file)
+  -- what the loader itself used is not reported as unread (kcm.vars)
+  inv.consumed = { NODE_IPS = true, NODE_NAMES = true, KCMRUN_SSH_USER = true, KCMRUN_KNOWN_HOSTS = true,
+                   KCMRUN_SSH_IDENTITY = true, KCMRUN_SSH_CONFIG = true }
+  return inv
 end
 
 -- What a layer may say about a node's login (beside the ssh table's

@@ -36,8 +36,9 @@ options:
       --lua-path DIR     search DIR first for Lua modules (repeatable)
       --log-json FILE    write one JSON event per line
       --timeline F.svg   draw every node's steps on a time axis
-      --state-dir DIR    where run state and locks live (default ~/.local/state/kcmrun)
-      --no-lock          do not take the per-inventory run lock
+      --state-dir DIR    where run state and locks live (default /var/lib/kcmrun/state
+                         as root, else ~/.local/state/kcmrun)
+      --no-lock          do not take the per-node locks (another run may work on them)
   -q, --quiet            only failures and the recap
   -v, --verbose          more detail (changes, logs, tracebacks)
   -V, --version          print the version
@@ -139,11 +140,21 @@ local function dirname(p)
   return p:match("^(.*)/[^/]*$") or "."
 end
 
-local function state_dir(o)
-  if o.state_dir then return o.state_dir end
+-- Where kcmrun kept its state before it was per node (per user's home).
+local function home_state_dir()
   local xdg = os.getenv("XDG_STATE_HOME")
   if xdg and xdg ~= "" then return xdg .. "/kcmrun" end
   return (os.getenv("HOME") or "/root") .. "/.local/state/kcmrun"
+end
+
+-- One folder per machine for root, whatever HOME or XDG_STATE_HOME the
+-- shell has (sudo, su, a CI job): a restart left due by one run must be
+-- seen by the next, however it is started.
+local function state_dir(o)
+  if o.state_dir then return o.state_dir end
+  local me = fs.stat("/proc/self")
+  if me and me.uid == 0 then return "/var/lib/kcmrun/state" end
+  return home_state_dir()
 end
 
 local function err_message(e)
@@ -272,17 +283,10 @@ return function(argv, host)
   end
 
   local sdir = state_dir(o)
+  -- state-<key>.json: where kcmrun kept notifications per inventory and
+  -- playbook before they were kept per target; the runner moves them over
   local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
-  local key = fs.sha256(abs_inv):sub(1, 16)
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
-  if not o.no_lock and o.inventory then
-    fs.mkdir(sdir, tonumber("700", 8), true)
-    local fd, holder = fs.lock(sdir .. "/" .. key .. ".lock")
-    if not fd then
-      return die(EXIT.usage, string.format("another kcmrun (pid %d) is running against %s; wait for it, or use --no-lock",
-                                           holder or 0, abs_inv))
-    end
-  end
 
   local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
@@ -297,7 +301,9 @@ return function(argv, host)
     inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
     start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
     extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook,
-    playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_file = sdir .. "/state-" .. pkey .. ".json", state_dir = sdir,
+    playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_dir = sdir,
+    state_file = (o.state_dir or home_state_dir()) .. "/state-" .. pkey .. ".json",
+    no_lock = o.no_lock,
   })
   if not rok then
     local e = summary

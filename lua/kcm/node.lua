@@ -5,6 +5,7 @@
 local ssh = require "kcm.native.ssh"
 local fs = require "kcm.native.fs"
 local task = require "kcm.task"
+local state = require "kcm.state"
 
 local Node = {}
 Node.__index = Node
@@ -293,6 +294,7 @@ function Node:run(cmd, opts)
   local stdin = opts.stdin
   if become and become.stdin then stdin = become.stdin .. (stdin or "") end
   local s = self:session()
+  if not opts.readonly then task.before_change() end
   local timeout = opts.timeout or self.command_timeout
   local code, out, err, timed_out = self:_call(s, "exec", line, stdin, timeout)
   if timed_out then
@@ -419,14 +421,16 @@ local function show_diff(self, path, old, new)
   if task.show_diff then task.show_diff(text) else io.stdout:write(text); io.stdout:flush() end
 end
 
--- .<name>.kcm-<random>.tmp next to the target (same filesystem, so the
--- final rename is atomic); engine/ssh_sftp.c removes stale ones by this pattern.
+-- .<name>.kcm-<run id>.<random>.tmp next to the target (same filesystem, so
+-- the final rename is atomic). The run id says whose it is: after a put,
+-- engine/ssh_sftp.c removes this target's temp files whose run is not in
+-- state.live_runs() (left by a killed or cut-off run), never one in flight.
 local function tmp_name(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
   if not dir then error("put: remote path must be absolute: " .. path, 3) end
   local rnd = {}
-  for i = 1, 4 do rnd[i] = string.format("%04x", math.random(0, 0xffff)) end
-  return (dir == "" and "" or dir) .. "/." .. base .. ".kcm-" .. table.concat(rnd) .. ".tmp"
+  for i = 1, 2 do rnd[i] = string.format("%04x", math.random(0, 0xffff)) end
+  return (dir == "" and "" or dir) .. "/." .. base .. ".kcm-" .. state.run_id() .. "." .. table.concat(rnd) .. ".tmp"
 end
 
 --- node:put(local_path | {content=...}, remote_path, {mode="0644", owner, group, mkdir=true})
@@ -481,12 +485,13 @@ function Node:put(src, path, opts)
   if opts.owner or opts.group then
     chown = (opts.owner and tostring(opts.owner) or "") .. (opts.group and (":" .. tostring(opts.group)) or "")
   end
+  task.before_change()
   if same then
     if fix_mode then self:_call(s, "chmod", path, mode) end
     if fix_owner then self:run({ "chown", "-h", "--", chown, path }) end
   else
     self:_call(s, "put", { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
-            mkdir = opts.mkdir ~= false })
+            mkdir = opts.mkdir ~= false, live = table.concat(state.live_runs(), ",") })
   end
   task.changed(what)
   return true
@@ -570,6 +575,7 @@ function Node:mkdir(path, opts)
     end
     if opts.mode == nil or st.mode == mode then return false end
     if task.check() then task.changed("chmod " .. path); return true end
+    task.before_change()
     if becomes then
       self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
     else
@@ -579,6 +585,7 @@ function Node:mkdir(path, opts)
     return true
   end
   if task.check() then task.changed("mkdir " .. path); return true end
+  task.before_change()
   local changed
   if becomes then
     local argv = { "sh", "-c", MKDIR_SH, "mkdir", string.format("%04o", mode) }
@@ -602,6 +609,7 @@ function Node:remove(path, opts)
   if becomes then st = self:_become_stat(path, opts) else st = self:_sftp(s, "stat", path) end
   if not st then return false end
   if task.check() then task.changed("remove " .. path); return true end
+  task.before_change()
   if st.type == "dir" and opts.recursive then
     self:run({ "rm", "-rf", "--", path }, { become = becomes, become_user = opts.become_user })
   elseif becomes then

@@ -5,6 +5,7 @@ local cjson = require "cjson"
 local fs = require "kcm.native.fs"
 local rt = require "kcm.native.runtime"
 local task = require "kcm.task"
+local state = require "kcm.state"
 
 local M = {}
 
@@ -39,24 +40,31 @@ function M.select_steps(play, opts)
   return out
 end
 
-local function load_state(path)
-  local data = path and fs.read(path)
-  if not data then return { notify = {} } end
-  local ok, st = pcall(cjson.decode, data)
-  if not ok or type(st) ~= "table" then return { notify = {} } end
-  st.notify = st.notify or {}
-  return st
+-- Notifications a run of an older kcmrun left in its per-inventory state
+-- file (keyed by node name) move to the per-target state, once.
+local function migrate_legacy(path, st, play, ids, check)
+  local data = path and not check and fs.read(path)
+  if not data then return end
+  local ok, old = pcall(cjson.decode, data)
+  if ok and type(old) == "table" and type(old.notify) == "table" then
+    for name, set in pairs(old.notify) do
+      if ids[name] and st:holds(ids[name]) and type(set) == "table" then
+        local hs = {}
+        for h, v in pairs(set) do if v == true then hs[#hs + 1] = h end end
+        st:mark_due(ids[name], play.name, hs, true)
+      end
+    end
+  end
+  st:flush()
+  pcall(fs.remove, path)
 end
 
 function M.run(play, opts)
   local inv, report = opts.inventory, opts.report
-  local vars = {}
-  for k, v in pairs(inv.vars or {}) do vars[k] = v end
-  for k, v in pairs(play.vars or {}) do if vars[k] == nil then vars[k] = v end end
-  for k, v in pairs(opts.extra_vars or {}) do vars[k] = v end
+  local layering = require("kcm.vars").new(inv, play, opts.extra_vars)
 
-  local ctx = { vars = vars, inventory = inv, check = opts.check, diff = opts.diff, play = play,
-                nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
+  local ctx = { vars = layering:control(play.hosts), inventory = inv, check = opts.check, diff = opts.diff,
+                play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
                 state_dir = opts.state_dir }
 
   local ok_node, Node = pcall(require, "kcm.node")
@@ -67,34 +75,98 @@ function M.run(play, opts)
       if not inv.by_name[name] then error({ usage = true, message = "--limit: no node named '" .. name .. "' in the inventory" }, 0) end
     end
   end
+  local specs = {}      -- node name -> the spec its Node was made from
   for _, spec in ipairs(inv.nodes) do
     -- login settings layered (command line > node > group > ssh table > ssh_config)
     local nspec, notes = require("kcm.inventory").node_spec(inv, spec, opts.ssh, opts.extra_vars)
     for _, note in ipairs(notes) do report:message(nil, note, "log") end
+    specs[spec.name] = nspec
     local node = Node and Node.new(nspec) or { name = spec.name, host = spec.host, vars = nspec.vars }
     ctx.by_name[spec.name] = node
     if not limit or limit[spec.name] then ctx.nodes[#ctx.nodes + 1] = node end
   end
 
-  --- ctx.hosts("group") -> node objects of a group (or one node by name), --limit applied
-  function ctx.hosts(target)
+  -- what a node's steps see as ctx: the run's ctx, with that node's vars
+  local node_ctx = {}
+  local function ctx_for(node)
+    local c = node_ctx[node.name]
+    if not c then
+      c = setmetatable({ vars = layering:node(node.name) }, { __index = ctx, __newindex = ctx })
+      node_ctx[node.name] = c
+    end
+    return c
+  end
+
+  local function group_names(target)
     target = target or play.hosts
     local names = inv.groups[target]
     if not names then
       if inv.by_name[target] then names = { target }
-      else error("no group or node named '" .. tostring(target) .. "' in " .. tostring(inv.file), 2) end
+      else error("no group or node named '" .. tostring(target) .. "' in " .. tostring(inv.file), 3) end
     end
+    return names
+  end
+
+  --- ctx.hosts("group") -> node objects of a group (or one node by name), --limit applied:
+  --- where steps run.
+  function ctx.hosts(a, b)
+    local target = a
+    if type(a) == "table" then target = b end     -- ctx:hosts(...)
     local out = {}
-    for _, n in ipairs(names) do
+    for _, n in ipairs(group_names(target)) do
       if not limit or limit[n] then out[#out + 1] = ctx.by_name[n] end
     end
     return out
   end
 
-  local state = load_state(opts.state_file)
-  local function save_state()
-    if opts.check or not opts.state_file then return end
-    fs.write(opts.state_file, cjson.encode(state), { mode = tonumber("600", 8), mkdir = true })
+  --- ctx.members("group") (or ctx:members("group")) -> every member of a group,
+  --- whatever --limit says: for what describes the whole group (certificate
+  --- hosts, peer lists, --initial-cluster). Entries: {name, host (as in the
+  --- inventory), address (after ssh_config), port, vars (that node's), node}.
+  local member_cache = {}
+  function ctx.members(a, b)
+    local target = a
+    if type(a) == "table" then target = b end
+    local out = {}
+    for _, n in ipairs(group_names(target)) do
+      local m = member_cache[n]
+      if not m then
+        local spec = specs[n]
+        local _, address = state.identity(spec)
+        m = { name = n, host = spec.host, address = address or spec.host, port = spec.port,
+              vars = ctx_for(ctx.by_name[n]).vars, node = ctx.by_name[n] }
+        member_cache[n] = m
+      end
+      out[#out + 1] = m
+    end
+    return out
+  end
+
+  -- state and locks, per target (user@host:port after ssh_config)
+  local st = state.open(opts.state_dir or (fs.tempdir() .. "/state"), {
+    check = opts.check, no_lock = opts.no_lock,
+    warn = function(msg) report:message(nil, msg, "warn") end,
+  })
+  local ids, locked_out = {}, {}
+  for _, node in ipairs(ctx.nodes) do
+    local id, err = state.identity(specs[node.name])
+    if id then
+      ids[node.name] = id
+      local ok, why = st:lock(id)
+      if not ok then locked_out[#locked_out + 1] = { node = node.name, error = node.name .. ": " .. why } end
+    else
+      locked_out[#locked_out + 1] = { node = node.name, error = err }
+    end
+  end
+  migrate_legacy(opts.state_file, st, play, ids, opts.check)
+
+  -- Write-ahead: the first change a notifying step is about to make on a
+  -- node marks that node's handlers due, durably, before it happens.
+  task.on_before_change = function(c)
+    local w = c and c.notify_due
+    if not w or w.marked or task.check() then return end
+    w.marked = true
+    w.added = st:mark_due(w.id, play.name, w.handlers)
   end
 
   local down = {}       -- node name -> "failed" | "unreachable": it left the play
@@ -102,6 +174,20 @@ function M.run(play, opts)
 
   report:run_start({ name = play.name, playbook = opts.playbook, inventory = inv.file, check = opts.check,
                      nodes = #ctx.nodes })
+  if #locked_out > 0 then
+    -- a node another run holds (or whose ssh settings do not resolve) is
+    -- left alone; the others go on
+    local lstep = { name = "lock" }
+    local names = {}
+    for i, l in ipairs(locked_out) do names[i] = l.node end
+    report:step_start(lstep, names)
+    for _, l in ipairs(locked_out) do
+      report:node_result(lstep, l.node, { status = "failed", error = l.error, duration = 0 })
+      down[l.node] = "failed"
+    end
+    report:step_end(lstep)
+    summary.failed = true
+  end
 
   for _, sel in ipairs(M.select_steps(play, opts)) do
     local step = sel.step
@@ -154,12 +240,12 @@ function M.run(play, opts)
       end
       local tasks = task.map(targets, opts.forks or 64, function(node)
         local c = task.current()
+        local id = ids[node.name]
         local info = { name = step.name, notified = false }
-        if step.handles then
-          info.notified = (state.notify[node.name] or {})[step.handles] == true
-        end
+        if step.handles then info.notified = st:is_due(id, play.name, step.handles) end
+        if #step.notify > 0 then c.notify_due = { id = id, handlers = step.notify } end
         c.info = info
-        return step.fn(node, ctx, info)
+        return step.fn(node, ctx_for(node), info)
       end, function(node)
         return { node = node.name, step = step.name, changes = {}, become = step.become }
       end, function() return not rt.signal() end)
@@ -174,12 +260,13 @@ function M.run(play, opts)
           local changes = t.ctx.changes
           r.changes = changes
           r.status = #changes > 0 and "changed" or "ok"
-          local pending = state.notify[node.name] or {}
-          if #changes > 0 then
-            for _, h in ipairs(step.notify) do pending[h] = true end
+          local id, w = ids[node.name], t.ctx.notify_due
+          if #changes > 0 and #step.notify > 0 then
+            st:mark_due(id, play.name, step.notify, true)   -- done ahead, unless a primitive did not say
+          elseif w and w.added and #w.added > 0 then
+            st:clear(id, play.name, w.added)            -- marked ahead, but nothing changed after all
           end
-          if step.handles and t.ctx.info and t.ctx.info.notified then pending[step.handles] = nil end
-          state.notify[node.name] = next(pending) and pending or nil
+          if step.handles and t.ctx.info and t.ctx.info.notified then st:clear(id, play.name, { step.handles }) end
         else
           local err = t.error
           if type(err) == "table" and err.unreachable then
@@ -190,26 +277,31 @@ function M.run(play, opts)
           r.error, r.where = t.message, t.where
           -- what this node changed before failing still needs its handlers
           if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
-            local pending = state.notify[node.name] or {}
-            for _, h in ipairs(step.notify) do pending[h] = true end
-            state.notify[node.name] = pending
+            st:mark_due(ids[node.name], play.name, step.notify, true)
           end
           down[node.name] = r.status
           summary.failed = true
         end
         report:node_result(step, node.name, r)
       end
-      save_state()
+      st:flush()
       report:step_end(step)
     end
     ::continue::
   end
   if rt.signal() then summary.interrupted = true end
+  task.on_before_change = nil
+  local unread = layering:unread()
+  if #unread > 0 then
+    report:message(nil, string.format("inventory keys nothing read (%s): %s", tostring(inv.file),
+                                      table.concat(unread, ", ")), "log")
+  end
   for _, node in ipairs(ctx.nodes) do
     report:node_stats(node.name)
     if node.close then pcall(node.close, node) end
   end
   if Node and Node.close_all then pcall(Node.close_all) end
+  st:close()
   summary.down = down
   return summary
 end

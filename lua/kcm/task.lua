@@ -198,9 +198,19 @@ end
 function M.check() return (rt.mode()) end
 function M.diff() return select(2, rt.mode()) end
 
+--- A primitive is about to change something for the current task (not in
+--- --check): what must survive the change is made durable first (the runner
+--- marks the handlers a notifying step makes due, write-ahead). Primitives
+--- call it right before they commit (put: before the transfer and rename).
+function M.before_change()
+  if M.on_before_change and not M.check() then M.on_before_change(M.current()) end
+end
+
 --- Records that the current node/step changed (or, in --check, would change)
 --- something.
 function M.changed(desc)
+  -- a primitive that did not announce its change still gets it recorded
+  M.before_change()
   local ctx = M.current()
   if ctx then
     ctx.changes = ctx.changes or {}

@@ -65,7 +65,7 @@ converge() {
   [ "$RC" = 0 ] || { cat "$T/out" "$T/err"; fail "${1:-setup}: the playbook does not converge on the lab"; }
 }
 sha_on() { lx "$1" sh -c "sha256sum < '$2' 2>/dev/null | cut -c1-64"; }
-tmp_left() { lx "$1" sh -c "ls -a '$2' | grep -E '^\..*\.kcm-[0-9a-f]+\.tmp$'" || true; }
+tmp_left() { lx "$1" sh -c "ls -a '$2' | grep -E '^\..*\.kcm-[0-9a-f.]+\.tmp$'" || true; }
 
 restore() {
   set +e
@@ -248,14 +248,17 @@ lock)
   wait_node node1 test -e /run/kcm-holding
   first=$BG
   kcm -i "$LABINV" "$PB"
-  expect_rc 2 "a second run at once"
-  expect_err "another kcmrun \(pid $first\) is running against $(realpath "$LABINV"); wait for it, or use --no-lock"
+  expect_rc 4 "a second run at once"
+  for n in "${NODES[@]}"; do
+    expect_status lock FAILED "$n"
+    expect_out "$n: root@[0-9.]+:22 is locked by another kcmrun \(pid $first, since .*\); wait for it, or use --no-lock"
+  done
   kcm -i "$LABINV" --no-lock --check "$PB"
   expect_rc 0 "--no-lock"
   release "${NODES[@]}"
   wait_bg 120
   expect_rc 0 "the first run"
-  pass "a second run against the lab inventory refuses with the first one's pid ($first); --no-lock runs"
+  pass "a second run against the lab's nodes reports each one locked, with the first one's pid ($first); --no-lock runs"
   ;;
 secrets)
   converge
@@ -275,7 +278,7 @@ secrets)
   sed -E 's/(client-key-data: .{60}).{8}/\1AAAAAAAA/' "$KCMRUN_LAB_ADMIN_KUBECONFIG" >"$T/bad.kubeconfig"
   kcm -i "$LABINV" -v -e admin_kubeconfig="$T/bad.kubeconfig" --log-json "$T/bad.jsonl" "$PB"
   [ "$RC" != 0 ] || fail "a corrupt admin key went unnoticed"
-  cat "$T/out" "$T/err" "$T"/*.jsonl "$T"/*.svg "$SD"/*.json >>"$T/all"
+  cat "$T/out" "$T/err" "$T"/*.jsonl "$T"/*.svg "$SD"/*.json "$SD"/nodes/* >>"$T/all"
   # distinctive 40-char slices of every private key the run used or made
   pem_slices() { awk '/BEGIN .*PRIVATE KEY/{k=1;next} /END .*PRIVATE KEY/{k=0} k && length($0)>=60 {print substr($0,11,40)}' "$1" | sed -n '1p;4p;8p'; }
   b64_slices() { local v; v=$(sed -n "s/^ *$2: *//p" "$1" | head -1); [ ${#v} -gt 200 ] || fail "$1: no $2"; echo "${v:20:40}"; echo "${v:100:40}"; echo "${v:160:40}"; }
@@ -289,7 +292,7 @@ secrets)
   [ "$(wc -l <"$T/needles")" -ge 18 ] || fail "too few key slices: $(wc -l <"$T/needles")"
   if grep -F -f "$T/needles" "$T/all" >"$T/leaks"; then fail "key material in the output: $(head -c 300 "$T/leaks")"; fi
   # what holds secrets is 0600, on the control machine and on the nodes
-  for f in "$W/kube-controller-manager-key.pem" "$W/kube-controller-manager.kubeconfig" "$SD"/state-*.json; do
+  for f in "$W/kube-controller-manager-key.pem" "$W/kube-controller-manager.kubeconfig" "$SD"/nodes/*.json; do
     [ "$(stat -c %a "$f")" = 600 ] || fail "$f: mode $(stat -c %a "$f")"
   done
   for n in "${NODES[@]}"; do

@@ -152,7 +152,7 @@ function cases.tempmode()
     assert(n:put({ content = "k" }, target, { mode = m }) == true)
     local log = assert(T.read(DIR .. "/sftp.log"))
     local pat = 'open "' .. (R .. "/.key-" .. m .. ".pem.kcm-"):gsub("%p", "%%%0") ..
-                '%x+%.tmp" flags (%S+) mode (%d+)'
+                '[%x.]+%.tmp" flags (%S+) mode (%d+)'
     local flags, mode = log:match(pat)
     assert(mode, "no open of the temp file in the sftp log")
     assert(mode == m, "temp file created with mode " .. mode .. ", want " .. m)

@@ -104,16 +104,29 @@ lock)
 local kcm = require "kcm"
 local p = kcm.playbook { name = "slow" }
 p:step("wait", { once = true }, function() require("kcm.task").sleep(3) end)
+p:step("touch", function(node) end)
 return p
 LUA
+  # the same targets (root@127.0.0.1:22) under other names, in another file
+  printf 'return { nodes = { { name = "a", host = "127.0.0.1", user = "root" }, "127.0.0.1" } }\n' >"$T/other.lua"
   NODES=2 "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$T/slow.lua" >/dev/null 2>&1 &
   first=$!
   sleep 1
-  NODES=2 run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$T/slow.lua"
-  expect_rc 2 "second run"
-  expect_err "another kcmrun \(pid $first\) is running"
-  wait $first
-  pass "a second run against the same inventory refuses with the first one's pid"
+  run "$KCMRUN" --state-dir "$SD" -i "$T/other.lua" "$T/slow.lua"
+  expect_rc 4 "second run"
+  expect_out "^  FAILED +a "
+  expect_out "a: root@127.0.0.1:22 is locked by another kcmrun \(pid $first, since [0-9TZ:-]+: .*kcmrun --state-dir $SD -i $F/inv64.lua $T/slow.lua\); wait for it, or use --no-lock"
+  ! grep -q "^  ok .* a " "$T/out" || fail "the locked node ran a step"
+  run "$KCMRUN" --state-dir "$SD" --no-lock -i "$T/other.lua" "$T/slow.lua"
+  expect_rc 0 "--no-lock"
+  wait $first || fail "the first run failed"
+  # a run killed with SIGKILL holds nothing afterwards
+  NODES=2 "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$T/slow.lua" >/dev/null 2>&1 &
+  first=$!
+  sleep 1; kill -9 $first; wait $first 2>/dev/null || true
+  run "$KCMRUN" --state-dir "$SD" -i "$T/other.lua" "$T/slow.lua"
+  expect_rc 0 "after kill -9 of the holder"
+  pass "a node held by another run (other inventory file, other node names) fails naming its pid and command; --no-lock runs; kill -9 frees the lock"
   ;;
 coroutine)
   run "$KCMRUN" "$F/usercoroutine.lua"

@@ -1,0 +1,104 @@
+-- Variables as a playbook sees them in ctx.vars, layered, highest first:
+--
+--   what code assigns to ctx.vars (on a node: that node's own assignments,
+--   then the control machine's) > -e > node vars > group vars (groups in
+--   name order, later wins; "all" lowest) > inventory vars > playbook defaults
+--
+-- A node's step sees its own layering (so a unit rendered for node2 gets
+-- node2's log_level); control-machine code (once steps, prepare, when) sees
+-- the play's group's. Every read is recorded, so a run can name the
+-- inventory keys nothing read (a typo, or a setting that does not exist).
+local M = {}
+local V = {}
+V.__index = V
+
+local function view(chain, reads, written)
+  return setmetatable({}, {
+    __index = function(_, k)
+      reads[k] = true
+      for i = 1, #chain do
+        local v = chain[i][k]
+        if v ~= nil then return v end
+      end
+      return nil
+    end,
+    __newindex = function(_, k, v) written[k] = v end,
+    __pairs = function()
+      local merged = {}
+      for i = #chain, 1, -1 do
+        for k, v in pairs(chain[i]) do merged[k] = v end
+      end
+      for k in pairs(merged) do reads[k] = true end
+      return next, merged, nil
+    end,
+    __name = "kcm.vars",
+  })
+end
+
+--- vars.new(inventory, play, extra_vars) -> layering for one run
+function M.new(inv, play, extra)
+  local self = setmetatable({ inv = inv, defaults = play.vars or {}, extra = extra or {},
+                              group_vars = inv.group_vars or {}, reads = {}, written = {},
+                              node_groups = {} }, V)
+  -- the groups of each node, lowest precedence first
+  local names = {}
+  for g in pairs(inv.groups or {}) do if g ~= "all" then names[#names + 1] = g end end
+  table.sort(names)
+  table.insert(names, 1, "all")
+  for _, g in ipairs(names) do
+    for _, n in ipairs(inv.groups[g] or {}) do
+      local list = self.node_groups[n] or {}
+      list[#list + 1] = g
+      self.node_groups[n] = list
+    end
+  end
+  return self
+end
+
+--- The view of control-machine code: the play's group's vars apply.
+function V:control(group)
+  local chain = { self.written, self.extra }
+  if group and self.group_vars[group] then chain[#chain + 1] = self.group_vars[group] end
+  if group ~= "all" and self.group_vars.all then chain[#chain + 1] = self.group_vars.all end
+  chain[#chain + 1] = self.inv.vars or {}
+  chain[#chain + 1] = self.defaults
+  return view(chain, self.reads, self.written)
+end
+
+--- The view of one node's steps.
+function V:node(name)
+  local spec = self.inv.by_name and self.inv.by_name[name] or {}
+  local own = {}
+  local chain = { own, self.written, self.extra, spec.vars or {} }
+  local groups = self.node_groups[name] or {}
+  for i = #groups, 1, -1 do
+    local gv = self.group_vars[groups[i]]
+    if gv then chain[#chain + 1] = gv end
+  end
+  chain[#chain + 1] = self.inv.vars or {}
+  chain[#chain + 1] = self.defaults
+  return view(chain, self.reads, own)
+end
+
+--- Inventory keys no code read during the run, as "where.key" strings
+--- (keys the inventory loader itself consumed are not listed).
+function V:unread()
+  local out, consumed = {}, self.inv.consumed or {}
+  local function scan(t, where)
+    local keys = {}
+    for k in pairs(t or {}) do
+      if type(k) == "string" and not self.reads[k] and not consumed[k] then keys[#keys + 1] = k end
+    end
+    table.sort(keys)
+    for _, k in ipairs(keys) do out[#out + 1] = where .. k end
+  end
+  scan(self.inv.vars, "vars.")
+  local groups = {}
+  for g in pairs(self.group_vars) do groups[#groups + 1] = g end
+  table.sort(groups)
+  for _, g in ipairs(groups) do scan(self.group_vars[g], "group_vars." .. g .. ".") end
+  for _, n in ipairs(self.inv.nodes or {}) do scan(n.vars, n.name .. ".vars.") end
+  return out
+end
+
+return M

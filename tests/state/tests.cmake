@@ -1,0 +1,16 @@
+# Operator-proof state (issue 16, points 1-5) on the lab: write-ahead notify
+# state across kill -9, state and locks shared by every inventory form,
+# environment.sh values, --limit and members, per-node vars. The cases change
+# the lab (links, binaries, units) and put it back: they run serially.
+foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt)
+  add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_state.sh ${case})
+  set_tests_properties(state_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "state;lab" RUN_SERIAL TRUE TIMEOUT 300
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+endforeach()
+
+# Without a lab: the state key (ssh_config applied), members vs targets, variable layers.
+foreach(case identity members)
+  add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_local.sh ${case})
+  set_tests_properties(state_${case} PROPERTIES LABELS "unit;state" TIMEOUT 60
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
+endforeach()
