@@ -104,15 +104,19 @@ static int mkdir_p(const char *path, mode_t mode, int dry, int *changed)
     return 0;
 }
 
-/* fs.write(path, data, {mode=, mkdir=}) -> changed */
+/* fs.write(path, data, {mode=, mkdir=, always=}) -> changed */
 static int l_write(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     mode_t mode = 0644;
-    int want_mkdir = 0;
+    int want_mkdir = 0, always = 0;
     if (lua_istable(L, 3)) {
+        /* always: kcmrun's own output (--timeline), written in --check too */
+        lua_getfield(L, 3, "always");
+        always = lua_toboolean(L, -1);
+        lua_pop(L, 1);
         if (lua_getfield(L, 3, "mode") == LUA_TNUMBER)
             mode = (mode_t)lua_tointeger(L, -1) & 07777;
         else if (lua_type(L, -1) == LUA_TSTRING)
@@ -122,11 +126,13 @@ static int l_write(lua_State *L)
         want_mkdir = lua_toboolean(L, -1);
         lua_pop(L, 1);
     }
-    int dry = kcm_check_mode(L);
+    int dry = !always && kcm_check_mode(L);
 
     /* Unchanged content and mode: nothing to do. */
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
+    /* lstat: a symlink is never "the same file"; the rename below replaces
+     * the link itself instead of writing (or chmod-ing) what it points to. */
+    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
         char *old;
         size_t oldlen;
         if (read_all(path, &old, &oldlen) == 0) {
@@ -315,7 +321,7 @@ static int l_getcwd(lua_State *L)
 static int l_lock(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return luaL_error(L, "lock %s: %s", path, strerror(errno));
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
@@ -395,6 +401,47 @@ static int l_list(lua_State *L)
     return 1;
 }
 
+static int stream_close(lua_State *L)
+{
+    luaL_Stream *p = luaL_checkudata(L, 1, LUA_FILEHANDLE);
+    int ok = fclose(p->f) == 0;
+    return luaL_fileresult(L, ok, NULL);
+}
+
+/* fs.open_private(path) -> Lua file | nil, err: a stream for output that may
+ * hold anything (--log-json): never follows a symlink planted at `path`
+ * (O_NOFOLLOW), only a regular file, truncated, mode 0600. */
+static int l_open_private(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    luaL_Stream *p = lua_newuserdatauv(L, sizeof *p, 0);
+    p->closef = NULL;
+    luaL_setmetatable(L, LUA_FILEHANDLE);
+    int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        int e = errno;
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, e == ELOOP ? "is a symbolic link (refused)" : strerror(e));
+        return 2;
+    }
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        why = "not a regular file (refused)";
+    else if (ftruncate(fd, 0) != 0 || fchmod(fd, 0600) != 0 || fcntl(fd, F_SETFL, 0) != 0)
+        why = strerror(errno);
+    if (why || !(p->f = fdopen(fd, "w"))) {
+        if (!why)
+            why = strerror(errno);
+        close(fd);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, why);
+        return 2;
+    }
+    p->closef = stream_close;
+    return 1;
+}
+
 int kcm_open_fs(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -410,6 +457,7 @@ int kcm_open_fs(lua_State *L)
         {"getcwd", l_getcwd},
         {"lock", l_lock},
         {"list", l_list},
+        {"open_private", l_open_private},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -6,6 +6,7 @@ local ssh = require "kcm.native.ssh"
 local fs = require "kcm.native.fs"
 local task = require "kcm.task"
 local state = require "kcm.state"
+local redact = require "kcm.redact"
 
 local Node = {}
 Node.__index = Node
@@ -337,31 +338,9 @@ function Node:_id(kind, name)
   return self.ids[key]
 end
 
--- Lines of private key blocks and credential fields never reach a diff.
-local function redact_lines(text)
-  local out, inkey = {}, false
-  for line in (text .. "\n"):gmatch("(.-)\n") do
-    if line:match("^%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-") then
-      inkey = true
-      out[#out + 1] = line
-    elseif inkey then
-      if line:match("^%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-") then
-        inkey = false
-        out[#out + 1] = line
-      else
-        out[#out + 1] = "[redacted]"
-      end
-    elseif line:match("client%-key%-data:") then
-      out[#out + 1] = line:gsub("(client%-key%-data:).*", "%1 [redacted]")
-    elseif line:match("token:") then
-      out[#out + 1] = line:gsub("(token:).*", "%1 [redacted]")
-    else
-      out[#out + 1] = line
-    end
-  end
-  if out[#out] == "" then out[#out] = nil end
-  return out
-end
+-- Lines of private key blocks and credential fields never reach a diff
+-- (kcm.redact: the one set of rules, shared with the report).
+local redact_lines = redact.lines
 
 local function is_text(s)
   return not s:find("\0", 1, true) and #s <= 1024 * 1024
@@ -410,9 +389,12 @@ local function unified(a, b, name, ctxn)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function show_diff(self, path, old, new)
+local function show_diff(self, path, old, new, secret)
   local text
-  if (old and not is_text(old)) or not is_text(new) then
+  if secret then   -- by mode (& 077 == 0) or secret = true: never shown, only summarised
+    text = string.format("%s: %s: %s\n", self.name, path,
+                         redact.summary(old and fs.sha256(old), fs.sha256(new), #new))
+  elseif (old and not is_text(old)) or not is_text(new) then
     text = string.format("%s: %s: binary content differs\n", self.name, path)
   else
     text = unified(old and redact_lines(old) or {}, redact_lines(new), self.name .. ":" .. path)
@@ -474,7 +456,7 @@ function Node:put(src, path, opts)
     what = "put " .. path
   end
   if task.diff() and not same then
-    show_diff(self, path, st and self:_call(s, "read", path) or nil, data)
+    show_diff(self, path, st and self:_call(s, "read", path) or nil, data, redact.is_secret(mode, opts))
   end
   if task.check() then
     task.changed(what)

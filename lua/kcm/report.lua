@@ -3,24 +3,17 @@
 -- actions, not contents, and messages pass through redact() anyway.
 local cjson = require "cjson"
 local rt = require "kcm.native.runtime"
+local fs = require "kcm.native.fs"
+local redact = require "kcm.redact"
 
 local M = {}
 M.__index = M
 
 local COLORS = { ok = "32", changed = "33", failed = "31", unreachable = "35", skipped = "36", bold = "1" }
 
---- Removes anything that looks like key material or a token from a message.
-function M.redact(s)
-  s = tostring(s)
-  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-",
-             "[redacted %1]")
-  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.*", "[redacted %1]")
-  s = s:gsub("(client%-key%-data:%s*)[%w+/=]+", "%1[redacted]")
-  s = s:gsub("(\"client%-key%-data\"%s*:%s*\")[^\"]*", "%1[redacted]")
-  s = s:gsub("(token:%s*)[%w%.%-_]+", "%1[redacted]")
-  s = s:gsub("([Aa]uthorization:%s*Bearer%s+)[%w%.%-_]+", "%1[redacted]")
-  return s
-end
+--- Removes anything that looks like key material or a token from a message
+--- (kcm.redact holds the rules, shared with --diff).
+M.redact = redact.text
 
 function M.new(opts)
   local self = setmetatable({}, M)
@@ -35,7 +28,8 @@ function M.new(opts)
   self.spans = {}
   self.timeline = opts.timeline
   if opts.log_json then
-    local f, err = io.open(opts.log_json, "w")
+    -- never through a symlink planted at the path; 0600 (events carry errors)
+    local f, err = fs.open_private(opts.log_json)
     if not f then error({ config = true, message = "--log-json: " .. err }, 0) end
     self.json = f
   end
@@ -51,6 +45,11 @@ function M:event(ev)
   if not self.json then return end
   ev.time = rt.time()
   if ev.error then ev.error = M.redact(ev.error) end
+  if ev.changes then
+    local c = {}
+    for i, v in ipairs(ev.changes) do c[i] = M.redact(v) end
+    ev.changes = c
+  end
   self.json:write(cjson.encode(ev), "\n")
   self.json:flush()
 end
@@ -183,9 +182,10 @@ function M:recap(info)
                interrupted = info.interrupted })
   if self.json then self.json:close(); self.json = nil end
   if self.timeline then
-    local svg = require("kcm.timeline").svg(self.spans, self.t0, rt.now())
-    local f = io.open(self.timeline, "w")
-    if f then f:write(svg); f:close() else io.stderr:write("kcmrun: cannot write " .. self.timeline .. "\n") end
+    local svg = M.redact(require("kcm.timeline").svg(self.spans, self.t0, rt.now()))
+    -- temp file + rename: a symlink at the path is replaced, never followed
+    local ok, err = pcall(fs.write, self.timeline, svg, { mode = tonumber("600", 8), always = true })
+    if not ok then io.stderr:write("kcmrun: cannot write " .. self.timeline .. ": " .. tostring(err) .. "\n") end
   end
 end
 
