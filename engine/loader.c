@@ -1,9 +1,19 @@
 /* Module loading: natives, lua-cjson, the built-in Lua library and the
  * user's search path, in that order of precedence for kcm modules:
  * a file on the search path (--lua-path, KCMRUN_LUA_PATH, the playbook's
- * folder) beats the built-in copy, so behaviour changes without recompiling. */
+ * folder) beats the built-in copy, so behaviour changes without recompiling.
+ *
+ * kcmrun often runs as root, so an override is code run as root: source
+ * text only (precompiled chunks skip the parser's checks and can crash the
+ * VM), only from folders the caller named (Lua's ./?.lua and ./?.so
+ * defaults are emptied), never from a file or folder another user could
+ * have written, and every replaced built-in is announced on stderr. */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -15,6 +25,68 @@
 int luaopen_cjson(lua_State *L);
 
 static const char PATH_KEY[] = "kcm.lua_path";
+static const char ANNOUNCED_KEY[] = "kcm.lua_overrides";
+
+/* NULL when `path` is safe to run code from: owned by root or the caller,
+ * writable by nobody else. Otherwise why not (static text + buf). */
+static const char *unsafe(const char *path, int want_dir, char *buf, size_t len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(buf, len, "cannot stat %s: %s", path, strerror(errno));
+        return buf;
+    }
+    if (want_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        snprintf(buf, len, "%s is not a %s", path, want_dir ? "folder" : "regular file");
+        return buf;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        snprintf(buf, len, "%s is owned by uid %u, neither root nor you", path, (unsigned)st.st_uid);
+        return buf;
+    }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        snprintf(buf, len, "%s is %s-writable (mode %04o); chmod go-w it", path,
+                 (st.st_mode & S_IWOTH) ? "world" : "group", (unsigned)(st.st_mode & 07777));
+        return buf;
+    }
+    return NULL;
+}
+
+/* Checks the file and every folder from the search dir down to it. */
+static const char *unsafe_module(const char *dir, const char *file, char *buf, size_t len)
+{
+    const char *why = unsafe(file, 0, buf, len);
+    if (why)
+        return why;
+    char d[4096];
+    if (snprintf(d, sizeof d, "%s", file) >= (int)sizeof d) {
+        snprintf(buf, len, "%s: path too long", file);
+        return buf;
+    }
+    size_t root = strlen(dir);
+    for (;;) {
+        char *slash = strrchr(d, '/');
+        if (!slash || (size_t)(slash - d) < root)
+            break;
+        *slash = 0;
+        if ((why = unsafe(d[0] ? d : "/", 1, buf, len)))
+            return why;
+    }
+    return NULL;
+}
+
+/* "kcmrun: module kcm.x: using FILE instead of the built-in", once a run. */
+static void announce(lua_State *L, const char *name, const char *file)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, ANNOUNCED_KEY);
+    if (lua_getfield(L, -1, name) == LUA_TNIL) {
+        fprintf(stderr, "kcmrun: module %s: using %s instead of the built-in\n", name, file);
+        fflush(stderr);
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -3, name);
+    }
+    lua_pop(L, 2);
+}
 
 static const struct kcm_embedded_lua *builtin(const char *name)
 {
@@ -48,9 +120,14 @@ static int searcher(lua_State *L)
             for (int f = 0; f < 2; f++) {
                 const char *file = lua_pushfstring(L, forms[f], dir, rel);
                 if (access(file, R_OK) == 0) {
-                    if (luaL_loadfile(L, file) != LUA_OK)
+                    char why[4200];
+                    if (unsafe_module(dir, file, why, sizeof why))
+                        return luaL_error(L, "refusing module '%s' from '%s': %s", name, file, why);
+                    if (luaL_loadfilex(L, file, "t") != LUA_OK)
                         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
                                           name, file, lua_tostring(L, -1));
+                    if (builtin(name))
+                        announce(L, name, file);
                     lua_pushstring(L, file);
                     return 2;
                 }
@@ -74,11 +151,25 @@ static int searcher(lua_State *L)
     return 1;
 }
 
-/* loader.set_path({dir, ...}) */
+/* loader.set_path({dir, ...}): kept as absolute paths, resolved now, so a
+ * relative folder ("." for a playbook in the current directory) means the
+ * folder it meant at start-up; folders that do not exist are dropped. */
 static int l_set_path(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_pushvalue(L, 1);
+    lua_newtable(L);
+    lua_Integer n = luaL_len(L, 1), k = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, 1, i);
+        const char *d = lua_tostring(L, -1);
+        char *abs = d ? realpath(d, NULL) : NULL;
+        lua_pop(L, 1);
+        if (!abs)
+            continue;
+        lua_pushstring(L, abs);
+        free(abs);
+        lua_rawseti(L, -2, ++k);
+    }
     lua_setfield(L, LUA_REGISTRYINDEX, PATH_KEY);
     return 0;
 }
@@ -134,6 +225,13 @@ lua_State *kcm_lua_new(void)
     }
     lua_pushcfunction(L, searcher);
     lua_rawseti(L, -2, 2);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
+    /* No implicit ./?.lua, ./?.so or LUA_PATH folders: modules come from
+     * the built-ins and the folders kcmrun was told about. */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "path");
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 1);
     return L;
 }

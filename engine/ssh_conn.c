@@ -188,6 +188,20 @@ ok:
     return 0;
 }
 
+/* OpenSSH's rule for a user name it may expand into %r (ProxyCommand runs
+ * through a shell): [A-Za-z_][A-Za-z0-9._-]*. The inventory loader checks
+ * it too; this is the net for every other way a session is made. */
+static int user_ok(const char *u)
+{
+    if (!u || !*u || strlen(u) > 64) return 0;
+    if (!((*u >= 'A' && *u <= 'Z') || (*u >= 'a' && *u <= 'z') || *u == '_')) return 0;
+    for (; *u; u++)
+        if (!((*u >= 'A' && *u <= 'Z') || (*u >= 'a' && *u <= 'z') || (*u >= '0' && *u <= '9') ||
+              *u == '.' || *u == '_' || *u == '-'))
+            return 0;
+    return 1;
+}
+
 static void resolved(kcm_ssh_sess *c, ssh_session s, const char *alias)
 {
     free(c->r_host); free(c->r_user);
@@ -251,6 +265,11 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     }
     int port = c->port > 0 ? c->port : oc.port > 0 ? oc.port : 22;
     { unsigned p = (unsigned)port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
+    if (c->user && !user_ok(c->user)) {
+        *msg = kcm_ssh_fmt("ssh user '%s' is not a user name (letters, digits, '.', '_', '-'; "
+                           "not starting with a digit, '.' or '-')", c->user);
+        goto fail;
+    }
     if (c->user) ssh_options_set(s, SSH_OPTIONS_USER, c->user);
     else if (oc.user) ssh_options_set(s, SSH_OPTIONS_USER, oc.user);
     else ssh_options_set(s, SSH_OPTIONS_USER, NULL); /* the local user, as ssh(1); named in messages */
@@ -265,6 +284,10 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     /* Makes libssh prefer the host key type already recorded. */
     ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
     resolved(c, s, alias);
+    if (strcmp(c->r_user, "?") != 0 && !user_ok(c->r_user)) {
+        *msg = kcm_ssh_fmt("ssh user '%s' (from ssh_config) is not a user name", c->r_user);
+        goto fail;
+    }
     /* The first IdentityFile from ssh_config, tried by name so a failure
      * says which (libssh's own list follows in publickey_auto). */
     if (!c->identity && oc.n_identity > 0) cfg_identity = kcm_ssh_expand_home(oc.identity[0]);

@@ -11,6 +11,31 @@ end
 
 local check_become
 
+-- The line of `file` where a hostile value was written (best effort: the
+-- first line holding it verbatim, or `fallback`), for "file:LINE:" in errors.
+local function line_of(file, value, fallback)
+  local f = type(value) == "string" and value ~= "" and io.open(file, "rb")
+  if f then
+    local n = 0
+    for line in f:lines() do
+      n = n + 1
+      if line:find(value, 1, true) or (fallback and line:find(fallback, 1, true)) then
+        f:close()
+        return file .. ":" .. n
+      end
+    end
+    f:close()
+  end
+  return file
+end
+
+-- What OpenSSH accepts for a user name it expands into %r (ProxyCommand,
+-- LocalCommand, ...): anything else could be a shell command there.
+local USER = "^[%a_][%w%._%-]*$"
+local USER_RULE = "letters, digits, '.', '_', '-', not starting with a digit, '.' or '-'"
+-- Hosts reach ssh_config's %h and error messages: names and addresses only.
+local HOST = "^[%w_%-%.:%[%]%%]+$"
+
 -- become_method: only sudo; become: a boolean (a typo'd "yes" must not pass).
 check_become = function(t, file, where)
   if t.become_method ~= nil and t.become_method ~= "sudo" then
@@ -23,6 +48,19 @@ check_become = function(t, file, where)
   for _, k in ipairs { "become_user", "become_password_file", "become_password_env", "user" } do
     if t[k] ~= nil and type(t[k]) ~= "string" then fail("%s: %s: %s must be a string", file, where, k) end
   end
+  for _, k in ipairs { "user", "become_user" } do
+    local v = t[k]
+    if v ~= nil and (not v:match(USER) or #v > 64) then
+      fail("%s: %s: ssh %s %q is not a user name (%s): it would reach ssh_config's %%r and remote commands",
+           line_of(file, v), where, k, v, USER_RULE)
+    end
+  end
+  for _, k in ipairs { "identity", "known_hosts", "config" } do
+    local v = t[k]
+    if v ~= nil and (type(v) ~= "string" or v == "" or v:find("%c")) then
+      fail("%s: %s: ssh %s %q must be a file path without control characters", line_of(file, v), where, k, tostring(v))
+    end
+  end
 end
 
 local function validate(inv, file)
@@ -34,13 +72,18 @@ local function validate(inv, file)
     if type(inv[k]) ~= "table" then fail("%s: `%s` must be a table, not %s", file, k, type(inv[k])) end
   end
   if type(inv.nodes) ~= "table" then fail("%s: `nodes` must be an array of {name=, host=, ...}", file) end
+  check_become(inv.ssh, file, "ssh")
+  if inv.allow_insecure_http ~= nil and type(inv.allow_insecure_http) ~= "boolean" then
+    fail("%s: allow_insecure_http must be true or false, not %q", line_of(file, "allow_insecure_http"),
+         tostring(inv.allow_insecure_http))
+  end
   local by_name, order = {}, {}
   for i, n in ipairs(inv.nodes) do
     if type(n) == "string" then n = { name = n } end   -- host: ssh_config HostName, else the name
     if type(n) ~= "table" then fail("%s: nodes[%d] must be a table {name=, host=}", file, i) end
     n.name = n.name or n.host
     if type(n.name) ~= "string" or not n.name:match("^[%w][%w%._%-]*$") then
-      fail("%s: nodes[%d]: name %q is not a valid node name (letters, digits, '.', '_', '-')", file, i, tostring(n.name))
+      fail("%s: nodes[%d]: name %q is not a valid node name (letters, digits, '.', '_', '-')", line_of(file, n.name), i, tostring(n.name))
     end
     if by_name[n.name] then fail("%s: nodes[%d]: duplicate node name %q", file, i, n.name) end
     if n.host == nil then
@@ -51,8 +94,8 @@ local function validate(inv, file)
       n.host = cfg.hostname or n.name
       n.alias = true
     end
-    if type(n.host) ~= "string" or n.host:find("[%s'\"`$;|&<>\\]") then
-      fail("%s: node %s: host %q is not a host name or address", file, n.name, tostring(n.host))
+    if type(n.host) ~= "string" or not n.host:match(HOST) or n.host:find("^%-") then
+      fail("%s: node %s: host %q is not a host name or address", line_of(file, n.host), n.name, tostring(n.host))
     end
     if n.port ~= nil and (math.type(tonumber(n.port)) ~= "integer" or tonumber(n.port) < 1 or tonumber(n.port) > 65535) then
       fail("%s: node %s: port %q is not a TCP port", file, n.name, tostring(n.port))
@@ -199,6 +242,11 @@ function M.load_env_sh(file)
     local name = names and names[i] or ip
     nodes[i] = { name = name, host = ip }
     members[i] = name
+  end
+  local u = vars.KCMRUN_SSH_USER
+  if u ~= nil and (type(u) ~= "string" or not u:match(USER)) then
+    fail("%s: KCMRUN_SSH_USER %q is not a user name (%s): it would reach ssh_config's %%r and remote commands",
+         line_of(file, u, "KCMRUN_SSH_USER"), tostring(u), USER_RULE)
   end
   local ssh = {
     known_hosts = vars.KCMRUN_KNOWN_HOSTS,
