@@ -293,6 +293,35 @@ static int add_header(struct http_job *j, const char *line)
 /* The job is kept as a userdata-free allocation while we read the options;
  * a Lua error raised in between must not leak it, so we read everything
  * through a protected call. */
+/* The net under kube.lua's check: no Authorization header and no client
+ * certificate or key on a URL that is not https://, unless the request
+ * says insecure_http = true (the operator's allow_insecure_http). */
+static int credentials_check(lua_State *L, struct http_job *j)
+{
+    if (strncasecmp(j->url, "https://", 8) == 0)
+        return 0;
+    const char *what = NULL, *auth = strstr(j->url, "://");
+    auth = auth ? auth + 3 : j->url;
+    size_t alen = strcspn(auth, "/?#");
+    if (memchr(auth, '@', alen))
+        what = "credentials in the URL";   /* basic auth: user:password@ */
+    else if (j->cert_pem || j->cert_file || j->key_pem || j->key_file)
+        what = "a client certificate";
+    for (struct curl_slist *h = j->headers; h && !what; h = h->next)
+        if (strncasecmp(h->data, "Authorization", 13) == 0 &&
+            (h->data[13] == ':' || h->data[13] == ';'))
+            what = "an Authorization header";
+    if (!what)
+        return 0;
+    lua_getfield(L, 1, "insecure_http");
+    int allowed = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (allowed)
+        return 0;
+    return luaL_error(L, "http.request: refusing to send %s over plain http to %s (use https)", what,
+                      memchr(auth, '@', alen) ? "a URL with a password" : j->url);
+}
+
 static int fill_job(lua_State *L)
 {
     struct http_job *j = lua_touserdata(L, 2);
@@ -377,7 +406,7 @@ static int fill_job(lua_State *L)
         return luaL_error(L, "http.request: headers must be a table");
     }
     lua_pop(L, 1);
-    return 0;
+    return credentials_check(L, j);
 }
 
 /* Loads libcurl on first use; raises when it cannot. Main thread only. */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "harden.h"
 #include "loader.h"
 #include "runtime.h"
 
@@ -113,6 +114,7 @@ int main(int argc, char **argv)
     char datadir[PATH_MAX];
     int have_datadir = find_datadir(datadir, sizeof datadir, exe);
 
+    kcm_harden_process();
     kcm_runtime_init();
     lua_State *L = kcm_lua_new();
     if (!L) {

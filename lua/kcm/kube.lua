@@ -25,6 +25,10 @@ local task = require "kcm.task"
 
 local M = {}
 
+-- The run's policy for credentials over http:// (the runner sets it from the
+-- inventory's allow_insecure_http); a client's own allow_insecure_http wins.
+M.allow_insecure_http = false
+
 local REASONS = {
   [400] = "BadRequest", [401] = "Unauthorized", [403] = "Forbidden", [404] = "NotFound",
   [405] = "MethodNotAllowed", [406] = "NotAcceptable", [409] = "Conflict", [410] = "Expired",
@@ -83,6 +87,24 @@ function M.client(opts)
     error("kube.client: a client certificate needs its key (and the other way round)", 2)
   end
   c.server = c.server:gsub("/+$", "")
+  -- Credentials never travel in clear: an http:// server with a token or a
+  -- client certificate is refused unless the operator allowed it (inventory
+  -- allow_insecure_http = true), and then it is said on every run.
+  if not c.server:lower():match("^https://") then
+    local creds = (c.token and c.token ~= "" and "a bearer token") or ((c.cert_pem or c.cert_file) and "a client certificate")
+    if creds then
+      local allow = opts.allow_insecure_http
+      if allow == nil then allow = M.allow_insecure_http end
+      if not allow then
+        error(string.format("kube: %s: server %s is plain http: refusing to send %s in clear. Use an https:// " ..
+                            "server, or accept the risk with allow_insecure_http = true in the inventory",
+                            c.source, c.server, creds), 2)
+      end
+      task.warn(string.format("kube: %s: sending %s over plain http to %s (allow_insecure_http = true)",
+                              c.source, creds, c.server))
+      c.insecure_http = true
+    end
+  end
   return c
 end
 
@@ -111,7 +133,7 @@ function Client:request(method, path, body, opts)
     method = method, url = url, headers = headers, body = payload,
     ca_pem = self.ca_pem, cert_pem = self.cert_pem, key_pem = self.key_pem,
     ca_file = self.ca_file, cert_file = self.cert_file, key_file = self.key_file,
-    insecure = self.insecure or nil, timeout = opts.timeout or self.timeout,
+    insecure = self.insecure or nil, insecure_http = self.insecure_http or nil, timeout = opts.timeout or self.timeout,
     connect_timeout = self.connect_timeout,
   }
   local retry = is_read(method) or opts.idempotent

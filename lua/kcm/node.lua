@@ -203,29 +203,47 @@ function Node:_sftp(s, method, ...)
   error(err, 0)
 end
 
+-- Environment values never travel on the remote command line (`ps` on the
+-- node shows argv to every user): ENV_WRAPPER, a fixed script, reads
+-- NAME=value lines from stdin (backslash and newline escaped, undone by
+-- printf %b) up to an empty line, exports them and execs the command; the
+-- caller's own stdin follows the empty line.
+local ENV_WRAPPER = 'while IFS= read -r l && [ -n "$l" ]; do v=$(printf "%bx" "${l#*=}"); ' ..
+                    'export "${l%%=*}=${v%x}"; done; unset l v; exec "$@"'
+
+local function env_block(env)
+  local names = {}
+  for k in pairs(env) do names[#names + 1] = k end
+  table.sort(names, function(a, b) return tostring(a) < tostring(b) end)
+  local lines = {}
+  for _, k in ipairs(names) do
+    if not tostring(k):match("^[%a_][%w_]*$") then error("bad environment variable name '" .. tostring(k) .. "'", 4) end
+    local v = tostring(env[k])
+    if v:find("\0", 1, true) then error("environment variable " .. k .. ": a value cannot hold a NUL byte", 4) end
+    lines[#lines + 1] = k .. "=" .. v:gsub("\\", "\\\\"):gsub("\n", "\\n") .. "\n"
+  end
+  return table.concat(lines) .. "\n"
+end
+
 -- Remote command line with env and become applied. `become` is the argv
 -- prefix from Node:_become_argv (nil: as the login user). An argv stays an
 -- argv: every word is quoted, sudo runs it directly; only a string command
--- (the caller's own shell code) goes through `sh -c`.
+-- (the caller's own shell code) goes through `sh -c`. Second result: what
+-- goes to the command's stdin ahead of the caller's (the env values).
 local function build(cmd, opts, become)
   if become == nil and opts.sudo then become = { "sudo", "-n", "-u", "root", "--" } end
   local words = {}
   if become then for _, w in ipairs(become) do words[#words + 1] = q(w) end end
+  local env_in
   if opts.env and next(opts.env) then
-    local names = {}
-    for k in pairs(opts.env) do names[#names + 1] = k end
-    table.sort(names)
-    words[#words + 1] = "env"
-    for _, k in ipairs(names) do
-      if not tostring(k):match("^[%a_][%w_]*$") then error("bad environment variable name '" .. tostring(k) .. "'", 3) end
-      words[#words + 1] = q(k .. "=" .. tostring(opts.env[k]))
-    end
+    env_in = env_block(opts.env)
+    for _, w in ipairs { "sh", "-c", ENV_WRAPPER, "sh" } do words[#words + 1] = q(w) end
   end
-  if #words == 0 then return cmdline(cmd) end
+  if #words == 0 then return cmdline(cmd), env_in end
   if type(cmd) == "table" then
-    return table.concat(words, " ") .. " " .. cmdline(cmd)
+    return table.concat(words, " ") .. " " .. cmdline(cmd), env_in
   end
-  return table.concat(words, " ") .. " sh -c " .. q(cmd)
+  return table.concat(words, " ") .. " sh -c " .. q(cmd), env_in
 end
 
 -- The login user, for messages: the inventory's, else what ssh_config gave.
@@ -291,8 +309,9 @@ function Node:run(cmd, opts)
     return { code = 0, stdout = "", stderr = "", skipped = true }
   end
   local become = self:_become_argv(opts)
-  local line = build(cmd, opts, become)
+  local line, env_in = build(cmd, opts, become)
   local stdin = opts.stdin
+  if env_in then stdin = env_in .. (stdin or "") end
   if become and become.stdin then stdin = become.stdin .. (stdin or "") end
   local s = self:session()
   if not opts.readonly then task.before_change() end

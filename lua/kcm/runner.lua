@@ -62,6 +62,13 @@ end
 function M.run(play, opts)
   local inv, report = opts.inventory, opts.report
   local layering = require("kcm.vars").new(inv, play, opts.extra_vars)
+  -- credentials over plain http only when the inventory (or -e) says so
+  local ev = opts.extra_vars or {}
+  local iv = inv.vars or {}
+  if inv.allow_insecure_http == true or ev.allow_insecure_http == true or ev.allow_insecure_http == "true"
+     or iv.allow_insecure_http == true then
+    require("kcm.kube").allow_insecure_http = true
+  end
 
   local ctx = { vars = layering:control(play.hosts), inventory = inv, check = opts.check, diff = opts.diff,
                 play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,

@@ -21,7 +21,8 @@ local new = table.concat({
   "keep", "line2 changed", "client-key-data: NEWSECRETb64==", "end",
   "-----BEGIN RSA PRIVATE KEY-----", "MIIEPRIVATEKEYMATERIAL", "MORELINES", "-----END RSA PRIVATE KEY-----",
   "    token: abcdef.0123456789abcdef", "" }, "\n")
-assert(n:put({ content = new }, R .. "/conf", { mode = "0600" }) == true, "put would change")
+-- 0644: not secret by mode, so a diff, with the second net (patterns) on
+assert(n:put({ content = new }, R .. "/conf", { mode = "0644" }) == true, "put would change")
 assert(n:get(R .. "/conf") == old, "check mode changed the file")
 assert(n:run({ "stat", "-c", "%a", R .. "/conf" }, { readonly = true }).stdout == "644\n", "check mode changed the mode")
 assert(#diffs == 1, "one diff printed")
@@ -34,6 +35,18 @@ for _, secret in ipairs({ "OLDSECRET", "NEWSECRET", "MIIEPRIVATEKEYMATERIAL", "M
   assert(not d:find(secret, 1, true), "diff leaks " .. secret .. ":\n" .. d)
 end
 T.contains(d, "[redacted]", "diff")
+
+-- secret by mode (0600) or by secret = true: no diff at all, a checksum line
+local fs = require "kcm.native.fs"
+for i, o in ipairs({ { mode = "0600" }, { mode = "0400" }, { mode = "0644", secret = true } }) do
+  assert(n:put({ content = "harmless looking\n" .. new }, R .. "/conf", o) == true, "secret put would change")
+  local s = diffs[#diffs]
+  assert(#diffs == 1 + i, "one line per secret put")
+  T.contains(s, "secret: sha256 " .. fs.sha256(old):sub(1, 8) .. "… → " ..
+             fs.sha256("harmless looking\n" .. new):sub(1, 8) .. "…, " .. (#new + 17) .. " B", "secret summary")
+  assert(not s:find("harmless", 1, true) and not s:find("line2", 1, true), "secret content shown:\n" .. s)
+end
+diffs = { diffs[1] }
 
 -- the same content in check mode: unchanged, no diff
 assert(n:put({ content = old }, R .. "/conf") == false, "same content and mode: unchanged")

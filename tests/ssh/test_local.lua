@@ -74,8 +74,10 @@ function cases.argv()
   for item in r.stdout:gmatch("(.-)%z") do got[#got + 1] = item end
   assert(#got == #hostile, "sudo layering: argument count")
   for i, v in ipairs(hostile) do assert(got[i] == v, "sudo layering: argument " .. i) end
-  line = Node._build('printf %s "$K"', { sudo = true, env = { K = "v'v $(x)" } })
-  r = n:run({ "sh", "-c", 'PATH="$1:$PATH"; eval "$2"', "sh", bin, line })
+  local env_in
+  line, env_in = Node._build('printf %s "$K"', { sudo = true, env = { K = "v'v $(x)" } })
+  assert(not line:find("v'v", 1, true), "env value on the command line: " .. line)
+  r = n:run({ "sh", "-c", 'PATH="$1:$PATH"; eval "$2"', "sh", bin, line }, { stdin = env_in })
   assert(r.stdout == "v'v $(x)", "sudo + env in string form: " .. r.stdout)
   assert(not n:stat(marker), "a hostile argument was executed")
 end
