@@ -24,6 +24,8 @@ void kcm_ssh_cfg_free(struct kcm_ssh_cfg *c)
 {
     free(c->hostname); free(c->user); free(c->known_hosts);
     for (int i = 0; i < c->n_identity; i++) free(c->identity[i]);
+    for (int i = 0; i < c->n_user_kh; i++) free(c->user_kh[i]);
+    for (int i = 0; i < c->n_global_kh; i++) free(c->global_kh[i]);
     memset(c, 0, sizeof *c);
 }
 
@@ -224,8 +226,18 @@ static int parse_file(const char *path, const char *name, struct kcm_ssh_cfg *c,
         } else if (strcasecmp(k, "IdentityFile") == 0) {
             /* tokens expand once parsing is done (%h, %r are the final values) */
             if (c->n_identity < KCM_SSH_CFG_MAX_ID && !(c->identity[c->n_identity++] = strdup(w[1]))) abort();
-        } else if (strcasecmp(k, "UserKnownHostsFile") == 0) {
-            if (!c->known_hosts && !(c->known_hosts = strdup(w[1]))) abort();
+        } else if (strcasecmp(k, "UserKnownHostsFile") == 0 || strcasecmp(k, "GlobalKnownHostsFile") == 0) {
+            /* a list of files, all read (ssh_hostkey.c); "none": no file */
+            int user = strcasecmp(k, "UserKnownHostsFile") == 0;
+            int *set = user ? &c->user_kh_set : &c->global_kh_set;
+            int *nf = user ? &c->n_user_kh : &c->n_global_kh;
+            char **files = user ? c->user_kh : c->global_kh;
+            if (!*set) {
+                *set = 1;
+                for (int i = 1; i < n && *nf < KCM_SSH_CFG_MAX_KH; i++)
+                    if (strcasecmp(w[i], "none") != 0 && !(files[(*nf)++] = strdup(w[i]))) abort();
+            }
+            if (user && !c->known_hosts && !(c->known_hosts = strdup(w[1]))) abort();
         }
     }
     free(buf);
@@ -251,6 +263,12 @@ int kcm_ssh_config_resolve(const char *path, const char *name, struct kcm_ssh_cf
         char *e = expand(out->known_hosts, name, out);
         free(out->known_hosts);
         out->known_hosts = e;
+    }
+    for (int i = 0; i < out->n_user_kh + out->n_global_kh; i++) {
+        char **f = i < out->n_user_kh ? &out->user_kh[i] : &out->global_kh[i - out->n_user_kh];
+        char *e = expand(*f, name, out);
+        free(*f);
+        *f = e;
     }
     return 0;
 }

@@ -12,38 +12,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-char *kcm_ssh_fmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *s = NULL;
-    int n = vasprintf(&s, fmt, ap);
-    va_end(ap);
-    if (n < 0) abort();
-    return s;
-}
-
-char *kcm_ssh_shquote(const char *s)
-{
-    struct kcm_buf b = {0};
-    kcm_buf_add(&b, "'", 1);
-    for (; *s; s++) {
-        if (*s == '\'') kcm_buf_add(&b, "'\\''", 4);
-        else kcm_buf_add(&b, s, 1);
-    }
-    kcm_buf_add(&b, "'", 1);
-    return b.p;
-}
-
-
-char *kcm_ssh_expand_home(const char *path)
-{
-    const char *home = getenv("HOME");
-    if (path[0] == '~' && (path[1] == '/' || path[1] == '\0'))
-        return kcm_ssh_fmt("%s%s", home ? home : "", path + 1);
-    return kcm_ssh_fmt("%s", path);
-}
-
 static int file_exists(const char *p)
 {
     return access(p, F_OK) == 0;
@@ -224,6 +192,8 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     int kind = KCM_SSH_ERROR;
     char *kh = NULL, *cfg = NULL, *cfg_identity = NULL;
     struct kcm_ssh_cfg oc = {0};
+    char *khf[2 * KCM_SSH_CFG_MAX_KH + 2] = {0};
+    int nkh = 0, nuser = 0;
     ssh_session s = ssh_new();
     if (!s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
 
@@ -277,10 +247,25 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
     ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
 
-    /* known_hosts: inventory > ssh_config UserKnownHostsFile > default. */
-    if (c->known_hosts) kh = kcm_ssh_expand_home(c->known_hosts);
-    else if (oc.known_hosts) kh = kcm_ssh_expand_home(oc.known_hosts);
-    else kh = kcm_ssh_expand_home("~/.ssh/known_hosts");
+    /* known_hosts, as OpenSSH reads them: the user files (inventory >
+     * ssh_config UserKnownHostsFile > ~/.ssh/known_hosts{,2}), then the
+     * global ones (ssh_config GlobalKnownHostsFile > /etc/ssh/ssh_known_hosts{,2}). */
+    if (c->known_hosts) {
+        khf[nkh++] = kcm_ssh_expand_home(c->known_hosts);
+    } else if (oc.user_kh_set) {
+        for (int i = 0; i < oc.n_user_kh; i++) khf[nkh++] = kcm_ssh_fmt("%s", oc.user_kh[i]);
+    } else {
+        khf[nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts");
+        khf[nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts2");
+    }
+    nuser = nkh;
+    if (oc.global_kh_set) {
+        for (int i = 0; i < oc.n_global_kh; i++) khf[nkh++] = kcm_ssh_fmt("%s", oc.global_kh[i]);
+    } else {
+        khf[nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts");
+        khf[nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts2");
+    }
+    kh = kcm_ssh_fmt("%s", nuser ? khf[0] : "/dev/null");
     /* Makes libssh prefer the host key type already recorded. */
     ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
     resolved(c, s, alias);
@@ -297,7 +282,8 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
         kind = KCM_SSH_UNREACHABLE;
         goto fail;
     }
-    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, kh, c->accept_new, msg) != 0) {
+    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, (const char *const *)khf, nkh, nuser,
+                               c->accept_new, msg) != 0) {
         kind = KCM_SSH_HOSTKEY;
         goto fail;
     }
@@ -313,12 +299,14 @@ int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
     c->s = s;
     atomic_store(&c->alive, 1);
     free(kh); free(cfg); free(cfg_identity);
+    for (int i = 0; i < nkh; i++) free(khf[i]);
     kcm_ssh_cfg_free(&oc);
     return KCM_SSH_OK;
 fail:
     if (ssh_is_connected(s)) ssh_disconnect(s);
     ssh_free(s);
     free(kh); free(cfg); free(cfg_identity);
+    for (int i = 0; i < nkh; i++) free(khf[i]);
     kcm_ssh_cfg_free(&oc);
     return kind;
 }

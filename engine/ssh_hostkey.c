@@ -1,4 +1,9 @@
-/* Host key policy against an OpenSSH known_hosts file.
+/* Host key policy against every known_hosts file OpenSSH would read: the
+ * user files (inventory known_hosts, else ssh_config UserKnownHostsFile,
+ * else ~/.ssh/known_hosts and ~/.ssh/known_hosts2) and the global ones
+ * (ssh_config GlobalKnownHostsFile, else /etc/ssh/ssh_known_hosts and
+ * /etc/ssh/ssh_known_hosts2). A different key of the offered type in any of
+ * them is a changed key; --accept-new records only a host no file knows.
  *
  * We read known_hosts ourselves instead of relying on
  * ssh_session_is_known_server(): a changed key must be reported with BOTH
@@ -142,6 +147,7 @@ struct kh_result {
     int match;            /* exact key recorded */
     int revoked;
     int changed_line;     /* first line with a different key for this host */
+    int same_type_line;   /* first line with a different key of the offered type */
     char *old_type, *old_b64;
 };
 
@@ -180,10 +186,16 @@ static int scan(const char *file, const char *name, const char *type, const char
         }
         if (strcmp(ktype, type) == 0 && same_blob(kb64, b64)) {
             r->match = 1;
-        } else if (!r->changed_line) {
-            r->changed_line = lineno;
-            r->old_type = strdup(ktype);
-            r->old_b64 = strdup(kb64);
+        } else {
+            int same_type = strcmp(ktype, type) == 0;
+            if (same_type && !r->same_type_line) r->same_type_line = lineno;
+            /* report the key of the offered type when there is one */
+            if (!r->changed_line || (same_type && r->same_type_line == lineno)) {
+                r->changed_line = lineno;
+                free(r->old_type); free(r->old_b64);
+                r->old_type = strdup(ktype);
+                r->old_b64 = strdup(kb64);
+            }
         }
     }
     free(line);
@@ -240,13 +252,29 @@ out:
     return rc;
 }
 
+static char *file_list(const char *const *files, int n)
+{
+    struct kcm_buf b = {0};
+    for (int i = 0; i < n; i++) {
+        if (i) kcm_buf_add(&b, ", ", 2);
+        kcm_buf_add(&b, files[i], strlen(files[i]));
+    }
+    if (!b.p) return kcm_ssh_fmt("(no known_hosts file)");
+    return b.p;
+}
+
 int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,
-                           const char *known_hosts, int accept_new, char **msg)
+                           const char *const *files, int nfiles, int nuser,
+                           int accept_new, char **msg)
 {
     ssh_key key = NULL;
-    char *b64 = NULL, *fp = NULL, *name = NULL;
+    char *b64 = NULL, *fp = NULL, *name = NULL, *all = NULL;
     struct kh_result r = {0};
-    int rc = -1;
+    int rc = -1, match = 0;
+    /* where the reported line is */
+    const char *revoked_file = NULL, *changed_file = NULL;
+    int revoked_line = 0, changed_line = 0, changed_same = 0;
+    char *old_type = NULL, *old_b64 = NULL;
 
     if (ssh_get_server_publickey(s, &key) != SSH_OK) {
         *msg = kcm_ssh_fmt("no host key from server: %s", ssh_get_error(s));
@@ -259,32 +287,54 @@ int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,
     }
     fp = kcm_ssh_fingerprint_b64(b64);
     name = port == 22 ? kcm_ssh_fmt("%s", host) : kcm_ssh_fmt("[%s]:%d", host, port);
+    all = file_list(files, nfiles);
 
-    if (scan(known_hosts, name, type, b64, &r, msg) != 0) goto out;
-    if (r.revoked) {
+    for (int i = 0; i < nfiles; i++) {
+        memset(&r, 0, sizeof r);
+        if (scan(files[i], name, type, b64, &r, msg) != 0) goto out;
+        if (r.revoked && !revoked_file) revoked_file = files[i], revoked_line = r.revoked;
+        if (r.match) match = 1;
+        /* a key of the offered type beats one of another type as "the old key" */
+        if (r.changed_line && (!changed_file || (r.same_type_line && !changed_same))) {
+            changed_file = files[i];
+            changed_line = r.changed_line;
+            changed_same = r.same_type_line != 0;
+            free(old_type); free(old_b64);
+            old_type = r.old_type, old_b64 = r.old_b64;
+            r.old_type = r.old_b64 = NULL;
+        }
+        free(r.old_type); free(r.old_b64);
+        r.old_type = r.old_b64 = NULL;
+    }
+    if (revoked_file) {
         *msg = kcm_ssh_fmt("host key %s (%s) of %s is marked @revoked in %s:%d",
-                           fp, type, name, known_hosts, r.revoked);
-    } else if (r.match) {
-        rc = 0;
-    } else if (r.changed_line) {
-        char *oldfp = kcm_ssh_fingerprint_b64(r.old_b64);
+                           fp, type, name, revoked_file, revoked_line);
+    } else if (changed_file && (changed_same || !match)) {
+        /* a different key of this type anywhere, or only other keys known */
+        char *oldfp = kcm_ssh_fingerprint_b64(old_b64);
         *msg = kcm_ssh_fmt("HOST KEY CHANGED for %s: %s:%d records %s (%s) but the server "
                            "offers %s (%s); this may be a man-in-the-middle attack. If the "
                            "change is expected, remove the old entry "
                            "(ssh-keygen -R '%s' -f %s) and rerun with --accept-new",
-                           name, known_hosts, r.changed_line, oldfp, r.old_type, fp, type,
-                           name, known_hosts);
+                           name, changed_file, changed_line, oldfp, old_type, fp, type,
+                           name, changed_file);
         free(oldfp);
+    } else if (match) {
+        rc = 0;
+    } else if (accept_new && nuser > 0) {
+        rc = record(files[0], name, type, b64, msg);
     } else if (accept_new) {
-        rc = record(known_hosts, name, type, b64, msg);
+        *msg = kcm_ssh_fmt("host key of %s is unknown (%s key %s) and there is no user known_hosts "
+                           "file to record it in (UserKnownHostsFile none)", name, type, fp);
     } else {
         *msg = kcm_ssh_fmt("host key of %s is unknown: %s key %s is not in %s; verify the "
                            "fingerprint, then rerun with --accept-new to record it",
-                           name, type, fp, known_hosts);
+                           name, type, fp, all);
     }
 out:
     free(r.old_type); free(r.old_b64);
-    free(name); free(fp);
+    free(old_type); free(old_b64);
+    free(name); free(fp); free(all);
     ssh_string_free_char(b64);
     ssh_key_free(key);
     return rc;

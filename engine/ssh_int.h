@@ -51,19 +51,25 @@ void kcm_ssh_disconnect(kcm_ssh_sess *c);
  * matched against the name as given, first value wins). path NULL = none.
  * 0 ok (fields NULL/0 when unset), -1 with *msg ("file:line: why"). */
 #define KCM_SSH_CFG_MAX_ID 16
+#define KCM_SSH_CFG_MAX_KH 8
 struct kcm_ssh_cfg {
     char *hostname, *user, *known_hosts;
     int port;
     char *identity[KCM_SSH_CFG_MAX_ID];
     int n_identity;
+    /* UserKnownHostsFile / GlobalKnownHostsFile lists ("none" = set, empty) */
+    char *user_kh[KCM_SSH_CFG_MAX_KH], *global_kh[KCM_SSH_CFG_MAX_KH];
+    int n_user_kh, n_global_kh, user_kh_set, global_kh_set;
 };
 int kcm_ssh_config_resolve(const char *path, const char *name, struct kcm_ssh_cfg *out, char **msg);
 void kcm_ssh_cfg_free(struct kcm_ssh_cfg *c);
 
-/* ssh_hostkey.c: check the server key of a fresh connection against
- * known_hosts; records it when accept_new. 0 ok, -1 with *msg. */
+/* ssh_hostkey.c: check the server key of a fresh connection against every
+ * known_hosts file (files[0..nuser) the user's, the rest global); records
+ * it in files[0] when accept_new and no file knows the host. 0 ok, -1 with *msg. */
 int kcm_ssh_verify_hostkey(ssh_session s, const char *host, int port,
-                           const char *known_hosts, int accept_new, char **msg);
+                           const char *const *files, int nfiles, int nuser,
+                           int accept_new, char **msg);
 /* "SHA256:..." of a base64 public key blob, as ssh-keygen -l prints it. */
 char *kcm_ssh_fingerprint_b64(const char *b64);
 
