@@ -83,6 +83,17 @@ static void push_gens(lua_State *L, const GENERAL_NAMES *gens)
     lua_setfield(L, -4, "ip");
     lua_setfield(L, -3, "email");
     lua_setfield(L, -2, "dns");
+    lua_newtable(L);
+    lua_Integer nuri = 0;
+    for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
+        int type;
+        const ASN1_STRING *s = GENERAL_NAME_get0_value(sk_GENERAL_NAME_value(gens, i), &type);
+        if (type != GEN_URI)
+            continue;
+        lua_pushlstring(L, (const char *)ASN1_STRING_get0_data(s), (size_t)ASN1_STRING_length(s));
+        lua_rawseti(L, -2, ++nuri);
+    }
+    lua_setfield(L, -2, "uri");
 }
 
 static void push_sans(lua_State *L, X509 *x)
@@ -107,7 +118,7 @@ int kcm_crypto_hosts_sans(lua_State *L)
 }
 
 /* cert:info() -> {subject={{"C","CN"},...}, issuer=..., subject_text=,
- * issuer_text=, sans={dns={},email={},ip={}}, not_before=, not_after=,
+ * issuer_text=, sans={dns={},email={},ip={},uri={}}, not_before=, not_after=,
  * serial= (hex), is_ca=, path_len=, ku=bits (Go order), eku={oid,...},
  * ski=, aki=, key={type=,bits=,curve=}, signature_algorithm=,
  * fingerprint_sha256= (AA:BB:..), self_signed=} */

@@ -82,6 +82,14 @@ X509_NAME *kcm_crypto_name_from_lua(lua_State *L, int idx, char *err, size_t err
             lua_geti(L, -1, v);
             size_t len;
             const char *val = lua_tolstring(L, -1, &len);
+            for (size_t k = 0; val && k < len; k++)
+                if ((unsigned char)val[k] < 0x20 || val[k] == 0x7f) {
+                    snprintf(err, errlen, "subject %s holds a control character (byte 0x%02x at %zu)",
+                             field, (unsigned)(unsigned char)val[k], k);
+                    lua_pop(L, 3);
+                    X509_NAME_free(name);
+                    return NULL;
+                }
             if (!val || !X509_NAME_add_entry_by_NID(name, nid, go_string_type(val, len),
                                                     (const unsigned char *)val, (int)len,
                                                     -1, v == 1 ? 0 : -1)) {
@@ -127,6 +135,51 @@ static int looks_like_email(const char *s)
     return strpbrk(s, " \t<>,;\"()[]\\") == NULL;
 }
 
+/* Go's url.ParseRequestURI accepts what cfssl then puts in a URI SAN: an
+ * absolute URI (scheme ":" ...) or an absolute path. */
+static int looks_like_uri(const char *s)
+{
+    if (s[0] == '/')
+        return 1;
+    if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+        return 0;
+    for (const char *p = s + 1; *p; p++) {
+        if (*p == ':')
+            return 1;
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '+' || *p == '-' || *p == '.'))
+            return 0;
+    }
+    return 0;
+}
+
+/* RFC 1035 sizes (labels 1..63, at most 253 in all), LDH plus '_' and a
+ * leading "*" label for wildcards. */
+static const char *dns_problem(const char *h, size_t len)
+{
+    if (len > 253)
+        return "longer than 253 characters";
+    size_t label = 0;
+    for (size_t i = 0; i <= len; i++) {
+        char c = i < len ? h[i] : '.';
+        if (c == '.') {
+            if (label == 0)
+                return "has an empty label";
+            if (label > 63)
+                return "has a label longer than 63 characters";
+            label = 0;
+            continue;
+        }
+        label++;
+        if (c == '*' && i == 0 && (len == 1 || h[1] == '.'))
+            continue;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return "has a character not allowed in a DNS name";
+    }
+    return NULL;
+}
+
 static int push_gen(GENERAL_NAMES *gens, int type, const void *data, int len)
 {
     ASN1_STRING *s = type == GEN_IPADD ? ASN1_OCTET_STRING_new() : ASN1_IA5STRING_new();
@@ -144,7 +197,8 @@ static int push_gen(GENERAL_NAMES *gens, int type, const void *data, int len)
     return 1;
 }
 
-/* idx: array of host strings. Order follows Go: DNS names, e-mails, IPs.
+/* idx: array of host strings. Order follows Go: DNS names, e-mails, IPs,
+ * URIs (cfssl's classification: IP, e-mail, URI, else DNS name).
  * *out is NULL when nothing remains. */
 int kcm_crypto_san_from_hosts(lua_State *L, int idx, int drop_dns_email,
                               GENERAL_NAMES **out, char *err, size_t errlen)
@@ -157,7 +211,7 @@ int kcm_crypto_san_from_hosts(lua_State *L, int idx, int drop_dns_email,
         return 0;
     }
     lua_Integer n = luaL_len(L, idx);
-    for (int pass = 0; pass < 3; pass++) {
+    for (int pass = 0; pass < 4; pass++) {
         for (lua_Integer i = 1; i <= n; i++) {
             lua_geti(L, idx, i);
             size_t len;
@@ -177,18 +231,24 @@ int kcm_crypto_san_from_hosts(lua_State *L, int idx, int drop_dns_email,
                     iplen = 4;
                 }
             }
-            int kind = iplen ? 2 : looks_like_email(h) ? 1 : 0;
+            int kind = iplen ? 2 : looks_like_email(h) ? 1 : looks_like_uri(h) ? 3 : 0;
             if (kind == pass && !(drop_dns_email && kind < 2)) {
                 int ok;
                 if (kind == 2) {
                     ok = push_gen(gens, GEN_IPADD, ip, iplen);
                 } else {
                     for (size_t k = 0; k < len; k++)
-                        if ((unsigned char)h[k] >= 0x80) {
-                            snprintf(err, errlen, "hosts entry '%s' is not ASCII", h);
+                        if ((unsigned char)h[k] >= 0x80 || (unsigned char)h[k] <= 0x20 || h[k] == 0x7f) {
+                            snprintf(err, errlen, "hosts[%d] is not printable ASCII without spaces", (int)i);
                             goto fail;
                         }
-                    ok = push_gen(gens, kind == 1 ? GEN_EMAIL : GEN_DNS, h, (int)len);
+                    const char *bad = kind == 0 ? dns_problem(h, len) : NULL;
+                    if (bad) {
+                        snprintf(err, errlen, "hosts[%d]: DNS name '%.80s%s' %s", (int)i, h,
+                                 len > 80 ? "..." : "", bad);
+                        goto fail;
+                    }
+                    ok = push_gen(gens, kind == 1 ? GEN_EMAIL : kind == 3 ? GEN_URI : GEN_DNS, h, (int)len);
                 }
                 if (!ok) {
                     snprintf(err, errlen, "out of memory");

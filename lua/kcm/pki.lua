@@ -122,6 +122,59 @@ local function opt_table(src, t, k, field)
   return v
 end
 
+-- A value for an error message: quoted, control characters escaped, cut short.
+local function shown(v)
+  v = tostring(v)
+  if #v > 80 then v = v:sub(1, 80) .. "..." end
+  return (("%q"):format(v):gsub("\\\n", "\\n"))
+end
+
+-- Subject fields: printable text only (a NUL or a line break in a CN makes a
+-- name that displays as something else).
+local function check_name(src, field, v)
+  local bad = v:find("[%c\127]")
+  if bad then
+    fail(src, field, ("%s holds a control character (byte 0x%02x at %d); names must be printable text")
+         :format(shown(v), v:byte(bad), bad))
+  end
+  if #v > 1024 then fail(src, field, ("%s is %d bytes long (at most 1024)"):format(shown(v), #v)) end
+end
+
+-- cfssl's classification of a hosts entry: IP address, e-mail, URI (Go's
+-- url.ParseRequestURI: scheme ":" ... or an absolute path), else DNS name;
+-- DNS names checked against RFC 1035 sizes.
+local function check_host(src, field, h)
+  if h:find("[%c\127 ]") or h:find("[\128-\255]") then
+    fail(src, field, ("%s is not printable ASCII without spaces"):format(shown(h)))
+  end
+  if h:match("^%d+%.%d+%.%d+%.%d+$") or (h:find(":") and h:match("^[%x:%.]+$")) then return "ip" end
+  if h:find("@") then return "email" end
+  if h:sub(1, 1) == "/" or h:match("^%a[%w+%-%.]*:") then return "uri" end
+  local why
+  if #h > 253 then why = ("is %d characters long (a DNS name has at most 253)"):format(#h)
+  else
+    for label in (h .. "."):gmatch("([^.]*)%.") do
+      if label == "" then why = "has an empty label"; break end
+      if #label > 63 then why = ("has a label of %d characters (at most 63)"):format(#label); break end
+      if not label:match("^[%w%-_]+$") and not (label == "*" and h:sub(1, 2) == "*.") then
+        why = ("has the label %s: DNS names take letters, digits, '-' and '_' (and a leading '*.')"):format(shown(label))
+        break
+      end
+    end
+  end
+  if why then fail(src, field, ("DNS name %s %s"):format(shown(h), why)) end
+  return "dns"
+end
+
+-- An integer field within [lo, hi]; JSON numbers like 2048.0 count, 1e308 does not.
+local function int_field(src, field, v, lo, hi)
+  if type(v) ~= "number" or v ~= v or v < lo or v > hi or v ~= math.floor(v) then
+    fail(src, field, ("%s is not an integer between %d and %d"):format(
+         type(v) == "number" and ("%.15g"):format(v) or shown(v), lo, hi))
+  end
+  return math.tointeger(v)
+end
+
 local function check_key(src, algo, size)
   if algo == "rsa" then
     if math.type(size) ~= "integer" or size < 2048 or size > 8192 then
@@ -142,11 +195,16 @@ function M.load_csr(v)
   local t, src = load_json("csr", v)
   local req = { source = src }
   req.CN = opt_string(src, t, "CN", "CN") or ""
+  check_name(src, "CN", req.CN)
   local key = opt_table(src, t, "key", "key")
   if key then
     -- cfssl reads size as a JSON number; 2048.0 is still 2048
     local size = key.size
-    if type(size) == "number" and size == math.floor(size) then size = math.tointeger(size) end
+    if type(size) == "number" and size == math.floor(size) and math.tointeger(size) then size = math.tointeger(size)
+    elseif size ~= nil then
+      fail(src, "key.size", ("%s is not a key size in bits (e.g. 2048 for rsa, 256 for ecdsa)"):format(
+           type(size) == "number" and ("%.15g"):format(size) or shown(size)))
+    end
     req.key = { algo = key.algo, size = size }
   else
     req.key = { algo = "ecdsa", size = 256 }   -- cfssl's default key request
@@ -155,6 +213,7 @@ function M.load_csr(v)
   req.hosts = {}
   for i, h in ipairs(opt_table(src, t, "hosts", "hosts") or {}) do
     if type(h) ~= "string" or h == "" then fail(src, ("hosts[%d]"):format(i), "expected a non-empty string") end
+    check_host(src, ("hosts[%d]"):format(i), h)
     req.hosts[i] = h
   end
   -- Go's subject order: C, ST, L, O, OU, CN; repeated types share one RDN
@@ -165,7 +224,10 @@ function M.load_csr(v)
     if type(n) ~= "table" then fail(src, ("names[%d]"):format(i), "expected an object") end
     for _, f in ipairs(fields) do
       local s = opt_string(src, n, f, ("names[%d].%s"):format(i, f))
-      if s and s ~= "" then table.insert(acc[f], s) end
+      if s and s ~= "" then
+        check_name(src, ("names[%d].%s"):format(i, f), s)
+        table.insert(acc[f], s)
+      end
     end
   end
   req.subject = {}
@@ -183,8 +245,7 @@ function M.load_csr(v)
       req.ca.expiry = secs
     end
     if ca.pathlen ~= nil and ca.pathlen ~= cjson.null then
-      if math.type(ca.pathlen) == nil or ca.pathlen < 0 then fail(src, "ca.pathlen", "expected a non-negative integer") end
-      req.ca.pathlen = math.tointeger(ca.pathlen)
+      req.ca.pathlen = int_field(src, "ca.pathlen", ca.pathlen, 0, 2147483647)
     end
     req.ca.pathlenzero = ca.pathlenzero == true
   end
@@ -226,7 +287,8 @@ local function load_profile(src, field, p)
   local cc = opt_table(src, p, "ca_constraint", field .. ".ca_constraint")
   if cc then
     prof.is_ca = cc.is_ca == true
-    prof.max_path_len = math.tointeger(cc.max_path_len) or 0
+    prof.max_path_len = cc.max_path_len == nil and 0 or int_field(src, field .. ".ca_constraint.max_path_len",
+                                                                  cc.max_path_len, 0, 2147483647)
     prof.max_path_len_zero = cc.max_path_len_zero == true
   end
   return prof
@@ -375,8 +437,8 @@ local function stale_reason(cert, key, want)
   if not same_list(info_subject(info.subject), flat_subject(want.subject)) then return "subject changed" end
   local sans = crypto.hosts_sans(want.hosts)
   if want.drop_dns then sans.dns, sans.email = {}, {} end
-  for _, kind in ipairs { "dns", "email", "ip" } do
-    if not same_list(info.sans[kind], sans[kind], true) then return "hosts changed" end
+  for _, kind in ipairs { "dns", "email", "ip", "uri" } do
+    if not same_list(info.sans[kind] or {}, sans[kind] or {}, true) then return "hosts changed" end
   end
   if info.ku ~= want.ku or not same_list(info.eku, want.eku, true) then return "usages changed" end
   if info.is_ca ~= (want.is_ca or false) then return "CA flag changed" end

@@ -50,6 +50,28 @@ intermediate|ecdsa384-csr.json|profiles-config.json|intermediate|$K|ca-ecdsa384
 default-profile|kube-controller-manager-csr.json|profiles-config.json|default|$C|ca
 CASES
 
+# --- a URI in hosts (spiffe://..., urn:...): a URI SAN, as cfssl >= 1.4 does
+# (signer.OverrideHosts: IP, e-mail, url.ParseRequestURI, else DNS). Debian's
+# cfssl 1.2.0 here predates that and writes them as DNS SANs, which RFC 5280
+# forbids (a DNS SAN is an RFC 1035 name). So: everything but the SAN line
+# equal to cfssl's certificate, and the SAN line as the newer cfssl writes it.
+label=uri-san
+cfssl_gen "$C" "$label" -ca="$C/ca.pem" -ca-key="$C/ca-key.pem" -config="$F/ca-config.json" -profile=kubernetes "$F/uri-csr.json"
+kcm PKI_CSR="$F/uri-csr.json" PKI_CA="$C/ca.pem" PKI_CA_KEY="$C/ca-key.pem" PKI_CONFIG="$F/ca-config.json" \
+    PKI_PROFILE=kubernetes PKI_DIR="$K" PKI_NAME="$label"
+expect_rc 0 "issue $label"
+sans() { openssl x509 -in "$1" -noout -ext subjectAltName | tail -1 | sed 's/^ *//'; }
+cf_sans=$(sans "$C/$label.pem"); kc_sans=$(sans "$K/$label.pem")
+[ "$cf_sans" = "DNS:spiffe://cluster.local/ns/kube-system/sa/x, DNS:node1.example, DNS:urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66, IP Address:10.0.0.1" ] ||
+  fail "$label: cfssl $(cfssl version | head -1) SANs changed: $cf_sans (revisit this case)"
+[ "$kc_sans" = "DNS:node1.example, IP Address:10.0.0.1, URI:spiffe://cluster.local/ns/kube-system/sa/x, URI:urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66" ] ||
+  fail "$label: kcmrun SANs: $kc_sans"
+masked_text x509 "$C/$label.pem" | grep -v -e 'DNS:' -e 'URI:' >"$T/a.txt"
+masked_text x509 "$K/$label.pem" | grep -v -e 'DNS:' -e 'URI:' >"$T/b.txt"
+diff -u "$T/a.txt" "$T/b.txt" || fail "$label: certificates differ beyond the SAN line"
+check_pair "$label (kcmrun)" "$K/$label.pem" "$K/$label-key.pem" "$C/ca.pem"
+pass "$label: URIs become URI SANs (cfssl >= 1.4); the rest equals cfssl's certificate"
+
 # serials: positive, at most 159 bits, random
 s1=$(openssl x509 -in "$K/kube-controller-manager.pem" -noout -serial | cut -d= -f2)
 s2=$(openssl x509 -in "$K/kcm-by-kcmrun-ca.pem" -noout -serial | cut -d= -f2)
