@@ -2,7 +2,11 @@
  * them) and the module table. X.509 work lives in crypto_x509.c /
  * crypto_cert.c, name and SAN encoding in crypto_names.c. */
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/core_names.h>
@@ -106,6 +110,53 @@ static int key_pem(lua_State *L)
     return 1;
 }
 
+/* key:write_pem(path [, mode=0600]): the key goes from the handle to the
+ * file without becoming a Lua string (which could not be wiped): PEM in a
+ * cleansed buffer, a temp file next to `path` created with its final mode,
+ * fsync, rename. Raises on failure ("write PATH: why"). */
+static int key_write_pem(lua_State *L)
+{
+    EVP_PKEY *pkey = kcm_crypto_check_key(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    mode_t mode = (mode_t)luaL_optinteger(L, 3, 0600) & 07777;
+    char err[256];
+    BIO *bio = BIO_new(BIO_s_mem());
+    if (!bio || !PEM_write_bio_PrivateKey_traditional(bio, pkey, NULL, NULL, 0, NULL, NULL)) {
+        BIO_free(bio);
+        return luaL_error(L, "crypto: encode private key: %s", kcm_crypto_err(err, sizeof err, "failed"));
+    }
+    BUF_MEM *mem = NULL;
+    BIO_get_mem_ptr(bio, &mem);
+    size_t plen = strlen(path);
+    char *tmp = malloc(plen + 32);
+    int fd = -1, e = 0;
+    if (!tmp) {
+        e = ENOMEM;
+    } else {
+        const char *slash = strrchr(path, '/');
+        size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+        snprintf(tmp, plen + 32, "%.*s.%s.kcm-XXXXXX", (int)dlen, path, path + dlen);
+        fd = mkostemp(tmp, O_CLOEXEC);   /* 0600 from the first byte */
+        if (fd < 0) e = errno;
+    }
+    for (size_t off = 0; !e && off < mem->length;) {
+        ssize_t w = write(fd, mem->data + off, mem->length - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) e = errno; else off += (size_t)w;
+    }
+    kcm_memzero(mem->data, mem->length);
+    BIO_free(bio);
+    if (!e && fchmod(fd, mode) != 0) e = errno;
+    if (!e && fsync(fd) != 0) e = errno;
+    if (fd >= 0 && close(fd) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) e = errno;
+    if (e && fd >= 0) unlink(tmp);
+    free(tmp);
+    if (e)
+        return luaL_error(L, "write %s: %s", path, strerror(e));
+    return 0;
+}
+
 static const char *curve_label(EVP_PKEY *pkey)
 {
     char group[64] = "";
@@ -164,6 +215,7 @@ static int key_public_id(lua_State *L)
 
 static const luaL_Reg key_methods[] = {
     {"pem", key_pem},
+    {"write_pem", key_write_pem},
     {"info", key_info},
     {"public_id", key_public_id},
     {NULL, NULL},
@@ -284,7 +336,47 @@ static int l_load_key(lua_State *L)
     return 1;
 }
 
+/* crypto.load_key_file(path) -> key | nil, err: read in a buffer that is
+ * wiped after parsing, so the key never becomes a Lua string. */
+static int l_load_key_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || st.st_size > (1 << 20)) {
+        int e = fd < 0 ? errno : EFBIG;
+        if (fd >= 0) close(fd);
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(e));
+        return 2;
+    }
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    while (buf && n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (!buf) return luaL_error(L, "crypto: out of memory");
+    BIO *bio = BIO_new_mem_buf(buf, (int)n);
+    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    kcm_memzero(buf, cap);
+    free(buf);
+    if (!pkey) {
+        ERR_clear_error();
+        lua_pushnil(L);
+        lua_pushstring(L, "not a PEM private key");
+        return 2;
+    }
+    kcm_crypto_push_key(L, pkey);
+    return 1;
+}
+
 static const luaL_Reg crypto_funcs[] = {
+    {"load_key_file", l_load_key_file},
     {"generate_key", l_generate_key},
     {"load_key", l_load_key},
     {"make_csr", kcm_crypto_make_csr},

@@ -376,18 +376,23 @@ local function load_ca(ca, ca_key)
   local cert = crypto.parse_cert(cert_pem)
   if not cert then error(("pki: CA certificate %s: not a PEM certificate"):format(cert_src), 0) end
   if type(ca_key) ~= "string" then error("pki: ca_key: expected a path or PEM text", 0) end
-  local key_src, key_pem = "CA key", ca_key
+  local key_src, key = "CA key", nil
   if not is_pem(ca_key) then
     key_src = ca_key
     local st = fs.stat(ca_key)
+    if not st then error(("pki: CA key %s: cannot read: %s"):format(ca_key, why("No such file or directory", ca_key)), 0) end
+    -- read natively into a wiped buffer: the CA key text never becomes a Lua string
     local err
-    key_pem, err = fs.read(ca_key)
-    if not key_pem then error(("pki: CA key %s: cannot read: %s"):format(ca_key, why(err, ca_key)), 0) end
-    if st and st.mode & 4 ~= 0 then
+    key, err = crypto.load_key_file(ca_key)
+    if not key and err ~= "not a PEM private key" then
+      error(("pki: CA key %s: cannot read: %s"):format(ca_key, why(err, ca_key)), 0)
+    end
+    if st.mode & 4 ~= 0 then
       task.warn(("pki: CA key %s is world-readable (mode %s); chmod 600 it"):format(ca_key, octal(st.mode & 4095)))
     end
+  else
+    key = crypto.load_key(ca_key)
   end
-  local key = crypto.load_key(key_pem)
   if not key then error(("pki: CA key %s: not a PEM private key"):format(key_src), 0) end
   if not cert:matches_key(key) then
     error(("pki: CA key %s does not match CA certificate %s"):format(key_src, cert_src), 0)
@@ -466,20 +471,26 @@ local function produce(o, want, sign_args)
   local cert_path, key_path, csr_path = paths(o.dir, o.name)
   local res = { cert_path = cert_path, key_path = key_path, csr_path = csr_path, changed = false }
 
+  -- res.key (the key's PEM text) is made only when a caller asks for it: the
+  -- key itself goes from the native handle to disk and back.
+  setmetatable(res, { __index = function(t, k)
+    if k == "key" and not task.check() then return fs.read(key_path) end
+  end })
   local reason = "no certificate yet"
-  local cert_pem, key_pem = fs.read(cert_path), fs.read(key_path)
-  if cert_pem and key_pem then
-    local cert, key = crypto.parse_cert(cert_pem), crypto.load_key(key_pem)
+  local cert_pem = fs.read(cert_path)
+  local key_exists = fs.exists(key_path)
+  if cert_pem and key_exists then
+    local cert, key = crypto.parse_cert(cert_pem), crypto.load_key_file(key_path)
     if not cert then reason = cert_path .. " is not a certificate"
     elseif not key then reason = key_path .. " is not a private key"
     else
       reason = stale_reason(cert, key, want)
       if not reason then
         -- keep the pair; still repair the key file's mode and a missing CSR
-        res.pem, res.key, res.info = cert_pem, key_pem, cert:info()
+        res.pem, res.info = cert_pem, cert:info()
         local st = fs.stat(key_path)
         if st and st.mode & 4095 ~= tonumber("600", 8) then
-          write(key_path, key_pem, "600")
+          key:write_pem(key_path, tonumber("600", 8))
           res.changed = true
           task.changed("pki: chmod 0600 " .. key_path)
         end
@@ -496,7 +507,7 @@ local function produce(o, want, sign_args)
         return res
       end
     end
-  elseif cert_pem or key_pem then
+  elseif cert_pem or key_exists then
     reason = (cert_pem and key_path or cert_path) .. " is missing"
   end
 
@@ -510,12 +521,12 @@ local function produce(o, want, sign_args)
   sign_args.csr = csr
   if not sign_args.ca_key then sign_args.ca_key = key end
   local pem = crypto.sign(sign_args)
-  local kp = key:pem()
   -- key first: an interrupted run leaves a cert that no longer matches, so it is redone
-  write(key_path, kp, "600")
+  local ok, werr = pcall(key.write_pem, key, key_path, tonumber("600", 8))
+  if not ok then error(("pki: cannot write %s: %s"):format(key_path, tostring(werr)), 0) end
   write(csr_path, csr, "644")
   write(cert_path, pem, "644")
-  res.pem, res.key, res.csr = pem, kp, csr
+  res.pem, res.csr = pem, csr
   res.info = crypto.parse_cert(pem):info()
   return res
 end
