@@ -94,7 +94,14 @@ poweroff)
   expect_rc 4 "a node powered off"
   expect_out "UNREACHABLE +node2"
   expect_out "node2.*unreachable"
-  grep -A8 RECAP "$T/out" | grep -E "^  node1 " | grep -qE " 0 +0 *$" || { cat "$T/out"; fail "node1 should have no failure"; }
+  # recap columns: node ok changed failed skipped unreachable
+  for n in node1 node3; do
+    row=$(sed -n '/^RECAP/,$p' "$T/out" | awk -v n="$n" '$1 == n')
+    [ -n "$row" ] || { cat "$T/out"; fail "no recap row for $n"; }
+    read -r _ ok _ failed _ unreach <<<"$row"
+    [ "$failed" = 0 ] && [ "$unreach" = 0 ] && [ "$ok" -gt 0 ] ||
+      { cat "$T/out"; fail "$n: recap row '$row': want failed 0, unreachable 0, ok > 0"; }
+  done
   "$KCMRUN" lab start node2 >/dev/null
   kcmrun -i "$INV" "$PB"
   expect_rc 0 "rerun after lab start"

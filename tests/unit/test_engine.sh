@@ -6,7 +6,7 @@ set -e
 F=$(cd "$(dirname "$0")/fixtures" && pwd)
 SD="$T/state"
 
-case "${1:-all}" in
+case "${1:?usage: test_engine.sh CASE}" in
 forks)
   run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/fanout.lua"
   expect_rc 0 "fanout default forks"
@@ -149,5 +149,8 @@ LUA
   expect_rc 130 "SIGINT"
   expect_out "RECAP"; ! grep -q "two ran" "$T/out" || fail "new work started after SIGINT"
   pass "SIGINT: in-flight work finishes, nothing new starts, recap printed, exit 130"
+  ;;
+*)
+  fail "unknown case '$1'"
   ;;
 esac
