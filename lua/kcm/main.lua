@@ -288,7 +288,8 @@ return function(argv, host)
   local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
 
-  local report = require("kcm.report").new({ verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
+  local rep_ok, report = pcall(require("kcm.report").new, { verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
+  if not rep_ok then return die(EXIT.usage, err_message(report)) end
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
   -- diffs are kept with the node's result, so nodes running at once do not interleave
   task.show_diff = function(text)

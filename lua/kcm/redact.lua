@@ -53,10 +53,14 @@ local function field_rules()
 end
 local RULES = field_rules()
 
--- A token.csv line (kube-apiserver --token-auth-file): token,user,uid[,"groups"]
+-- A token.csv line (kube-apiserver --token-auth-file): token,user,uid[,"groups"],
+-- also quoted inside a message: a long token of letters and digits before ",user,uid".
 local function token_csv(line)
-  local pre, tok, rest = line:match("^([%+%- ]?%s*)([%w%-_%.]+)(,[^,]+,[^,]+.*)$")
-  if tok and #tok >= 16 and tok:find("%d") and tok:find("%a") then return pre .. M.MARK .. rest end
+  local out, n = line:gsub("%f[%w%-_%.]([%w%-_%.]+)(,[^,%s]+,%s*\"?[%w%-]+)", function(tok, rest)
+    if #tok >= 16 and tok:find("%d") and tok:find("%a") then return M.MARK .. rest end
+    return nil
+  end)
+  if n > 0 and out ~= line then return out end
   return nil
 end
 

@@ -2,7 +2,12 @@
 # Label "ssh": against a throwaway sshd on 127.0.0.1 (fixture ssh_local, no lab needed).
 # Label "lab": against the 3-node lab (fixture lab from tests/lab/tests.cmake).
 set(KCM_SSH_TEST_DIR ${CMAKE_BINARY_DIR}/ssh-test)
-set(KCM_SSH_TEST_PORT 47022)
+# A port of its own per build tree (several trees run their sshd at once on
+# this machine; with one fixed port a test met another tree's sshd, whose
+# host key kcmrun rightly refused).
+string(MD5 _kcm_bin_hash "${CMAKE_BINARY_DIR}")
+string(SUBSTRING "${_kcm_bin_hash}" 0 4 _kcm_bin_hash)
+math(EXPR KCM_SSH_TEST_PORT "40000 + 0x${_kcm_bin_hash} % 20000")
 set(KCM_SSH_ENV "KCMRUN=${KCMRUN}" "KCM_SSH_DIR=${KCM_SSH_TEST_DIR}")
 
 add_test(NAME ssh_local_up COMMAND bash -c "bash \"$1\" down \"$2\"; exec bash \"$1\" up \"$2\" \"$3\""
