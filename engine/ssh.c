@@ -178,8 +178,8 @@ static void job_free(kcm_job *j)
     if (sj->data) { kcm_memzero(sj->data, sj->len); free(sj->data); }
     if (sj->content.p) kcm_memzero(sj->content.p, sj->content.cap);
     kcm_buf_free(&sj->content, 0);
-    kcm_buf_free(&sj->ex.out, 0);
-    kcm_buf_free(&sj->ex.err, 0);
+    kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
+    kcm_buf_free(&sj->ex.err, 1);
     free(sj->path); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
     sess_unref(sj->c);
     free(sj);

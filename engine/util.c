@@ -38,9 +38,16 @@ int kcm_buf_add(struct kcm_buf *b, const void *data, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1)
             cap *= 2;
-        char *q = realloc(b->p, cap);
+        /* not realloc: a buffer may hold a key (a file read over sftp,
+         * command output), and realloc would leave the old copy unwiped */
+        char *q = malloc(cap);
         if (!q)
             return -1;
+        if (b->p) {
+            memcpy(q, b->p, b->n);
+            kcm_memzero(b->p, b->cap);
+            free(b->p);
+        }
         b->p = q;
         b->cap = cap;
     }

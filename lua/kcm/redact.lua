@@ -89,6 +89,8 @@ function M.line(s)
       -- yaml/flag values that are just a reference stay: `secret: true`, `key: {`
       if val == "true" or val == "false" or val == "|" or val == ">" or val == "{" or val == "[" or val == "null"
          or val == "''" or val == '""' then return nil end
+      -- the checksum line that stands in for a secret file's diff (M.summary)
+      if val == "sha256" and head:match("^secret:") then return nil end
       return head .. M.MARK
     end)
   end
