@@ -412,6 +412,8 @@ write_inventory() {
     echo "    environment = $(lua_str "$LAB_DIR/environment.sh"),"
     echo "    K8S_DIR = \"/data/k8s/k8s\","
     echo "    SERVICE_CIDR = \"10.254.0.0/16\","
+    echo "    etcd_binary = \"/usr/bin/etcd\", etcdctl_binary = \"/usr/bin/etcdctl\","
+    echo "    ETCD_DATA_DIR = \"/data/k8s/etcd/data\", ETCD_WAL_DIR = \"/data/k8s/etcd/wal\","
     while IFS='=' read -r k v; do
       [ -n "$k" ] && echo "    [$(lua_str "$k")] = $(lua_str "$v"),"
     done < <(cluster_vars)
@@ -432,6 +434,7 @@ write_inventory() {
     echo "  groups = {"
     echo "    masters = { ${names% } },"
     echo "    all = { ${names% } },"
+    echo "    etcd = { ${names% } },"
     echo "  },"
     echo "}"
   } >"$f.tmp"
@@ -439,8 +442,9 @@ write_inventory() {
 }
 
 write_environment() {
-  local i f=$LAB_DIR/environment.sh k v ips="" names=""
+  local i f=$LAB_DIR/environment.sh k v ips="" names="" eps="" enodes=""
   for i in $(seq 1 "$LAB_NODES"); do ips+="$(node_ip "$i") "; names+="node$i "; done
+  for i in $(seq 1 "$LAB_NODES"); do eps+="https://$(node_ip "$i"):2379,"; enodes+="node$i=https://$(node_ip "$i"):2380,"; done
   {
     echo "#!/usr/bin/bash"
     echo "# kcmrun lab $LAB_NAME, in the style of the procedure's environment.sh: source it."
@@ -456,6 +460,12 @@ write_environment() {
     echo "export IFACE=\"eth0\""
     echo "# data directory of the k8s components"
     echo "export K8S_DIR=\"/data/k8s/k8s\""
+    echo
+    echo "# etcd: data and WAL directories, client endpoints, peer list"
+    echo "export ETCD_DATA_DIR=\"/data/k8s/etcd/data\""
+    echo "export ETCD_WAL_DIR=\"/data/k8s/etcd/wal\""
+    echo "export ETCD_ENDPOINTS=\"${eps%,}\""
+    echo "export ETCD_NODES=\"${enodes%,}\""
     echo
     echo "# service network, unroutable before deployment"
     echo "export SERVICE_CIDR=\"10.254.0.0/16\""

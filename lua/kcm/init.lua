@@ -40,13 +40,22 @@ end
 ---       prepare=function(ctx) (once, on the control machine, before the nodes),
 ---       notify="handler" | {...}, handles="handler", when=function(ctx)->bool,
 ---       become=true|false (elevate this step's node operations, or not,
----       whatever the inventory says), tags={...}
+---       whatever the inventory says),
+---       serial=N|"P%" (rolling: batches of N nodes / P% of them), gate=function(ctx, batch)
+---       (health check after a batch that changed something; false/error stops the step),
+---       max_fail=N (failed nodes tolerated before a serial step stops; default 0),
+---       tags={...}
 function Playbook:step(name, opts, fn)
   if type(opts) == "function" then opts, fn = {}, opts end
   if type(name) ~= "string" or name == "" then error("play:step: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("play:step " .. name .. ": missing function", 2) end
   if self.by_name[name] then error("play:step: duplicate step name '" .. name .. "'", 2) end
   opts = opts or {}
+  if opts.serial ~= nil then
+    local ok, err = pcall(require("kcm.runner").batch_size, opts.serial, 1)
+    if not ok then error("play:step " .. name .. ": " .. tostring(err), 2) end
+  end
+  if opts.gate ~= nil and type(opts.gate) ~= "function" then error("play:step " .. name .. ": gate must be a function(ctx, batch)", 2) end
   local s = {
     name = name,
     fn = fn,
@@ -57,6 +66,9 @@ function Playbook:step(name, opts, fn)
     when = opts.when,
     optional = opts.optional,
     become = opts.become,
+    serial = opts.serial,
+    gate = opts.gate,
+    max_fail = opts.max_fail,
     prepare = opts.prepare,     -- runs once on the control machine before the node part   -- runs only when asked for by --only or its `when`
     defined_at = caller_location(2),
   }

@@ -255,7 +255,7 @@ function M.load_env_sh(file)
     user = vars.KCMRUN_SSH_USER or "root",
     become = vars.KCMRUN_BECOME == "true" or vars.KCMRUN_BECOME == "1" or nil,
   }
-  local inv = validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members } }, file)
+  local inv = validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members, etcd = members } }, file)
   -- what the loader itself used is not reported as unread (kcm.vars)
   inv.consumed = { NODE_IPS = true, NODE_NAMES = true, KCMRUN_SSH_USER = true, KCMRUN_KNOWN_HOSTS = true,
                    KCMRUN_SSH_IDENTITY = true, KCMRUN_SSH_CONFIG = true }

@@ -59,6 +59,51 @@ local function migrate_legacy(path, st, play, ids, check)
   pcall(fs.remove, path)
 end
 
+--- The batches of a serial step: `serial` = N nodes or "P%" of them (at least one).
+function M.batch_size(serial, n)
+  if serial == nil then return math.max(n, 1) end
+  local pct = type(serial) == "string" and tonumber(serial:match("^(%d+%.?%d*)%%$"))
+  local size = pct and math.ceil(n * pct / 100) or tonumber(serial)
+  if not size or size < 1 then
+    error(string.format("step option serial = %q: expected a number of nodes (1) or a percentage (\"34%%\")",
+                        tostring(serial)), 0)
+  end
+  return math.max(1, math.floor(size))
+end
+
+--- A rolling step: batch after batch; after a batch that changed or failed
+--- something the step's gate(ctx, batch) runs on the control machine (a
+--- health check: false or an error stops the step); more failed nodes than
+--- max_fail (default 0) stop it too. Nodes not reached are skipped(node, why).
+--- Returns false when the step was stopped.
+function M.run_batches(step, targets, run_batch, on_control, skipped)
+  local size = M.batch_size(step.serial, #targets)
+  local max_fail = step.max_fail or (step.serial and 0 or math.huge)
+  local failed, i = 0, 1
+  while i <= #targets do
+    local batch = { table.unpack(targets, i, math.min(i + size - 1, #targets)) }
+    i = i + size
+    local out = run_batch(batch)
+    failed = failed + out.failed
+    local why
+    if failed > max_fail then
+      why = string.format("not started: %d node(s) of the rolling step failed (max_fail = %d)", failed, max_fail)
+    elseif step.gate and (out.changed or out.failed > 0) then
+      -- after the last batch too: a rolling step ends with a healthy service
+      local ok = on_control(function(ctx)
+        if step.gate(ctx, batch) == false then error("the health gate said no", 0) end
+      end)
+      if not ok then why = "not started: the health gate after the previous batch failed" end
+    end
+    if why then
+      for k = i, #targets do skipped(targets[k], why) end
+      return false
+    end
+    if rt.signal() then return true end
+  end
+  return true
+end
+
 function M.run(play, opts)
   local inv, report = opts.inventory, opts.report
   local layering = require("kcm.vars").new(inv, play, opts.extra_vars)
@@ -245,53 +290,63 @@ function M.run(play, opts)
       if not step.prepare then
         report:step_start(step, (function() local n = {} for i, x in ipairs(targets) do n[i] = x.name end return n end)())
       end
-      local tasks = task.map(targets, opts.forks or 64, function(node)
-        local c = task.current()
-        local id = ids[node.name]
-        local info = { name = step.name, notified = false }
-        if step.handles then info.notified = st:is_due(id, play.name, step.handles) end
-        if #step.notify > 0 then c.notify_due = { id = id, handlers = step.notify } end
-        c.info = info
-        return step.fn(node, ctx_for(node), info)
-      end, function(node)
-        return { node = node.name, step = step.name, changes = {}, become = step.become }
-      end, function() return not rt.signal() end)
-      for i, t in ipairs(tasks) do
-        local node = targets[i]
-        local r = { duration = t.started_at and (t.finished_at - t.started_at) or 0,
-                    t0 = t.started_at, t1 = t.finished_at, diffs = t.ctx.diffs }
-        if t.skipped then
-          r.status = "skipped"
-          summary.interrupted = true
-        elseif t.ok then
-          local changes = t.ctx.changes
-          r.changes = changes
-          r.status = #changes > 0 and "changed" or "ok"
-          local id, w = ids[node.name], t.ctx.notify_due
-          if #changes > 0 and #step.notify > 0 then
-            st:mark_due(id, play.name, step.notify, true)   -- done ahead, unless a primitive did not say
-          elseif w and w.added and #w.added > 0 then
-            st:clear(id, play.name, w.added)            -- marked ahead, but nothing changed after all
-          end
-          if step.handles and t.ctx.info and t.ctx.info.notified then st:clear(id, play.name, { step.handles }) end
-        else
-          local err = t.error
-          if type(err) == "table" and err.unreachable then
-            r.status = "unreachable"
+      -- one batch of the step's nodes (all of them unless the step is serial)
+      local function run_batch(batch)
+        local outcome = { changed = false, failed = 0 }
+        local tasks = task.map(batch, opts.forks or 64, function(node)
+          local c = task.current()
+          local id = ids[node.name]
+          local info = { name = step.name, notified = false }
+          if step.handles then info.notified = st:is_due(id, play.name, step.handles) end
+          if #step.notify > 0 then c.notify_due = { id = id, handlers = step.notify } end
+          c.info = info
+          return step.fn(node, ctx_for(node), info)
+        end, function(node)
+          return { node = node.name, step = step.name, changes = {}, become = step.become }
+        end, function() return not rt.signal() end)
+        for i, t in ipairs(tasks) do
+          local node = batch[i]
+          local r = { duration = t.started_at and (t.finished_at - t.started_at) or 0,
+                      t0 = t.started_at, t1 = t.finished_at, diffs = t.ctx.diffs }
+          if t.skipped then
+            r.status = "skipped"
+            summary.interrupted = true
+          elseif t.ok then
+            local changes = t.ctx.changes
+            r.changes = changes
+            r.status = #changes > 0 and "changed" or "ok"
+            if #changes > 0 then outcome.changed = true end
+            local id, w = ids[node.name], t.ctx.notify_due
+            if #changes > 0 and #step.notify > 0 then
+              st:mark_due(id, play.name, step.notify, true)   -- done ahead, unless a primitive did not say
+            elseif w and w.added and #w.added > 0 then
+              st:clear(id, play.name, w.added)            -- marked ahead, but nothing changed after all
+            end
+            if step.handles and t.ctx.info and t.ctx.info.notified then st:clear(id, play.name, { step.handles }) end
           else
-            r.status = "failed"
+            local err = t.error
+            if type(err) == "table" and err.unreachable then
+              r.status = "unreachable"
+            else
+              r.status = "failed"
+            end
+            r.error, r.where = t.message, t.where
+            -- what this node changed before failing still needs its handlers
+            if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
+              st:mark_due(ids[node.name], play.name, step.notify, true)
+            end
+            down[node.name] = r.status
+            summary.failed = true
+            outcome.failed = outcome.failed + 1
           end
-          r.error, r.where = t.message, t.where
-          -- what this node changed before failing still needs its handlers
-          if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
-            st:mark_due(ids[node.name], play.name, step.notify, true)
-          end
-          down[node.name] = r.status
-          summary.failed = true
+          report:node_result(step, node.name, r)
         end
-        report:node_result(step, node.name, r)
+        st:flush()
+        return outcome
       end
-      st:flush()
+      if not M.run_batches(step, targets, run_batch, on_control, function(node, why)
+        report:node_result(step, node.name, { status = "skipped", error = why, duration = 0 })
+      end) then summary.failed = true end
       report:step_end(step)
     end
     ::continue::

@@ -59,8 +59,15 @@ local function systemctl(self, args, opts)
   return self.node:run(argv, opts or {})
 end
 
---- Writes the unit file; returns changed.
+--- Writes the unit file; returns changed. A mask (a symlink to /dev/null,
+--- or any symlink) is removed first, so the file replaces the link instead
+--- of being written through it.
 function Unit:install(content)
+  local st = self.node:stat(self:path())
+  if st and st.type == "link" then
+    if task.check() then task.changed("unmask and write " .. self:path()); return true end
+    self.node:remove(self:path())
+  end
   return self.node:put({ content = content }, self:path(), { mode = "0644", mkdir = true })
 end
 
@@ -84,7 +91,7 @@ end
 
 function Unit:daemon_reload()
   local st = self:state()
-  if st.NeedDaemonReload == "yes" or st.LoadState == "not-found" then
+  if st.NeedDaemonReload == "yes" or st.LoadState == "not-found" or st.LoadState == "masked" then
     systemctl(self, { "daemon-reload" })
     task.changed("daemon-reload")
     return true

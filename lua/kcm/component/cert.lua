@@ -1,0 +1,131 @@
+-- A component's credentials: its certificate (issued on the control machine
+-- for every member, put on the nodes with the CA certificate), the
+-- kubeconfig of a Kubernetes component, and its RBAC binding. Methods of
+-- kcm.component objects (self = the component).
+local files = require "kcm.files"
+local task = require "kcm.task"
+
+local M = {}
+
+local function var(ctx, name, default)
+  local v = ctx.vars[name]
+  if v == nil or v == "" then return default end
+  return v
+end
+local function component() return require "kcm.component" end
+
+--- The CSR: CN and O from the description, hosts = 127.0.0.1 + every member
+--- (not only the nodes of this run's --limit).
+function M:csr(ctx)
+  local hosts = { "127.0.0.1" }
+  for _, n in ipairs(component().members(ctx)) do hosts[#hosts + 1] = n.address end
+  return {
+    CN = self.cert.CN,
+    key = { algo = "rsa", size = 2048 },
+    hosts = hosts,
+    names = { { C = "CN", ST = "BeiJing", L = "BeiJing", O = self.cert.O or self.cert.CN,
+                OU = var(ctx, "cert_ou", "4Paradigm") } },
+  }
+end
+
+local function ca_paths(ctx)
+  local ca = var(ctx, "ca_cert", "/opt/k8s/work/ca.pem")
+  local dir = ca:match("^(.*)/[^/]*$") or "."
+  return ca, var(ctx, "ca_key", dir .. "/ca-key.pem"), var(ctx, "ca_config", dir .. "/ca-config.json")
+end
+
+-- step "certificate", control part: cfssl gencert -profile=kubernetes | cfssljson -bare NAME,
+-- in the work folder (component.work_dir), never in the CA's.
+function M:issue_certificate(ctx)
+  local st = self:state(ctx)
+  if st.cert then return st.cert end
+  local ca, ca_key, config = ca_paths(ctx)
+  st.cert = require("kcm.pki").issue {
+    ca = ca, ca_key = ca_key, config = config, profile = var(ctx, "cert_profile", "kubernetes"),
+    csr = self:csr(ctx), dir = component().work_dir(ctx), name = self.name,
+  }
+  st.ca_pem = files.read(ca)
+  if self.ca_key_on_nodes then st.ca_key_pem = files.read(ca_key) end
+  return st.cert
+end
+
+-- In --check a certificate that would be (re)issued does not exist yet: what
+-- depends on it would change everywhere, and is reported so.
+local function put_or_report(node, content, path, opts)
+  if content == nil and task.check() then
+    task.changed("put " .. path .. " (new content)")
+    return true
+  end
+  return node:put({ content = content }, path, opts)
+end
+
+-- step "certificate", node part: scp NAME*.pem ca.pem root@node:CERT_DIR/
+-- (and ca-key.pem only for a unit that signs with the CA)
+function M:put_certificate(node, ctx)
+  local st, p = self:state(ctx), self:paths(ctx)
+  node:mkdir(p.cert_dir, { mode = "0755" })
+  node:put({ content = st.ca_pem }, p.ca, { mode = "0644" })
+  if self.ca_key_on_nodes then node:put({ content = st.ca_key_pem }, p.ca_key, { mode = "0600" }) end
+  put_or_report(node, st.cert.pem, p.cert, { mode = "0644" })
+  put_or_report(node, st.cert.key, p.key, { mode = "0600" })
+end
+
+-- step "kubeconfig", control part: the four `kubectl config` calls
+function M:build_kubeconfig(ctx)
+  local kubeconfig = require "kcm.kubeconfig"
+  local st = self:state(ctx)
+  self:issue_certificate(ctx)
+  local server = var(ctx, "KUBE_APISERVER")
+  if not server then error("KUBE_APISERVER is not set (inventory vars or -e KUBE_APISERVER=https://...)", 0) end
+  local path = component().work_dir(ctx) .. "/" .. self.name .. ".kubeconfig"
+  if st.cert.pem == nil and task.check() then
+    st.kubeconfig = nil
+    task.changed("write " .. path .. " (new certificate)")
+    return
+  end
+  local cfg = kubeconfig.build {
+    cluster = "kubernetes", server = server, ca = st.ca_pem,
+    user = self.user, client_cert = st.cert.pem, client_key = st.cert.key,
+    context = self.user, embed = true,
+  }
+  st.kubeconfig = kubeconfig.encode(cfg)
+  files.write(path, st.kubeconfig, { mode = "0600" })
+end
+
+function M:put_kubeconfig(node, ctx)
+  put_or_report(node, self:state(ctx).kubeconfig, self:paths(ctx).kubeconfig, { mode = "0600" })
+end
+
+-- The admin kubeconfig and whether an unverified apiserver is acceptable:
+-- only when the operator says so (-e allow_insecure_kubeconfig=true), since
+-- the admin credentials would go to whoever answers.
+function M.admin_kubeconfig(ctx)
+  if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
+  local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
+  local allow = var(ctx, "allow_insecure_kubeconfig") == true or var(ctx, "allow_insecure_kubeconfig") == "true"
+  local r = require("kcm.kubeconfig").resolve(path)
+  if r.insecure and not allow then
+    error(string.format("admin_kubeconfig %s: cluster '%s' sets insecure-skip-tls-verify: refusing to send the " ..
+                        "admin credentials to an apiserver whose certificate is not verified. Give the cluster " ..
+                        "a certificate-authority, or accept the risk with -e allow_insecure_kubeconfig=true",
+                        path, tostring(r.cluster)), 0)
+  end
+  ctx.admin_kubeconfig_resolved = { path, allow, r }   -- read once per run, not once per node
+  return path, allow, r
+end
+
+-- step "rbac": kubectl create clusterrolebinding ... (idempotent, through the API)
+function M:apply_rbac(ctx)
+  if not self.rbac then return end
+  local path, allow = M.admin_kubeconfig(ctx)
+  local c = require("kcm.kube").client { kubeconfig = path, allow_insecure = allow }
+  c:apply("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
+    apiVersion = "rbac.authorization.k8s.io/v1",
+    kind = "ClusterRoleBinding",
+    metadata = { name = self.rbac.name },
+    roleRef = { apiGroup = "rbac.authorization.k8s.io", kind = "ClusterRole", name = self.rbac.clusterrole },
+    subjects = { { apiGroup = "rbac.authorization.k8s.io", kind = "User", name = self.user } },
+  })
+end
+
+return M

@@ -1,0 +1,251 @@
+-- The checks of etcd (pluggable part of kcm.component), native, without
+-- etcdctl on the control machine: HTTPS /health with the issued client
+-- certificate, leader and members through etcd's JSON gateway
+-- (/v3/maintenance/status, /v3/cluster/member/list), writes through
+-- /v3/kv/put, and the HA test.
+local cjson = require "cjson"
+local task = require "kcm.task"
+local rt = require "kcm.native.runtime"
+
+local M = {}
+
+local function var(ctx, name, default)
+  local v = ctx.vars[name]
+  if v == nil or v == "" then return default end
+  return v
+end
+local function component() return require "kcm.component" end
+
+--- values(C, node, ctx, vars): the guide's environment.sh values, the
+--- cluster lists from the members (never from --limit)
+function M.values(self, node, ctx, vars)
+  local members = component().members(ctx)
+  vars.ETCD_DATA_DIR = var(ctx, "ETCD_DATA_DIR", "/data/k8s/etcd/data")
+  vars.ETCD_WAL_DIR = var(ctx, "ETCD_WAL_DIR", "/data/k8s/etcd/wal")
+  vars.ETCD_NODES = component().join(members, "%name=https://%ip:2380")
+  vars.ETCD_ENDPOINTS = component().join(members, "https://%ip:2379")
+  -- the guide's environment.sh spells the lists out: the members win
+  for _, k in ipairs { "ETCD_NODES", "ETCD_ENDPOINTS" } do
+    local given = rawget(ctx.vars, k) or ctx.vars[k]
+    if given and given ~= vars[k] and not (self:state(ctx).warned or {})[k] then
+      self:state(ctx).warned = self:state(ctx).warned or {}
+      self:state(ctx).warned[k] = true
+      task.warn(string.format("%s=%s differs from the members of '%s' (%s): using the members", k, given,
+                              ctx.play.hosts, vars[k]))
+    end
+  end
+  vars.BIN = self:paths(ctx).bin_dir .. "/etcd"
+end
+
+--- dirs(C, ctx, vars): mkdir -p ${ETCD_DATA_DIR} ${ETCD_WAL_DIR}
+function M.dirs(_, _, vars) return { vars.ETCD_DATA_DIR, vars.ETCD_WAL_DIR } end
+
+-- The client credentials: the certificate the run issued (or, for --only
+-- leader / ha-test, the one in the work folder).
+local function creds(self, ctx)
+  local st = self:state(ctx)
+  if not st.cert then self:issue_certificate(ctx) end
+  return { ca_pem = st.ca_pem, cert_pem = st.cert.pem, key_pem = st.cert.key }
+end
+
+-- One request to a member's client URL -> status, decoded body | nil, error
+local function call(self, ctx, node, method, path, body, timeout)
+  local c = creds(self, ctx)
+  local url = string.format("https://%s:2379%s", node.address or component().address(ctx, node), path)
+  local ok, r = pcall(require("kcm.native.http").request, {
+    method = method, url = url, body = body and cjson.encode(body) or nil,
+    headers = body and { ["Content-Type"] = "application/json" } or nil,
+    ca_pem = c.ca_pem, cert_pem = c.cert_pem, key_pem = c.key_pem,
+    timeout = timeout or 5, connect_timeout = 2 })
+  if not ok then return nil, tostring(r) end
+  local dok, v = pcall(cjson.decode, r.body)
+  if r.status ~= 200 then return nil, string.format("%s %s -> %d: %s", method, url, r.status, r.body:sub(1, 200)) end
+  if not dok then return nil, string.format("%s %s: not JSON: %s", method, url, r.body:sub(1, 200)) end
+  return v
+end
+M.call = call
+
+--- health of one member: true | false, why
+function M.health(self, ctx, node)
+  local v, err = call(self, ctx, node, "GET", "/health")
+  if not v then return false, err end
+  if v.health ~= "true" and v.health ~= true then return false, "unhealthy: " .. cjson.encode(v) end
+  return true
+end
+
+--- healthy(C, ctx[, batch]): waits (bounded, with progress) until every member is healthy
+function M.healthy(self, ctx)
+  if task.check() then return true end
+  local members = component().members(ctx)
+  local timeout = tonumber(var(ctx, "etcd_health_timeout", 90))
+  local t0, last = rt.now(), rt.now()
+  while true do
+    local bad = {}
+    for _, n in ipairs(members) do
+      local ok, why = M.health(self, ctx, n)
+      if not ok then bad[#bad + 1] = n.name .. " (" .. why:gsub("^GET https://[^ ]+: ", "") .. ")" end
+    end
+    if #bad == 0 then
+      task.log(string.format("etcd: %d/%d endpoints healthy after %.1fs", #members, #members, rt.now() - t0))
+      return true
+    end
+    if rt.now() - t0 > timeout then
+      error(string.format("etcd: not healthy after %ds: %s", timeout, table.concat(bad, "; ")), 0)
+    end
+    if rt.now() - last >= 2 then
+      task.info(string.format("  waiting for etcd health: %d/%d healthy, %.0fs (%s)", #members - #bad, #members,
+                              rt.now() - t0, table.concat(bad, "; ")))
+      last = rt.now()
+    end
+    task.sleep(0.3)
+  end
+end
+
+--- verify(C, node, ctx): systemctl status etcd is active (running), and the endpoint is healthy
+function M.verify(self, node, ctx)
+  local svc = require("kcm.systemd").unit(node, self.name)
+  svc:wait_active(tonumber(var(ctx, "start_timeout", 90)), 0)
+  if task.check() then return end
+  local ok, why = M.health(self, ctx, node)
+  local addr = component().address(ctx, node)
+  if not ok then error(string.format("%s: https://%s:2379/health: %s", node.name, addr, why), 0) end
+  task.log(string.format("https://%s:2379 is healthy", addr))
+end
+
+-- etcd's uint64s come as decimal strings; etcdctl prints IDs in hex
+local function hex(s)
+  local v = 0
+  for d in tostring(s or "0"):gmatch("%d") do v = v * 10 + tonumber(d) end   -- wraps like uint64
+  return string.format("%x", v)
+end
+M.hex = hex
+
+local function bytes(n)
+  n = tonumber(n) or 0
+  local units, i = { "B", "kB", "MB", "GB", "TB" }, 1
+  while n >= 1000 and i < #units do n, i = n / 1000, i + 1 end
+  return i == 1 and string.format("%d B", n) or string.format(n < 10 and "%.1f %s" or "%.0f %s", n, units[i])
+end
+
+--- status(C, ctx) -> rows {node, endpoint, id, version, db_size, leader(bool), raft_term, raft_index, error}, leader node name
+function M.status(self, ctx, only)
+  local rows, leader_id = {}, nil
+  for _, n in ipairs(only or component().members(ctx)) do
+    local v, err = call(self, ctx, n, "POST", "/v3/maintenance/status", {})
+    local h = v and v.header or {}
+    local r = { node = n.name, endpoint = "https://" .. n.address .. ":2379", error = err }
+    if v then
+      r.id, r.version = hex(h.member_id), v.version
+      r.db_size = v.dbSize or v.db_size
+      r.raft_term, r.raft_index = v.raftTerm or v.raft_term or h.raft_term, v.raftIndex or v.raft_index
+      r.leader_id = hex(v.leader)
+      leader_id = leader_id or r.leader_id
+    end
+    rows[#rows + 1] = r
+  end
+  local leader
+  for _, r in ipairs(rows) do
+    r.leader = r.id ~= nil and r.id == r.leader_id
+    if r.leader then leader = r.node end
+  end
+  return rows, leader
+end
+
+-- etcdctl -w table endpoint status
+local function table_lines(rows)
+  local head = { "ENDPOINT", "ID", "VERSION", "DB SIZE", "IS LEADER", "RAFT TERM", "RAFT INDEX" }
+  local data = {}
+  for i, r in ipairs(rows) do
+    data[i] = r.error and { r.endpoint, "error: " .. r.error:sub(1, 60), "", "", "", "", "" }
+      or { r.endpoint, r.id, tostring(r.version), bytes(r.db_size), tostring(r.leader),
+           tostring(r.raft_term), tostring(r.raft_index) }
+  end
+  local w = {}
+  for c, h in ipairs(head) do
+    w[c] = #h
+    for _, d in ipairs(data) do w[c] = math.max(w[c], #d[c]) end
+  end
+  local function line(cells)
+    local out = {}
+    for c, s in ipairs(cells) do out[c] = " " .. s .. string.rep(" ", w[c] - #s) .. " " end
+    return "|" .. table.concat(out, "|") .. "|"
+  end
+  local sep = {}
+  for c in ipairs(head) do sep[c] = string.rep("-", w[c] + 2) end
+  local bar = "+" .. table.concat(sep, "+") .. "+"
+  local out = { bar, line(head), bar }
+  for _, d in ipairs(data) do out[#out + 1] = line(d) end
+  out[#out + 1] = bar
+  return out
+end
+
+--- leader(C, ctx): the guide's `etcdctl endpoint status -w table`, and the members
+function M.leader(self, ctx)
+  local rows, leader = M.status(self, ctx)
+  for _, l in ipairs(table_lines(rows)) do task.info(l) end
+  local ml = assert(call(self, ctx, component().members(ctx)[1], "POST", "/v3/cluster/member/list", {}))
+  local started = 0
+  for _, m in ipairs(ml.members or {}) do
+    if m.name and m.name ~= "" then started = started + 1 end
+  end
+  task.info(string.format("leader: %s; members: %d, started: %d", tostring(leader), #(ml.members or {}), started))
+  if not leader then error("etcd: no member reports itself leader", 0) end
+  ctx.leader = leader
+  return leader, rows
+end
+
+local function b64(s) return require("kcm.native.yaml").base64_encode(s) end
+
+--- put(C, ctx, node, key, value) through one member: true | nil, error
+function M.put(self, ctx, node, key, value)
+  local v, err = call(self, ctx, node, "POST", "/v3/kv/put", { key = b64(key), value = b64(value) }, 3)
+  return v ~= nil, err
+end
+
+local function pick(list, pred) for _, x in ipairs(list) do if pred(x) then return x end end end
+
+-- step "ha-test": stop the leader's etcd; time until a new leader is elected
+-- and a write through a surviving endpoint succeeds; start it again, check it rejoins.
+function M.ha_test(self, ctx)
+  local systemd = require "kcm.systemd"
+  local members = component().members(ctx)
+  local old = M.leader(self, ctx)
+  local node = pick(members, function(n) return n.name == old end)
+  local survivors = {}
+  for _, n in ipairs(members) do if n.name ~= old then survivors[#survivors + 1] = n end end
+  local budget = tonumber(var(ctx, "ETCD_ELECTION_TIMEOUT", 2000)) / 1000 + tonumber(var(ctx, "ha_margin", 3))
+  local svc = systemd.unit(node.node, self.name)
+  local t0 = rt.now()
+  svc:stop()
+  task.info(string.format("stop the leader: stopped %s on %s", self.name, old))
+  local new, wrote, last = nil, false, rt.now()
+  while rt.now() - t0 < budget * 4 and not wrote do
+    local _, who = M.status(self, ctx, survivors)
+    if who then
+      new = who
+      wrote = M.put(self, ctx, survivors[1], "/kcmrun/ha-test", os.date("!%Y-%m-%dT%H:%M:%SZ"))
+    end
+    if not wrote and rt.now() - last >= 1 then
+      task.info(string.format("  waiting for a new leader and a write... %.1fs", rt.now() - t0)); last = rt.now()
+    end
+    if not wrote then task.sleep(0.1) end
+  end
+  local took = rt.now() - t0
+  local rows = { { label = "stop the leader", stopped = old, from = old, to = wrote and new or "-", took = took } }
+  -- start it again: it must rejoin (healthy, following the same leader)
+  local t1 = rt.now()
+  node.node:run({ "systemctl", "--no-block", "start", svc.name })
+  M.healthy(self, ctx)
+  local rs, leader = M.status(self, ctx)
+  local back = pick(rs, function(r) return r.node == old end)
+  task.info(string.format("rejoined: %s healthy after %.1fs, follows %s (raft index %s)", old, rt.now() - t1,
+                          tostring(leader), tostring(back and back.raft_index)))
+  component().ha_table(rows, budget, string.format("(election timeout %gms + margin %ss; failover = stop -> " ..
+                       "new leader and a write through a surviving endpoint)", tonumber(var(ctx, "ETCD_ELECTION_TIMEOUT", 2000)),
+                       var(ctx, "ha_margin", 3)))
+  if not wrote then error(string.format("etcd: no new leader accepting writes within %.1fs of stopping %s", took, old), 0) end
+  if took > budget then error(string.format("etcd: failover took %.1fs, more than the budget %.1fs", took, budget), 0) end
+  if not (back and back.id and not back.error) then error("etcd: " .. old .. " did not rejoin", 0) end
+end
+
+return M

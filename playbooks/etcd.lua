@@ -1,0 +1,59 @@
+-- 04.部署etcd集群: a three-member etcd cluster with TLS for clients and
+-- peers (opsnull/follow-me-install-kubernetes-cluster), every section a step.
+--
+--   kcmrun -i inventory.lua playbooks/etcd.lua
+--   kcmrun -i inventory.lua --only ha-test playbooks/etcd.lua
+--
+-- Variables: ca_cert, ca_key, ca_config (the cluster CA), etcd_binary and
+-- etcdctl_binary (local binaries to install), ETCD_DATA_DIR, ETCD_WAL_DIR,
+-- etcd_extra_flags, work_dir (where the certificate is issued). The group
+-- `etcd` of the inventory lists the members.
+local kcm = require "kcm"
+local component = require "kcm.component"
+local checks = require "kcm.component.etcd"
+
+local etcd = component.new {
+  name = "etcd",
+  template = "templates/etcd.service.in",
+  cert = { CN = "etcd", O = "k8s", dir = "/etc/etcd/cert" },   -- hosts: 127.0.0.1 + every member
+  binaries = { { name = "etcd", var = "etcd_binary" }, { name = "etcdctl", var = "etcdctl_binary" } },
+  values = checks.values,          -- NODE_NAME, NODE_IP, ETCD_NODES, ETCD_DATA_DIR, ...
+  dirs = checks.dirs, dir_mode = "0700",
+  checks = checks,                 -- /health, endpoint status, HA test
+}
+local E = etcd:parts()
+
+local play = kcm.playbook { name = "etcd", hosts = "etcd" }
+
+-- 下载和分发 etcd 二进制文件: etcd and etcdctl to /opt/k8s/bin (when they differ)
+play:step("binary", { notify = "restart" }, E.put_binary)
+
+-- 创建 etcd 证书和私钥 (cfssl gencert -profile=kubernetes etcd-csr.json), then
+-- 分发生成的证书和私钥到各 etcd 节点: etcd.pem, etcd-key.pem, ca.pem to /etc/etcd/cert
+play:step("certificate", { notify = "restart", prepare = E.issue_certificate }, E.put_certificate)
+
+-- 创建 etcd 的 systemd unit 模板文件, 为各节点创建和分发 etcd systemd unit 文件;
+-- mkdir -p ${ETCD_DATA_DIR} ${ETCD_WAL_DIR}
+play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_unit)
+
+-- 启动 etcd 服务: daemon-reload, enable, and every stopped member started at
+-- once without waiting (the first start of a member waits for a quorum)
+play:step("start", E.start_nowait)
+
+-- a changed flag, certificate or binary: restart the running members one at
+-- a time, the whole cluster healthy again before the next one
+play:step("restart", { handles = "restart", serial = 1, gate = E.healthy }, E.rolling_restart)
+
+-- 验证服务状态: etcdctl endpoint health, for every endpoint (waits, bounded)
+play:step("health", { once = true }, E.healthy)
+
+-- 检查启动结果: systemctl status etcd | grep Active
+play:step("verify", E.verify)
+
+-- 查看当前的 leader: etcdctl endpoint status -w table
+play:step("leader", { once = true }, function(ctx) if not ctx.check then E.show_leader(ctx) end end)
+
+-- the HA test (only when asked: --only ha-test or -e ha_test=true)
+play:step("ha-test", { once = true, optional = true, when = component.asked("ha_test") }, E.ha_test)
+
+return play
