@@ -97,15 +97,15 @@ function C:paths(ctx)
 end
 
 --- The control machine's folder for what the procedure makes in /opt/k8s/work
---- (issued certificates, kubeconfigs): `work_dir`, else one per inventory in
---- kcmrun's state folder. Never the CA's folder: the CA stays as it was given.
+--- (issued certificates, kubeconfigs): `work_dir`, else one per cluster CA in
+--- kcmrun's state folder (a copy of the inventory, or environment.sh for the
+--- same cluster, finds the same certificates). Never the CA's folder.
 function M.work_dir(ctx)
   local w = var(ctx, "work_dir")
   if w then return w end
   local fs = require "kcm.native.fs"
-  local inv = ctx.inventory and ctx.inventory.file or "(none)"
-  local key = fs.sha256(fs.realpath(inv) or inv):sub(1, 16)
-  return (ctx.state_dir or ".") .. "/work-" .. key
+  local ca = var(ctx, "ca_cert", "/opt/k8s/work/ca.pem")
+  return (ctx.state_dir or ".") .. "/work-" .. fs.sha256(fs.realpath(ca) or ca):sub(1, 16)
 end
 
 -- A value with a line break (or another control character) rendered into a

@@ -125,9 +125,10 @@ play:step("my-step", function(node, ctx)
 end)
 return play
 LUA
-  mkdir -p "$T/pb/kcm"
-  sed 's/function C:show_leader(ctx)/function C:show_leader(ctx)\n  print("overridden component module")/' \
-      "$REPO/lua/kcm/component.lua" > "$T/pb/kcm/component.lua"
+  mkdir -p "$T/pb/kcm/component"
+  sed 's/^function M.leader(self, ctx)$/function M.leader(self, ctx)\n  print("overridden component module")/' \
+      "$REPO/lua/kcm/component/kube.lua" > "$T/pb/kcm/component/kube.lua"
+  grep -q "overridden component module" "$T/pb/kcm/component/kube.lua" || fail "could not derive the module"
   kcmrun -i "$INV" -e 'kube_controller_manager_extra_flags=--concurrent-deployment-syncs=5' "$T/pb/controller-manager.lua"
   expect_rc 0 "customized playbook"
   expect_out "my-step on node1: node1"

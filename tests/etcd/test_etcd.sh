@@ -1,0 +1,162 @@
+#!/bin/bash
+# etcd on the lab with Debian's real etcd 3.4 (04.部署etcd集群): deploy,
+# etcdctl's own view from a node, rerun, --forks 1, a rolling flag change
+# under a write loop, the HA test. Cases run in order on one lab (ctest DEPENDS).
+set -e
+. "$(dirname "$0")/../lib.sh"
+eval "$("$KCMRUN" lab env)"
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+PB="$REPO/playbooks/etcd.lua"
+INV="$KCMRUN_LAB_INVENTORY"
+SD="$KCMRUN_LAB_DIR/etcd-state"
+SSH=(ssh -F "$KCMRUN_LAB_SSH_CONFIG")
+NODES=($KCMRUN_LAB_NODES)
+IPS=($KCMRUN_LAB_NODE_IPS)
+EPS=$(printf 'https://%s:2379,' "${IPS[@]}"); EPS=${EPS%,}
+
+on() { "${SSH[@]}" "$1" "${@:2}"; }
+kcmrun() { run "$KCMRUN" --state-dir "$SD" "$@"; }
+changed_steps() { awk '/^== /{s=$2} /^  changed /{print s}' "$T/out" | sort -u | tr '\n' ' '; }
+# the real etcdctl, on a node, with the certificate kcmrun put there
+ctl() {
+  local n=$1; shift
+  on "$n" ETCDCTL_API=3 /opt/k8s/bin/etcdctl --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem \
+    --key=/etc/etcd/cert/etcd-key.pem --command-timeout=5s "$@"
+}
+pids() { for n in "${NODES[@]}"; do on "$n" systemctl show -p MainPID --value etcd; done | tr '\n' ' '; }
+# 3 healthy endpoints and 3 started members, as etcdctl sees them from $1
+cluster_ok() {
+  local h m
+  h=$(ctl "$1" --endpoints="$EPS" endpoint health 2>&1) || { echo "$h"; fail "etcdctl endpoint health failed on $1"; }
+  [ "$(grep -c 'is healthy: successfully committed proposal' <<<"$h")" = 3 ] || { echo "$h"; fail "not 3 healthy endpoints"; }
+  m=$(ctl "$1" --endpoints="$EPS" member list -w simple)
+  [ "$(grep -c ', started, ' <<<"$m")" = 3 ] || { echo "$m"; fail "not 3 started members"; }
+}
+
+case "$1" in
+masked)
+  # the host's packaged etcd.service (enabled by Debian) never runs in a fresh node
+  for n in "${NODES[@]}"; do
+    [ "$(on "$n" systemctl is-enabled etcd 2>&1)" = masked ] || fail "$n: etcd.service is not masked"
+    [ "$(on "$n" systemctl is-active etcd 2>&1)" = inactive ] || fail "$n: etcd.service is running"
+    ! on "$n" pgrep -x etcd >/dev/null || fail "$n: an etcd process runs"
+    ! on "$n" ss -Hltn 'sport = :2379' | grep -q . || fail "$n: something listens on 2379"
+  done
+  pass "fresh nodes: the host's etcd.service is masked and nothing listens on 2379"
+  ;;
+deploy)
+  kcmrun -i "$INV" "$PB"
+  cat "$T/out"
+  expect_rc 0 "first deployment"
+  for s in binary certificate unit start restart health verify leader; do grep -q "^== $s" "$T/out" || fail "step $s did not run"; done
+  expect_out "\| ENDPOINT +\| ID +\| VERSION +\| DB SIZE +\| IS LEADER +\| RAFT TERM +\| RAFT INDEX +\|"
+  [ "$(grep -cE '^ .*\| https://[0-9.]+:2379 +\| [0-9a-f]+ +\| 3\.4\.[0-9]+ ' "$T/out")" = 3 ] || fail "status table lacks 3 rows"
+  [ "$(grep -cE '\| true +\|' "$T/out")" = 1 ] || fail "not exactly one leader in the table"
+  expect_out "leader: node[123]; members: 3, started: 3"
+  for n in "${NODES[@]}"; do
+    [ "$(on "$n" systemctl is-active etcd)" = active ] || fail "$n: etcd not active"
+    [ "$(on "$n" stat -c %a /etc/etcd/cert/etcd-key.pem)" = 600 ] || fail "$n: key not 0600"
+    ! on "$n" test -e /etc/etcd/cert/ca-key.pem || fail "$n: the CA key was copied to an etcd node"
+    ! on "$n" test -e /etc/kubernetes/cert/ca-key.pem || fail "$n: the CA key is on an etcd node"
+    [ "$(on "$n" stat -c %a /data/k8s/etcd/data)" = 700 ] || fail "$n: data dir not 0700"
+    on "$n" test -d /data/k8s/etcd/wal/ || fail "$n: no WAL dir"
+  done
+  [ ! -e "$(dirname "$KCMRUN_LAB_CA_CERT")/etcd.pem" ] || fail "the etcd certificate was written into the CA's folder"
+  cluster_ok node1
+  # the certificate: CN etcd, O k8s, SANs 127.0.0.1 + every member
+  san=$(on node2 openssl x509 -in /etc/etcd/cert/etcd.pem -noout -ext subjectAltName | tail -1 | tr -d ' ')
+  [ "$san" = "IPAddress:127.0.0.1,$(printf 'IPAddress:%s,' "${IPS[@]}" | sed 's/,$//')" ] || fail "SANs: $san"
+  on node2 openssl x509 -in /etc/etcd/cert/etcd.pem -noout -subject | grep -q 'O = k8s, OU = 4Paradigm, CN = etcd' || fail "subject"
+  # a write through one endpoint reads back through another
+  v="written-through-node1-$RANDOM"
+  ctl node1 --endpoints="https://${IPS[0]}:2379" put /kcmrun/test "$v" >/dev/null
+  got=$(ctl node3 --endpoints="https://${IPS[2]}:2379" get /kcmrun/test --print-value-only)
+  [ "$got" = "$v" ] || fail "read back '$got' through node3, wrote '$v' through node1"
+  pass "3 members from kcmrun: etcdctl on node1 sees 3 healthy endpoints, 3 started members; write via node1 read via node3; no CA key on nodes"
+  ;;
+rerun)
+  before=$(pids)
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "second run"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "second run changed: $(changed_steps)"; }
+  [ "$(pids)" = "$before" ] || fail "second run restarted etcd ($before -> $(pids))"
+  pass "second run: 0 changed, no restart (MainPIDs $before)"
+  ;;
+forks1)
+  # fresh data dirs, every member stopped: the first start needs a quorum,
+  # so starting one member at a time and waiting for each would deadlock
+  for n in "${NODES[@]}"; do on "$n" 'systemctl stop etcd && rm -rf /data/k8s/etcd'; done
+  kcmrun -i "$INV" --forks 1 "$PB"
+  cat "$T/out"
+  expect_rc 0 "--forks 1 on stopped members with empty data dirs"
+  expect_out "start etcd.service \(not waiting\)"
+  cluster_ok node2
+  pass "--forks 1: members started without blocking, cluster healthy (3 healthy, 3 started)"
+  ;;
+rolling)
+  # a write loop on node1 through the whole run: each write goes to the first
+  # endpoint that takes it (as a client with three endpoints does); a write
+  # that no endpoint accepts means the cluster lost its quorum
+  on node1 'rm -f /tmp/kcm-loop.stop /tmp/kcm-loop.log'
+  on node1 'ETCDCTL_API=3; export ETCDCTL_API; i=0
+    while [ ! -e /tmp/kcm-loop.stop ]; do
+      i=$((i+1)); ok=0
+      for ep in '"${IPS[*]}"'; do
+        if /opt/k8s/bin/etcdctl --endpoints=https://$ep:2379 --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem \
+             --key=/etc/etcd/cert/etcd-key.pem --dial-timeout=1s --command-timeout=2s put /kcmrun/loop "$i" >/dev/null 2>&1; then
+          ok=1; break
+        fi
+      done
+      echo "$(date +%s.%N) $i $ok" >> /tmp/kcm-loop.log
+      sleep 0.05
+    done' &
+  loop=$!
+  sleep 2
+  sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--snapshot-count=20000" },/' "$INV" > "$T/inventory-flag.lua"
+  grep -q 'snapshot-count=20000' "$T/inventory-flag.lua" || fail "could not derive the inventory"
+  before=$(pids)
+  t0=$(date +%s.%N)
+  kcmrun -i "$T/inventory-flag.lua" "$PB"
+  t1=$(date +%s.%N)
+  sleep 2
+  on node1 touch /tmp/kcm-loop.stop; wait "$loop" || true
+  cat "$T/out"
+  expect_rc 0 "flag change"
+  [ "$(changed_steps)" = "restart start unit " ] || fail "expected only unit, start (daemon-reload) and restart to change, got: $(changed_steps)"
+  after=$(pids)
+  for i in 1 2 3; do [ "$(cut -d' ' -f$i <<<"$before")" != "$(cut -d' ' -f$i <<<"$after")" ] || fail "node$i not restarted"; done
+  for n in "${NODES[@]}"; do on "$n" grep -q -- '--snapshot-count=20000' /etc/systemd/system/etcd.service || fail "$n: flag not in unit"; done
+  # one at a time: each member's [stop begins, started again] interval, from
+  # its journal, overlaps no other member's
+  for n in "${NODES[@]}"; do
+    on "$n" journalctl -u etcd -o short-unix --no-pager --since "@${t0%.*}" |
+      awk -v n="$n" '/Stopping .*Etcd Server/{s=$1} /Started .*Etcd Server/{if (s) {print n, s, $1; s=""}}'
+  done | sort -k2 -n > "$T/restarts"
+  cat "$T/restarts"
+  [ "$(wc -l < "$T/restarts")" = 3 ] || fail "expected 3 restarts in the journals"
+  [ "$(cut -d' ' -f1 "$T/restarts" | sort -u | wc -l)" = 3 ] || fail "not one restart per member"
+  awk 'NR>1 && $2 < prev_end {bad=1} {prev_end=$3} END{exit bad}' "$T/restarts" || fail "restarts overlap: $(cat "$T/restarts")"
+  grep -q "restart" "$T/out"
+  on node1 cat /tmp/kcm-loop.log > "$T/loop"
+  total=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$T/loop" | wc -l)
+  failed=$(awk '$3 != 1' "$T/loop" | wc -l)
+  [ "$total" -ge 10 ] || fail "the write loop wrote only $total times during the run"
+  [ "$failed" = 0 ] || { grep ' 0$' "$T/loop"; fail "$failed writes failed during the rolling restart"; }
+  cluster_ok node3
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "flag back"
+  pass "one flag changed: members restarted one at a time ($(awk '{printf "%s ", $1}' "$T/restarts")), $total writes during the run, 0 failed"
+  ;;
+ha)
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 0 "ha-test"
+  expect_out "trial +stopped +from +to +failover +budget"
+  expect_out "stop the leader +node[123] +node[123] +node[123] +[0-9.]+s +[0-9.]+s"
+  expect_out "rejoined: node[123] healthy after [0-9.]+s"
+  from=$(awk '/stop the leader +node/{print $5}' "$T/out"); to=$(awk '/stop the leader +node/{print $7}' "$T/out")
+  [ -n "$from" ] && [ "$from" != "$to" ] || fail "the leader did not change ($from -> $to)"
+  cluster_ok node1
+  pass "HA test: leader $from stopped, $to took over and took a write in $(awk '/stop the leader +node/{print $8}' "$T/out"); $from rejoined"
+  ;;
+*) fail "unknown case $1" ;;
+esac
