@@ -255,6 +255,13 @@ units_to_mask() {
     u=${f##*/}
     case $KEEP_ENABLED in *" $u "*) continue ;; esac
     echo "$u"
+  done
+  # aliases an enabled unit made (etcd2.service -> etcd.service): once the unit is
+  # masked in the node, the alias would point at a second file of the same unit
+  for f in /etc/systemd/system/*.service; do
+    [ -L "$f" ] || continue
+    u=$(readlink "$f")
+    if [ "$u" != /dev/null ] && [ "${u##*/}" != "${f##*/}" ]; then echo "${f##*/}"; fi
   done | sort -u
 }
 

@@ -72,6 +72,21 @@ diff -u "$T/a.txt" "$T/b.txt" || fail "$label: certificates differ beyond the SA
 check_pair "$label (kcmrun)" "$K/$label.pem" "$K/$label-key.pem" "$C/ca.pem"
 pass "$label: URIs become URI SANs (cfssl >= 1.4); the rest equals cfssl's certificate"
 
+# the etcd playbook's own certificate step (members from the inventory's group,
+# run as if --limit node1) vs cfssl on the guide's etcd-csr.json
+cfssl_gen "$C" etcd -ca="$C/ca.pem" -ca-key="$C/ca-key.pem" -config="$F/ca-config.json" -profile=kubernetes "$F/etcd-csr.json"
+mkdir -p "$T/etcd-work"
+run env PKI_PLAYBOOK="$(cd "$(dirname "$0")/../.." && pwd)/playbooks/etcd.lua" PKI_DIR="$T/etcd-work" PKI_CA="$C/ca.pem" \
+    PKI_CA_KEY="$C/ca-key.pem" PKI_CONFIG="$F/ca-config.json" "$KCMRUN" "$(dirname "$0")/etcd_playbook_cert.lua"
+expect_rc 0 "etcd playbook certificate step"
+same_text "etcd (playbook)" x509 "$C/etcd.pem" "$T/etcd-work/etcd.pem"
+same_asn1 "etcd (playbook)" "$C/etcd.pem" "$T/etcd-work/etcd.pem"
+same_text "etcd (playbook) CSR" req "$C/etcd.csr" "$T/etcd-work/etcd.csr"
+same_validity "etcd (playbook)" "$C/etcd.pem" "$T/etcd-work/etcd.pem"
+check_pair "etcd (playbook)" "$T/etcd-work/etcd.pem" "$T/etcd-work/etcd-key.pem" "$C/ca.pem"
+[ "$(ls "$T/etcd-work")" = "$(printf 'etcd-key.pem\netcd.csr\netcd.pem')" ] \
+  || fail "the playbook wrote more than etcd.pem/etcd-key.pem/etcd.csr into its work folder: $(ls "$T/etcd-work")"
+
 # serials: positive, at most 159 bits, random
 s1=$(openssl x509 -in "$K/kube-controller-manager.pem" -noout -serial | cut -d= -f2)
 s2=$(openssl x509 -in "$K/kcm-by-kcmrun-ca.pem" -noout -serial | cut -d= -f2)
