@@ -91,7 +91,11 @@ function M.run_batches(step, targets, run_batch, on_control, skipped)
     elseif step.gate and (out.changed or out.failed > 0) then
       -- after the last batch too: a rolling step ends with a healthy service
       local ok = on_control(function(ctx)
-        if step.gate(ctx, batch) == false then error("the health gate said no", 0) end
+        if step.gate(ctx, batch) == false then
+          local names = {}
+          for k, n in ipairs(batch) do names[k] = n.name end
+          error("the health gate after " .. table.concat(names, ",") .. " said no", 0)
+        end
       end)
       if not ok then why = "not started: the health gate after the previous batch failed" end
     end

@@ -27,6 +27,32 @@ assert waves >= 8, "expected 8 waves of 8 nodes, got %d distinct starts" % waves
 PY
   pass "64 nodes: in flight = forks (64, 8); every node got its own answer"
   ;;
+serial)
+  # batches of 2 out of 5: a gate after each (the last too), never two batches at once
+  NODES=5 run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 0 "serial = 2"
+  expect_out "^gate 1 after n1,n2 \(running 0\)$"; expect_out "^gate 2 after n3,n4 \(running 0\)$"
+  expect_out "^gate 3 after n5 \(running 0\)$"; expect_out "^order n1,n2,n3,n4,n5$"
+  # a percentage: 34% of 5 = 2 nodes
+  NODES=5 SERIAL=34% run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 0 "serial = 34%"; expect_out "^gate 1 after n1,n2 "
+  # the gate says no after the 2nd batch: n5 is not started, exit 4
+  NODES=5 GATE_FAILS=2 run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 4 "gate stops the step"
+  expect_out "the health gate after n3,n4 said no"; expect_out "^  n5 +0 +0 +0 +1 +0$"
+  ! grep -q "^gate 3" "$T/out" || fail "a batch ran after the gate said no"
+  # max_fail = 0: one failure stops the step before the next batch
+  NODES=5 FAIL=n3 run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 4 "max_fail 0"
+  expect_out "FAILED +n3"; expect_out "^  n5 +0 +0 +0 +1 +0$"; expect_out "^order n1,n2,n3,n4$"
+  # max_fail = 1 tolerates it
+  NODES=5 FAIL=n3 MAX_FAIL=1 run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 4 "max_fail 1 (n3 still failed)"; expect_out "^order n1,n2,n3,n4,n5$"
+  # a bad serial is refused where the step is defined
+  NODES=5 SERIAL=lots run "$KCMRUN" --state-dir "$SD" -i "$F/inv64.lua" "$F/serial.lua"
+  expect_rc 3 "bad serial"; expect_err "serial.lua:9: play:step roll: step option serial = \"lots\""
+  pass "serial steps: batches of N or P%, gate after every batch, gate failure and max_fail stop the step"
+  ;;
 isolation)
   NODES=10 run "$KCMRUN" --state-dir "$SD" --log-json "$T/log.jsonl" -i "$F/inv64.lua" "$F/onefails.lua"
   expect_rc 4 "one node fails"
