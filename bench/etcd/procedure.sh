@@ -13,7 +13,9 @@
 # is the lab's (ca_cert, ca_key, ca_config in environment.sh) and goes to
 # /etc/etcd/cert with the etcd pair; the masked etcd.service (a symlink to
 # /dev/null) is removed before the scp, which would otherwise write through
-# it; `wait` for the backgrounded restarts before the checks.
+# it; `wait` for the backgrounded restarts before the checks; the binaries are
+# copied under a temporary name and moved into place (scp over the running
+# etcd fails with "Text file busy", so the guide's own rerun stops there).
 set -euo pipefail
 [ $# = 2 ] || { echo "usage: $0 ENVIRONMENT_SH WORK_DIR" >&2; exit 2; }
 # shellcheck disable=SC1090
@@ -29,8 +31,9 @@ for node_ip in "${NODE_IPS[@]}"
   do
     echo ">>> ${node_ip}"
     ssh -F "$SSHCFG" root@${node_ip} "mkdir -p /opt/k8s/bin /etc/etcd/cert"
-    scp -q -F "$SSHCFG" /usr/bin/etcd /usr/bin/etcdctl root@${node_ip}:/opt/k8s/bin
-    ssh -F "$SSHCFG" root@${node_ip} "chmod +x /opt/k8s/bin/*"
+    scp -q -F "$SSHCFG" /usr/bin/etcd root@${node_ip}:/opt/k8s/bin/etcd.new
+    scp -q -F "$SSHCFG" /usr/bin/etcdctl root@${node_ip}:/opt/k8s/bin/etcdctl.new
+    ssh -F "$SSHCFG" root@${node_ip} "mv -f /opt/k8s/bin/etcd.new /opt/k8s/bin/etcd && mv -f /opt/k8s/bin/etcdctl.new /opt/k8s/bin/etcdctl && chmod +x /opt/k8s/bin/*"
   done
 
 # 创建 etcd 证书和私钥
