@@ -42,7 +42,15 @@ masked)
     ! on "$n" pgrep -x etcd >/dev/null || fail "$n: an etcd process runs"
     ! on "$n" ss -Hltn 'sport = :2379' | grep -q . || fail "$n: something listens on 2379"
   done
-  pass "fresh nodes: the host's etcd.service is masked and nothing listens on 2379"
+  # --check on the fresh nodes: reports the work, changes nothing (the mask stays)
+  sums() { for n in "${NODES[@]}"; do on "$n" 'ls -la /etc/systemd/system/etcd.service; find /etc/etcd /opt/k8s/bin /data/k8s/etcd -xdev 2>/dev/null | sort | xargs -r ls -ld'; done; }
+  before=$(sums)
+  kcmrun -i "$INV" --check "$PB"
+  expect_rc 0 "--check on fresh nodes"
+  expect_out "changed +node1 .*unmask and write /etc/systemd/system/etcd.service"
+  expect_out "changed +node1 .*start etcd.service \(not waiting\)"
+  [ "$(sums)" = "$before" ] || fail "--check changed a node"
+  pass "fresh nodes: the host's etcd.service is masked, nothing listens on 2379; --check reports and changes nothing"
   ;;
 deploy)
   kcmrun -i "$INV" "$PB"

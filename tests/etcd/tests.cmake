@@ -7,6 +7,10 @@ foreach(case masked deploy rerun rolling ha forks1)
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
   if(prev)
     set_tests_properties(etcd_${case} PROPERTIES DEPENDS etcd_${prev})
+  else()
+    # after the controller-manager e2e chain: its checksums of /data/k8s must not
+    # see a running etcd's files change, and its power-off must not hit a member
+    set_tests_properties(etcd_${case} PROPERTIES DEPENDS e2e_scheduler)
   endif()
   set(prev ${case})
 endforeach()
