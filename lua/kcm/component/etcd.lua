@@ -183,7 +183,12 @@ end
 function M.leader(self, ctx)
   local rows, leader = M.status(self, ctx)
   for _, l in ipairs(table_lines(rows)) do task.info(l) end
-  local ml = assert(call(self, ctx, component().members(ctx)[1], "POST", "/v3/cluster/member/list", {}))
+  local ml, err
+  for _, n in ipairs(component().members(ctx)) do   -- the first member that answers
+    ml, err = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
+    if ml then break end
+  end
+  if not ml then error("etcd: no member answered the member list: " .. tostring(err), 0) end
   local started = 0
   for _, m in ipairs(ml.members or {}) do
     if m.name and m.name ~= "" then started = started + 1 end
