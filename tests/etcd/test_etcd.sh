@@ -45,7 +45,7 @@ masked)
   # --check on the fresh nodes: reports the work, changes nothing (the mask stays)
   sums() { for n in "${NODES[@]}"; do on "$n" 'ls -la /etc/systemd/system/etcd.service; find /etc/etcd /opt/k8s/bin /data/k8s/etcd -xdev 2>/dev/null | sort | xargs -r ls -ld'; done; }
   before=$(sums)
-  kcmrun -i "$INV" --check "$PB"
+  kcmrun -i "$INV" --check -v "$PB"
   expect_rc 0 "--check on fresh nodes"
   expect_out "changed +node1 .*unmask and write /etc/systemd/system/etcd.service"
   expect_out "changed +node1 .*start etcd.service \(not waiting\)"
@@ -65,7 +65,7 @@ deploy)
     [ "$(on "$n" systemctl is-active etcd)" = active ] || fail "$n: etcd not active"
     [ "$(on "$n" stat -c %a /etc/etcd/cert/etcd-key.pem)" = 600 ] || fail "$n: key not 0600"
     ! on "$n" test -e /etc/etcd/cert/ca-key.pem || fail "$n: the CA key was copied to an etcd node"
-    ! on "$n" test -e /etc/kubernetes/cert/ca-key.pem || fail "$n: the CA key is on an etcd node"
+    ! on "$n" grep -rlF "$(sed -n 2p "$KCMRUN_LAB_CA_KEY")" /etc/etcd /data/k8s/etcd 2>/dev/null || fail "$n: the CA key is in etcd's files"
     [ "$(on "$n" stat -c %a /data/k8s/etcd/data)" = 700 ] || fail "$n: data dir not 0700"
     on "$n" test -d /data/k8s/etcd/wal/ || fail "$n: no WAL dir"
   done

@@ -262,7 +262,10 @@ lock)
   ;;
 secrets)
   converge
-  W=$CLUSTER     # the control machine's work folder (next to ca.pem)
+  # the control machine's work folder: one per cluster CA in kcmrun's state folder (component.work_dir)
+  W=$SD/work-$(printf %s "$(readlink -f "$CLUSTER/ca.pem")" | sha256sum | cut -c1-16)
+  [ -f "$W/kube-controller-manager-key.pem" ] || fail "no kube-controller-manager-key.pem in the work folder $W"
+  [ ! -e "$CLUSTER/kube-controller-manager.pem" ] || fail "the certificate was issued into the CA's folder"
   cp "$W/kube-controller-manager-key.pem" "$T/old-kcm-key.pem"
   # a fresh certificate: new key material flows to every node, in every diff
   rm -f "$W"/kube-controller-manager*.pem "$W"/kube-controller-manager.csr
@@ -284,7 +287,7 @@ secrets)
   pem_slices() { awk '/BEGIN .*PRIVATE KEY/{k=1;next} /END .*PRIVATE KEY/{k=0} k && length($0)>=60 {print substr($0,11,40)}' "$1" | sed -n '1p;4p;8p'; }
   b64_slices() { local v; v=$(sed -n "s/^ *$2: *//p" "$1" | head -1); [ ${#v} -gt 200 ] || fail "$1: no $2"; echo "${v:20:40}"; echo "${v:100:40}"; echo "${v:160:40}"; }
   : >"$T/needles"
-  for k in "$W/ca-key.pem" "$W/admin-key.pem" "$W/kube-controller-manager-key.pem" "$T/old-kcm-key.pem" "$KCMRUN_LAB_IDENTITY"; do
+  for k in "$CLUSTER/ca-key.pem" "$CLUSTER/admin-key.pem" "$W/kube-controller-manager-key.pem" "$T/old-kcm-key.pem" "$KCMRUN_LAB_IDENTITY"; do
     [ "$(stat -c %a "$k")" = 600 ] || fail "$k is not 0600"
     pem_slices "$k" >>"$T/needles"
   done
