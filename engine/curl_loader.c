@@ -49,6 +49,9 @@ const struct kcm_curl *kcm_curl_load(char *err, size_t errlen)
     RESOLVE(slist_append, "curl_slist_append");
     RESOLVE(slist_free_all, "curl_slist_free_all");
     RESOLVE(version_info, "curl_version_info");
+    RESOLVE(easy_reset, "curl_easy_reset");
+    RESOLVE(share_init, "curl_share_init");
+    RESOLVE(share_setopt, "curl_share_setopt");
     /* Not thread-safe in general: done once, before any worker uses curl. */
     CURLcode rc = t.global_init(CURL_GLOBAL_DEFAULT);
     if (rc != CURLE_OK) {

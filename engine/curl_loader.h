@@ -22,6 +22,9 @@ struct kcm_curl {
     struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
     void (*slist_free_all)(struct curl_slist *l);
     curl_version_info_data *(*version_info)(CURLversion age);
+    void (*easy_reset)(CURL *c);
+    CURLSH *(*share_init)(void);
+    CURLSHcode (*share_setopt)(CURLSH *sh, CURLSHoption opt, ...);
 };
 
 /* Loads libcurl.so.4 and runs curl_global_init, once per process; the

@@ -3,7 +3,8 @@
  * http.request{method=, url=, headers={}, body=, ca_file=|ca_pem=,
  *              cert_file=|cert_pem=, key_file=|key_pem=, timeout=,
  *              connect_timeout=, insecure=false}   (timeouts in seconds; 60 and 10 when unset)
- *   -> {status=, body=, headers={lowercased name = value}}
+ *   -> {status=, body=, headers={lowercased name = value}, connects=}
+ *   (connects: new connections the request opened; 0 when it reused one)
  *
  * Client certificates, keys and CAs given as PEM strings are handed to curl
  * as in-memory blobs, so no key ever touches the disk. The request runs as a
@@ -19,6 +20,7 @@
 
 #include "curl_loader.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,100 @@
 
 /* Set on the main thread before the first job is submitted, never reset. */
 static const struct kcm_curl *cu;
+
+/* Connection reuse: one TLS handshake per host per run, not per request
+ * (verify, rbac and leader talk to the same apiserver). An easy handle
+ * keeps its connection open after a request; finished handles wait here,
+ * by scheme://host:port, for the next request to that host. A handle is
+ * used by one worker at a time (curl's rule); curl itself checks that a
+ * reused connection's TLS settings (CA, client certificate, key) match the
+ * new request's, else it opens a new one. Requests in parallel to one host
+ * get handles of their own; their handshakes resume the shared TLS session. */
+struct idle {
+    char *key;
+    CURL *c;
+    struct idle *next;
+};
+#define MAX_IDLE 32
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct idle *idle_list;
+static int n_idle;
+
+/* Shared TLS sessions and DNS answers; curl calls these locks from workers. */
+static CURLSH *share;
+static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
+
+static void share_lock(CURL *c, curl_lock_data d, curl_lock_access a, void *u)
+{
+    (void)c, (void)a, (void)u;
+    pthread_mutex_lock(&share_mu[d]);
+}
+
+static void share_unlock(CURL *c, curl_lock_data d, void *u)
+{
+    (void)c, (void)u;
+    pthread_mutex_unlock(&share_mu[d]);
+}
+
+/* "scheme://host:port" of a URL (userinfo dropped); NULL if not http(s). */
+static char *host_key(const char *url)
+{
+    const char *p = strstr(url, "://");
+    if (!p) return NULL;
+    const char *h = p + 3, *e = h + strcspn(h, "/?#");
+    const char *at = memchr(h, '@', (size_t)(e - h));
+    if (at) h = at + 1;
+    char *k = malloc((size_t)(e - url) + 1);
+    if (!k) return NULL;
+    size_t sl = (size_t)(p + 3 - url);
+    memcpy(k, url, sl);
+    memcpy(k + sl, h, (size_t)(e - h));
+    k[sl + (size_t)(e - h)] = '\0';
+    for (char *q = k; *q; q++)
+        if (*q >= 'A' && *q <= 'Z') *q = (char)(*q + 32);
+    return k;
+}
+
+static CURL *take_handle(const char *key)
+{
+    CURL *c = NULL;
+    pthread_mutex_lock(&idle_mu);
+    for (struct idle **pp = &idle_list; key && *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->key, key) == 0) {
+            struct idle *i = *pp;
+            *pp = i->next;
+            c = i->c;
+            free(i->key);
+            free(i);
+            n_idle--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&idle_mu);
+    if (c) {
+        cu->easy_reset(c);   /* options go; the open connection stays */
+        return c;
+    }
+    return cu->easy_init();
+}
+
+static void give_back(CURL *c, const char *key)
+{
+    struct idle *i = key ? malloc(sizeof *i) : NULL;
+    char *k = key ? strdup(key) : NULL;
+    pthread_mutex_lock(&idle_mu);
+    if (i && k && n_idle < MAX_IDLE) {
+        i->key = k, i->c = c, i->next = idle_list;
+        idle_list = i;
+        n_idle++;
+        c = NULL;
+        i = NULL, k = NULL;
+    }
+    pthread_mutex_unlock(&idle_mu);
+    free(i);
+    free(k);
+    if (c) cu->easy_cleanup(c);
+}
 
 struct http_job {
     kcm_job base;
@@ -42,6 +138,7 @@ struct http_job {
     int insecure;
     /* outputs */
     long status;
+    long connects;             /* new connections this request opened (0: reused) */
     struct kcm_buf resp;
     struct kcm_buf hdrs;       /* raw header block of the final response */
 };
@@ -109,8 +206,11 @@ static void http_work(kcm_job *base)
 {
     struct http_job *j = (struct http_job *)base;
     char errbuf[CURL_ERROR_SIZE] = "";
-    CURL *c = cu->easy_init();
+    char *key = host_key(j->url);
+    int ok = 0;
+    CURL *c = take_handle(key);
     if (!c) {
+        free(key);
         kcm_job_fail(base, "%s %s: cannot create a curl handle", j->method, j->url);
         return;
     }
@@ -122,6 +222,8 @@ static void http_work(kcm_job *base)
     SET(CURLOPT_PROXY, "");
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_FOLLOWLOCATION, 0L);
+    if (share)
+        SET(CURLOPT_SHARE, share);
     SET(CURLOPT_USERAGENT, "kcmrun/" KCM_VERSION);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, j);
@@ -183,8 +285,26 @@ static void http_work(kcm_job *base)
         goto out;
     }
     cu->easy_getinfo(c, CURLINFO_RESPONSE_CODE, &j->status);
+    cu->easy_getinfo(c, CURLINFO_NUM_CONNECTS, &j->connects);
+    ok = 1;
 out:
-    cu->easy_cleanup(c);
+    /* The key blob set with NOCOPY dies with the job: unset it before the
+     * handle waits for another request (curl keeps what the connection
+     * needs). A failed request's handle is not reused. */
+    if (ok) {
+        cu->easy_setopt(c, CURLOPT_SSLKEY_BLOB, NULL);
+        cu->easy_setopt(c, CURLOPT_SSLCERT_BLOB, NULL);
+        cu->easy_setopt(c, CURLOPT_CAINFO_BLOB, NULL);
+        cu->easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+        cu->easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+        cu->easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+        cu->easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+        cu->easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+        give_back(c, key);
+    } else {
+        cu->easy_cleanup(c);
+    }
+    free(key);
 }
 
 /* Pushes the header block as a table of lowercased names; repeated headers
@@ -227,9 +347,11 @@ static void push_headers(lua_State *L, const struct kcm_buf *h)
 static int http_done(lua_State *L, kcm_job *base)
 {
     struct http_job *j = (struct http_job *)base;
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 4);
     lua_pushinteger(L, j->status);
     lua_setfield(L, -2, "status");
+    lua_pushinteger(L, j->connects);
+    lua_setfield(L, -2, "connects");
     lua_pushlstring(L, j->resp.p ? j->resp.p : "", j->resp.n);
     lua_setfield(L, -2, "body");
     push_headers(L, &j->hdrs);
@@ -417,6 +539,16 @@ static const struct kcm_curl *need_curl(lua_State *L, const char *who)
         cu = kcm_curl_load(err, sizeof err);
         if (!cu)
             luaL_error(L, "%s: https needs libcurl (apt-get install libcurl4): %s", who, err);
+        /* Created before any job can use it; lives until exit. */
+        for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+            pthread_mutex_init(&share_mu[i], NULL);
+        share = cu->share_init();
+        if (share) {
+            cu->share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+            cu->share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+            cu->share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+            cu->share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+        }
     }
     return cu;
 }

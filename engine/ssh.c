@@ -12,6 +12,7 @@
  *   s:mkdir(path, mode)      -> changed
  *   s:remove(path)           -> changed
  *   s:chmod(path, mode)
+ *   s:sync_probe{...}, s:sync_put{...}, s:sync_commit{...}, s:stats()   (ssh_sync.c)
  *   s:close()
  *   s:alive()                -> bool (connected; false after a transport failure)
  *   s:resolved()             -> host, port, user actually used (after connect)
@@ -33,7 +34,7 @@
 
 typedef struct { kcm_ssh_sess *c; } sess_ud;
 
-static void sess_unref(kcm_ssh_sess *c)
+void kcm_ssh_sess_unref(kcm_ssh_sess *c)
 {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
     kcm_ssh_disconnect(c);
@@ -181,16 +182,18 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
     free(sj->path); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
-    sess_unref(sj->c);
+    kcm_ssh_sess_unref(sj->c);
     free(sj);
 }
 
-static kcm_ssh_sess *check_sess(lua_State *L)
+kcm_ssh_sess *kcm_ssh_check(lua_State *L, int idx)
 {
-    sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
+    sess_ud *u = luaL_checkudata(L, idx, SESS_MT);
     if (!u->c) luaL_error(L, "ssh session is freed");
     return u->c;
 }
+
+static kcm_ssh_sess *check_sess(lua_State *L) { return kcm_ssh_check(L, 1); }
 
 static sjob *new_job(lua_State *L, enum op op)
 {
@@ -359,7 +362,7 @@ static int l_resolved(lua_State *L)
 static int l_gc(lua_State *L)
 {
     sess_ud *u = luaL_checkudata(L, 1, SESS_MT);
-    if (u->c) { sess_unref(u->c); u->c = NULL; }
+    if (u->c) { kcm_ssh_sess_unref(u->c); u->c = NULL; }
     return 0;
 }
 
@@ -373,7 +376,11 @@ static int l_tostring(lua_State *L)
 static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
     {"sha256", l_sha256}, {"put", l_put}, {"mkdir", l_mkdir}, {"remove", l_remove},
-    {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved}, {"__tostring", l_tostring}, {NULL, NULL},
+    {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved},
+    {"sync_probe", kcm_ssh_l_sync_probe}, {"sync_put", kcm_ssh_l_sync_put},
+    {"sync_commit", kcm_ssh_l_sync_commit}, {"sync_attrs", kcm_ssh_l_sync_attrs},
+    {"sync_clean", kcm_ssh_l_sync_clean}, {"stats", kcm_ssh_l_stats},
+    {"__tostring", l_tostring}, {NULL, NULL},
 };
 
 static int l_session(lua_State *L)

@@ -104,4 +104,18 @@ int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
                      const char *data, size_t len, unsigned mode, const char *chown,
                      int mkdir, const char *live, char **msg);
 
+/* ssh.c: the session userdata at idx (raises when not one or freed), and
+ * the release of a job's reference. */
+struct lua_State;
+kcm_ssh_sess *kcm_ssh_check(struct lua_State *L, int idx);
+void kcm_ssh_sess_unref(kcm_ssh_sess *c);
+
+/* ssh_sync.c: node:put's file sync (methods of the session userdata). */
+int kcm_ssh_l_sync_probe(struct lua_State *L);
+int kcm_ssh_l_sync_put(struct lua_State *L);
+int kcm_ssh_l_sync_commit(struct lua_State *L);
+int kcm_ssh_l_sync_attrs(struct lua_State *L);
+int kcm_ssh_l_sync_clean(struct lua_State *L);
+int kcm_ssh_l_stats(struct lua_State *L);
+
 #endif

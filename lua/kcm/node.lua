@@ -408,23 +408,44 @@ local function unified(a, b, name, ctxn)
   return table.concat(out, "\n") .. "\n"
 end
 
-local function show_diff(self, path, old, new, secret)
+-- Larger or binary files get sizes and checksums, never a computed diff.
+local DIFF_MAX = 1024 * 1024
+
+local function show_diff(self, path, p)
   local text
-  if secret then   -- by mode (& 077 == 0) or secret = true: never shown, only summarised
-    text = string.format("%s: %s: %s\n", self.name, path,
-                         redact.summary(old and fs.sha256(old), fs.sha256(new), #new))
-  elseif (old and not is_text(old)) or not is_text(new) then
-    text = string.format("%s: %s: binary content differs\n", self.name, path)
-  else
+  local lsize, rsize = p.lcl.size, p.rm.exists and p.rm.size or nil
+  local old, new
+  if redact.is_secret(p.mode, p.opts) then
+    -- by mode (& 077 == 0) or secret = true: never shown, only summarised
+    local old_sha = p.rm.sha
+    if rsize and not old_sha and rsize <= DIFF_MAX then old_sha = fs.sha256(self:get(path, { become = p.become ~= nil })) end
+    text = string.format("%s: %s: %s\n", self.name, path, redact.summary(old_sha or (rsize and "?"), p.lcl.sha, lsize))
+    if task.show_diff then task.show_diff(text) else io.stdout:write(text); io.stdout:flush() end
+    return
+  end
+  if lsize <= DIFF_MAX and (rsize or 0) <= DIFF_MAX then
+    new = p.data
+    if not new then
+      local f = io.open(p.src, "rb")
+      new = f and f:read(DIFF_MAX + 1)
+      if f then f:close() end
+    end
+    if new and rsize then old = self:get(path, { become = p.become ~= nil }) end
+  end
+  if new and (not rsize or old) and is_text(new) and (not old or is_text(old)) then
     text = unified(old and redact_lines(old) or {}, redact_lines(new), self.name .. ":" .. path)
-    text = text or string.format("%s: %s: content differs (file too large to diff)\n", self.name, path)
+  end
+  if not text then
+    local function side(size, sha) return size and string.format("%d bytes, sha256 %s", size, sha or "?") or "absent" end
+    text = string.format("%s: %s: binary or large content differs: remote %s; new %s\n", self.name, path,
+                         side(rsize, p.rm.sha), side(lsize, p.lcl.sha))
   end
   if task.show_diff then task.show_diff(text) else io.stdout:write(text); io.stdout:flush() end
 end
 
 -- .<name>.kcm-<run id>.<random>.tmp next to the target (same filesystem, so
 -- the final rename is atomic). The run id says whose it is: after a put,
--- engine/ssh_sftp.c removes this target's temp files whose run is not in
+-- engine/ssh_sync.c removes this target's temp files whose run is not in
 -- state.live_runs() (left by a killed or cut-off run), never one in flight.
 local function tmp_name(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
@@ -434,68 +455,149 @@ local function tmp_name(path)
   return (dir == "" and "" or dir) .. "/." .. base .. ".kcm-" .. state.run_id() .. "." .. table.concat(rnd) .. ".tmp"
 end
 
---- node:put(local_path | {content=...}, remote_path, {mode="0644", owner, group, mkdir=true})
---- -> changed
-function Node:put(src, path, opts)
-  opts = opts or {}
-  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
-    error(self.name .. ": put: remote path must be absolute, got " .. tostring(path), 2)
-  end
-  local data
-  if type(src) == "table" then
-    data = src.content
-    if type(data) ~= "string" then error(self.name .. ": put " .. path .. ": {content=...} must be a string", 2) end
-  else
-    local f, err = io.open(src, "rb")
-    if not f then error(self.name .. ": put " .. path .. ": cannot read " .. tostring(src) .. ": " .. tostring(err), 2) end
-    data = f:read("a")
-    f:close()
-  end
-  local mode = octal(opts.mode, tonumber("644", 8))
-  local s = self:session()
-  local uid = self:_id("user", opts.owner)
-  local gid = self:_id("group", opts.group)
-  local st = self:_call(s, "stat", path)
-  if st and st.type ~= "file" then
-    error(string.format("%s: put %s: exists and is a %s, not a file", self.name, path, st.type), 0)
-  end
-  local same = false
-  if st and st.size == #data then
-    same = self:_call(s, "sha256", path) == fs.sha256(data)
-  end
-  local fix_mode = st and st.mode ~= mode
-  local fix_owner = st and ((uid and st.uid ~= uid) or (gid and st.gid ~= gid))
-  if same and not fix_mode and not fix_owner then return false end
+-- Temps of a target whose run is still going (this one, or another holding
+-- the state) are never removed as stale.
+local function live_runs() return table.concat(state.live_runs(), ",") end
 
-  local what
-  if same then
-    what = "put " .. path .. " (" .. (fix_mode and "mode" or "") ..
-           ((fix_mode and fix_owner) and "+" or "") .. (fix_owner and "owner" or "") .. ")"
+-- A sync call of plan p; a refusal by sudo itself names the fix, as node:run does.
+function Node:_sync(p, method, args)
+  local r = table.pack(pcall(self._call, self, p.s, method, args))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
+  if type(err) == "string" and p.become then
+    local why = sudo_failure(self, p.become, err)
+    if why then error(why, 0) end
+  end
+  error(err, 0)
+end
+
+-- What a put would do: the local side hashed (a local file once per run,
+-- shared by every node), the node's copy hashed on the node. Nothing moves.
+function Node:_put_plan(src, path, opts, lvl)
+  opts = opts or {}
+  lvl = (lvl or 2) + 1
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    error(self.name .. ": put: remote path must be absolute, got " .. tostring(path), lvl)
+  end
+  local p = { path = path, opts = opts, become = self:_become_argv(opts) }
+  if type(src) == "table" then
+    p.data = src.content
+    if type(p.data) ~= "string" then error(self.name .. ": put " .. path .. ": {content=...} must be a string", lvl) end
+  elseif type(src) == "string" then
+    p.src = src
   else
-    what = "put " .. path
+    error(self.name .. ": put " .. path .. ": source must be a local path or {content=...}", lvl)
   end
-  if task.diff() and not same then
-    show_diff(self, path, st and self:_call(s, "read", path) or nil, data, redact.is_secret(mode, opts))
+  p.mode = octal(opts.mode, tonumber("644", 8))
+  p.s = self:session()
+  p.uid = self:_id("user", opts.owner)
+  p.gid = self:_id("group", opts.group)
+  p.lcl, p.rm = self:_sync(p, "sync_probe", { src = p.src, data = p.data, path = path, become = p.become,
+                                              live = live_runs() })
+  local rm = p.rm
+  if rm.exists and rm.type ~= "file" then
+    error(string.format("%s: put %s: exists and is a %s, not a file", self.name, path, rm.type), 0)
   end
+  p.same = rm.sha ~= nil and rm.sha == p.lcl.sha
+  p.fix_mode = rm.exists and rm.mode ~= p.mode
+  p.fix_owner = rm.exists and ((p.uid and rm.uid ~= p.uid) or (p.gid and rm.gid ~= p.gid))
+  if p.same then
+    p.what = "put " .. path .. " (" .. (p.fix_mode and "mode" or "") ..
+             ((p.fix_mode and p.fix_owner) and "+" or "") .. (p.fix_owner and "owner" or "") .. ")"
+  else
+    p.what = "put " .. path
+  end
+  return p
+end
+
+-- Sends the content to a temp next to the target; renames it unless staged.
+function Node:_put_send(p, stage)
+  p.tmp = tmp_name(p.path)
+  self:_sync(p, "sync_put", {
+    src = p.src, data = p.data, path = p.path, tmp = p.tmp, mode = p.mode, uid = p.uid, gid = p.gid,
+    mkdir = p.opts.mkdir ~= false and not p.rm.dir, become = p.become, rename = not stage,
+    expect = p.src and p.lcl or nil, live = live_runs(),
+  })
+end
+
+function Node:_put_attrs(p)
+  self:_sync(p, "sync_attrs", { path = p.path, mode = p.mode, uid = p.uid, gid = p.gid, become = p.become })
+end
+
+--- node:put(local_path | {content=...}, remote_path, {mode="0644", owner, group, mkdir=true, become})
+--- -> changed. A local file is streamed (never loaded whole), compared by
+--- checksums computed on each side, replaced atomically.
+function Node:put(src, path, opts)
+  local p = self:_put_plan(src, path, opts, 2)
+  if p.same and not p.fix_mode and not p.fix_owner then
+    if p.rm.stale and not task.check() then
+      self:_sync(p, "sync_clean", { path = path, become = p.become, live = live_runs() })
+    end
+    return false
+  end
+  if task.diff() and not p.same then show_diff(self, path, p) end
   if task.check() then
-    task.changed(what)
+    task.changed(p.what)
     return true
   end
-
-  local chown
-  if opts.owner or opts.group then
-    chown = (opts.owner and tostring(opts.owner) or "") .. (opts.group and (":" .. tostring(opts.group)) or "")
-  end
-  task.before_change()
-  if same then
-    if fix_mode then self:_call(s, "chmod", path, mode) end
-    if fix_owner then self:run({ "chown", "-h", "--", chown, path }) end
-  else
-    self:_call(s, "put", { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
-            mkdir = opts.mkdir ~= false, live = table.concat(state.live_runs(), ",") })
-  end
-  task.changed(what)
+  if p.same then self:_put_attrs(p) else self:_put_send(p) end
+  task.changed(p.what)
   return true
+end
+
+--- node:put_pair{ {src, path, opts}, {src, path, opts} } -> changed
+--- A certificate (first) and its key (second), installed as a pair: when
+--- either differs from the local one both are sent to temps first, then the
+--- key is renamed, then the certificate. A run that dies between the two
+--- renames leaves a pair that differs from the local one, which the next
+--- run reinstalls whole.
+function Node:put_pair(pair)
+  if type(pair) ~= "table" or #pair ~= 2 then error(self.name .. ": put_pair: want { {src, path, opts}, {src, path, opts} }", 2) end
+  local plans = {}
+  for i = 1, 2 do
+    local e = pair[i]
+    if type(e) ~= "table" then error(self.name .. ": put_pair: entry " .. i .. " must be {src, path, opts}", 2) end
+    plans[i] = self:_put_plan(e[1], e[2], e[3], 2)
+  end
+  local whole = not (plans[1].same and plans[2].same)
+  local changed = false
+  for _, p in ipairs(plans) do
+    if whole then
+      p.what = "put " .. p.path
+      if task.diff() and not p.same then show_diff(self, p.path, p) end
+    end
+    if whole or p.fix_mode or p.fix_owner then
+      task.changed(p.what)
+      changed = true
+    elseif p.rm.stale and not task.check() then
+      self:_sync(p, "sync_clean", { path = p.path, become = p.become, live = live_runs() })
+    end
+  end
+  if task.check() or not changed then return changed end
+  if not whole then
+    for _, p in ipairs(plans) do if p.fix_mode or p.fix_owner then self:_put_attrs(p) end end
+    return true
+  end
+  local ok, err = pcall(function()
+    for _, p in ipairs(plans) do self:_put_send(p, true) end
+  end)
+  if not ok then
+    -- staged temps of this pair go; the targets are untouched
+    for _, p in ipairs(plans) do
+      if p.tmp and p.s:alive() then
+        pcall(self._sync, self, p, "sync_clean", { path = p.path, become = p.become, live = live_runs(), tmp = p.tmp })
+      end
+    end
+    error(err, 0)
+  end
+  self:_sync(plans[2], "sync_commit", { tmp = plans[2].tmp, path = plans[2].path, become = plans[2].become, live = live_runs() })
+  self:_sync(plans[1], "sync_commit", { tmp = plans[1].tmp, path = plans[1].path, become = plans[1].become, live = live_runs() })
+  return true
+end
+
+--- node:transfer_stats() -> {bytes_sent, bytes_received} of this run's connection (TCP counters)
+function Node:transfer_stats()
+  return self:_call(self:session(), "stats")
 end
 
 -- With become, files are reached through elevated commands (SFTP runs as

@@ -66,8 +66,17 @@ function M:put_certificate(node, ctx)
   node:mkdir(p.cert_dir, { mode = "0755" })
   node:put({ content = st.ca_pem }, p.ca, { mode = "0644" })
   if self.ca_key_on_nodes then node:put({ content = st.ca_key_pem }, p.ca_key, { mode = "0600" }) end
-  put_or_report(node, st.cert.pem, p.cert, { mode = "0644" })
-  put_or_report(node, st.cert.key, p.key, { mode = "0600" })
+  if st.cert.pem == nil then
+    put_or_report(node, nil, p.cert, { mode = "0644" })
+    put_or_report(node, nil, p.key, { mode = "0600" })
+    return
+  end
+  -- as a pair: both sent first, the key renamed before the certificate, a
+  -- pair left half-installed by a dead run reinstalled whole by the next.
+  -- The key goes from its file (streamed, hashed natively), also in --check.
+  local key = rawget(st.cert, "key_path") or { content = st.cert.key }
+  node:put_pair { { { content = st.cert.pem }, p.cert, { mode = "0644" } },
+                  { key, p.key, { mode = "0600" } } }
 end
 
 -- step "kubeconfig", control part: the four `kubectl config` calls

@@ -1,0 +1,1012 @@
+/* File sync for node:put: compare by hashing on both ends, stream the
+ * content, install atomically. Everything here runs on a worker thread.
+ *
+ *   s:sync_probe{src=PATH | data=STRING, path=, become={argv prefix}}
+ *     -> {sha=, size=, dev=, ino=, mtime=}   (the local side)
+ *        {exists=, type=, mode=, uid=, gid=, size=, sha=|nil, stale=, dir=}   (the node's)
+ *   s:sync_put{src= | data=, path=, tmp=, mode=, uid=, gid=, mkdir=, become=,
+ *              rename=true, expect={size=, dev=, ino=, mtime=}} -> bytes sent
+ *   s:sync_commit{tmp=, path=, become=}   renames a temp staged with rename=false
+ *   s:sync_attrs{path=, mode=, uid=, gid=, become=}   owner/mode of a file already right
+ *   s:sync_clean{path=, become=}   removes temps of the target left by a killed run
+ *   s:stats() -> {bytes_sent=, bytes_received=}   (TCP counters of the connection)
+ *
+ * Why this shape:
+ * - The local file is never loaded whole (not into Lua, not into C): it is
+ *   hashed once per (dev, inode, size, mtime) per process, whichever node
+ *   asks first; the others wait for that result instead of hashing again.
+ * - The node's copy is hashed on the node and only when its size matches: a
+ *   rerun moves a few hundred bytes, never the file (files up to 64 KiB are
+ *   read over SFTP instead: cheaper than a command, see SMALL). openssl when the node
+ *   has it (SHA-NI: ~1.2 GB/s here), else sha256sum (~200 MB/s).
+ * - Content goes through an exec channel into `dd conv=fsync`: libssh
+ *   0.10's sftp_write waits for each 32 KiB write's answer (no sftp_aio
+ *   before 0.11), while a channel keeps sshd's whole window (2 MiB) in
+ *   flight. Measured in bench/README.md ("real payload").
+ * - Memory per transfer is one CHUNK buffer, whatever the file size.
+ * - With become the content lands in a 0700 folder of the login user first;
+ *   one elevated command installs it (owner, mode) next to the target and
+ *   renames it; the folder goes on every path.
+ * Remote values reach a shell only as quoted positional arguments. */
+#include "modules.h"
+#include "ssh_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>   /* glibc's struct tcp_info lacks the byte counters */
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHUNK (256 * 1024)
+
+/* ---- local hashes, shared by every node of the run ---- */
+
+struct hent {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    long long mtime_ns;
+    int state;              /* 0 computing, 1 done, -1 failed (retried by the next caller) */
+    char hex[65];
+    struct hent *next;
+};
+
+static pthread_mutex_t hmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hcv = PTHREAD_COND_INITIALIZER;
+static struct hent *hcache;
+
+static long long mtime_ns(const struct stat *st)
+{
+    return (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+}
+
+static void to_hex(const unsigned char *d, char hex[65])
+{
+    static const char x[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = x[d[i] >> 4];
+        hex[2 * i + 1] = x[d[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+static int hash_fd(int fd, char hex[65])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char *buf = malloc(CHUNK);
+    if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) abort();
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, CHUNK);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { rc = -1; break; }
+        if (n == 0) break;
+        EVP_DigestUpdate(md, buf, (size_t)n);
+    }
+    if (rc == 0) {
+        unsigned char d[32];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(md, d, &dl);
+        to_hex(d, hex);
+    }
+    free(buf);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static void hash_mem(const char *p, size_t n, char hex[65])
+{
+    unsigned char d[32];
+    unsigned dl = 0;
+    if (EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL) != 1) abort();
+    to_hex(d, hex);
+}
+
+/* SHA-256 of the local file `path`, with its identity in *st. */
+static int local_sha(const char *path, struct stat *st, char hex[65], char **msg)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { *msg = kcm_ssh_fmt("cannot read %s: %s", path, strerror(errno)); return -1; }
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        *msg = kcm_ssh_fmt("cannot read %s: not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    pthread_mutex_lock(&hmu);
+    struct hent *e;
+    for (;;) {
+        for (e = hcache; e; e = e->next)
+            if (e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
+                e->mtime_ns == mtime_ns(st) && e->state >= 0)
+                break;
+        if (!e || e->state == 1) break;
+        pthread_cond_wait(&hcv, &hmu);   /* another node is hashing this file */
+    }
+    if (e) {
+        memcpy(hex, e->hex, 65);
+        pthread_mutex_unlock(&hmu);
+        close(fd);
+        return 0;
+    }
+    e = calloc(1, sizeof *e);
+    if (!e) abort();
+    e->dev = st->st_dev, e->ino = st->st_ino, e->size = st->st_size, e->mtime_ns = mtime_ns(st);
+    e->next = hcache;
+    hcache = e;
+    pthread_mutex_unlock(&hmu);
+
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    int rc = hash_fd(fd, e->hex);
+    if (rc != 0) *msg = kcm_ssh_fmt("cannot read %s: %s", path, strerror(errno));
+    struct stat after;
+    /* Written while we read: the hash is of no version; do not keep it. */
+    if (rc == 0 && (fstat(fd, &after) != 0 || after.st_size != st->st_size || mtime_ns(&after) != mtime_ns(st))) {
+        *msg = kcm_ssh_fmt("%s changed while being read; try again", path);
+        rc = -1;
+    }
+    close(fd);
+    pthread_mutex_lock(&hmu);
+    e->state = rc == 0 ? 1 : -1;
+    if (rc == 0) memcpy(hex, e->hex, 65);
+    pthread_cond_broadcast(&hcv);
+    pthread_mutex_unlock(&hmu);
+    return rc;
+}
+
+/* ---- remote commands ---- */
+
+/* "prefix... sh -c SCRIPT sh ARGS..." with every word quoted. */
+static char *shell_line(char **prefix, const char *script, const char **args, int nargs)
+{
+    struct kcm_buf b = {0};
+    for (char **p = prefix; p && *p; p++) {
+        char *q = kcm_ssh_shquote(*p);
+        kcm_buf_add(&b, q, strlen(q));
+        kcm_buf_add(&b, " ", 1);
+        free(q);
+    }
+    char *qs = kcm_ssh_shquote(script);
+    kcm_buf_add(&b, "sh -c ", 6);
+    kcm_buf_add(&b, qs, strlen(qs));
+    kcm_buf_add(&b, " sh", 3);
+    free(qs);
+    for (int i = 0; i < nargs; i++) {
+        char *q = kcm_ssh_shquote(args[i] ? args[i] : "");
+        kcm_buf_add(&b, " ", 1);
+        kcm_buf_add(&b, q, strlen(q));
+        free(q);
+    }
+    return b.p;
+}
+
+static char *trimmed(const struct kcm_buf *b)
+{
+    size_t n = b->n;
+    while (n > 0 && (b->p[n - 1] == '\n' || b->p[n - 1] == '\r' || b->p[n - 1] == ' ')) n--;
+    if (n > 400) return kcm_ssh_fmt("...%.*s", 400, b->p + n - 400);
+    return kcm_ssh_fmt("%.*s", (int)n, n ? b->p : "");
+}
+
+/* Runs a command that must exit 0; its output in *r (caller frees). */
+/* pw: the become password line for `sudo -S` (NULL without one); it only
+ * ever travels on the command's stdin. */
+static int run_cmd(kcm_ssh_sess *c, const char *cmd, const char *pw, const char *what,
+                   struct kcm_ssh_exec_res *r, char **msg)
+{
+    char *m = NULL;
+    memset(r, 0, sizeof *r);
+    if (kcm_ssh_exec(c, cmd, pw, pw ? strlen(pw) : 0, 600000, r, &m) != 0) {
+        *msg = kcm_ssh_fmt("%s: %s", what, m);
+        free(m);
+        return -1;
+    }
+    if (r->timed_out) { *msg = kcm_ssh_fmt("%s: timed out", what); return -1; }
+    if (r->code != 0) {
+        char *e = trimmed(&r->err);
+        *msg = *e ? kcm_ssh_fmt("%s: %s", what, e) : kcm_ssh_fmt("%s: exit code %d", what, r->code);
+        free(e);
+        return -1;
+    }
+    return 0;
+}
+
+static void res_free(struct kcm_ssh_exec_res *r)
+{
+    kcm_buf_free(&r->out, 0);
+    kcm_buf_free(&r->err, 0);
+}
+
+/* Temps of the target in $P (.NAME.kcm-RUNID.RND.tmp) whose run id is not
+ * in the comma-separated live list $LV (runs still going: never touched). */
+#define STALE_FOR(P, LV, ACT)                                                              \
+    "for f in \"${" P "%/*}\"/.\"${" P "##*/}\".kcm-*.tmp; do [ -e \"$f\" ] || continue; "        \
+    "id=${f##*.kcm-}; id=${id%%.*}; case \",$" LV ",\" in *\",$id,\"*) ;; *) " ACT " ;; esac; done\n"
+
+/* One command tells what the node has: stale temps of this target, whether
+ * the parent folder exists, the entry's lstat, and its hash when the size
+ * matches ($2) and it is a regular file. */
+static const char PROBE[] =
+    STALE_FOR("1", "3", "echo stale; break")
+    "[ -d \"${1%/*}/\" ] && echo dir\n"
+    "[ -e \"$1\" ] || [ -L \"$1\" ] || exit 0\n"
+    "s=$(stat -c '%f %s %u %g %Y' -- \"$1\") || exit 2\n"
+    "echo \"stat $s\"\n"
+    "set -- \"$1\" \"$2\" $s\n"
+    "[ \"$4\" = \"$2\" ] && [ -f \"$1\" ] && [ ! -L \"$1\" ] || exit 0\n"
+    "if command -v openssl >/dev/null; then h=$(openssl dgst -sha256 -r < \"$1\"); else h=$(sha256sum < \"$1\"); fi || exit 2\n"
+    "echo \"sha $h\"\n";
+
+struct remote {
+    int exists, stale, dir, has_sha;
+    unsigned mode, uid, gid;
+    unsigned long long size, mtime;
+    const char *type;
+    char sha[65];
+};
+
+static const char *type_of(unsigned m)
+{
+    return S_ISREG(m) ? "file" : S_ISDIR(m) ? "dir" : S_ISLNK(m) ? "link" : S_ISCHR(m) ? "char" :
+           S_ISBLK(m) ? "block" : S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : "unknown";
+}
+
+static int ensure_sftp(kcm_ssh_sess *c, char **msg);
+
+/* Files up to this size are compared by reading them over SFTP: for a
+ * certificate or a unit file that costs one round trip, where a command on
+ * the node costs a session and 3-4 processes (the rerun of the
+ * controller-manager playbook probes ~7 files a node). Larger files are
+ * hashed on the node and never move. */
+#define SMALL (64 * 1024)
+
+/* Is the run id that follows ".kcm-" in name one of live ("a,b")? */
+static int live_temp(const char *id, const char *live)
+{
+    size_t n = strcspn(id, ".");
+    for (const char *p = live; p && *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncmp(p, id, n) == 0) return 1;
+        p += k + (p[k] == ',');
+    }
+    return 0;
+}
+
+static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsigned long long lsize,
+                      struct remote *rm, int *need_hash, char **msg)
+{
+    *need_hash = 0;
+    if (ensure_sftp(c, msg) != 0) return -1;
+    sftp_attributes a = sftp_lstat(c->sftp, path);
+    if (!a) {
+        int e = sftp_get_error(c->sftp);
+        if (e != SSH_FX_NO_SUCH_FILE && e != SSH_FX_NO_SUCH_PATH) {
+            *msg = kcm_ssh_fmt("put %s: checking the node's copy: %s", path,
+                               e == SSH_FX_PERMISSION_DENIED ? "permission denied" : ssh_get_error(c->s));
+            return -1;
+        }
+    } else {
+        rm->exists = 1;
+        rm->mode = a->permissions & 07777;
+        rm->type = type_of(a->permissions);
+        rm->uid = a->uid, rm->gid = a->gid, rm->size = a->size;
+        rm->mtime = a->mtime64 ? a->mtime64 : a->mtime;
+        sftp_attributes_free(a);
+    }
+    /* the parent folder, and temps of this target left by a killed run */
+    const char *slash = strrchr(path, '/');
+    if (!slash) { *msg = kcm_ssh_fmt("put %s: remote path must be absolute", path); return -1; }
+    char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    char *prefix = kcm_ssh_fmt(".%s.kcm-", slash + 1);
+    if (!dir) abort();
+    sftp_dir d = sftp_opendir(c->sftp, dir);
+    if (d) {
+        rm->dir = 1;
+        sftp_attributes e;
+        size_t pl = strlen(prefix);
+        while ((e = sftp_readdir(c->sftp, d))) {
+            size_t nl = e->name ? strlen(e->name) : 0;
+            if (nl > pl + 4 && strncmp(e->name, prefix, pl) == 0 && strcmp(e->name + nl - 4, ".tmp") == 0 &&
+                !live_temp(e->name + pl, live))
+                rm->stale = 1;
+            sftp_attributes_free(e);
+        }
+        sftp_closedir(d);
+    }
+    free(dir);
+    free(prefix);
+    if (!rm->exists || strcmp(rm->type, "file") != 0 || rm->size != lsize) return 0;
+    if (lsize > SMALL) { *need_hash = 1; return 0; }
+    sftp_file f = sftp_open(c->sftp, path, O_RDONLY, 0);
+    if (!f) { *need_hash = 1; return 0; }   /* unreadable over SFTP: ask the node */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    char *buf = malloc(32768);
+    if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) abort();
+    unsigned long long got = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = sftp_read(f, buf, 32768);
+        if (n < 0) { *msg = kcm_ssh_fmt("put %s: reading the node's copy: %s", path, ssh_get_error(c->s)); rc = -1; break; }
+        if (n == 0) break;
+        got += (unsigned long long)n;
+        EVP_DigestUpdate(md, buf, (size_t)n);
+    }
+    sftp_close(f);
+    if (rc == 0 && got == lsize) {
+        unsigned char dg[32];
+        unsigned dl = 0;
+        EVP_DigestFinal_ex(md, dg, &dl);
+        to_hex(dg, rm->sha);
+        rm->has_sha = 1;
+    }
+    kcm_memzero(buf, 32768);   /* may be a key */
+    free(buf);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int probe_remote(kcm_ssh_sess *c, char **become, const char *pw, const char *path,
+                        const char *live, unsigned long long lsize, struct remote *rm, char **msg)
+{
+    if (!become) {
+        int need_hash;
+        memset(rm, 0, sizeof *rm);
+        if (sftp_probe(c, path, live, lsize, rm, &need_hash, msg) != 0) return -1;
+        if (!need_hash) return 0;
+    }
+    char size[32];
+    snprintf(size, sizeof size, "%llu", lsize);
+    const char *args[] = {path, size, live ? live : ""};
+    char *cmd = shell_line(become, PROBE, args, 3);
+    char *what = kcm_ssh_fmt("put %s: checking the node's copy", path);
+    struct kcm_ssh_exec_res r;
+    int rc = run_cmd(c, cmd, become ? pw : NULL, what, &r, msg);
+    free(cmd);
+    free(what);
+    memset(rm, 0, sizeof *rm);
+    if (rc == 0) {
+        for (char *line = r.out.p; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = '\0';
+            unsigned m;
+            char hex[65];
+            if (strcmp(line, "stale") == 0) rm->stale = 1;
+            else if (strcmp(line, "dir") == 0) rm->dir = 1;
+            else if (sscanf(line, "stat %x %llu %u %u %llu", &m, &rm->size, &rm->uid, &rm->gid,
+                            &rm->mtime) == 5) {
+                rm->exists = 1;
+                rm->mode = m & 07777;
+                rm->type = type_of(m);
+            } else if (sscanf(line, "sha %64[0-9a-f]", hex) == 1 && strlen(hex) == 64) {
+                memcpy(rm->sha, hex, 65);
+                rm->has_sha = 1;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    res_free(&r);
+    return rc;
+}
+
+/* ---- streaming into a remote file ---- */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+/* Feeds the content (fd, or mem/len) to `cmd`'s stdin, then waits for its
+ * exit. *sent counts payload bytes. */
+static int stream_cmd(kcm_ssh_sess *c, const char *cmd, int fd, const char *mem, size_t len,
+                      const char *what, unsigned long long *sent, char **msg)
+{
+    ssh_session s = c->s;
+    struct kcm_buf err = {0};
+    char *buf = NULL;
+    int rc = -1;
+    ssh_channel ch = ssh_channel_new(s);
+    if (!ch) { *msg = kcm_ssh_fmt("%s: cannot open channel: %s", what, ssh_get_error(s)); return -1; }
+    if (ssh_channel_open_session(ch) != SSH_OK || ssh_channel_request_exec(ch, cmd) != SSH_OK) {
+        *msg = kcm_ssh_fmt("%s: %s", what, ssh_get_error(s));
+        ssh_channel_free(ch);
+        return -1;
+    }
+    if (fd >= 0) buf = malloc(CHUNK);
+    size_t off = 0;
+    int write_failed = 0;
+    for (;;) {
+        const char *p;
+        size_t n;
+        if (fd >= 0) {
+            ssize_t got = read(fd, buf, CHUNK);
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) { *msg = kcm_ssh_fmt("%s: reading the local file: %s", what, strerror(errno)); goto out; }
+            p = buf, n = (size_t)got;
+        } else {
+            p = mem + off, n = len - off > CHUNK ? CHUNK : len - off;
+        }
+        if (n == 0) break;
+        /* Blocks while sshd's window is full; libssh's timeout (io_timeout)
+         * bounds a stalled link. */
+        for (size_t w = 0; w < n;) {
+            int k = ssh_channel_write(ch, p + w, (uint32_t)(n - w));
+            if (k == SSH_ERROR || ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) { write_failed = 1; break; }
+            w += (size_t)k;
+        }
+        if (write_failed) break;
+        off += n;
+        *sent += n;
+        /* dd writes nothing on success: stderr only matters at the end, but
+         * it must not fill the window meanwhile. */
+        char eb[4096];
+        int k;
+        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) kcm_buf_add(&err, eb, (size_t)k);
+    }
+    if (!write_failed && !ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
+    long deadline = now_ms() + (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L;
+    for (;;) {
+        char eb[4096];
+        int k, any = 0;
+        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) { kcm_buf_add(&err, eb, (size_t)k); any = 1; }
+        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 0)) > 0) any = 1;
+        if (ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) break;
+        if (!ssh_is_connected(s)) break;
+        if (any) deadline = now_ms() + (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L;
+        if (now_ms() > deadline) { *msg = kcm_ssh_fmt("%s: no answer from the node", what); goto out; }
+        if (ssh_channel_poll_timeout(ch, 100, 1) == SSH_ERROR && !ssh_channel_is_closed(ch)) break;
+    }
+    if (!ssh_is_connected(s)) {
+        *msg = kcm_ssh_fmt("%s: connection lost: %s", what, ssh_get_error(s));
+        goto out;
+    }
+    int code = ssh_channel_get_exit_status(ch);
+    if (code != 0 || write_failed) {
+        /* "dd: error writing '/x/.y.kcm-1.tmp': No space left on device"
+         * -> "put /x/y: no space left on device" */
+        char *e = trimmed(&err);
+        char *why = strrchr(e, '\n') ? strrchr(e, '\n') + 1 : e;
+        char *last = strstr(why, "': ");
+        if (strncmp(why, "dd: ", 4) == 0 && last) why = last + 3;
+        if (why[0] >= 'A' && why[0] <= 'Z' && why[1] >= 'a' && why[1] <= 'z') why[0] = (char)(why[0] + 32);
+        *msg = *why ? kcm_ssh_fmt("%s: %s", what, why) : kcm_ssh_fmt("%s: exit code %d", what, code);
+        free(e);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    kcm_buf_free(&err, 0);
+    ssh_channel_close(ch);
+    ssh_channel_free(ch);
+    return rc;
+}
+
+/* Into a private folder's file (become): created 0600 by umask, O_EXCL. */
+static const char RECV[] = "umask 077 && exec dd of=\"$1\" bs=262144 conv=excl,fsync status=none";
+/* Into the temp next to the target, which SFTP created (O_EXCL, the final
+ * mode from the first byte); nofollow: a symlink swapped in is refused. */
+static const char RECV_INTO[] = "exec dd of=\"$1\" bs=262144 conv=notrunc,fsync oflag=nofollow status=none";
+
+/* Installs the staged copy ($4) as the target's temp ($5) with owner and
+ * mode, then renames it over the target ($6) unless $7 is "stage". */
+static const char INSTALL[] =
+    "umask 077\n"
+    "if [ \"$8\" = 1 ] && [ ! -d \"${6%/*}/\" ]; then (umask 022 && mkdir -p -- \"${6%/*}/\") || exit 1; fi\n"
+    "install -m \"$1\" ${2:+-o \"$2\"} ${3:+-g \"$3\"} -- \"$4\" \"$5\" && sync -- \"$5\" || { rm -f -- \"$5\"; exit 1; }\n"
+    "[ \"$7\" = stage ] && exit 0\n"
+    "mv -f -T -- \"$5\" \"$6\" || { rm -f -- \"$5\"; exit 1; }\n"
+    STALE_FOR("6", "9", "rm -f -- \"$f\"");
+
+/* -T: a directory at the target is an error, not a place to move into.
+ * Temps of this target left by a killed run go once the new file is in. */
+static const char COMMIT[] =
+    "mv -f -T -- \"$1\" \"$2\" || { rm -f -- \"$1\"; exit 1; }\n"
+    STALE_FOR("2", "3", "rm -f -- \"$f\"");
+
+/* Owner and mode of an existing file whose content is right. chown first:
+ * it clears set-id bits the mode may ask for. */
+static const char ATTRS[] =
+    "if [ -n \"$2$3\" ]; then chown -h -- \"$2${3:+:$3}\" \"$4\" || exit 1; fi\n"
+    "chmod \"$1\" -- \"$4\"\n";
+
+/* $3: one temp of this run to remove too (a pair whose staging failed). */
+static const char CLEAN[] = STALE_FOR("1", "2", "rm -f -- \"$f\"") "[ -z \"$3\" ] || rm -f -- \"$3\"\n";
+
+struct put_in {
+    const char *src;          /* local path, or NULL for mem */
+    const char *mem;
+    size_t len;
+    const char *path, *tmp;
+    unsigned mode;
+    long uid, gid;            /* -1: leave */
+    int mkdir, rename, has_expect;
+    struct stat expect;
+    char **become;
+    char *pw;                 /* become.stdin: the sudo -S password line, or NULL */
+    char *live;               /* run ids whose temps are never stale ("a,b"), or NULL */
+};
+
+static int open_src(const struct put_in *in, char **msg)
+{
+    int fd = open(in->src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { *msg = kcm_ssh_fmt("put %s: cannot read %s: %s", in->path, in->src, strerror(errno)); return -1; }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (in->has_expect &&
+        (st.st_dev != in->expect.st_dev || st.st_ino != in->expect.st_ino ||
+         st.st_size != in->expect.st_size || mtime_ns(&st) != mtime_ns(&in->expect)))) {
+        *msg = kcm_ssh_fmt("put %s: %s changed since it was hashed; try again", in->path, in->src);
+        close(fd);
+        return -1;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    return fd;
+}
+
+static int ensure_sftp(kcm_ssh_sess *c, char **msg)
+{
+    if (c->sftp) return 0;
+    sftp_session sf = sftp_new(c->s);
+    if (!sf || sftp_init(sf) != SSH_OK) {
+        *msg = kcm_ssh_fmt("sftp subsystem: %s", ssh_get_error(c->s));
+        if (sf) sftp_free(sf);
+        return -1;
+    }
+    c->sftp = sf;
+    return 0;
+}
+
+static int sftp_fail(kcm_ssh_sess *c, char **msg, const char *what)
+{
+    int e = c->sftp ? sftp_get_error(c->sftp) : 0;
+    *msg = kcm_ssh_fmt("%s: %s", what, e == SSH_FX_PERMISSION_DENIED ? "permission denied" :
+                       e == SSH_FX_NO_SUCH_FILE ? "no such file" :
+                       e == SSH_FX_FAILURE ? "failure (no permission to change the owner, or no space?)" :
+                       ssh_get_error(c->s));
+    return -1;
+}
+
+/* Plain (no become): stream into tmp, setstat mode+owner, rename. */
+static int put_plain(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned long long *sent, char **msg)
+{
+    if (ensure_sftp(c, msg) != 0) return -1;
+    if (in->mkdir) {
+        char *dir = strdup(in->path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        int changed, rc = 0;
+        if (!dir) abort();
+        if (slash && slash != dir) {
+            *slash = '\0';
+            rc = kcm_ssh_sftp_mkdir_p(c, dir, 0755, &changed, msg);
+        }
+        free(dir);
+        if (rc != 0) return -1;
+    }
+    char *what = kcm_ssh_fmt("put %s", in->path);
+    sftp_file f = sftp_open(c->sftp, in->tmp, O_WRONLY | O_CREAT | O_EXCL, in->mode & 0777);
+    if (!f) {
+        int rc = sftp_fail(c, msg, what);
+        free(what);
+        return rc;
+    }
+    sftp_close(f);
+    const char *args[] = {in->tmp};
+    char *cmd = shell_line(NULL, RECV_INTO, args, 1);
+    int rc = stream_cmd(c, cmd, fd, in->mem, in->len, what, sent, msg);
+    free(cmd);
+    if (rc == 0) {
+        struct sftp_attributes_struct a;
+        memset(&a, 0, sizeof a);
+        a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
+        a.permissions = in->mode;
+        if (in->uid >= 0 || in->gid >= 0) {
+            /* SFTP sets both ids at once: keep the one not asked for. */
+            sftp_attributes cur = sftp_lstat(c->sftp, in->tmp);
+            if (!cur) rc = sftp_fail(c, msg, what);
+            else {
+                a.flags |= SSH_FILEXFER_ATTR_UIDGID;
+                a.uid = in->uid >= 0 ? (uint32_t)in->uid : cur->uid;
+                a.gid = in->gid >= 0 ? (uint32_t)in->gid : cur->gid;
+                sftp_attributes_free(cur);
+            }
+        }
+        if (rc == 0 && sftp_setstat(c->sftp, in->tmp, &a) != 0) rc = sftp_fail(c, msg, what);
+    }
+    if (rc == 0 && in->rename) {
+        const char *cargs[] = {in->tmp, in->path, in->live ? in->live : ""};
+        char *mv = shell_line(NULL, COMMIT, cargs, 3);
+        struct kcm_ssh_exec_res r;
+        rc = run_cmd(c, mv, NULL, what, &r, msg);
+        res_free(&r);
+        free(mv);
+    } else if (rc != 0 && c->sftp && ssh_is_connected(c->s)) {
+        sftp_unlink(c->sftp, in->tmp);
+    }
+    free(what);
+    return rc;
+}
+
+/* Become: stream into a 0700 folder of the login user, then one elevated
+ * install (+ rename); the folder is removed on every path. */
+static int put_become(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned long long *sent, char **msg)
+{
+    if (ensure_sftp(c, msg) != 0) return -1;
+    char *what = kcm_ssh_fmt("put %s", in->path);
+    char *home = sftp_canonicalize_path(c->sftp, ".");
+    if (!home) { free(what); return sftp_fail(c, msg, "put: the login user's home folder"); }
+    char *dir = NULL, *file = NULL;
+    for (int i = 0; i < 5 && !dir; i++) {
+        unsigned char r[8];
+        RAND_bytes(r, sizeof r);
+        char hex[17];
+        for (int k = 0; k < 8; k++) snprintf(hex + 2 * k, 3, "%02x", r[k]);
+        char *d = kcm_ssh_fmt("%s/.kcm-put-%s", strcmp(home, "/") == 0 ? "" : home, hex);
+        if (sftp_mkdir(c->sftp, d, 0700) == 0) dir = d;
+        else free(d);
+    }
+    ssh_string_free_char(home);
+    if (!dir) { int rc = sftp_fail(c, msg, "put: a private folder in the login user's home"); free(what); return rc; }
+    file = kcm_ssh_fmt("%s/f", dir);
+    const char *args[] = {file};
+    char *cmd = shell_line(NULL, RECV, args, 1);
+    int rc = stream_cmd(c, cmd, fd, in->mem, in->len, what, sent, msg);
+    free(cmd);
+    if (rc == 0) {
+        char mode[16], uid[24] = "", gid[24] = "";
+        snprintf(mode, sizeof mode, "%04o", in->mode);
+        if (in->uid >= 0) snprintf(uid, sizeof uid, "%ld", in->uid);
+        if (in->gid >= 0) snprintf(gid, sizeof gid, "%ld", in->gid);
+        const char *iargs[] = {mode, uid, gid, file, in->tmp, in->path, in->rename ? "rename" : "stage",
+                               in->mkdir ? "1" : "0", in->live ? in->live : ""};
+        char *ic = shell_line(in->become, INSTALL, iargs, 9);
+        struct kcm_ssh_exec_res r;
+        rc = run_cmd(c, ic, in->pw, what, &r, msg);
+        res_free(&r);
+        free(ic);
+    }
+    if (c->sftp && ssh_is_connected(c->s)) {
+        sftp_unlink(c->sftp, file);
+        sftp_rmdir(c->sftp, dir);
+    }
+    free(file);
+    free(dir);
+    free(what);
+    return rc;
+}
+
+/* ---- the Lua binding ---- */
+
+static int set_attrs(kcm_ssh_sess *c, const struct put_in *in, char **msg)
+{
+    char *what = kcm_ssh_fmt("put %s (owner/mode)", in->path);
+    int rc = 0;
+    if (in->become) {
+        char mode[16], uid[24] = "", gid[24] = "";
+        snprintf(mode, sizeof mode, "%04o", in->mode);
+        if (in->uid >= 0) snprintf(uid, sizeof uid, "%ld", in->uid);
+        if (in->gid >= 0) snprintf(gid, sizeof gid, "%ld", in->gid);
+        const char *args[] = {mode, uid, gid, in->path};
+        char *cmd = shell_line(in->become, ATTRS, args, 4);
+        struct kcm_ssh_exec_res r;
+        rc = run_cmd(c, cmd, in->pw, what, &r, msg);
+        res_free(&r);
+        free(cmd);
+    } else if (ensure_sftp(c, msg) != 0) {
+        rc = -1;
+    } else {
+        sftp_attributes cur = sftp_lstat(c->sftp, in->path);
+        if (!cur) {
+            rc = sftp_fail(c, msg, what);
+        } else {
+            /* one setstat: ids (the one not asked for kept), then mode */
+            struct sftp_attributes_struct a;
+            memset(&a, 0, sizeof a);
+            if (in->uid >= 0 || in->gid >= 0) {
+                a.flags = SSH_FILEXFER_ATTR_UIDGID;
+                a.uid = in->uid >= 0 ? (uint32_t)in->uid : cur->uid;
+                a.gid = in->gid >= 0 ? (uint32_t)in->gid : cur->gid;
+                if (sftp_setstat(c->sftp, in->path, &a) != 0) rc = sftp_fail(c, msg, what);
+            }
+            sftp_attributes_free(cur);
+            if (rc == 0 && sftp_chmod(c->sftp, in->path, in->mode) != 0) rc = sftp_fail(c, msg, what);
+        }
+    }
+    free(what);
+    return rc;
+}
+
+enum sop { S_PROBE, S_PUT, S_COMMIT, S_ATTRS, S_CLEAN, S_STATS };
+
+typedef struct {
+    kcm_job base;
+    kcm_ssh_sess *c;
+    enum sop op;
+    struct put_in in;
+    char *src, *path, *tmp, *data;
+    /* results */
+    struct stat lst;
+    char lsha[65];
+    struct remote rm;
+    unsigned long long sent;
+    unsigned long long tx, rx;
+} syncjob;
+
+static void sync_work(kcm_job *j)
+{
+    syncjob *sj = (syncjob *)j;
+    kcm_ssh_sess *c = sj->c;
+    char *msg = NULL;
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    if (!c->s || !ssh_is_connected(c->s)) {
+        pthread_mutex_unlock(&c->mu);
+        kcm_job_fail(j, "%s: not connected (call connect first)", c->name ? c->name : c->host);
+        return;
+    }
+    switch (sj->op) {
+    case S_PROBE:
+        if (sj->src) {
+            rc = local_sha(sj->src, &sj->lst, sj->lsha, &msg);
+            if (rc != 0) {
+                char *m = kcm_ssh_fmt("put %s: %s", sj->path, msg);
+                free(msg);
+                msg = m;
+            }
+        } else {
+            hash_mem(sj->data, sj->in.len, sj->lsha);
+            sj->lst.st_size = (off_t)sj->in.len;
+        }
+        if (rc == 0)
+            rc = probe_remote(c, sj->in.become, sj->in.pw, sj->path, sj->in.live,
+                              (unsigned long long)sj->lst.st_size, &sj->rm, &msg);
+        break;
+    case S_PUT: {
+        int fd = -1;
+        if (sj->src && (fd = open_src(&sj->in, &msg)) < 0) { rc = -1; break; }
+        rc = sj->in.become ? put_become(c, &sj->in, fd, &sj->sent, &msg)
+                           : put_plain(c, &sj->in, fd, &sj->sent, &msg);
+        if (fd >= 0) close(fd);
+        break;
+    }
+    case S_COMMIT: {
+        const char *args[] = {sj->tmp, sj->path, sj->in.live ? sj->in.live : ""};
+        char *cmd = shell_line(sj->in.become, COMMIT, args, 3);
+        char *what = kcm_ssh_fmt("put %s", sj->path);
+        struct kcm_ssh_exec_res r;
+        rc = run_cmd(c, cmd, sj->in.become ? sj->in.pw : NULL, what, &r, &msg);
+        res_free(&r);
+        free(cmd);
+        free(what);
+        break;
+    }
+    case S_ATTRS:
+        rc = set_attrs(c, &sj->in, &msg);
+        break;
+    case S_CLEAN: {
+        const char *args[] = {sj->path, sj->in.live ? sj->in.live : "", sj->tmp ? sj->tmp : ""};
+        char *cmd = shell_line(sj->in.become, CLEAN, args, 3);
+        char *what = kcm_ssh_fmt("put %s: removing stale temp files", sj->path);
+        struct kcm_ssh_exec_res r;
+        rc = run_cmd(c, cmd, sj->in.become ? sj->in.pw : NULL, what, &r, &msg);
+        res_free(&r);
+        free(cmd);
+        free(what);
+        break;
+    }
+    case S_STATS: {
+        struct tcp_info ti;
+        socklen_t tl = sizeof ti;
+        memset(&ti, 0, sizeof ti);
+        int fd = ssh_get_fd(c->s);
+        if (fd >= 0 && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) {
+            sj->tx = ti.tcpi_bytes_acked;
+            sj->rx = ti.tcpi_bytes_received;
+        }
+        break;
+    }
+    }
+    if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
+    pthread_mutex_unlock(&c->mu);
+    if (rc != 0) kcm_job_fail(j, "%s: %s", c->name ? c->name : c->host, msg ? msg : "failed");
+    free(msg);
+}
+
+static int sync_done(lua_State *L, kcm_job *j)
+{
+    syncjob *sj = (syncjob *)j;
+    switch (sj->op) {
+    case S_PROBE:
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, sj->lsha); lua_setfield(L, -2, "sha");
+        lua_pushinteger(L, (lua_Integer)sj->lst.st_size); lua_setfield(L, -2, "size");
+        lua_pushinteger(L, (lua_Integer)sj->lst.st_dev); lua_setfield(L, -2, "dev");
+        lua_pushinteger(L, (lua_Integer)sj->lst.st_ino); lua_setfield(L, -2, "ino");
+        lua_pushinteger(L, (lua_Integer)mtime_ns(&sj->lst)); lua_setfield(L, -2, "mtime");
+        lua_createtable(L, 0, 9);
+        lua_pushboolean(L, sj->rm.exists); lua_setfield(L, -2, "exists");
+        lua_pushboolean(L, sj->rm.stale); lua_setfield(L, -2, "stale");
+        lua_pushboolean(L, sj->rm.dir); lua_setfield(L, -2, "dir");
+        if (sj->rm.exists) {
+            lua_pushstring(L, sj->rm.type); lua_setfield(L, -2, "type");
+            lua_pushinteger(L, sj->rm.mode); lua_setfield(L, -2, "mode");
+            lua_pushinteger(L, sj->rm.uid); lua_setfield(L, -2, "uid");
+            lua_pushinteger(L, sj->rm.gid); lua_setfield(L, -2, "gid");
+            lua_pushinteger(L, (lua_Integer)sj->rm.size); lua_setfield(L, -2, "size");
+            lua_pushinteger(L, (lua_Integer)sj->rm.mtime); lua_setfield(L, -2, "mtime");
+        }
+        if (sj->rm.has_sha) { lua_pushstring(L, sj->rm.sha); lua_setfield(L, -2, "sha"); }
+        return 2;
+    case S_PUT:
+        lua_pushinteger(L, (lua_Integer)sj->sent);
+        return 1;
+    case S_STATS:
+        lua_createtable(L, 0, 2);
+        lua_pushinteger(L, (lua_Integer)sj->tx); lua_setfield(L, -2, "bytes_sent");
+        lua_pushinteger(L, (lua_Integer)sj->rx); lua_setfield(L, -2, "bytes_received");
+        return 1;
+    default:
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+}
+
+static void free_argv(char **v)
+{
+    for (char **p = v; p && *p; p++) free(*p);
+    free(v);
+}
+
+static void sync_free(kcm_job *j)
+{
+    syncjob *sj = (syncjob *)j;
+    if (sj->data) { kcm_memzero(sj->data, sj->in.len); free(sj->data); }
+    free(sj->src); free(sj->path); free(sj->tmp);
+    free_argv(sj->in.become);
+    if (sj->in.pw) { kcm_memzero(sj->in.pw, strlen(sj->in.pw)); free(sj->in.pw); }
+    free(sj->in.live);
+    kcm_ssh_sess_unref(sj->c);
+    free(sj);
+}
+
+/* Reads the option table at index 2 through a protected call (any raise
+ * leaves the job to the caller, who frees it). */
+static char *field_str(lua_State *L, const char *k, int required)
+{
+    char *v = NULL;
+    if (lua_getfield(L, 2, k) != LUA_TNIL) {
+        size_t n;
+        const char *s = lua_tolstring(L, -1, &n);
+        if (!s || lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "ssh sync: field '%s' must be a string", k);
+        if (strlen(s) != n) luaL_error(L, "ssh sync: field '%s' contains a NUL byte", k);
+        v = strdup(s);
+        if (!v) luaL_error(L, "out of memory");
+    } else if (required) {
+        luaL_error(L, "ssh sync: field '%s' is required", k);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static lua_Integer field_int(lua_State *L, const char *k, lua_Integer dflt)
+{
+    lua_Integer v = dflt;
+    if (lua_getfield(L, 2, k) != LUA_TNIL) {
+        if (!lua_isinteger(L, -1)) luaL_error(L, "ssh sync: field '%s' must be an integer", k);
+        v = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int fill(lua_State *L)
+{
+    syncjob *sj = lua_touserdata(L, 3);
+    sj->path = field_str(L, "path", 1);
+    sj->in.live = field_str(L, "live", 0);
+    if (sj->op == S_COMMIT) sj->tmp = field_str(L, "tmp", 1);
+    if (sj->op == S_CLEAN) sj->tmp = field_str(L, "tmp", 0);
+    if (sj->op == S_PROBE || sj->op == S_PUT) {
+        sj->src = field_str(L, "src", 0);
+        if (!sj->src) {
+            if (lua_getfield(L, 2, "data") != LUA_TSTRING) luaL_error(L, "ssh sync: give src (a local path) or data (a string)");
+            size_t n;
+            const char *d = lua_tolstring(L, -1, &n);
+            sj->data = malloc(n ? n : 1);
+            if (!sj->data) luaL_error(L, "out of memory");
+            memcpy(sj->data, d, n);
+            sj->in.len = n;
+            lua_pop(L, 1);
+        }
+    }
+    if (sj->op == S_PUT || sj->op == S_ATTRS) {
+        if (sj->op == S_PUT) sj->tmp = field_str(L, "tmp", 1);
+        sj->in.mode = (unsigned)field_int(L, "mode", 0644) & 07777;
+        sj->in.uid = (long)field_int(L, "uid", -1);
+        sj->in.gid = (long)field_int(L, "gid", -1);
+        lua_getfield(L, 2, "mkdir");
+        sj->in.mkdir = lua_toboolean(L, -1);
+        lua_getfield(L, 2, "rename");
+        sj->in.rename = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        if (lua_getfield(L, 2, "expect") == LUA_TTABLE && sj->src) {
+            lua_getfield(L, -1, "size"); sj->in.expect.st_size = (off_t)lua_tointeger(L, -1);
+            lua_getfield(L, -2, "dev"); sj->in.expect.st_dev = (dev_t)lua_tointeger(L, -1);
+            lua_getfield(L, -3, "ino"); sj->in.expect.st_ino = (ino_t)lua_tointeger(L, -1);
+            lua_getfield(L, -4, "mtime");
+            long long m = lua_tointeger(L, -1);
+            sj->in.expect.st_mtim.tv_sec = (time_t)(m / 1000000000LL);
+            sj->in.expect.st_mtim.tv_nsec = (long)(m % 1000000000LL);
+            sj->in.has_expect = 1;
+            lua_pop(L, 4);
+        }
+        lua_pop(L, 1);
+    }
+    if (lua_getfield(L, 2, "become") == LUA_TTABLE) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        if (n < 1 || n > 64) luaL_error(L, "ssh sync: become must be a non-empty argv prefix");
+        sj->in.become = calloc((size_t)n + 1, sizeof(char *));
+        if (!sj->in.become) luaL_error(L, "out of memory");
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            size_t len;
+            const char *s = lua_tolstring(L, -1, &len);
+            if (!s || lua_type(L, -1) != LUA_TSTRING || strlen(s) != len) luaL_error(L, "ssh sync: become[%d] must be a string", (int)i);
+            sj->in.become[i - 1] = strdup(s);
+            if (!sj->in.become[i - 1]) luaL_error(L, "out of memory");
+            lua_pop(L, 1);
+        }
+        if (lua_getfield(L, -1, "stdin") == LUA_TSTRING) {
+            sj->in.pw = strdup(lua_tostring(L, -1));
+            if (!sj->in.pw) luaL_error(L, "out of memory");
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    sj->in.src = sj->src;
+    sj->in.mem = sj->data;
+    sj->in.path = sj->path;
+    sj->in.tmp = sj->tmp;
+    return 0;
+}
+
+static int new_sync(lua_State *L, enum sop op)
+{
+    kcm_ssh_sess *c = kcm_ssh_check(L, 1);
+    if (op != S_STATS) luaL_checktype(L, 2, LUA_TTABLE);
+    if (op != S_PROBE && op != S_STATS && kcm_check_mode(L)) return luaL_error(L, "ssh put called in check mode");
+    syncjob *sj = calloc(1, sizeof *sj);
+    if (!sj) return luaL_error(L, "out of memory");
+    sj->base.work = sync_work;
+    sj->base.done = sync_done;
+    sj->base.free = sync_free;
+    sj->base.pin = c;
+    atomic_fetch_add(&c->refs, 1);
+    sj->c = c;
+    sj->op = op;
+    if (op != S_STATS) {
+        lua_pushcfunction(L, fill);
+        lua_pushvalue(L, 1);
+        lua_pushvalue(L, 2);
+        lua_pushlightuserdata(L, sj);
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+            sync_free(&sj->base);
+            return lua_error(L);
+        }
+    }
+    return kcm_job_yield(L, &sj->base);
+}
+
+int kcm_ssh_l_sync_probe(lua_State *L) { return new_sync(L, S_PROBE); }
+int kcm_ssh_l_sync_put(lua_State *L) { return new_sync(L, S_PUT); }
+int kcm_ssh_l_sync_commit(lua_State *L) { return new_sync(L, S_COMMIT); }
+int kcm_ssh_l_sync_attrs(lua_State *L) { return new_sync(L, S_ATTRS); }
+int kcm_ssh_l_sync_clean(lua_State *L) { return new_sync(L, S_CLEAN); }
+int kcm_ssh_l_stats(lua_State *L) { return new_sync(L, S_STATS); }
