@@ -540,6 +540,7 @@ function Node:put(src, path, opts)
     task.changed(p.what)
     return true
   end
+  task.before_change()   -- write-ahead: a restart this change calls for is due first
   if p.same then self:_put_attrs(p) else self:_put_send(p) end
   task.changed(p.what)
   return true
@@ -574,6 +575,7 @@ function Node:put_pair(pair)
     end
   end
   if task.check() or not changed then return changed end
+  task.before_change()
   if not whole then
     for _, p in ipairs(plans) do if p.fix_mode or p.fix_owner then self:_put_attrs(p) end end
     return true
