@@ -313,6 +313,8 @@ function Node:run(cmd, opts)
   local stdin = opts.stdin
   if env_in then stdin = env_in .. (stdin or "") end
   if become and become.stdin then stdin = become.stdin .. (stdin or "") end
+  -- -v: the argv as given (environment values and stdin are never shown)
+  task.log("run " .. shown)
   local s = self:session()
   if not opts.readonly then task.before_change() end
   local timeout = opts.timeout or self.command_timeout
@@ -491,6 +493,8 @@ function Node:put(src, path, opts)
     if fix_mode then self:_call(s, "chmod", path, mode) end
     if fix_owner then self:run({ "chown", "-h", "--", chown, path }) end
   else
+    task.log(string.format("put %s (%s)", path, #data >= 1024 and string.format("%d KiB", #data // 1024)
+                                                      or string.format("%d B", #data)))
     self:_call(s, "put", { path = path, tmp = tmp_name(path), data = data, mode = mode, chown = chown,
             mkdir = opts.mkdir ~= false, live = table.concat(state.live_runs(), ",") })
   end
