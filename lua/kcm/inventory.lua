@@ -238,7 +238,8 @@ function M.load_env_sh(file)
       fail("%s: sourcing it with bash failed: its last command exited with status %s%s", file, status,
            err ~= "" and ("; stderr: " .. err) or " (nothing on stderr)")
     end
-    fail("%s: bash could not source it (exit %d)%s", file, r.code, err ~= "" and (": " .. err) or "")
+    fail("%s: sourcing it with bash failed: it exited with status %d%s", file, r.code,
+         err ~= "" and ("; stderr: " .. err) or " (nothing on stderr)")
   end
   local vars, err = M.parse_env_dump(r.stdout)
   if not vars then fail("%s: %s", file, err) end

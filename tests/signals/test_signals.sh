@@ -156,7 +156,7 @@ errors)
   printf 'NODE_IPS=(127.0.0.1)\nexit 5\n' >"$T/environment.sh"
   run "$KCMRUN" --state-dir "$SD" -i "$T/environment.sh" "$ONCE"
   expect_rc 2 "environment.sh exit 5"
-  expect_err "environment.sh: sourcing it with bash failed: its last command exited with status 5 \(nothing on stderr\)"
+  expect_err "environment.sh: sourcing it with bash failed: it exited with status 5 \(nothing on stderr\)$"
   printf 'NODE_IPS=(127.0.0.1)\nsleep 100\n' >"$T/environment.sh"
   run "$KCMRUN" --state-dir "$SD" -i "$T/environment.sh" "$ONCE"
   expect_rc 2 "environment.sh that hangs"
