@@ -11,13 +11,20 @@ local M = {}
 
 local CONTROL = "localhost"
 
--- A Lua error in a step (a typo, a missing method, error("...") with a
--- position) is a playbook error, exit 3; what the library raises for a node
--- (error(msg, 0), assert(ok, msg), unreachable tables) has no position and
--- fails only that node.
+-- A Lua error in a step (a typo, a missing method or field, a bad argument
+-- to a library call) is a playbook error, exit 3. error("...") and
+-- assert(ok, msg) are how a step says a node failed: exit 4, that node only.
+local VM_ERRORS = { "attempt to ", "undefined global '", "bad argument #", "stack overflow",
+                    "table index is ", "number has no integer representation", "'for' " }
 local function script_error(t)
   local e = t.error
-  return type(e) == "string" and e:match("^[^\n:]+:%d+: ") ~= nil
+  if type(e) ~= "string" then return false end
+  local msg = e:match("^[^\n:]+:%d+: (.*)")
+  if not msg then return false end
+  for _, p in ipairs(VM_ERRORS) do
+    if msg:sub(1, #p) == p then return true end
+  end
+  return false
 end
 
 local function abandoned(opts)
