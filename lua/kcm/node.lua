@@ -542,6 +542,7 @@ function Node:get(path, opts)
     if r.code ~= 0 then error(string.format("%s: read %s: %s", self.name, path, why(r.stderr)), 0) end
     return r.stdout
   end
+  task.log("get " .. path)
   return self:_sftp(self:session(), "read", path)
 end
 
