@@ -274,7 +274,10 @@ function main(argv, host)
                  max_workers = math.max(o.forks, 8) + 4, grace = 0 })
 
   -- load and run the playbook file (as a task, so it may call natives)
-  local chunk, lerr = loadfile(o.playbook, "t", kcm.strict_env())
+  -- strict globals, plus `arg` as the lua interpreter gives it to a script
+  local env = kcm.strict_env()
+  env.arg = { [0] = o.playbook, table.unpack(o.args or {}) }
+  local chunk, lerr = loadfile(o.playbook, "t", env)
   if not chunk then return die(EXIT.playbook, lerr) end
   local t = task.wait(task.spawn(chunk, { step = "(load)", node = "localhost" }, table.unpack(o.args or {})))
   if rt.signal() then return die(interrupted_code(), "interrupted by " .. signame() .. " while loading " .. o.playbook) end
