@@ -37,13 +37,18 @@ end
 
 --- The environment of a playbook or inventory file: the usual globals, and
 --- reading one that does not exist is an error at that line (a typo such as
---- `return paly` would otherwise pass silently as nil).
-function M.strict_env()
-  return setmetatable({}, { __index = function(_, k)
-    local v = _G[k]
-    if v == nil then error(string.format("undefined global '%s'", tostring(k)), 2) end
-    return v
-  end })
+--- `return paly` would otherwise pass silently as nil). write_through: the
+--- globals a file sets land in _G, as they did when playbooks ran in _G
+--- (a file it dofile()s sees them); otherwise they stay in the file's own.
+function M.strict_env(write_through)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = _G[k]
+      if v == nil then error(string.format("undefined global '%s'", tostring(k)), 2) end
+      return v
+    end,
+    __newindex = write_through and function(_, k, v) _G[k] = v end or nil,
+  })
 end
 
 --- Checks a loaded playbook as a whole: every notify has a step handling it.

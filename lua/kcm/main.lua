@@ -275,8 +275,8 @@ function main(argv, host)
 
   -- load and run the playbook file (as a task, so it may call natives)
   -- strict globals, plus `arg` as the lua interpreter gives it to a script
-  local env = kcm.strict_env()
-  env.arg = { [0] = o.playbook, table.unpack(o.args or {}) }
+  local env = kcm.strict_env(true)
+  rawset(env, "arg", { [0] = o.playbook, table.unpack(o.args or {}) })
   local chunk, lerr = loadfile(o.playbook, "t", env)
   if not chunk then return die(EXIT.playbook, lerr) end
   local t = task.wait(task.spawn(chunk, { step = "(load)", node = "localhost" }, table.unpack(o.args or {})))
