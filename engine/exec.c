@@ -28,6 +28,35 @@ struct exec_job {
     int code, sig, timed_out;
 };
 
+/* Process groups of the local commands running now, so an interrupt can end
+ * them (they run in groups of their own and would outlive kcmrun). A fixed
+ * table of atomics: the signal handler reads it. */
+#define KCM_MAX_KIDS 1024
+static volatile pid_t kids[KCM_MAX_KIDS];
+
+static void kid_add(pid_t pid)
+{
+    for (int i = 0; i < KCM_MAX_KIDS; i++)
+        if (__sync_bool_compare_and_swap(&kids[i], 0, pid))
+            return;
+}
+
+static void kid_del(pid_t pid)
+{
+    for (int i = 0; i < KCM_MAX_KIDS; i++)
+        if (__sync_bool_compare_and_swap(&kids[i], pid, 0))
+            return;
+}
+
+void kcm_exec_kill_children(int sig)
+{
+    for (int i = 0; i < KCM_MAX_KIDS; i++) {
+        pid_t p = kids[i];
+        if (p > 0)
+            kill(-p, sig);
+    }
+}
+
 static void strv_free(char **v)
 {
     if (!v)
@@ -97,6 +126,10 @@ static void exec_work(kcm_job *job)
         (void)w;
         _exit(127);
     }
+    /* also here, not only in the child: a kill before the child's own
+     * setpgid must still reach its group */
+    setpgid(pid, pid);
+    kid_add(pid);
     close(in[0]);
     close(out[1]);
     close(err[1]);
@@ -176,6 +209,7 @@ static void exec_work(kcm_job *job)
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    kid_del(pid);
     if (exec_errno) {
         kcm_job_fail(job, "exec %s: %s", j->argv[0], strerror(exec_errno));
         return;

@@ -280,7 +280,11 @@ static void http_work(kcm_job *base)
     if (rc != CURLE_OK) {
         /* errbuf holds curl's detailed reason (certificate problem, refused
          * connection, ...); it never contains key material. */
-        kcm_job_fail(base, "%s %s: %s", j->method, j->url,
+        /* a certificate that does not verify is no outage: the same
+         * answer comes on every try, so kube.lua must not retry it and
+         * recognises it by this wording */
+        kcm_job_fail(base, "%s %s: %s%s", j->method, j->url,
+                     rc == CURLE_PEER_FAILED_VERIFICATION ? "TLS verification failed: " : "",
                      errbuf[0] ? errbuf : cu->easy_strerror(rc));
         goto out;
     }

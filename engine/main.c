@@ -12,6 +12,7 @@
 
 #include "harden.h"
 #include "loader.h"
+#include "modules.h"
 #include "runtime.h"
 
 /* Name of the file CMake writes next to the binary in a build tree: it holds
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kcmrun: cannot create Lua state\n");
         return 2;
     }
+    kcm_runtime_hook(L);
     lua_pushcfunction(L, traceback);
     int errf = lua_gettop(L);
     lua_getglobal(L, "require");
@@ -161,6 +163,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "kcmrun: cannot load kcm.main: %s\n", lua_tostring(L, -1));
     }
     fflush(stdout);
+    if (kcm_runtime_busy() > 0) {
+        /* An interrupted run abandoned work in flight: its worker threads
+         * still use ssh sessions and buffers that closing the Lua state
+         * would free under them. Exit without it; closing the connections
+         * ends the remote commands, local ones are killed here. */
+        kcm_exec_kill_children(SIGKILL);
+        fflush(stderr);
+        _exit(rc);
+    }
     lua_close(L);
     kcm_runtime_shutdown();
     if (exec_args)

@@ -44,7 +44,15 @@ static struct {
     .efd = -1,
 };
 
-static volatile sig_atomic_t got_signal;
+/* Interrupts. The first SIGINT/SIGTERM only records itself (the scheduler
+ * starts nothing new and gives work in flight `grace` seconds); a second one
+ * stops at once from the handler itself, because the main thread may be
+ * blocked or spinning where no Lua code can see a flag. */
+static volatile sig_atomic_t got_signal;      /* the first signal's number */
+static volatile sig_atomic_t sig_count;       /* signals received */
+static int poll_seen;                         /* sig_count the last poll returned on */
+static volatile long signal_at_ms;            /* CLOCK_MONOTONIC of the first signal */
+static long grace_ms = 5000;
 
 int kcm_check_mode(lua_State *L) { (void)L; return pool.check; }
 int kcm_diff_mode(lua_State *L) { (void)L; return pool.diff; }
@@ -267,14 +275,62 @@ int kcm_job_yield(lua_State *L, kcm_job *job)
 
 /* ---- the runtime module: what the Lua scheduler needs ---- */
 
+static long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);   /* async-signal-safe */
+    return (long)ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 static void on_signal(int sig)
 {
+    if (sig_count++ > 0) {
+        /* Everything here is async-signal-safe. Local children live in
+         * process groups of their own (they would outlive us); exiting
+         * closes every ssh connection, which ends the remote commands (each
+         * runs under a wrapper that dies with its channel, ssh_exec.c). */
+        static const char msg[] = "kcmrun: interrupted again: stopping now\n";
+        kcm_exec_kill_children(SIGKILL);
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        _exit(128 + sig);
+    }
+    signal_at_ms = mono_ms();
     got_signal = sig;
     if (pool.efd >= 0) {
         uint64_t one = 1;
         ssize_t r = write(pool.efd, &one, sizeof one);
         (void)r;
     }
+}
+
+int kcm_runtime_busy(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    int n = pool.in_flight;
+    pthread_mutex_unlock(&pool.mu);
+    return n;
+}
+
+/* Count hook: Lua that never yields (an endless loop in an inventory, a
+ * playbook's top level or a step) cannot see the interrupt flag, so the VM
+ * raises "interrupted" in it once the grace is over. Only the user's code:
+ * the engine's own Lua still has to print the recap. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar)
+{
+    if (!got_signal || mono_ms() < signal_at_ms + grace_ms)
+        return;
+    if (!lua_getinfo(L, "S", ar))
+        return;
+    if (strncmp(ar->source, "@builtin:", 9) == 0 || ar->source[0] == '=')
+        return;
+    luaL_error(L, "interrupted by %s", got_signal == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+void kcm_runtime_hook(lua_State *L)
+{
+    /* coroutines created later inherit the hook (lua_newthread copies it) */
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, 10000);
 }
 
 void kcm_runtime_init(void)
@@ -328,7 +384,9 @@ static int rt_poll(lua_State *L)
         kcm_job *list = pool.done_head;
         pool.done_head = pool.done_tail = NULL;
         pthread_mutex_unlock(&pool.mu);
-        if (list || got_signal || ms == 0) {
+        int news = sig_count != poll_seen;
+        poll_seen = sig_count;
+        if (list || news || ms == 0) {
             lua_newtable(L);
             int i = 0;
             while (list) {
@@ -432,6 +490,11 @@ static int rt_configure(lua_State *L)
     if (lua_getfield(L, 1, "diff") != LUA_TNIL)
         pool.diff = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    if (lua_getfield(L, 1, "grace") == LUA_TNUMBER) {
+        double g = lua_tonumber(L, -1);
+        grace_ms = g <= 0 ? 0 : g > 86400 ? 86400000L : (long)(g * 1000);
+    }
+    lua_pop(L, 1);
     return 0;
 }
 
@@ -442,13 +505,25 @@ static int rt_mode(lua_State *L)
     return 2;
 }
 
+/* runtime.signal() -> nil | signal number, deadline (monotonic seconds at
+ * which the grace for work in flight is over) */
 static int rt_signal(lua_State *L)
 {
-    if (got_signal)
-        lua_pushinteger(L, got_signal);
-    else
+    if (!got_signal) {
         lua_pushnil(L);
-    return 1;
+        return 1;
+    }
+    lua_pushinteger(L, got_signal);
+    lua_pushnumber(L, (double)(signal_at_ms + grace_ms) / 1000.0);
+    return 2;
+}
+
+/* runtime.kill_children(): local commands still running (an abandoned run) */
+static int rt_kill_children(lua_State *L)
+{
+    (void)L;
+    kcm_exec_kill_children(SIGKILL);
+    return 0;
 }
 
 /* A timer is a job too, so a sleeping coroutine costs no main-thread time. */
@@ -548,6 +623,7 @@ int kcm_open_runtime(lua_State *L)
         {"configure", rt_configure},
         {"mode", rt_mode},
         {"signal", rt_signal},
+        {"kill_children", rt_kill_children},
         {"sleep", rt_sleep},
         {"now", rt_now},
         {"time", rt_time},

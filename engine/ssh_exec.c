@@ -1,8 +1,23 @@
 /* One remote command on an open session: a fresh channel per command
- * (cheap: no new connection), stdin fed then EOF, stdout/stderr collected
- * until EOF, exit status, and a per-command deadline. */
+ * (cheap: no new connection), stdin fed, stdout/stderr collected until EOF,
+ * exit status, and a per-command deadline.
+ *
+ * A command must not outlive its channel (a timeout, an interrupted or
+ * killed kcmrun): OpenSSH ignores the "signal" channel request, and without
+ * a pty it leaves the command running when the channel or the connection
+ * goes. A pty would make sshd hang it up, but it merges stderr into stdout
+ * and turns "\n" into "\r\n". So every command runs under WRAPPER: the
+ * command's stdin is the first N bytes of the channel's stdin (the caller's
+ * data); a watcher started after that keeps reading, and we never send
+ * EOF, so EOF there means the channel is gone: the watcher then ends its
+ * process group (the session sshd made for this channel), TERM then KILL.
+ * Once the command has exited the wrapper is gone, and the EOF sshd then
+ * gives the watcher kills nothing (kill -0 $$).
+ * Values travel as positional arguments only. Measured on the lab: ~5 ms
+ * more per command (a fork for the watcher, cat). */
 #include "ssh_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +46,22 @@ static long drain(ssh_channel ch, struct kcm_ssh_exec_res *r)
     return total;
 }
 
+static const char WRAPPER[] =
+    "exec 3<&0; "
+    "{ if [ \"$1\" -gt 0 ]; then head -c \"$1\"; fi; exec >&-; "
+    "{ trap '' TERM; cat; kill -0 $$ && { kill -s TERM 0; sleep 1; kill -s KILL 0; }; } <&3 >/dev/null 2>&1 & "
+    "} <&3 | eval \"$2\" 3<&-";
+
+char *kcm_ssh_wrap_command(const char *cmd, size_t inlen)
+{
+    /* runs in the login shell itself (as the bare command did): no extra
+     * shell to start, and the command keeps the shell it always had */
+    char *qc = kcm_ssh_shquote(cmd);
+    char *line = kcm_ssh_fmt("set -- %zu %s; %s", inlen, qc, WRAPPER);
+    free(qc);
+    return line;
+}
+
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
                  long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
 {
@@ -44,7 +75,10 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         ssh_channel_free(ch);
         return -1;
     }
-    if (ssh_channel_request_exec(ch, cmd) != SSH_OK) {
+    char *line = kcm_ssh_wrap_command(cmd, in ? inlen : 0);
+    int xr = ssh_channel_request_exec(ch, line);
+    free(line);
+    if (xr != SSH_OK) {
         *msg = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(s));
         goto fail;
     }
@@ -61,7 +95,7 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         if (drain(ch, r) < 0) break;
         if (deadline && now_ms() >= deadline) goto timeout;
     }
-    if (!ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
+    /* no EOF: the wrapper takes EOF on its stdin for "the channel is gone" */
 
     for (;;) {
         long got = drain(ch, r);
@@ -101,9 +135,8 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
 
 timeout:
     r->timed_out = 1;
-    /* Asks sshd to kill the command (OpenSSH >= 7.9 honours it), then drop
-     * the channel; the session stays usable. */
-    ssh_channel_request_send_signal(ch, "KILL");
+    /* Closing the channel ends the command: its wrapper sees EOF. The
+     * session stays usable. */
     ssh_channel_close(ch);
     ssh_channel_free(ch);
     return 0;

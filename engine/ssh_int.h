@@ -39,6 +39,8 @@ enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_S
 char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* POSIX shell single-quoting of s; malloc'd. */
 char *kcm_ssh_shquote(const char *s);
+/* the line sent for cmd: cmd under the wrapper that dies with its channel */
+char *kcm_ssh_wrap_command(const char *cmd, size_t inlen);
 /* "~/x" -> "$HOME/x"; malloc'd copy otherwise. */
 char *kcm_ssh_expand_home(const char *path);
 

@@ -35,6 +35,42 @@ function M.is_playbook(v)
   return getmetatable(v) == Playbook
 end
 
+--- The environment of a playbook or inventory file: the usual globals, and
+--- reading one that does not exist is an error at that line (a typo such as
+--- `return paly` would otherwise pass silently as nil). write_through: the
+--- globals a file sets land in _G, as they did when playbooks ran in _G
+--- (a file it dofile()s sees them); otherwise they stay in the file's own.
+function M.strict_env(write_through)
+  return setmetatable({}, {
+    __index = function(_, k)
+      local v = _G[k]
+      if v == nil then error(string.format("undefined global '%s'", tostring(k)), 2) end
+      return v
+    end,
+    __newindex = write_through and function(_, k, v) _G[k] = v end or nil,
+  })
+end
+
+--- Checks a loaded playbook as a whole: every notify has a step handling it.
+--- Returns nil or "file:line: message".
+function M.validate(play)
+  local handled = {}
+  for _, s in ipairs(play.steps) do if s.handles then handled[s.handles] = true end end
+  for _, s in ipairs(play.steps) do
+    for _, h in ipairs(s.notify) do
+      if not handled[h] then
+        return string.format("%s: step '%s' notifies '%s', but no step handles it " ..
+                             "(give the step that reacts handles = %q)", s.defined_at, s.name, h, h)
+      end
+    end
+  end
+end
+
+local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", "when", "optional", "tags",
+                       "become", "serial", "gate", "max_fail", "continue_on_failure" }
+local VALID_OPTION = {}
+for _, k in ipairs(STEP_OPTIONS) do VALID_OPTION[k] = true end
+
 --- play:step(name, [opts], fn)
 --- opts: once=true (control machine), hosts="group"|"node", node="node1",
 ---       prepare=function(ctx) (once, on the control machine, before the nodes),
@@ -44,13 +80,21 @@ end
 ---       serial=N|"P%" (rolling: batches of N nodes / P% of them), gate=function(ctx, batch)
 ---       (health check after a batch that changed something; false/error stops the step),
 ---       max_fail=N (failed nodes tolerated before a serial step stops; default 0),
----       tags={...}
+---       tags={...}, continue_on_failure=true (later steps run even when
+---       every target of this one failed; by default the play stops then)
 function Playbook:step(name, opts, fn)
   if type(opts) == "function" then opts, fn = {}, opts end
   if type(name) ~= "string" or name == "" then error("play:step: name must be a non-empty string", 2) end
   if type(fn) ~= "function" then error("play:step " .. name .. ": missing function", 2) end
   if self.by_name[name] then error("play:step: duplicate step name '" .. name .. "'", 2) end
   opts = opts or {}
+  if type(opts) ~= "table" then error("play:step " .. name .. ": options must be a table", 2) end
+  for k in pairs(opts) do
+    if not VALID_OPTION[k] then
+      error(string.format("play:step %s: unknown option '%s' (valid: %s)", name, tostring(k),
+                          table.concat(STEP_OPTIONS, ", ")), 2)
+    end
+  end
   if opts.serial ~= nil then
     local ok, err = pcall(require("kcm.runner").batch_size, opts.serial, 1)
     if not ok then error("play:step " .. name .. ": " .. tostring(err), 2) end
@@ -69,7 +113,8 @@ function Playbook:step(name, opts, fn)
     serial = opts.serial,
     gate = opts.gate,
     max_fail = opts.max_fail,
-    prepare = opts.prepare,     -- runs once on the control machine before the node part   -- runs only when asked for by --only or its `when`
+    prepare = opts.prepare,     -- runs once on the control machine before the node part
+    continue_on_failure = opts.continue_on_failure and true or false,
     defined_at = caller_location(2),
   }
   self.steps[#self.steps + 1] = s

@@ -154,7 +154,7 @@ local function with_file(file, msg)
 end
 
 function M.load_lua(file)
-  local chunk, err = loadfile(file, "t", setmetatable({}, { __index = _G }))
+  local chunk, err = loadfile(file, "t", require("kcm").strict_env())
   if not chunk then fail("%s", with_file(file, err)) end
   local ok, inv = pcall(chunk)
   if not ok then fail("%s", with_file(file, inv)) end
@@ -174,7 +174,7 @@ for __kcm_v in $(compgen -v); do
   __kcm_base[$__kcm_v]=$(declare -p "$__kcm_v" 2>/dev/null)
 done
 set -a
-source "$1" >/dev/null || exit 3
+source "$1" >/dev/null || { echo "__kcm_status=$?" >&2; exit 3; }
 set +a
 for __kcm_v in $(compgen -v); do
   case "$__kcm_v" in
@@ -225,8 +225,21 @@ function M.load_env_sh(file)
   local r = exec.run { argv = { "env", "-i", "PATH=" .. CLEAN_PATH, "HOME=" .. home, "USER=" .. user,
                                 "LOGNAME=" .. user, "bash", "--noprofile", "--norc", "-c", DUMP, "kcm-env", file },
                        timeout = 30 }
+  if r.timed_out then
+    fail("%s: sourcing it with bash timed out after 30 s (does it wait for input or the network?)", file)
+  end
   if r.code ~= 0 then
-    fail("%s: bash could not source it (exit %d): %s", file, r.code, (r.stderr or ""):sub(1, 500))
+    local err = (r.stderr or ""):gsub("%s+$", "")
+    local status = err:match("__kcm_status=(%d+)$")
+    err = err:gsub("\n?__kcm_status=%d+$", "")
+    if #err > 300 then err = "..." .. err:sub(-300) end
+    err = err:gsub("\n", " | ")
+    if status then
+      fail("%s: sourcing it with bash failed: its last command exited with status %s%s", file, status,
+           err ~= "" and ("; stderr: " .. err) or " (nothing on stderr)")
+    end
+    fail("%s: sourcing it with bash failed: it exited with status %d%s", file, r.code,
+         err ~= "" and ("; stderr: " .. err) or " (nothing on stderr)")
   end
   local vars, err = M.parse_env_dump(r.stdout)
   if not vars then fail("%s: %s", file, err) end

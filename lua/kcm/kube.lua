@@ -149,6 +149,11 @@ function Client:request(method, path, body, opts)
       if not (retry and (res.status >= 500 or res.status == 429)) then break end
     else
       r, err = nil, res
+      -- a certificate that does not verify will not verify on the next try
+      if tostring(res):find(": TLS verification failed: ", 1, true) then
+        error(string.format("%s (check that the kubeconfig's certificate-authority signed the apiserver's certificate)",
+                            tostring(res)), 0)
+      end
     end
     if attempt < attempts then
       task.log(string.format("kube: %s %s: %s; retrying in %.2fs", method, url,

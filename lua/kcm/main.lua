@@ -39,8 +39,11 @@ options:
       --state-dir DIR    where run state and locks live (default /var/lib/kcmrun/state
                          as root, else ~/.local/state/kcmrun)
       --no-lock          do not take the per-node locks (another run may work on them)
+      --grace S          after SIGINT/SIGTERM, wait S seconds (default 5) for work in
+                         flight before abandoning it; a second signal stops at once
   -q, --quiet            only failures and the recap
-  -v, --verbose          more detail (changes, logs, tracebacks)
+  -v, --verbose          more detail: each remote command and transfer as it runs
+                         (-vv: and tracebacks of errors)
   -V, --version          print the version
   -h, --help             this help
 
@@ -57,7 +60,8 @@ exit codes:
   2    usage or configuration error (bad option, no or bad inventory, no such playbook)
   3    playbook error (syntax or load error, script error)
   4    at least one node failed or was unreachable
-  130  interrupted by SIGINT, 143 by SIGTERM (the recap is still printed)
+  130  interrupted by SIGINT, 143 by SIGTERM (the recap is still printed,
+       unless a second signal stopped the run at once)
 ]]
 
 local function die(code, msg)
@@ -72,7 +76,7 @@ local function split_csv(s)
 end
 
 local function parse(argv)
-  local o = { extra_vars = {}, lua_path = {}, verbosity = 0, forks = 64, ssh = {} }
+  local o = { extra_vars = {}, lua_path = {}, verbosity = 0, forks = 64, ssh = {}, grace = 5 }
   local i = 1
   local function value(name)
     i = i + 1
@@ -117,8 +121,13 @@ local function parse(argv)
     elseif a == "--timeline" then o.timeline = value(a)
     elseif a == "--state-dir" then o.state_dir = value(a)
     elseif a == "--no-lock" then o.no_lock = true
+    elseif a == "--grace" then
+      local g = tonumber(value(a))
+      if not g or g < 0 then error({ usage = true, message = "--grace expects a number of seconds >= 0" }, 0) end
+      o.grace = g
     elseif a == "-q" or a == "--quiet" then o.verbosity = -1
-    elseif a == "-v" or a == "--verbose" then o.verbosity = o.verbosity + 1
+    elseif a == "--verbose" then o.verbosity = o.verbosity + 1
+    elseif a:match("^%-v+$") then o.verbosity = math.max(o.verbosity, 0) + #a - 1
     elseif a == "--" then
       o.playbook = argv[i + 1]
       o.args = { table.unpack(argv, i + 2) }
@@ -160,6 +169,26 @@ end
 local function err_message(e)
   if type(e) == "table" then return tostring(e.message or e) end
   return tostring(e)
+end
+
+local function interrupted_code()
+  local sig = rt.signal()
+  return sig == 15 and EXIT.sigterm or EXIT.sigint
+end
+
+local function signame()
+  return rt.signal() == 15 and "SIGTERM" or "SIGINT"
+end
+
+-- Where run state and locks go must be a folder we can write: one line
+-- naming it and why not, instead of a failure deep in the run.
+local function check_dir(opt, dir)
+  local st = fs.stat(dir)
+  if st and (st.type == "file" or st.type == "other") then return string.format("%s %s: not a directory", opt, dir) end
+  local ok, err = pcall(fs.mkdir, dir, tonumber("700", 8), true)
+  if not ok then
+    return string.format("%s %s: cannot create it: %s", opt, dir, (err_message(err):gsub("^mkdir [^:]*: ", "")))
+  end
 end
 
 -- Subcommands: the first argument names one. A subcommand returns an exit code, or an
@@ -215,7 +244,9 @@ local function find_inventory(o, play)
   return path, why
 end
 
-return function(argv, host)
+local main
+
+function main(argv, host)
   host = host or {}
   if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
   local ok, o = pcall(parse, argv)
@@ -237,23 +268,30 @@ return function(argv, host)
 
   local task = require "kcm.task"
   local kcm = require "kcm"
+  -- while loading nothing is in flight worth waiting for: an interrupt
+  -- stops the loading at once (grace 0), Lua loops included
   rt.configure({ check = o.check or false, diff = o.diff or false,
-                 max_workers = math.max(o.forks, 8) + 4 })
+                 max_workers = math.max(o.forks, 8) + 4, grace = 0 })
 
   -- load and run the playbook file (as a task, so it may call natives)
-  local chunk, lerr = loadfile(o.playbook, "t")
+  -- strict globals, plus `arg` as the lua interpreter gives it to a script
+  local env = kcm.strict_env(true)
+  rawset(env, "arg", { [0] = o.playbook, table.unpack(o.args or {}) })
+  local chunk, lerr = loadfile(o.playbook, "t", env)
   if not chunk then return die(EXIT.playbook, lerr) end
   local t = task.wait(task.spawn(chunk, { step = "(load)", node = "localhost" }, table.unpack(o.args or {})))
+  if rt.signal() then return die(interrupted_code(), "interrupted by " .. signame() .. " while loading " .. o.playbook) end
   if not t.ok then
     local msg = t.message
-    if o.verbosity > 0 then msg = debug.traceback(t.co, msg) end
+    if o.verbosity > 1 then msg = debug.traceback(t.co, msg) end
     return die(EXIT.playbook, msg)
   end
   local play = t.results[1]
   if not kcm.is_playbook(play) then
-    if rt.signal() then return rt.signal() == 15 and EXIT.sigterm or EXIT.sigint end
     return EXIT.ok   -- a script: it ran
   end
+  local verr = kcm.validate(play)
+  if verr then return die(EXIT.playbook, verr) end
 
   if o.list_steps then
     for _, s in ipairs(play.steps) do
@@ -272,6 +310,9 @@ return function(argv, host)
   local iok, inv
   if o.inventory then
     iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
+    if rt.signal() then
+      return die(interrupted_code(), "interrupted by " .. signame() .. " while loading the inventory " .. o.inventory)
+    end
     if iok then
       if not inv.ok then return die(EXIT.usage, err_message(inv.error)) end
       inv = inv.results[1]
@@ -287,6 +328,8 @@ return function(argv, host)
   -- playbook before they were kept per target; the runner moves them over
   local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
+  local serr = check_dir(o.state_dir and "--state-dir" or "state folder", sdir)
+  if serr then return die(EXIT.usage, serr) end
 
   local rep_ok, report = pcall(require("kcm.report").new, { verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   if not rep_ok then return die(EXIT.usage, err_message(report)) end
@@ -298,10 +341,11 @@ return function(argv, host)
   end
 
   local runner = require "kcm.runner"
+  rt.configure({ grace = o.grace })
   local rok, summary = pcall(runner.run, play, {
     inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
     start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
-    extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook,
+    extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook, grace = o.grace,
     playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_dir = sdir,
     state_file = (o.state_dir or home_state_dir()) .. "/state-" .. pkey .. ".json",
     no_lock = o.no_lock,
@@ -313,8 +357,34 @@ return function(argv, host)
   end
   local code = EXIT.ok
   if summary.failed then code = EXIT.nodes end
+  if summary.playbook_error then code = EXIT.playbook end
   local sig = rt.signal()
-  if sig then code = sig == 15 and EXIT.sigterm or EXIT.sigint end
+  if sig then code = interrupted_code() end
   report:recap({ exit_code = code, interrupted = sig ~= nil })
+  if summary.stopped and not summary.playbook_error then
+    io.stderr:write(string.format("kcmrun: every target of step '%s' failed: the play stopped there " ..
+                                  "(a step with continue_on_failure = true lets it go on)\n", summary.stopped))
+  end
+  if summary.playbook_error and not sig then
+    return die(EXIT.playbook, string.format("playbook error in step '%s': %s",
+                                            summary.playbook_error.step, summary.playbook_error.message))
+  end
   return code
+end
+
+return function(argv, host)
+  local verbosity = 0
+  for _, a in ipairs(argv) do
+    if a == "--verbose" then verbosity = verbosity + 1 end
+    if a:match("^%-v+$") then verbosity = verbosity + #a - 1 end
+  end
+  local ok, code = xpcall(main, function(e)
+    local msg = err_message(e)
+    -- a traceback is for developers: -vv
+    if verbosity >= 2 then msg = debug.traceback(msg, 2) end
+    return { message = msg, config = type(e) == "table" and (e.config or e.usage) }
+  end, argv, host)
+  if ok then return code end
+  if rt.signal() then return die(interrupted_code(), "interrupted by " .. signame()) end
+  return die(code.config and EXIT.usage or EXIT.internal, (code.config and "" or "internal error: ") .. code.message)
 end

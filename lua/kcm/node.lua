@@ -313,6 +313,8 @@ function Node:run(cmd, opts)
   local stdin = opts.stdin
   if env_in then stdin = env_in .. (stdin or "") end
   if become and become.stdin then stdin = become.stdin .. (stdin or "") end
+  -- -v: the argv as given (environment values and stdin are never shown)
+  task.log("run " .. shown)
   local s = self:session()
   if not opts.readonly then task.before_change() end
   local timeout = opts.timeout or self.command_timeout
@@ -541,7 +543,11 @@ function Node:put(src, path, opts)
     return true
   end
   task.before_change()   -- write-ahead: a restart this change calls for is due first
-  if p.same then self:_put_attrs(p) else self:_put_send(p) end
+  if p.same then self:_put_attrs(p) else
+    local n = p.lcl.size or 0
+    task.log(string.format("put %s (%s)", path, n >= 1024 and string.format("%d KiB", n // 1024) or string.format("%d B", n)))
+    self:_put_send(p)
+  end
   task.changed(p.what)
   return true
 end
@@ -642,6 +648,7 @@ function Node:get(path, opts)
     if r.code ~= 0 then error(string.format("%s: read %s: %s", self.name, path, why(r.stderr)), 0) end
     return r.stdout
   end
+  task.log("get " .. path)
   return self:_sftp(self:session(), "read", path)
 end
 

@@ -41,6 +41,11 @@ function M:paint(kind, s)
   return "\27[" .. COLORS[kind] .. "m" .. s .. "\27[0m"
 end
 
+-- Fields that are lists: an empty one must read [] (this lua-cjson has no
+-- array metatable and encodes every empty table as {}).
+local LISTS = { targets = true, changes = true }
+local EMPTY = "\1kcm-empty-list\1"
+
 function M:event(ev)
   if not self.json then return end
   ev.time = rt.time()
@@ -50,7 +55,13 @@ function M:event(ev)
     for i, v in ipairs(ev.changes) do c[i] = M.redact(v) end
     ev.changes = c
   end
-  self.json:write(cjson.encode(ev), "\n")
+  local empty = false
+  for k in pairs(LISTS) do
+    if type(ev[k]) == "table" and next(ev[k]) == nil then ev[k] = EMPTY; empty = true end
+  end
+  local line = cjson.encode(ev)
+  if empty then line = line:gsub('"\\u0001kcm%-empty%-list\\u0001"', "[]") end
+  self.json:write(line, "\n")
   self.json:flush()
 end
 

@@ -11,6 +11,26 @@ local M = {}
 
 local CONTROL = "localhost"
 
+-- A Lua error in a step (a typo, a missing method or field, a bad argument
+-- to a library call) is a playbook error, exit 3. error("...") and
+-- assert(ok, msg) are how a step says a node failed: exit 4, that node only.
+local VM_ERRORS = { "attempt to ", "undefined global '", "bad argument #", "stack overflow",
+                    "table index is ", "number has no integer representation", "'for' " }
+local function script_error(t)
+  local e = t.error
+  if type(e) ~= "string" then return false end
+  local msg = e:match("^[^\n:]+:%d+: (.*)")
+  if not msg then return false end
+  for _, p in ipairs(VM_ERRORS) do
+    if msg:sub(1, #p) == p then return true end
+  end
+  return false
+end
+
+local function abandoned(opts)
+  return string.format("interrupted: still running after the %gs grace, abandoned", opts.grace or 5)
+end
+
 local function split_set(list)
   local s = {}
   for _, v in ipairs(list or {}) do s[v] = true end
@@ -227,6 +247,7 @@ function M.run(play, opts)
 
   local down = {}       -- node name -> "failed" | "unreachable": it left the play
   local summary = { failed = false, playbook_error = false, interrupted = false }
+  local on_control
 
   report:run_start({ name = play.name, playbook = opts.playbook, inventory = inv.file, check = opts.check,
                      nodes = #ctx.nodes })
@@ -256,13 +277,19 @@ function M.run(play, opts)
     end
     if not run_it then goto continue end
 
-    local function on_control(fn)
+    function on_control(fn)
       local sctx = { node = CONTROL, step = step.name, changes = {} }
       local t0 = rt.now()
       local t = task.wait(task.spawn(fn, sctx, ctx))
       local r = { duration = rt.now() - t0, changes = sctx.changes, t0 = t0, t1 = rt.now(), diffs = sctx.diffs }
       if t.ok then
         r.status = #sctx.changes > 0 and "changed" or "ok"
+      elseif not t.done then
+        r.status, r.error = "failed", abandoned(opts)
+        summary.interrupted = true
+      elseif script_error(t) and not rt.signal() then
+        r.status, r.error, r.where = "failed", "script error (reported below)", t.where
+        summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
       else
         r.status, r.error, r.where = "failed", t.message, t.where
       end
@@ -279,20 +306,18 @@ function M.run(play, opts)
         break
       end
     else
-      if step.prepare then
-        report:step_start(step, { CONTROL })
-        if not on_control(step.prepare) then
-          report:step_end(step)
-          summary.failed = true
-          break
-        end
-      end
       local targets = {}
       for _, node in ipairs(ctx.hosts(step.hosts)) do
         if not down[node.name] then targets[#targets + 1] = node end
       end
-      if not step.prepare then
-        report:step_start(step, (function() local n = {} for i, x in ipairs(targets) do n[i] = x.name end return n end)())
+      -- one step_start naming both parts: the control machine's, the nodes'
+      local names = step.prepare and { CONTROL } or {}
+      for _, x in ipairs(targets) do names[#names + 1] = x.name end
+      report:step_start(step, names)
+      if step.prepare and not on_control(step.prepare) then
+        report:step_end(step)
+        summary.failed = true
+        break
       end
       -- one batch of the step's nodes (all of them unless the step is serial)
       local function run_batch(batch)
@@ -310,11 +335,17 @@ function M.run(play, opts)
         end, function() return not rt.signal() end)
         for i, t in ipairs(tasks) do
           local node = batch[i]
-          local r = { duration = t.started_at and (t.finished_at - t.started_at) or 0,
-                      t0 = t.started_at, t1 = t.finished_at, diffs = t.ctx.diffs }
+          local t1 = t.finished_at or rt.now()     -- abandoned: still running
+          local r = { duration = t.started_at and (t1 - t.started_at) or 0,
+                      t0 = t.started_at, t1 = t.started_at and t1, diffs = t.ctx and t.ctx.diffs }
           if t.skipped then
             r.status = "skipped"
             summary.interrupted = true
+          elseif not t.done then
+            r.status, r.error = "failed", abandoned(opts)
+            summary.interrupted, summary.failed = true, true
+            down[node.name] = "failed"
+            outcome.failed = outcome.failed + 1
           elseif t.ok then
             local changes = t.ctx.changes
             r.changes = changes
@@ -335,6 +366,10 @@ function M.run(play, opts)
               r.status = "failed"
             end
             r.error, r.where = t.message, t.where
+            if r.status == "failed" and script_error(t) and not rt.signal() then
+              summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
+              r.error = "script error (reported below)"
+            end
             -- what this node changed before failing still needs its handlers
             if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
               st:mark_due(ids[node.name], play.name, step.notify, true)
@@ -352,6 +387,16 @@ function M.run(play, opts)
         report:node_result(step, node.name, { status = "skipped", error = why, duration = 0 })
       end) then summary.failed = true end
       report:step_end(step)
+      -- a playbook error stops the play, as does a step no target survived
+      -- (what later steps build on is missing), unless the step says
+      -- continue_on_failure = true
+      if summary.playbook_error then break end
+      local survived = #targets == 0
+      for _, node in ipairs(targets) do if not down[node.name] then survived = true end end
+      if not survived and not step.continue_on_failure and not rt.signal() then
+        summary.stopped = step.name
+        break
+      end
     end
     ::continue::
   end
@@ -364,9 +409,10 @@ function M.run(play, opts)
   end
   for _, node in ipairs(ctx.nodes) do
     report:node_stats(node.name)
-    if node.close then pcall(node.close, node) end
+    -- abandoned work still holds its session on a worker: exit closes them
+    if node.close and not task.abandoned then pcall(node.close, node) end
   end
-  if Node and Node.close_all then pcall(Node.close_all) end
+  if Node and Node.close_all and not task.abandoned then pcall(Node.close_all) end
   st:close()
   summary.down = down
   return summary

@@ -79,7 +79,9 @@ local function resume(co)
   end
 end
 
---- Runs the scheduler until done() is true.
+--- Runs the scheduler until done() is true. Returns false when it gave up
+--- because of an interrupt: nothing left to run, or work still in flight
+--- when the grace after the first SIGINT/SIGTERM is over (M.abandoned).
 function M.loop(done)
   while not done() do
     if rhead <= rtail then
@@ -88,7 +90,14 @@ function M.loop(done)
       rhead = rhead + 1
       resume(co)
     elseif rt.pending() > 0 then
-      for _, co in ipairs(rt.poll()) do push(co) end
+      local sig, deadline = rt.signal()
+      if sig then
+        local left = deadline - rt.now()
+        if left <= 0 then M.abandoned = true; return false end
+        for _, co in ipairs(rt.poll(left)) do push(co) end
+      else
+        for _, co in ipairs(rt.poll()) do push(co) end
+      end
     elseif rt.signal() then
       return false
     else
@@ -117,11 +126,8 @@ local function park_until(w)
   if w.done then return end
   local co, main = coroutine.running()
   if main or not tasks[co] then
+    -- after an interrupt the loop lets work in flight finish within the grace
     M.loop(function() return w.done end)
-    if not w.done then
-      -- interrupted by a signal: let in-flight work finish, start nothing new
-      M.loop(function() return w.done or rt.pending() == 0 and rhead > rtail end)
-    end
   else
     while not w.done do
       w.waiters[#w.waiters + 1] = co
