@@ -188,7 +188,9 @@ function M.parallel(fns)
   return results
 end
 
-function M.sleep(seconds) rt.sleep(seconds) end
+--- Sleeps `seconds` without holding a worker thread: the coroutine waits on
+--- a timer of the main loop (engine/timers.c).
+function M.sleep(seconds) rt.timer(seconds) end
 
 function M.current()
   local t = tasks[coroutine.running()]
