@@ -298,8 +298,10 @@ function Node:_denied_hint(msg, becoming)
   return msg
 end
 
---- node:run(cmd | argv, {stdin, env, become, become_user, ok_codes={0}, timeout, readonly})
---- -> {code, stdout, stderr}   (opts.sudo = true is the old spelling of become = true)
+--- node:run(cmd | argv, {stdin, env, become, become_user, ok_codes={0}, timeout, readonly, changed})
+--- -> {code, stdout, stderr[, changed]}   (opts.sudo = true is the old spelling of become = true)
+--- changed=function(res) -> bool|string: a truthy answer records a change (the
+--- string, or "run <cmd>"), so the step reports "changed" instead of "ok".
 function Node:run(cmd, opts)
   opts = opts or {}
   if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
@@ -331,7 +333,14 @@ function Node:run(cmd, opts)
     error(self:_denied_hint(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)),
                             become ~= nil), 0)
   end
-  return { code = code, stdout = out, stderr = err }
+  local res = { code = code, stdout = out, stderr = err }
+  if opts.changed then
+    -- the command says whether it changed something (its output, its code)
+    local c = opts.changed(res)
+    res.changed = c and true or false
+    if c then task.changed(type(c) == "string" and c or ("run " .. shown)) end
+  end
+  return res
 end
 
 -- owner/group -> numeric id on this node (cached); numbers pass through.
