@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/core_names.h>
 #include "crypto.h"
+#include "util.h"
 
 typedef struct { EVP_PKEY *pkey; } key_ud;
 typedef struct { X509 *x; } cert_ud;
@@ -207,8 +208,7 @@ static int key_public_id(lua_State *L)
     char hex[65];
     EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL);
     OPENSSL_free(der);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    kcm_hex(hex, md, sizeof md);
     lua_pushstring(L, hex);
     return 1;
 }

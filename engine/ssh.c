@@ -22,6 +22,7 @@
  * Every call that talks to the node is a kcm_job pinned to the session, so
  * one session is only ever used by one worker thread at a time. Errors
  * carry the node name: "node1: put /etc/x: permission denied". */
+#include "util.h"
 #include "modules.h"
 #include "ssh_int.h"
 
@@ -286,23 +287,6 @@ static int l_chmod(lua_State *L)
     return kcm_job_yield(L, &sj->base);
 }
 
-static char *opt_field(lua_State *L, int t, const char *k, int required)
-{
-    lua_getfield(L, t, k);
-    char *v = NULL;
-    if (!lua_isnil(L, -1)) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        if (!s) luaL_error(L, "ssh: field '%s' must be a string", k);
-        if (strlen(s) != n) luaL_error(L, "ssh: field '%s' contains a NUL byte", k);
-        v = strdup(s);
-    } else if (required) {
-        luaL_error(L, "ssh: field '%s' is required", k);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 static int l_put(lua_State *L)
 {
     check_sess(L);
@@ -320,11 +304,11 @@ static int l_put(lua_State *L)
     if (!copy) return luaL_error(L, "out of memory");
     memcpy(copy, data, len);
     lua_pop(L, 1);
-    /* opt_field may raise: collect strings before creating the job. */
-    char *path = opt_field(L, 2, "path", 1);
-    char *tmp = opt_field(L, 2, "tmp", 1);
-    char *chown = opt_field(L, 2, "chown", 0);
-    char *live = opt_field(L, 2, "live", 0);
+    /* kcm_opt_strdup may raise: collect strings before creating the job. */
+    char *path = kcm_opt_strdup(L, 2, "path", NULL, "ssh", 1);
+    char *tmp = kcm_opt_strdup(L, 2, "tmp", NULL, "ssh", 1);
+    char *chown = kcm_opt_strdup(L, 2, "chown", NULL, "ssh", 0);
+    char *live = kcm_opt_strdup(L, 2, "live", NULL, "ssh", 0);
     /* spliced into the clean-up command as case patterns: hex ids only */
     if (live && live[strspn(live, "0123456789abcdef,")] != '\0') {
         free(copy); free(path); free(tmp); free(chown); free(live);
@@ -386,12 +370,12 @@ static int l_session(lua_State *L)
     /* Own c through the userdata first so a bad field cannot leak it. */
     sess_ud *u = kcm_newudata(L, sizeof *u, SESS_MT, sess_methods, l_gc);
     u->c = c;
-    c->name = opt_field(L, 1, "name", 0);
-    c->host = opt_field(L, 1, "host", 0);
-    c->user = opt_field(L, 1, "user", 0);
-    c->identity = opt_field(L, 1, "identity", 0);
-    c->known_hosts = opt_field(L, 1, "known_hosts", 0);
-    c->config = opt_field(L, 1, "config", 0);
+    c->name = kcm_opt_strdup(L, 1, "name", NULL, "ssh", 0);
+    c->host = kcm_opt_strdup(L, 1, "host", NULL, "ssh", 0);
+    c->user = kcm_opt_strdup(L, 1, "user", NULL, "ssh", 0);
+    c->identity = kcm_opt_strdup(L, 1, "identity", NULL, "ssh", 0);
+    c->known_hosts = kcm_opt_strdup(L, 1, "known_hosts", NULL, "ssh", 0);
+    c->config = kcm_opt_strdup(L, 1, "config", NULL, "ssh", 0);
     if (!c->name && !c->host) return luaL_error(L, "ssh.session: name or host required");
     lua_getfield(L, 1, "port");
     c->port = (int)luaL_optinteger(L, -1, 0);

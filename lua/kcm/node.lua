@@ -40,13 +40,7 @@ local function tail(s, n)
   return s
 end
 
-local function octal(mode, default)
-  if mode == nil then return default end
-  if type(mode) == "number" then return mode end
-  local m = tostring(mode)
-  if not m:match("^0?[0-7][0-7][0-7][0-7]?$") then error("bad mode '" .. m .. "' (want e.g. \"0644\")", 3) end
-  return tonumber(m, 8)
-end
+local octal = require("kcm.mode").parse
 
 --- Node.new{name, host, port, user, vars, become, become_user, ssh = {identity,
 --- known_hosts, config, connect_timeout, accept_new, command_timeout, io_timeout,
