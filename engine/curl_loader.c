@@ -48,7 +48,6 @@ const struct kcm_curl *kcm_curl_load(char *err, size_t errlen)
     RESOLVE(easy_strerror, "curl_easy_strerror");
     RESOLVE(slist_append, "curl_slist_append");
     RESOLVE(slist_free_all, "curl_slist_free_all");
-    RESOLVE(version_info, "curl_version_info");
     /* Not thread-safe in general: done once, before any worker uses curl. */
     CURLcode rc = t.global_init(CURL_GLOBAL_DEFAULT);
     if (rc != CURLE_OK) {

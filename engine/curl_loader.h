@@ -21,7 +21,6 @@ struct kcm_curl {
     const char *(*easy_strerror)(CURLcode rc);
     struct curl_slist *(*slist_append)(struct curl_slist *l, const char *s);
     void (*slist_free_all)(struct curl_slist *l);
-    curl_version_info_data *(*version_info)(CURLversion age);
 };
 
 /* Loads libcurl.so.4 and runs curl_global_init, once per process; the

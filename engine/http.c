@@ -11,8 +11,7 @@
  * message". HTTP error statuses are not errors here: the caller (kcm.kube)
  * decides what a 403 or 409 means.
  *
- * libcurl is loaded on the first request (curl_loader.h), not at start-up;
- * http.curl_version() loads it too.
+ * libcurl is loaded on the first request (curl_loader.h), not at start-up.
  */
 #include "util.h"
 #include "buf.h"
@@ -426,19 +425,11 @@ static int l_escape(lua_State *L)
     return 1;
 }
 
-static int l_curl_version(lua_State *L)
-{
-    curl_version_info_data *v = need_curl(L, "http.curl_version")->version_info(CURLVERSION_NOW);
-    lua_pushstring(L, v && v->version ? v->version : "?");
-    return 1;
-}
-
 int kcm_open_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"request", l_request},
         {"escape", l_escape},
-        {"curl_version", l_curl_version},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -53,10 +53,11 @@ typedef struct {
     enum op op;
     char *path, *tmp, *chown;
     char *live;             /* put: run ids whose temp files are not stale */
+    char *cmd;              /* OP_EXEC: the command line */
     char *data;             /* stdin or file content (copied; wiped on free) */
     size_t len;
     unsigned mode;
-    int flag;
+    int mkdir_parents;      /* OP_PUT: make the missing folders of path */
     long timeout_ms;
     /* results */
     int kind;
@@ -98,14 +99,14 @@ static void work(kcm_job *j)
     }
     switch (sj->op) {
     case OP_EXEC:
-        rc = kcm_ssh_exec(c, sj->path, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);
+        rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);
         break;
     case OP_STAT: rc = kcm_ssh_sftp_stat(c, sj->path, &sj->st, &msg); break;
     case OP_READ: rc = kcm_ssh_sftp_read(c, sj->path, &sj->content, &msg); break;
     case OP_SHA: rc = kcm_ssh_sftp_sha256(c, sj->path, &sj->exists, sj->hex, &msg); break;
     case OP_PUT:
         rc = kcm_ssh_sftp_put(c, sj->path, sj->tmp, sj->data, sj->len, sj->mode, sj->chown,
-                              sj->flag, sj->live, &msg);
+                              sj->mkdir_parents, sj->live, &msg);
         break;
     case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
     case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, &sj->changed, &msg); break;
@@ -181,7 +182,7 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
-    free(sj->path); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
+    free(sj->path); free(sj->cmd); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
     sess_unref(sj->c);
     free(sj);
 }
@@ -243,7 +244,7 @@ static int l_exec(lua_State *L)
         memcpy(data, in, inlen);
     }
     sjob *sj = new_job(L, OP_EXEC);
-    sj->path = cmd;
+    sj->cmd = cmd;
     sj->data = data;
     sj->len = data ? inlen : 0;
     sj->timeout_ms = t > 0 ? (long)(t * 1000) : 0;
@@ -318,7 +319,7 @@ static int l_put(lua_State *L)
     sj->path = path, sj->tmp = tmp, sj->chown = chown, sj->live = live;
     sj->data = copy, sj->len = len;
     sj->mode = (unsigned)mode & 07777;
-    sj->flag = mk;
+    sj->mkdir_parents = mk;
     return kcm_job_yield(L, &sj->base);
 }
 

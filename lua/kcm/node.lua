@@ -662,7 +662,5 @@ end
 
 -- For tests: the command line node:run would send for argv/opts.
 Node._build = build
-Node._redact_lines = redact_lines
-Node._unified = unified
 
 return Node

@@ -123,8 +123,7 @@ function M.run(play, opts)
                 play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
                 state_dir = opts.state_dir }
 
-  local ok_node, Node = pcall(require, "kcm.node")
-  if not ok_node then Node = nil end
+  local Node = require "kcm.node"
   local limit = opts.limit and split_set(opts.limit)
   if limit then
     for name in pairs(limit) do
@@ -137,7 +136,7 @@ function M.run(play, opts)
     local nspec, notes = require("kcm.inventory").node_spec(inv, spec, opts.ssh, opts.extra_vars)
     for _, note in ipairs(notes) do report:message(nil, note, "log") end
     specs[spec.name] = nspec
-    local node = Node and Node.new(nspec) or { name = spec.name, host = spec.host, vars = nspec.vars }
+    local node = Node.new(nspec)
     ctx.by_name[spec.name] = node
     if not limit or limit[spec.name] then ctx.nodes[#ctx.nodes + 1] = node end
   end
@@ -226,7 +225,7 @@ function M.run(play, opts)
   end
 
   local down = {}       -- node name -> "failed" | "unreachable": it left the play
-  local summary = { failed = false, playbook_error = false, interrupted = false }
+  local summary = { failed = false, interrupted = false }
 
   report:run_start({ name = play.name, playbook = opts.playbook, inventory = inv.file, check = opts.check,
                      nodes = #ctx.nodes })
@@ -366,7 +365,7 @@ function M.run(play, opts)
     report:node_stats(node.name)
     if node.close then pcall(node.close, node) end
   end
-  if Node and Node.close_all then pcall(Node.close_all) end
+  pcall(Node.close_all)
   st:close()
   summary.down = down
   return summary
