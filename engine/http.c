@@ -220,7 +220,7 @@ static int http_done(lua_State *L, kcm_job *base)
     lua_createtable(L, 0, 3);
     lua_pushinteger(L, j->status);
     lua_setfield(L, -2, "status");
-    lua_pushlstring(L, j->resp.p ? j->resp.p : "", j->resp.n);
+    kcm_buf_push(L, &j->resp);
     lua_setfield(L, -2, "body");
     push_headers(L, &j->hdrs);
     lua_setfield(L, -2, "headers");

@@ -149,8 +149,8 @@ static int done(lua_State *L, kcm_job *j)
     }
     case OP_EXEC:
         lua_pushinteger(L, sj->ex.code);
-        lua_pushlstring(L, sj->ex.out.p ? sj->ex.out.p : "", sj->ex.out.n);
-        lua_pushlstring(L, sj->ex.err.p ? sj->ex.err.p : "", sj->ex.err.n);
+        kcm_buf_push(L, &sj->ex.out);
+        kcm_buf_push(L, &sj->ex.err);
         lua_pushboolean(L, sj->ex.timed_out);
         return 4;
     case OP_STAT:
@@ -158,7 +158,7 @@ static int done(lua_State *L, kcm_job *j)
         else push_stat(L, &sj->st);
         return 1;
     case OP_READ:
-        lua_pushlstring(L, sj->content.p ? sj->content.p : "", sj->content.n);
+        kcm_buf_push(L, &sj->content);
         return 1;
     case OP_SHA:
         if (sj->exists) lua_pushstring(L, sj->hex);

@@ -93,6 +93,11 @@ int kcm_key_less(lua_State *L, int a, int b)
     return c ? c < 0 : la < lb;
 }
 
+void kcm_buf_push(lua_State *L, const struct kcm_buf *b)
+{
+    lua_pushlstring(L, b->p ? b->p : "", b->n);
+}
+
 void kcm_hex(char *out, const unsigned char *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";

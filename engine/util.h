@@ -6,6 +6,10 @@
 #include <sys/types.h>
 #include "kcm/kcm.h"
 
+struct kcm_buf;
+/* Pushes the buffer's bytes as a Lua string ("" for an empty buffer). */
+void kcm_buf_push(lua_State *L, const struct kcm_buf *b);
+
 /* Lower-case hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 void kcm_hex(char *out, const unsigned char *p, size_t n);
 
