@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/core_names.h>
 #include "crypto.h"
+#include "util.h"
 
 typedef struct { EVP_PKEY *pkey; } key_ud;
 typedef struct { X509 *x; } cert_ud;
@@ -54,25 +55,19 @@ static char *bio_take(BIO *bio, size_t *len)
     return out;
 }
 
-char *kcm_crypto_x509_pem(X509 *x, size_t *len)
+/* PEM text of a certificate (x) or of a request (req). */
+static char *pem_of(X509 *x, X509_REQ *req, size_t *len)
 {
     BIO *bio = BIO_new(BIO_s_mem());
     char *out = NULL;
-    if (bio && PEM_write_bio_X509(bio, x))
+    if (bio && (x ? PEM_write_bio_X509(bio, x) : PEM_write_bio_X509_REQ(bio, req)))
         out = bio_take(bio, len);
     BIO_free(bio);
     return out;
 }
 
-char *kcm_crypto_req_pem(X509_REQ *req, size_t *len)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    char *out = NULL;
-    if (bio && PEM_write_bio_X509_REQ(bio, req))
-        out = bio_take(bio, len);
-    BIO_free(bio);
-    return out;
-}
+char *kcm_crypto_x509_pem(X509 *x, size_t *len) { return pem_of(x, NULL, len); }
+char *kcm_crypto_req_pem(X509_REQ *req, size_t *len) { return pem_of(NULL, req, len); }
 
 /* ---- key handles ---- */
 
@@ -207,8 +202,7 @@ static int key_public_id(lua_State *L)
     char hex[65];
     EVP_Digest(der, (size_t)n, md, NULL, EVP_sha256(), NULL);
     OPENSSL_free(der);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    kcm_hex(hex, md, sizeof md);
     lua_pushstring(L, hex);
     return 1;
 }

@@ -6,7 +6,9 @@
 #include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <ctype.h>
 #include "crypto.h"
+#include "util.h"
 
 /* crypto.parse_cert(pem) -> cert | nil, err (first certificate in pem). */
 int kcm_crypto_parse_cert(lua_State *L)
@@ -31,9 +33,15 @@ static void push_hex(lua_State *L, const unsigned char *p, size_t n, int colons)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (size_t i = 0; i < n; i++) {
-        char h[4];
-        snprintf(h, sizeof h, colons ? (i ? ":%02X" : "%02X") : "%02x", p[i]);
-        luaL_addstring(&b, h);
+        char h[3];
+        kcm_hex(h, p + i, 1);
+        if (colons) {   /* the fingerprint as openssl prints it: AB:CD:... */
+            if (i)
+                luaL_addchar(&b, ':');
+            h[0] = (char)toupper((unsigned char)h[0]);
+            h[1] = (char)toupper((unsigned char)h[1]);
+        }
+        luaL_addlstring(&b, h, 2);
     }
     luaL_pushresult(&b);
 }

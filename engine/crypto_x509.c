@@ -7,6 +7,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include "crypto.h"
+#include "util.h"
 
 /* One job type signs either a request or a certificate. */
 typedef struct {
@@ -94,22 +95,6 @@ static BASIC_CONSTRAINTS *basic_constraints(int is_ca, lua_Integer pathlen, int 
     return bc;
 }
 
-static lua_Integer opt_int_field(lua_State *L, int t, const char *k, lua_Integer def)
-{
-    lua_getfield(L, t, k);
-    lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool_field(lua_State *L, int t, const char *k)
-{
-    lua_getfield(L, t, k);
-    int v = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
 /* crypto.make_csr(key, subject, hosts|nil, {ca=bool, max_path_len=, max_path_len_zero=})
  * -> CSR PEM. subject: {{"C",{"CN"}}, {"O",{"a","b"}}, {"CN",{"x"}}, ...}. */
 int kcm_crypto_make_csr(lua_State *L)
@@ -120,9 +105,9 @@ int kcm_crypto_make_csr(lua_State *L)
     if (has_hosts)
         luaL_checktype(L, 3, LUA_TTABLE);
     int has_opts = lua_istable(L, 4);
-    int want_ca = has_opts && opt_bool_field(L, 4, "ca");
-    lua_Integer pathlen = has_opts ? opt_int_field(L, 4, "max_path_len", -1) : -1;
-    int pathlen_zero = has_opts && opt_bool_field(L, 4, "max_path_len_zero");
+    int want_ca = has_opts && kcm_opt_bool(L, 4, "ca", 0);
+    lua_Integer pathlen = has_opts ? kcm_opt_int(L, 4, "max_path_len", -1, "crypto") : -1;
+    int pathlen_zero = has_opts && kcm_opt_bool(L, 4, "max_path_len_zero", 0);
     char err[256];
 
     X509_NAME *name = kcm_crypto_name_from_lua(L, 2, err, sizeof err);
@@ -208,7 +193,7 @@ static int same_der_name(const X509_NAME *a, const X509_NAME *b)
 static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is_ca,
                           char *err, size_t errlen)
 {
-    lua_Integer ku = opt_int_field(L, 1, "ku", 0);
+    lua_Integer ku = kcm_opt_int(L, 1, "ku", 0, "crypto");
     if (ku) {
         ASN1_BIT_STRING *bs = ASN1_BIT_STRING_new();
         int ok = bs != NULL;
@@ -246,8 +231,8 @@ static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is
     }
     lua_pop(L, 1);
 
-    BASIC_CONSTRAINTS *bc = basic_constraints(is_ca, is_ca ? opt_int_field(L, 1, "max_path_len", -1) : -1,
-                                              opt_bool_field(L, 1, "max_path_len_zero"));
+    BASIC_CONSTRAINTS *bc = basic_constraints(is_ca, is_ca ? kcm_opt_int(L, 1, "max_path_len", -1, "crypto") : -1,
+                                              kcm_opt_bool(L, 1, "max_path_len_zero", 0));
     int ok = bc && X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_APPEND) == 1;
     BASIC_CONSTRAINTS_free(bc);
     if (!ok)
@@ -308,7 +293,7 @@ int kcm_crypto_sign(lua_State *L)
     lua_pop(L, 1);
     static const char *const ints[] = {"ku", "max_path_len", "not_before", "not_after"};
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        opt_int_field(L, 1, ints[i], 0);
+        kcm_opt_int(L, 1, ints[i], 0, "crypto");
     lua_getfield(L, 1, "csr");
     size_t csr_len;
     const char *csr_pem = luaL_checklstring(L, -1, &csr_len);
@@ -333,9 +318,9 @@ int kcm_crypto_sign(lua_State *L)
         return luaL_error(L, "crypto: sign: %s", fail);
     }
 
-    int is_ca = opt_bool_field(L, 1, "is_ca");
-    lua_Integer nb = opt_int_field(L, 1, "not_before", 0);
-    lua_Integer na = opt_int_field(L, 1, "not_after", 0);
+    int is_ca = kcm_opt_bool(L, 1, "is_ca", 0);
+    lua_Integer nb = kcm_opt_int(L, 1, "not_before", 0, "crypto");
+    lua_Integer na = kcm_opt_int(L, 1, "not_after", 0, "crypto");
     X509 *x = X509_new();
     int ok = x && X509_set_version(x, 2) && set_serial(x) &&
              X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : X509_REQ_get_subject_name(req)) &&

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util.h"
 #include "buf.h"
 #include "modules.h"
 
@@ -87,6 +88,16 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* One read from a child's pipe into b; 0 once the pipe is done. */
+static int drain(int fd, struct kcm_buf *b)
+{
+    char chunk[16384];
+    ssize_t rd = read(fd, chunk, sizeof chunk);
+    if (rd > 0)
+        kcm_buf_add(b, chunk, (size_t)rd);
+    return rd > 0 || (rd < 0 && errno == EINTR);
+}
+
 static void exec_work(kcm_job *job)
 {
     struct exec_job *j = (struct exec_job *)job;
@@ -148,7 +159,6 @@ static void exec_work(kcm_job *job)
     double deadline = j->timeout > 0 ? now() + j->timeout : 0;
     int open_out = 1, open_err = 1, killed = 0;
     double kill_at = 0;
-    char chunk[16384];
     while (open_out || open_err) {
         struct pollfd p[3];
         int n = 0, iout = -1, ierr = -1, iin = -1;
@@ -187,20 +197,10 @@ static void exec_work(kcm_job *job)
                 in[1] = -1;
             }
         }
-        if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t rd = read(out[0], chunk, sizeof chunk);
-            if (rd > 0)
-                kcm_buf_add(&j->out, chunk, (size_t)rd);
-            else if (rd == 0 || errno != EINTR)
-                open_out = 0;
-        }
-        if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR))) {
-            ssize_t rd = read(err[0], chunk, sizeof chunk);
-            if (rd > 0)
-                kcm_buf_add(&j->err, chunk, (size_t)rd);
-            else if (rd == 0 || errno != EINTR)
-                open_err = 0;
-        }
+        if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR)))
+            open_out = drain(out[0], &j->out);
+        if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR)))
+            open_err = drain(err[0], &j->err);
     }
     if (in[1] >= 0)
         close(in[1]);
@@ -228,9 +228,9 @@ static int exec_done(lua_State *L, kcm_job *job)
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, j->code);
     lua_setfield(L, -2, "code");
-    lua_pushlstring(L, j->out.p ? j->out.p : "", j->out.n);
+    kcm_buf_push(L, &j->out);
     lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, j->err.p ? j->err.p : "", j->err.n);
+    kcm_buf_push(L, &j->err);
     lua_setfield(L, -2, "stderr");
     if (j->sig) {
         lua_pushinteger(L, j->sig);

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "modules.h"
+#include "util.h"
 
 static int read_all(const char *path, char **out, size_t *len)
 {
@@ -70,40 +71,6 @@ static int l_read(lua_State *L)
     return 1;
 }
 
-static int mkdir_p(const char *path, mode_t mode, int dry, int *changed)
-{
-    char buf[PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof buf) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(buf, path, n + 1);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            struct stat st;
-            if (stat(buf, &st) != 0) {
-                if (errno != ENOENT)
-                    return -1;
-                if (!dry && mkdir(buf, mode) != 0 && errno != EEXIST)
-                    return -1;
-                *changed = 1;
-                if (dry)
-                    return 0;
-            } else if (!S_ISDIR(st.st_mode)) {
-                errno = ENOTDIR;
-                return -1;
-            }
-            *p = c;
-            if (c == 0)
-                break;
-        }
-    }
-    return 0;
-}
-
 /* fs.write(path, data, {mode=, mkdir=, always=}) -> changed */
 static int l_write(lua_State *L)
 {
@@ -114,17 +81,13 @@ static int l_write(lua_State *L)
     int want_mkdir = 0, always = 0;
     if (lua_istable(L, 3)) {
         /* always: kcmrun's own output (--timeline), written in --check too */
-        lua_getfield(L, 3, "always");
-        always = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-        if (lua_getfield(L, 3, "mode") == LUA_TNUMBER)
-            mode = (mode_t)lua_tointeger(L, -1) & 07777;
-        else if (lua_type(L, -1) == LUA_TSTRING)
+        always = kcm_opt_bool(L, 3, "always", 0);
+        if (lua_getfield(L, 3, "mode") == LUA_TSTRING)   /* "0644" */
             mode = (mode_t)strtol(lua_tostring(L, -1), NULL, 8) & 07777;
+        else
+            mode = (mode_t)kcm_opt_int(L, 3, "mode", 0644, "fs.write") & 07777;
         lua_pop(L, 1);
-        lua_getfield(L, 3, "mkdir");
-        want_mkdir = lua_toboolean(L, -1);
-        lua_pop(L, 1);
+        want_mkdir = kcm_opt_bool(L, 3, "mkdir", 0);
     }
     int dry = !always && kcm_check_mode(L);
 
@@ -161,7 +124,7 @@ static int l_write(lua_State *L)
     char *d = dirname(dir);
     if (want_mkdir) {
         int ch = 0;
-        if (mkdir_p(d, 0755, 0, &ch) != 0)
+        if (kcm_mkdir_p(d, 0755, 0, &ch) != 0)
             return luaL_error(L, "mkdir %s: %s", d, strerror(errno));
     }
     char tmp[PATH_MAX];
@@ -246,7 +209,7 @@ static int l_mkdir(lua_State *L)
     int changed = 0;
     /* kcmrun's own state folders are made even in --check (3rd arg true). */
     int dry = kcm_check_mode(L) && !lua_toboolean(L, 3);
-    if (mkdir_p(path, mode, dry, &changed) != 0)
+    if (kcm_mkdir_p(path, mode, dry, &changed) != 0)
         return luaL_error(L, "mkdir %s: %s", path, strerror(errno));
     lua_pushboolean(L, changed);
     return 1;
@@ -278,8 +241,7 @@ static int l_sha256(lua_State *L)
     if (!EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL))
         return luaL_error(L, "sha256 failed");
     char hex[2 * EVP_MAX_MD_SIZE + 1];
-    for (unsigned int i = 0; i < mdlen; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    kcm_hex(hex, md, mdlen);
     lua_pushlstring(L, hex, 2 * mdlen);
     return 1;
 }

@@ -12,9 +12,9 @@
  * message". HTTP error statuses are not errors here: the caller (kcm.kube)
  * decides what a 403 or 409 means.
  *
- * libcurl is loaded on the first request (curl_loader.h), not at start-up;
- * http.curl_version() loads it too.
+ * libcurl is loaded on the first request (curl_loader.h), not at start-up.
  */
+#include "util.h"
 #include "buf.h"
 #include "modules.h"
 
@@ -158,16 +158,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     if (len >= 5 && strncmp(p, "HTTP/", 5) == 0)
         j->hdrs.n = 0;
     return kcm_buf_add(&j->hdrs, p, len) ? 0 : len;
-}
-
-static char *dup_mem(const char *p, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, p, n);
-        d[n] = '\0';
-    }
-    return d;
 }
 
 static void http_free(kcm_job *base)
@@ -356,49 +346,20 @@ static int http_done(lua_State *L, kcm_job *base)
     lua_setfield(L, -2, "status");
     lua_pushinteger(L, j->connects);
     lua_setfield(L, -2, "connects");
-    lua_pushlstring(L, j->resp.p ? j->resp.p : "", j->resp.n);
+    kcm_buf_push(L, &j->resp);
     lua_setfield(L, -2, "body");
     push_headers(L, &j->hdrs);
     lua_setfield(L, -2, "headers");
     return 1;
 }
 
-/* Copies an optional string field; raises on a wrong type. */
-static char *opt_string(lua_State *L, int t, const char *key, size_t *len)
-{
-    char *r = NULL;
-    lua_getfield(L, t, key);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_error(L, "http.request: %s must be a string", key);
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        r = dup_mem(s, n);
-        if (!r)
-            luaL_error(L, "http.request: out of memory");
-        if (len)
-            *len = n;
-    }
-    lua_pop(L, 1);
-    return r;
-}
-
 static long opt_ms(lua_State *L, int t, const char *key)
 {
-    long ms = 0;
-    lua_getfield(L, t, key);
-    if (!lua_isnil(L, -1)) {
-        if (!lua_isnumber(L, -1))
-            luaL_error(L, "http.request: %s must be a number of seconds", key);
-        double s = lua_tonumber(L, -1);
-        if (s < 0 || s > 86400)
-            luaL_error(L, "http.request: %s out of range", key);
-        ms = (long)(s * 1000.0);
-        if (ms == 0 && s > 0)
-            ms = 1;
-    }
-    lua_pop(L, 1);
-    return ms;
+    double s = kcm_opt_number(L, t, key, 0, "http.request");
+    if (s < 0 || s > 86400)
+        luaL_error(L, "http.request: %s out of range", key);
+    long ms = (long)(s * 1000.0);
+    return ms == 0 && s > 0 ? 1 : ms;
 }
 
 static int header_ok(const char *s, size_t n)
@@ -452,7 +413,7 @@ static int fill_job(lua_State *L)
 {
     struct http_job *j = lua_touserdata(L, 2);
     const int t = 1;
-    j->method = opt_string(L, t, "method", NULL);
+    j->method = kcm_opt_strdup(L, t, "method", NULL, "http.request", 0);
     if (!j->method) {
         j->method = strdup("GET");
         if (!j->method)
@@ -464,17 +425,17 @@ static int fill_job(lua_State *L)
         if (!((*p >= 'A' && *p <= 'Z') || *p == '-'))
             return luaL_error(L, "http.request: bad method");
     }
-    j->url = opt_string(L, t, "url", NULL);
+    j->url = kcm_opt_strdup(L, t, "url", NULL, "http.request", 0);
     if (!j->url)
         return luaL_error(L, "http.request: url is required");
-    j->body = opt_string(L, t, "body", &j->body_len);
+    j->body = kcm_opt_strdup(L, t, "body", &j->body_len, "http.request", 0);
     j->has_body = j->body != NULL;
-    j->ca_file = opt_string(L, t, "ca_file", NULL);
-    j->cert_file = opt_string(L, t, "cert_file", NULL);
-    j->key_file = opt_string(L, t, "key_file", NULL);
-    j->ca_pem = opt_string(L, t, "ca_pem", &j->ca_len);
-    j->cert_pem = opt_string(L, t, "cert_pem", &j->cert_len);
-    j->key_pem = opt_string(L, t, "key_pem", &j->key_len);
+    j->ca_file = kcm_opt_strdup(L, t, "ca_file", NULL, "http.request", 0);
+    j->cert_file = kcm_opt_strdup(L, t, "cert_file", NULL, "http.request", 0);
+    j->key_file = kcm_opt_strdup(L, t, "key_file", NULL, "http.request", 0);
+    j->ca_pem = kcm_opt_strdup(L, t, "ca_pem", &j->ca_len, "http.request", 0);
+    j->cert_pem = kcm_opt_strdup(L, t, "cert_pem", &j->cert_len, "http.request", 0);
+    j->key_pem = kcm_opt_strdup(L, t, "key_pem", &j->key_len, "http.request", 0);
     if (j->ca_pem && j->ca_file)
         return luaL_error(L, "http.request: give ca_pem or ca_file, not both");
     if (j->cert_pem && j->cert_file)
@@ -600,19 +561,11 @@ static int l_escape(lua_State *L)
     return 1;
 }
 
-static int l_curl_version(lua_State *L)
-{
-    curl_version_info_data *v = need_curl(L, "http.curl_version")->version_info(CURLVERSION_NOW);
-    lua_pushstring(L, v && v->version ? v->version : "?");
-    return 1;
-}
-
 int kcm_open_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"request", l_request},
         {"escape", l_escape},
-        {"curl_version", l_curl_version},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -235,7 +235,7 @@ static const char SCHED_KEY[] = "kcm.scheduled";
 /* Is L a coroutine the scheduler resumes? A native call made from a
  * coroutine of the user's own must not yield to the user's resume: it runs
  * inline instead (blocking, but correct). */
-static int scheduled(lua_State *L)
+int kcm_runtime_scheduled(lua_State *L)
 {
     if (!lua_isyieldable(L) || pool.efd < 0)
         return 0;
@@ -254,7 +254,7 @@ int kcm_job_yield(lua_State *L, kcm_job *job)
     job->error = NULL;
     job->next = NULL;
     job->co_ref = LUA_NOREF;
-    if (!scheduled(L)) {
+    if (!kcm_runtime_scheduled(L)) {
         pthread_mutex_lock(&pool.mu);
         if (++pool.in_flight > pool.max_in_flight)
             pool.max_in_flight = pool.in_flight;
@@ -373,7 +373,8 @@ void kcm_runtime_shutdown(void)
     }
 }
 
-/* runtime.poll([timeout_seconds]) -> array of coroutines whose job finished.
+/* runtime.poll([timeout_seconds]) -> array of coroutines whose job finished
+ * or whose timer (engine/timers.c) expired.
  * Blocks until at least one is done, the timeout passes or a signal came. */
 static int rt_poll(lua_State *L)
 {
@@ -384,9 +385,10 @@ static int rt_poll(lua_State *L)
         kcm_job *list = pool.done_head;
         pool.done_head = pool.done_tail = NULL;
         pthread_mutex_unlock(&pool.mu);
+        int due = kcm_timers_due();
         int news = sig_count != poll_seen;
         poll_seen = sig_count;
-        if (list || news || ms == 0) {
+        if (list || news || due || ms == 0) {
             lua_newtable(L);
             int i = 0;
             while (list) {
@@ -401,16 +403,19 @@ static int rt_poll(lua_State *L)
                 j->co_ref = LUA_NOREF;
                 lua_rawseti(L, -2, ++i);
             }
+            kcm_timers_take_due(L, -1, i);
             return 1;
         }
         struct pollfd p = {.fd = pool.efd, .events = POLLIN};
-        int r = poll(&p, 1, ms);
+        int wait = kcm_timers_wait_ms(ms);
+        int r = poll(&p, 1, wait);
         if (r > 0) {
             uint64_t v;
             ssize_t n = read(pool.efd, &v, sizeof v);
             (void)n;
         } else if (r == 0) {
-            ms = 0;
+            if (wait == ms)
+                ms = 0;   /* the caller's timeout, not a timer's */
         } else if (errno != EINTR) {
             return luaL_error(L, "runtime.poll: %s", strerror(errno));
         }
@@ -442,7 +447,7 @@ static int rt_pending(lua_State *L)
     pthread_mutex_lock(&pool.mu);
     int n = pool.in_flight;
     pthread_mutex_unlock(&pool.mu);
-    lua_pushinteger(L, n);
+    lua_pushinteger(L, n + kcm_timers_pending());
     return 1;
 }
 
@@ -526,7 +531,9 @@ static int rt_kill_children(lua_State *L)
     return 0;
 }
 
-/* A timer is a job too, so a sleeping coroutine costs no main-thread time. */
+/* runtime.sleep(s[, str]): a blocking call held by a worker for s seconds
+ * (the pool's own tests measure fan-out with it). Waits that should hold no
+ * worker use runtime.timer (engine/timers.c). */
 struct sleep_job {
     kcm_job base;
     double seconds;
@@ -625,6 +632,7 @@ int kcm_open_runtime(lua_State *L)
         {"signal", rt_signal},
         {"kill_children", rt_kill_children},
         {"sleep", rt_sleep},
+        {"timer", kcm_rt_timer},
         {"now", rt_now},
         {"time", rt_time},
         {"isatty", rt_isatty},

@@ -23,6 +23,7 @@
  * Every call that talks to the node is a kcm_job pinned to the session, so
  * one session is only ever used by one worker thread at a time. Errors
  * carry the node name: "node1: put /etc/x: permission denied". */
+#include "util.h"
 #include "modules.h"
 #include "ssh_int.h"
 
@@ -53,10 +54,11 @@ typedef struct {
     enum op op;
     char *path, *tmp, *chown;
     char *live;             /* put: run ids whose temp files are not stale */
+    char *cmd;              /* OP_EXEC: the command line */
     char *data;             /* stdin or file content (copied; wiped on free) */
     size_t len;
     unsigned mode;
-    int flag;
+    int mkdir_parents;      /* OP_PUT: make the missing folders of path */
     long timeout_ms;
     /* results */
     int kind;
@@ -98,14 +100,14 @@ static void work(kcm_job *j)
     }
     switch (sj->op) {
     case OP_EXEC:
-        rc = kcm_ssh_exec(c, sj->path, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);
+        rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);
         break;
     case OP_STAT: rc = kcm_ssh_sftp_stat(c, sj->path, &sj->st, &msg); break;
     case OP_READ: rc = kcm_ssh_sftp_read(c, sj->path, &sj->content, &msg); break;
     case OP_SHA: rc = kcm_ssh_sftp_sha256(c, sj->path, &sj->exists, sj->hex, &msg); break;
     case OP_PUT:
         rc = kcm_ssh_sftp_put(c, sj->path, sj->tmp, sj->data, sj->len, sj->mode, sj->chown,
-                              sj->flag, sj->live, &msg);
+                              sj->mkdir_parents, sj->live, &msg);
         break;
     case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
     case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, &sj->changed, &msg); break;
@@ -148,8 +150,8 @@ static int done(lua_State *L, kcm_job *j)
     }
     case OP_EXEC:
         lua_pushinteger(L, sj->ex.code);
-        lua_pushlstring(L, sj->ex.out.p ? sj->ex.out.p : "", sj->ex.out.n);
-        lua_pushlstring(L, sj->ex.err.p ? sj->ex.err.p : "", sj->ex.err.n);
+        kcm_buf_push(L, &sj->ex.out);
+        kcm_buf_push(L, &sj->ex.err);
         lua_pushboolean(L, sj->ex.timed_out);
         return 4;
     case OP_STAT:
@@ -157,7 +159,7 @@ static int done(lua_State *L, kcm_job *j)
         else push_stat(L, &sj->st);
         return 1;
     case OP_READ:
-        lua_pushlstring(L, sj->content.p ? sj->content.p : "", sj->content.n);
+        kcm_buf_push(L, &sj->content);
         return 1;
     case OP_SHA:
         if (sj->exists) lua_pushstring(L, sj->hex);
@@ -181,7 +183,7 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
-    free(sj->path); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
+    free(sj->path); free(sj->cmd); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
 }
@@ -245,7 +247,7 @@ static int l_exec(lua_State *L)
         memcpy(data, in, inlen);
     }
     sjob *sj = new_job(L, OP_EXEC);
-    sj->path = cmd;
+    sj->cmd = cmd;
     sj->data = data;
     sj->len = data ? inlen : 0;
     sj->timeout_ms = t > 0 ? (long)(t * 1000) : 0;
@@ -289,23 +291,6 @@ static int l_chmod(lua_State *L)
     return kcm_job_yield(L, &sj->base);
 }
 
-static char *opt_field(lua_State *L, int t, const char *k, int required)
-{
-    lua_getfield(L, t, k);
-    char *v = NULL;
-    if (!lua_isnil(L, -1)) {
-        size_t n;
-        const char *s = lua_tolstring(L, -1, &n);
-        if (!s) luaL_error(L, "ssh: field '%s' must be a string", k);
-        if (strlen(s) != n) luaL_error(L, "ssh: field '%s' contains a NUL byte", k);
-        v = strdup(s);
-    } else if (required) {
-        luaL_error(L, "ssh: field '%s' is required", k);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
 static int l_put(lua_State *L)
 {
     check_sess(L);
@@ -323,11 +308,11 @@ static int l_put(lua_State *L)
     if (!copy) return luaL_error(L, "out of memory");
     memcpy(copy, data, len);
     lua_pop(L, 1);
-    /* opt_field may raise: collect strings before creating the job. */
-    char *path = opt_field(L, 2, "path", 1);
-    char *tmp = opt_field(L, 2, "tmp", 1);
-    char *chown = opt_field(L, 2, "chown", 0);
-    char *live = opt_field(L, 2, "live", 0);
+    /* kcm_opt_strdup may raise: collect strings before creating the job. */
+    char *path = kcm_opt_strdup(L, 2, "path", NULL, "ssh", 1);
+    char *tmp = kcm_opt_strdup(L, 2, "tmp", NULL, "ssh", 1);
+    char *chown = kcm_opt_strdup(L, 2, "chown", NULL, "ssh", 0);
+    char *live = kcm_opt_strdup(L, 2, "live", NULL, "ssh", 0);
     /* spliced into the clean-up command as case patterns: hex ids only */
     if (live && live[strspn(live, "0123456789abcdef,")] != '\0') {
         free(copy); free(path); free(tmp); free(chown); free(live);
@@ -337,7 +322,7 @@ static int l_put(lua_State *L)
     sj->path = path, sj->tmp = tmp, sj->chown = chown, sj->live = live;
     sj->data = copy, sj->len = len;
     sj->mode = (unsigned)mode & 07777;
-    sj->flag = mk;
+    sj->mkdir_parents = mk;
     return kcm_job_yield(L, &sj->base);
 }
 
@@ -393,12 +378,12 @@ static int l_session(lua_State *L)
     /* Own c through the userdata first so a bad field cannot leak it. */
     sess_ud *u = kcm_newudata(L, sizeof *u, SESS_MT, sess_methods, l_gc);
     u->c = c;
-    c->name = opt_field(L, 1, "name", 0);
-    c->host = opt_field(L, 1, "host", 0);
-    c->user = opt_field(L, 1, "user", 0);
-    c->identity = opt_field(L, 1, "identity", 0);
-    c->known_hosts = opt_field(L, 1, "known_hosts", 0);
-    c->config = opt_field(L, 1, "config", 0);
+    c->name = kcm_opt_strdup(L, 1, "name", NULL, "ssh", 0);
+    c->host = kcm_opt_strdup(L, 1, "host", NULL, "ssh", 0);
+    c->user = kcm_opt_strdup(L, 1, "user", NULL, "ssh", 0);
+    c->identity = kcm_opt_strdup(L, 1, "identity", NULL, "ssh", 0);
+    c->known_hosts = kcm_opt_strdup(L, 1, "known_hosts", NULL, "ssh", 0);
+    c->config = kcm_opt_strdup(L, 1, "config", NULL, "ssh", 0);
     if (!c->name && !c->host) return luaL_error(L, "ssh.session: name or host required");
     lua_getfield(L, 1, "port");
     c->port = (int)luaL_optinteger(L, -1, 0);

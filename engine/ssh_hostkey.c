@@ -12,6 +12,7 @@
  * host fields, comma lists, * and ? wildcards, !negation, [host]:port,
  * and the @revoked / @cert-authority markers. */
 #include "ssh_int.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,41 +30,15 @@
 /* Serialises appends by parallel connect jobs to the same file. */
 static pthread_mutex_t append_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static unsigned char *b64_decode(const char *s, size_t *outlen)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n % 4 != 0) return NULL;
-    unsigned char *out = malloc(n / 4 * 3 + 4);
-    if (!out) return NULL;
-    int r = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n);
-    if (r < 0) { free(out); return NULL; }
-    size_t len = (size_t)r;
-    /* EVP_DecodeBlock counts the padding as zero bytes. */
-    if (s[n - 1] == '=') len--;
-    if (s[n - 2] == '=') len--;
-    *outlen = len;
-    return out;
-}
-
-static char *b64_encode_nopad(const unsigned char *p, size_t n)
-{
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out) return NULL;
-    EVP_EncodeBlock((unsigned char *)out, p, (int)n);
-    size_t l = strlen(out);
-    while (l > 0 && out[l - 1] == '=') out[--l] = '\0';
-    return out;
-}
-
 char *kcm_ssh_fingerprint_b64(const char *b64)
 {
     size_t n;
-    unsigned char *blob = b64_decode(b64, &n);
+    unsigned char *blob = kcm_b64_decode(b64, strlen(b64), &n);
     if (!blob) return kcm_ssh_fmt("(undecodable key)");
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(blob, n, md);
     free(blob);
-    char *enc = b64_encode_nopad(md, sizeof md);
+    char *enc = kcm_b64_encode(md, sizeof md, 0);
     char *fp = kcm_ssh_fmt("SHA256:%s", enc ? enc : "?");
     free(enc);
     return fp;
@@ -100,8 +75,8 @@ static int hashed_match(const char *field, const char *name)
     if (!bar) return 0;
     char *salt_s = strndup(salt_b64, (size_t)(bar - salt_b64));
     size_t saltlen = 0, hashlen = 0;
-    unsigned char *salt = salt_s ? b64_decode(salt_s, &saltlen) : NULL;
-    unsigned char *hash = b64_decode(bar + 1, &hashlen);
+    unsigned char *salt = salt_s ? kcm_b64_decode(salt_s, strlen(salt_s), &saltlen) : NULL;
+    unsigned char *hash = kcm_b64_decode(bar + 1, strlen(bar + 1), &hashlen);
     int ok = 0;
     if (salt && hash && hashlen == 20) {
         unsigned char md[EVP_MAX_MD_SIZE];
@@ -137,7 +112,7 @@ static int hosts_match(const char *field, const char *name)
 static int same_blob(const char *a, const char *b)
 {
     size_t na, nb;
-    unsigned char *da = b64_decode(a, &na), *db = b64_decode(b, &nb);
+    unsigned char *da = kcm_b64_decode(a, strlen(a), &na), *db = kcm_b64_decode(b, strlen(b), &nb);
     int eq = da && db && na == nb && memcmp(da, db, na) == 0;
     free(da); free(db);
     return eq;
@@ -203,19 +178,16 @@ static int scan(const char *file, const char *name, const char *type, const char
     return 0;
 }
 
+/* The folder of a known_hosts file, private as ~/.ssh is. */
 static int mkdir_parent(const char *file)
 {
     char *dir = strdup(file);
     if (!dir) return -1;
     char *slash = strrchr(dir, '/');
-    int rc = 0;
+    int rc = 0, changed = 0;
     if (slash && slash != dir) {
         *slash = '\0';
-        struct stat st;
-        if (stat(dir, &st) != 0) {
-            rc = mkdir_parent(dir);
-            if (rc == 0 && mkdir(dir, 0700) != 0 && errno != EEXIST) rc = -1;
-        }
+        rc = kcm_mkdir_p(dir, 0700, 0, &changed);
     }
     free(dir);
     return rc;

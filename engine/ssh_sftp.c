@@ -2,6 +2,7 @@
  * channel is opened on first use and kept with the session. libssh's
  * sftp is blocking-only, which is what a worker thread wants. */
 #include "ssh_int.h"
+#include "util.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -131,8 +132,7 @@ int kcm_ssh_sftp_sha256(kcm_ssh_sess *c, const char *path, int *exists, char hex
         unsigned char d[32];
         unsigned int dl = 0;
         EVP_DigestFinal_ex(md, d, &dl);
-        for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", d[i]);
-        hex[64] = '\0';
+        kcm_hex(hex, d, 32);
     }
     EVP_MD_CTX_free(md);
     return rc;

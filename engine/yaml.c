@@ -23,6 +23,7 @@
 #include <string.h>
 #include <yaml.h>
 #include <lauxlib.h>
+#include "util.h"
 #include "modules.h"
 
 #define DEC_MT "kcm.yaml.decoder"
@@ -724,70 +725,34 @@ static int l_encode(lua_State *L)
 
 /* ------------------------------ base64 ------------------------------ */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static int l_b64encode(lua_State *L)
 {
     size_t n;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, (n + 2) / 3 * 4);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)s[i] << 16 | (i + 1 < n ? (unsigned)s[i + 1] << 8 : 0) |
-                     (i + 2 < n ? s[i + 2] : 0);
-        out[k++] = b64[v >> 18 & 63];
-        out[k++] = b64[v >> 12 & 63];
-        out[k++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
-        out[k++] = i + 2 < n ? b64[v & 63] : '=';
-    }
-    luaL_pushresultsize(&b, k);
+    char *out = kcm_b64_encode(s, n, 1);
+    if (!out)
+        return luaL_error(L, "base64_encode: out of memory");
+    lua_pushstring(L, out);
+    free(out);
     return 1;
 }
 
 /* Standard alphabet, padding required; CR/LF ignored (as Go's decoder does). */
 static int l_b64decode(lua_State *L)
 {
-    size_t n;
+    size_t n, len;
     const char *s = luaL_checklstring(L, 1, &n);
-    luaL_Buffer b;
-    char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
-    size_t k = 0;
-    unsigned acc = 0;
-    int bits = 0, quad = 0, pad = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c == '\n' || c == '\r')
-            continue;
-        int v;
-        if (c == '=') {
-            pad++;
-            quad++;
-            if (quad == 4)
-                quad = 0;
-            continue;
-        }
-        const char *p = c ? strchr(b64, c) : NULL;
-        if (!p || pad) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "invalid base64 at byte %d", (int)i + 1);
-            return 2;
-        }
-        v = (int)(p - b64);
-        acc = acc << 6 | (unsigned)v;
-        bits += 6;
-        quad = (quad + 1) % 4;
-        if (bits >= 8) {
-            bits -= 8;
-            out[k++] = (char)(acc >> bits & 0xff);
-        }
-    }
-    if (quad != 0 || pad > 2) {
+    unsigned char *out = kcm_b64_decode(s, n, &len);
+    if (!out) {
+        if (errno == ENOMEM)
+            return luaL_error(L, "base64_decode: out of memory");
         lua_pushnil(L);
-        lua_pushstring(L, "invalid base64: truncated or bad padding");
+        lua_pushstring(L, "invalid base64: a character outside the standard alphabet, or truncated, "
+                          "or bad padding");
         return 2;
     }
-    luaL_pushresultsize(&b, k);
+    lua_pushlstring(L, (const char *)out, len);
+    free(out);
     return 1;
 }
 

@@ -9,6 +9,10 @@
  * kcm_job_yield(L, job). The job's work() runs on a worker thread and must not
  * touch any lua_State; done() runs later on the main thread, in the calling
  * coroutine, and pushes the results.
+ *
+ * A wait is not blocking work: never nanosleep in a job. task.sleep (and
+ * task.retry between attempts) parks the coroutine on a timer of the main
+ * loop (engine/timers.c), so a thousand waits hold no worker thread.
  */
 #ifndef KCM_KCM_H
 #define KCM_KCM_H

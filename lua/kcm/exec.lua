@@ -1,4 +1,5 @@
--- Local commands on the control machine (cfssl, kubectl, openssl...).
+-- Local commands on the control machine: an argv list run without a shell (or
+-- one string, run by /bin/sh -c, that the playbook wrote itself), on a worker.
 local native = require "kcm.native.exec"
 local task = require "kcm.task"
 
@@ -21,8 +22,9 @@ function M.cmdline(argv)
   return table.concat(parts, " ")
 end
 
---- exec.run(argv, {stdin, env, cwd, timeout, ok_codes={0}, readonly=false})
---- -> {code, stdout, stderr, timed_out}
+--- exec.run(argv, {stdin, env, cwd, timeout, ok_codes={0}, readonly=false, changed})
+--- -> {code, stdout, stderr, timed_out[, changed]}; changed=function(res) as in
+--- node:run: a truthy answer records a change.
 function M.run(argv, opts)
   opts = opts or {}
   if type(argv) == "string" then argv = { "/bin/sh", "-c", argv } end
@@ -40,6 +42,11 @@ function M.run(argv, opts)
   end
   if not ok then
     error(string.format("%s: exit code %d: %s", M.cmdline(argv), r.code, tail(r.stderr, 400)), 2)
+  end
+  if opts.changed then
+    local c = opts.changed(r)
+    r.changed = c and true or false
+    if c then task.changed(type(c) == "string" and c or ("run " .. M.cmdline(argv))) end
   end
   return r
 end

@@ -5,11 +5,7 @@ local task = require "kcm.task"
 
 local M = {}
 
-local function mode_of(m, default)
-  if m == nil then return default end
-  if type(m) == "string" then return tonumber(m, 8) end
-  return m
-end
+local mode_of = require("kcm.mode").parse
 
 --- files.write(path, content, {mode="0644", mkdir=true}) -> changed
 function M.write(path, content, opts)

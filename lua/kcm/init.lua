@@ -66,10 +66,45 @@ function M.validate(play)
   end
 end
 
-local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", "when", "optional", "tags",
-                       "become", "serial", "gate", "max_fail", "continue_on_failure" }
+-- The options play:step knows (the API reference, docs/api.md, lists them
+-- too). retries/delay/until: see with_retries below.
+local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", "when", "optional",
+                       "become", "serial", "gate", "max_fail", "continue_on_failure",
+                       "retries", "delay", "until" }
+M.STEP_OPTIONS = STEP_OPTIONS
 local VALID_OPTION = {}
 for _, k in ipairs(STEP_OPTIONS) do VALID_OPTION[k] = true end
+
+-- retries=N, delay=s, until=function(result, ...) -> bool (as Ansible's
+-- `until`): the step's function runs again, `delay` seconds later (default
+-- 5, no worker held), while it raises or `until` rejects what it returned, at
+-- most N more times; then the last error (or "until not met") fails it.
+local function with_retries(name, fn, retries, delay, cond)
+  if not retries and not cond then return fn end
+  local task = require "kcm.task"
+  retries = retries or 3
+  return function(...)
+    local args = table.pack(...)
+    local last
+    local r = table.pack(task.retry {
+      attempts = retries + 1, interval = delay or 5,
+      on_retry = function(attempt, wait)
+        task.log(string.format("%s: attempt %d of %d failed (%s); again in %gs", name, attempt,
+                               retries + 1, tostring(last), wait))
+      end,
+    } (function()
+      local res = table.pack(pcall(fn, table.unpack(args, 1, args.n)))
+      if not res[1] then last = res[2]; return false end
+      if cond and not cond(table.unpack(res, 2, res.n)) then last = "until not met"; return false end
+      return true, table.unpack(res, 2, res.n)
+    end))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    if type(last) == "string" and last == "until not met" then
+      error(string.format("step '%s': until not met after %d attempts", name, retries + 1), 0)
+    end
+    error(last, 0)
+  end
+end
 
 --- play:step(name, [opts], fn)
 --- opts: once=true (control machine), hosts="group"|"node", node="node1",
@@ -80,8 +115,10 @@ for _, k in ipairs(STEP_OPTIONS) do VALID_OPTION[k] = true end
 ---       serial=N|"P%" (rolling: batches of N nodes / P% of them), gate=function(ctx, batch)
 ---       (health check after a batch that changed something; false/error stops the step),
 ---       max_fail=N (failed nodes tolerated before a serial step stops; default 0),
----       tags={...}, continue_on_failure=true (later steps run even when
----       every target of this one failed; by default the play stops then)
+---       continue_on_failure=true (later steps run even when every target of
+---       this one failed; by default the play stops then),
+---       optional=true (only when named by --only or its `when` says so),
+---       retries=N, delay=seconds, ["until"]=function(result, node, ctx)->bool
 function Playbook:step(name, opts, fn)
   if type(opts) == "function" then opts, fn = {}, opts end
   if type(name) ~= "string" or name == "" then error("play:step: name must be a non-empty string", 2) end
@@ -102,7 +139,7 @@ function Playbook:step(name, opts, fn)
   if opts.gate ~= nil and type(opts.gate) ~= "function" then error("play:step " .. name .. ": gate must be a function(ctx, batch)", 2) end
   local s = {
     name = name,
-    fn = fn,
+    fn = with_retries(name, fn, opts.retries, opts.delay, opts["until"]),
     once = opts.once and true or false,
     hosts = opts.node or opts.hosts,
     notify = type(opts.notify) == "string" and { opts.notify } or opts.notify or {},
@@ -122,8 +159,8 @@ function Playbook:step(name, opts, fn)
   return s
 end
 
---- Includes the steps of another playbook-like table ({steps=...}) or calls
---- fn(play) to add shared steps (a component library).
+--- Calls fn(play, ...) so a shared library (a component) adds its steps to
+--- this playbook.
 function Playbook:include(fn, ...)
   fn(self, ...)
   return self

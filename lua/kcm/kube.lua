@@ -138,30 +138,27 @@ function Client:request(method, path, body, opts)
   }
   local retry = is_read(method) or opts.idempotent
   local attempts = retry and self.retries or 1
-  local delay = self.backoff
   local r, err
   local rt = require "kcm.native.runtime"
   local t0 = rt.now()
-  for attempt = 1, attempts do
+  task.retry { attempts = attempts, interval = self.backoff, backoff = 2,
+               on_retry = function(_, wait)
+                 task.log(string.format("kube: %s %s: %s; retrying in %.2fs", method, url,
+                                        err and tostring(err) or ("HTTP " .. tostring(r and r.status)), wait))
+               end } (function()
     local ok, res = pcall(http.request, req)
     if ok then
       r, err = res, nil
-      if not (retry and (res.status >= 500 or res.status == 429)) then break end
-    else
-      r, err = nil, res
-      -- a certificate that does not verify will not verify on the next try
-      if tostring(res):find(": TLS verification failed: ", 1, true) then
-        error(string.format("%s (check that the kubeconfig's certificate-authority signed the apiserver's certificate)",
-                            tostring(res)), 0)
-      end
+      return not (retry and (res.status >= 500 or res.status == 429))
     end
-    if attempt < attempts then
-      task.log(string.format("kube: %s %s: %s; retrying in %.2fs", method, url,
-                             err and tostring(err) or ("HTTP " .. tostring(r and r.status)), delay))
-      task.sleep(delay)
-      delay = delay * 2
+    -- a certificate that does not verify will not verify on the next try
+    if tostring(res):find(": TLS verification failed: ", 1, true) then
+      error(string.format("%s (check that the kubeconfig's certificate-authority signed the apiserver's certificate)",
+                          tostring(res)), 0)
     end
-  end
+    r, err = nil, res
+    return false
+  end)
   if not r then
     -- the apiserver never answered: say so, and that it was retried
     local why = tostring(err):gsub("^" .. method .. " " .. url:gsub("%p", "%%%0") .. ": ", "")

@@ -40,13 +40,7 @@ local function tail(s, n)
   return s
 end
 
-local function octal(mode, default)
-  if mode == nil then return default end
-  if type(mode) == "number" then return mode end
-  local m = tostring(mode)
-  if not m:match("^0?[0-7][0-7][0-7][0-7]?$") then error("bad mode '" .. m .. "' (want e.g. \"0644\")", 3) end
-  return tonumber(m, 8)
-end
+local octal = require("kcm.mode").parse
 
 --- Node.new{name, host, port, user, vars, become, become_user, ssh = {identity,
 --- known_hosts, config, connect_timeout, accept_new, command_timeout, io_timeout,
@@ -298,8 +292,10 @@ function Node:_denied_hint(msg, becoming)
   return msg
 end
 
---- node:run(cmd | argv, {stdin, env, become, become_user, ok_codes={0}, timeout, readonly})
---- -> {code, stdout, stderr}   (opts.sudo = true is the old spelling of become = true)
+--- node:run(cmd | argv, {stdin, env, become, become_user, ok_codes={0}, timeout, readonly, changed})
+--- -> {code, stdout, stderr[, changed]}   (opts.sudo = true is the old spelling of become = true)
+--- changed=function(res) -> bool|string: a truthy answer records a change (the
+--- string, or "run <cmd>"), so the step reports "changed" instead of "ok".
 function Node:run(cmd, opts)
   opts = opts or {}
   if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
@@ -333,7 +329,14 @@ function Node:run(cmd, opts)
     error(self:_denied_hint(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)),
                             become ~= nil), 0)
   end
-  return { code = code, stdout = out, stderr = err }
+  local res = { code = code, stdout = out, stderr = err }
+  if opts.changed then
+    -- the command says whether it changed something (its output, its code)
+    local c = opts.changed(res)
+    res.changed = c and true or false
+    if c then task.changed(type(c) == "string" and c or ("run " .. shown)) end
+  end
+  return res
 end
 
 -- owner/group -> numeric id on this node (cached); numbers pass through.
@@ -770,7 +773,5 @@ end
 
 -- For tests: the command line node:run would send for argv/opts.
 Node._build = build
-Node._redact_lines = redact_lines
-Node._unified = unified
 
 return Node

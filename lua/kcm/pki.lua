@@ -339,7 +339,7 @@ local function join(dir, file)
   return (dir:gsub("/+$", "")) .. "/" .. file
 end
 
-local function octal(m) return ("%04o"):format(m) end
+local octal = require("kcm.mode").format
 
 -- Makes sure `dir` exists and a file can be created in it (no-op in check mode).
 local function ensure_dir(dir)

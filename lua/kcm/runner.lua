@@ -143,8 +143,7 @@ function M.run(play, opts)
                 play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
                 state_dir = opts.state_dir }
 
-  local ok_node, Node = pcall(require, "kcm.node")
-  if not ok_node then Node = nil end
+  local Node = require "kcm.node"
   local limit = opts.limit and split_set(opts.limit)
   if limit then
     for name in pairs(limit) do
@@ -157,7 +156,7 @@ function M.run(play, opts)
     local nspec, notes = require("kcm.inventory").node_spec(inv, spec, opts.ssh, opts.extra_vars)
     for _, note in ipairs(notes) do report:message(nil, note, "log") end
     specs[spec.name] = nspec
-    local node = Node and Node.new(nspec) or { name = spec.name, host = spec.host, vars = nspec.vars }
+    local node = Node.new(nspec)
     ctx.by_name[spec.name] = node
     if not limit or limit[spec.name] then ctx.nodes[#ctx.nodes + 1] = node end
   end

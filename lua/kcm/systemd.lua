@@ -148,10 +148,8 @@ function Unit:wait_active(timeout, settle)
   if task.check() then return true end
   timeout = timeout or 30
   settle = settle or 1
-  local rt = require "kcm.native.runtime"
-  local deadline = rt.now() + timeout
   local st
-  while true do
+  local up = task.retry { timeout = timeout, interval = 0.25 } (function()
     local ok
     ok, st = self:active()
     if ok then
@@ -161,11 +159,10 @@ function Unit:wait_active(timeout, settle)
       st = st2
     elseif st.ActiveState == "failed" or st.SubState == "auto-restart" then
       -- the main process exited: systemd may try again, but it did not come up
-      break
+      return task.STOP
     end
-    if rt.now() > deadline then break end
-    task.sleep(0.25)
-  end
+  end)
+  if up then return true end
   error(string.format("%s: %s is %s (%s), restarts=%s, main exit status %s; last journal lines:\n%s",
                       self.node.name, self.name, tostring(st.ActiveState), tostring(st.SubState),
                       tostring(st.NRestarts), tostring(st.ExecMainStatus), self:journal(20)), 0)

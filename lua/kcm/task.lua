@@ -194,7 +194,45 @@ function M.parallel(fns)
   return results
 end
 
-function M.sleep(seconds) rt.sleep(seconds) end
+--- Returned by a task.retry function to give up at once (no more attempts).
+M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
+
+--- task.retry{attempts=, timeout=, interval=, backoff=, max_interval=, on_retry=}(fn)
+--- Calls fn(attempt) until its first result is truthy and returns all its
+--- results. A nil/false first result means "not yet": wait `interval`
+--- seconds (default 1; times `backoff` after each attempt, at most
+--- `max_interval`) and try again, until `attempts` calls were made or
+--- `timeout` seconds passed (whichever comes first; neither: 3 attempts).
+--- fn returns task.STOP to give up at once. Giving up returns nil, a message
+--- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
+--- before each wait. Waits hold no worker thread (task.sleep).
+function M.retry(opts)
+  opts = opts or {}
+  local attempts = opts.attempts or (opts.timeout and math.huge or 3)
+  local interval, backoff = opts.interval or 1, opts.backoff or 1
+  return function(fn)
+    local t0 = rt.now()
+    local deadline = opts.timeout and t0 + opts.timeout
+    local wait, attempt = interval, 0
+    while true do
+      attempt = attempt + 1
+      local r = table.pack(fn(attempt))
+      if r[1] == M.STOP then break end
+      if r[1] then return table.unpack(r, 1, r.n) end
+      if attempt >= attempts or (deadline and rt.now() > deadline) then break end
+      if opts.on_retry then opts.on_retry(attempt, wait) end
+      M.sleep(wait)
+      wait = wait * backoff
+      if opts.max_interval and wait > opts.max_interval then wait = opts.max_interval end
+    end
+    return nil, string.format("gave up after %d attempt%s over %.1fs", attempt, attempt == 1 and "" or "s",
+                              rt.now() - t0)
+  end
+end
+
+--- Sleeps `seconds` without holding a worker thread: the coroutine waits on
+--- a timer of the main loop (engine/timers.c).
+function M.sleep(seconds) rt.timer(seconds) end
 
 function M.current()
   local t = tasks[coroutine.running()]

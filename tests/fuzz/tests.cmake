@@ -23,11 +23,15 @@ set_tests_properties(fuzz_replay_known_hosts PROPERTIES LABELS "unit" TIMEOUT 12
 if(KCM_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   set(_fz_flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
                 -fno-omit-frame-pointer -g -O1)
-  add_library(kcmcore_fuzz STATIC ${KCM_ENGINE_SOURCES} ${KCM_LUA_EMBED})
-  target_include_directories(kcmcore_fuzz PUBLIC ${CMAKE_SOURCE_DIR}/include ${CMAKE_SOURCE_DIR}/engine)
+  # The same sources, include folders and libraries as kcmcore (read from it,
+  # so the two cannot drift: libcurl is dlopened, never linked).
+  get_target_property(_core_srcs kcmcore SOURCES)
+  get_target_property(_core_incs kcmcore INCLUDE_DIRECTORIES)
+  get_target_property(_core_libs kcmcore LINK_LIBRARIES)
+  add_library(kcmcore_fuzz STATIC ${_core_srcs})
+  target_include_directories(kcmcore_fuzz PUBLIC ${_core_incs})
   target_compile_options(kcmcore_fuzz PRIVATE ${_fz_flags})
-  target_link_libraries(kcmcore_fuzz PUBLIC ${CJSON_STATIC} PkgConfig::LUA PkgConfig::SSL PkgConfig::LIBSSH
-                        PkgConfig::CURL PkgConfig::YAML pthread m)
+  target_link_libraries(kcmcore_fuzz PUBLIC ${_core_libs})
 
   # target;source;extra seed folders
   set(_fz_targets
