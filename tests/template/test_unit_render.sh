@@ -10,17 +10,20 @@ SRC=$(cd "$HERE/../.." && pwd)
 FIX=$HERE/fixtures
 TPL=$FIX/kube-controller-manager.service.in
 
-# The heredoc fixture must still be the procedure's text. The seed lives in
-# shared/ next to the main checkout (also found from a git worktree); a
-# missing seed is a failure, never a skipped comparison.
-SEED=${KCM_SEED:-}
-if [ -z "$SEED" ]; then
-  for c in "$SRC/../shared/seed" "$(git -C "$SRC" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)/../../shared/seed"; do
-    [ -r "$c/kube-controller-manager-ha.md" ] && { SEED=$c/kube-controller-manager-ha.md; break; }
-  done
-fi
-[ -n "$SEED" ] && [ -r "$SEED" ] ||
-  fail "the procedure (shared/seed/kube-controller-manager-ha.md) is not at hand: set KCM_SEED to it; the drift check cannot be skipped"
+# The heredoc fixture must still be the procedure's text. The procedure ships
+# in the tree (docs/procedure/, so a fresh clone has it); when the team's
+# shared/seed is next to the checkout (or a worktree of it), the shipped copy
+# must equal it. A missing procedure is a failure, never a skipped comparison.
+SEED=${KCM_SEED:-$SRC/docs/procedure/kube-controller-manager-ha.md}
+[ -r "$SEED" ] || fail "the procedure ($SEED) is missing: the drift check cannot be skipped"
+for c in "$SRC/../shared/seed" "$(git -C "$SRC" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)/../../shared/seed"; do
+  if [ -r "$c/kube-controller-manager-ha.md" ]; then
+    cmp -s "$c/kube-controller-manager-ha.md" "$SEED" ||
+      fail "$SEED differs from the team's $c/kube-controller-manager-ha.md: copy it over"
+    pass "the shipped procedure equals shared/seed"
+    break
+  fi
+done
 if true; then
   sed -n '/^cat > kube-controller-manager.service <<EOF$/,/^EOF$/p' "$SEED" >"$T/seed-block"
   sed -n '/^cat > kube-controller-manager.service <<EOF$/,/^EOF$/p' "$FIX/unit-heredoc.sh" >"$T/fixture-block"
