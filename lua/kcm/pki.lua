@@ -474,7 +474,7 @@ local function produce(o, want, sign_args)
   -- res.key (the key's PEM text) is made only when a caller asks for it: the
   -- key itself goes from the native handle to disk and back.
   setmetatable(res, { __index = function(t, k)
-    if k == "key" and not task.check() then return fs.read(key_path) end
+    if k == "key" then return fs.read(key_path) end   -- read-only: --check too
   end })
   local reason = "no certificate yet"
   local cert_pem = fs.read(cert_path)

@@ -148,7 +148,11 @@ rolling)
   on node1 cat /tmp/kcm-loop.log > "$T/loop"
   total=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$T/loop" | wc -l)
   failed=$(awk '$3 != 1' "$T/loop" | wc -l)
-  [ "$total" -ge 10 ] || fail "the write loop wrote only $total times during the run"
+  # the loop must span the whole run (a write before it began and after it
+  # ended) and keep writing through it; how many fit depends on the machine
+  awk -v a="$t0" '$1 < a' "$T/loop" | grep -q . || fail "the write loop had not started before the run"
+  awk -v b="$t1" '$1 > b' "$T/loop" | grep -q . || fail "the write loop stopped before the run ended"
+  [ "$total" -ge 3 ] || fail "the write loop wrote only $total times during the run"
   [ "$failed" = 0 ] || { grep ' 0$' "$T/loop"; fail "$failed writes failed during the rolling restart"; }
   cluster_ok node3
   kcmrun -i "$INV" "$PB"; expect_rc 0 "flag back"
