@@ -7,12 +7,8 @@ local task = require "kcm.task"
 
 local M = {}
 
-local function var(ctx, name, default)
-  local v = ctx.vars[name]
-  if v == nil or v == "" then return default end
-  return v
-end
 local function component() return require "kcm.component" end
+local function var(...) return component().var(...) end   -- one rule for "unset"
 
 --- The CSR: CN and O from the description, hosts = 127.0.0.1 + every member
 --- (not only the nodes of this run's --limit).

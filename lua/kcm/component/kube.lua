@@ -7,12 +7,8 @@ local rt = require "kcm.native.runtime"
 
 local M = {}
 
-local function var(ctx, name, default)
-  local v = ctx.vars[name]
-  if v == nil or v == "" then return default end
-  return v
-end
 local function component() return require "kcm.component" end
+local function var(...) return component().var(...) end   -- one rule for "unset"
 
 --- values(C, node, ctx, vars): the unit values of a Kubernetes component
 function M.values(self, node, ctx, vars)

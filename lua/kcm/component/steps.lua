@@ -8,12 +8,8 @@ local rt = require "kcm.native.runtime"
 
 local M = {}
 
-local function var(ctx, name, default)
-  local v = ctx.vars[name]
-  if v == nil or v == "" then return default end
-  return v
-end
 local function component() return require "kcm.component" end
+local function var(...) return component().var(...) end   -- one rule for "unset"
 
 -- step "binary": install each local binary when its checksum differs
 -- (scp etcd* root@node:/opt/k8s/bin/; chmod +x)
