@@ -40,8 +40,19 @@ function M.run_id()
   return run_id
 end
 
-local function command_line()
-  local c = (fs.read("/proc/self/cmdline") or ""):gsub("%z$", ""):gsub("%z", " ")
+-- The holder's command as other runs are shown it; -e values may be secrets
+-- (a token, a password), so only their names are kept.
+function M.command_line(raw)
+  local words, prev = {}, nil
+  raw = raw or fs.read("/proc/self/cmdline") or ""
+  for w in (raw:gsub("%z$", "") .. "\0"):gmatch("([^%z]*)%z") do
+    if prev == "-e" or prev == "--extra-var" then w = w:gsub("=.*", "=…")
+    elseif w:match("^%-%-extra%-var=") then w = w:gsub("^(%-%-extra%-var=[^=]*)=.*", "%1=…")
+    elseif w:match("^%-e.") then w = w:gsub("=.*", "=…") end
+    words[#words + 1] = w
+    prev = w
+  end
+  local c = table.concat(words, " ")
   if #c > 300 then c = c:sub(1, 300) .. "..." end
   return c
 end
@@ -98,7 +109,7 @@ function M.open(dir, opts)
     end
   end
   self.note = string.format("pid %d\nrun %s\nstarted %s\ncommand %s\n", pid(), M.run_id(),
-                            os.date("!%Y-%m-%dT%H:%M:%SZ"), command_line())
+                            os.date("!%Y-%m-%dT%H:%M:%SZ"), M.command_line())
   local lock, err = sd.acquire(dir .. "/runs/" .. M.run_id() .. ".lock", self.note)
   if not lock then
     error({ usage = true, message = string.format("state folder %s: %s", dir, tostring(err)) }, 0)

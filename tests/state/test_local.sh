@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 16 points 4-5 and the state key, without a lab:
-#   test_local.sh identity|members
+#   test_local.sh identity|members|cmdline
 set -e
 . "$(dirname "$0")/../lib.sh"
 F=$(cd "$(dirname "$0")/fixtures" && pwd)
@@ -9,6 +9,11 @@ identity)
   run "$KCMRUN" "$F/identity.lua" "$T"
   expect_rc 0 identity; expect_out "^identity ok$"
   pass "state key: an ssh_config alias, an address and explicit values of one machine give one identity"
+  ;;
+cmdline)
+  run "$KCMRUN" "$F/cmdline.lua"
+  expect_rc 0 cmdline; expect_out "^cmdline ok$"
+  pass "the command line other runs are shown keeps -e names, not values"
   ;;
 members)
   run "$KCMRUN" --state-dir "$T/sd" -v -i "$F/members-inv.lua" --limit n2 "$F/members.lua"

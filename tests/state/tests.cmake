@@ -13,7 +13,7 @@ foreach(case killrename killtransfer killbetween crossinv locks envsh limit node
 endforeach()
 
 # Without a lab: the state key (ssh_config applied), members vs targets, variable layers.
-foreach(case identity members)
+foreach(case identity members cmdline)
   add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_local.sh ${case})
   set_tests_properties(state_${case} PROPERTIES LABELS "unit;state" TIMEOUT 60
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
