@@ -103,17 +103,23 @@ forks1)
   ;;
 rolling)
   # a write loop on node1 through the whole run: each write goes to the first
-  # endpoint that takes it (as a client with three endpoints does); a write
-  # that no endpoint accepts means the cluster lost its quorum
+  # endpoint that takes it (as a client with three endpoints does), and is
+  # tried again for a moment (5 rounds, 0.2 s apart) as a client retries: the
+  # graceful stop of the leader hands leadership over, and a proposal in
+  # flight then fails with "leader changed". A write no endpoint accepts in
+  # those rounds means the cluster lost its quorum.
   on node1 'rm -f /tmp/kcm-loop.stop /tmp/kcm-loop.log'
   on node1 'ETCDCTL_API=3; export ETCDCTL_API; i=0
     while [ ! -e /tmp/kcm-loop.stop ]; do
       i=$((i+1)); ok=0
-      for ep in '"${IPS[*]}"'; do
-        if /opt/k8s/bin/etcdctl --endpoints=https://$ep:2379 --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem \
-             --key=/etc/etcd/cert/etcd-key.pem --dial-timeout=1s --command-timeout=2s put /kcmrun/loop "$i" >/dev/null 2>&1; then
-          ok=1; break
-        fi
+      for round in 1 2 3 4 5; do
+        for ep in '"${IPS[*]}"'; do
+          if /opt/k8s/bin/etcdctl --endpoints=https://$ep:2379 --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem \
+               --key=/etc/etcd/cert/etcd-key.pem --dial-timeout=1s --command-timeout=2s put /kcmrun/loop "$i" >/dev/null 2>&1; then
+            ok=1; break 2
+          fi
+        done
+        sleep 0.2
       done
       echo "$(date +%s.%N) $i $ok" >> /tmp/kcm-loop.log
       sleep 0.05
