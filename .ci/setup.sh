@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(
   build-essential cmake pkg-config
-  liblua5.4-dev lua-cjson-dev libssl-dev libssh-dev libcurl4-openssl-dev libyaml-dev
+  liblua5.4-dev lua5.4 lua-cjson-dev libssl-dev libssh-dev libcurl4-openssl-dev libyaml-dev
   openssl golang-cfssl
   openssh-server openssh-client iproute2 procps util-linux systemd
   python3 python3-yaml curl sudo etcd-server etcd-client
