@@ -192,6 +192,24 @@ static void http_free(kcm_job *base)
         }                                                                 \
     } while (0)
 
+/* What callers branch on: a TLS failure repeats on every try, a missing
+ * server may come back. */
+static const char *http_fail_kind(CURLcode rc)
+{
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+        return "tls";     /* a handshake cut short (SSL_CONNECT_ERROR) may pass on a retry */
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+        return "unreachable";
+    default:
+        return "error";
+    }
+}
+
 static void http_work(kcm_job *base)
 {
     struct http_job *j = (struct http_job *)base;
@@ -271,9 +289,9 @@ static void http_work(kcm_job *base)
         /* errbuf holds curl's detailed reason (certificate problem, refused
          * connection, ...); it never contains key material. */
         /* a certificate that does not verify is no outage: the same
-         * answer comes on every try, so kube.lua must not retry it and
-         * recognises it by this wording */
-        kcm_job_fail(base, "%s %s: %s%s", j->method, j->url,
+         * answer comes on every try, so it is kind "tls", which kube.lua
+         * never retries */
+        kcm_job_fail_kind(base, http_fail_kind(rc), "%s %s: %s%s", j->method, j->url,
                      rc == CURLE_PEER_FAILED_VERIFICATION ? "TLS verification failed: " : "",
                      errbuf[0] ? errbuf : cu->easy_strerror(rc));
         goto out;

@@ -57,17 +57,33 @@ static long grace_ms = 5000;
 int kcm_check_mode(lua_State *L) { (void)L; return pool.check; }
 int kcm_diff_mode(lua_State *L) { (void)L; return pool.diff; }
 
-void kcm_job_fail(kcm_job *job, const char *fmt, ...)
+static void job_vfail(kcm_job *job, const char *kind, const char *fmt, va_list ap)
 {
     if (job->error)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     if (vasprintf(&job->error, fmt, ap) < 0)
         job->error = NULL;
-    va_end(ap);
-    if (!job->error)
+    job->kind = kind;
+    if (!job->error) {
         job->error = strdup("out of memory");
+        job->kind = "error";
+    }
+}
+
+void kcm_job_fail(kcm_job *job, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    job_vfail(job, "error", fmt, ap);
+    va_end(ap);
+}
+
+void kcm_job_fail_kind(kcm_job *job, const char *kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    job_vfail(job, kind ? kind : "error", fmt, ap);
+    va_end(ap);
 }
 
 static int pin_busy(const void *pin)
@@ -211,13 +227,16 @@ static void job_release(kcm_job *job)
     job->free(job);
 }
 
-/* Turns a finished job into Lua results (or an error) on the main thread. */
+/* Turns a finished job into Lua results on the main thread: what done()
+ * pushes, or `nil, message, kind` for a failure. */
 static int job_finish(lua_State *L, kcm_job *job)
 {
     if (job->error) {
+        lua_pushnil(L);
         lua_pushstring(L, job->error);
+        lua_pushstring(L, job->kind ? job->kind : "error");
         job_release(job);
-        return lua_error(L);
+        return 3;
     }
     int n = job->done ? job->done(L, job) : 0;
     job_release(job);
@@ -252,6 +271,7 @@ int kcm_runtime_scheduled(lua_State *L)
 int kcm_job_yield(lua_State *L, kcm_job *job)
 {
     job->error = NULL;
+    job->kind = NULL;
     job->next = NULL;
     job->co_ref = LUA_NOREF;
     if (!kcm_runtime_scheduled(L)) {

@@ -82,6 +82,7 @@ static void work(kcm_job *j)
     char *msg = NULL;
     int rc = 0;
     pthread_mutex_lock(&c->mu);
+    c->fail_kind = NULL;
     if (sj->op == OP_CONNECT) {
         sj->kind = kcm_ssh_connect(c, &msg);
         sj->kmsg = msg;
@@ -95,7 +96,7 @@ static void work(kcm_job *j)
     }
     if (!c->s || !ssh_is_connected(c->s)) {
         pthread_mutex_unlock(&c->mu);
-        kcm_job_fail(j, "%s: not connected (call connect first)", label(c));
+        kcm_job_fail_kind(j, "unreachable", "%s: not connected (call connect first)", label(c));
         return;
     }
     switch (sj->op) {
@@ -116,9 +117,10 @@ static void work(kcm_job *j)
     }
     /* A transport failure kills the session: drop it so the next call
      * reconnects instead of reusing a broken one. */
+    const char *kind = rc != 0 ? kcm_ssh_fail_kind(c) : NULL;
     if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
     pthread_mutex_unlock(&c->mu);
-    if (rc != 0) kcm_job_fail(j, "%s: %s", label(c), msg ? msg : "failed");
+    if (rc != 0) kcm_job_fail_kind(j, kind, "%s: %s", label(c), msg ? msg : "failed");
     free(msg);
 }
 
@@ -139,14 +141,15 @@ static int done(lua_State *L, kcm_job *j)
     kcm_ssh_sess *c = sj->c;
     switch (sj->op) {
     case OP_CONNECT: {
+        /* true, or the convention's nil, message, kind; the address it
+         * tried is s:resolved()'s */
         static const char *kinds[] = {"ok", "unreachable", "hostkey", "auth", "error"};
+        (void)c;
         if (sj->kind == KCM_SSH_OK) { lua_pushboolean(L, 1); return 1; }
-        lua_pushboolean(L, 0);
-        lua_pushstring(L, kinds[sj->kind]);
+        lua_pushnil(L);
         lua_pushstring(L, sj->kmsg ? sj->kmsg : "failed");
-        lua_pushfstring(L, "%s:%d", c->r_host ? c->r_host : label(c), c->r_port);
-        lua_pushstring(L, c->r_user ? c->r_user : "?");
-        return 5;
+        lua_pushstring(L, kinds[sj->kind]);
+        return 3;
     }
     case OP_EXEC:
         lua_pushinteger(L, sj->ex.code);

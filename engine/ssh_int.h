@@ -29,7 +29,16 @@ typedef struct kcm_ssh_sess {
     /* resolved at connect, for messages */
     char *r_host, *r_user;
     int r_port;
+    /* the kind of the current job's failure, set where its message is
+     * written (worker, under mu); NULL: "error" */
+    const char *fail_kind;
 } kcm_ssh_sess;
+
+/* The kind a failed job of c reports: "unreachable" once the link is gone,
+ * else what the failing step recorded in c->fail_kind, else "error". */
+const char *kcm_ssh_fail_kind(kcm_ssh_sess *c);
+/* The kind of an SFTP status code (permission denied -> "denied", ...). */
+const char *kcm_ssh_sftp_kind(int sftp_status);
 
 /* Outcome kinds of a connect attempt. */
 enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_SSH_ERROR };

@@ -16,6 +16,7 @@
 static const char *sftp_why(kcm_ssh_sess *c)
 {
     if (!c->sftp) return ssh_get_error(c->s);
+    c->fail_kind = kcm_ssh_sftp_kind(sftp_get_error(c->sftp));
     switch (sftp_get_error(c->sftp)) {
     case SSH_FX_NO_SUCH_FILE: return "no such file";
     case SSH_FX_PERMISSION_DENIED: return "permission denied";

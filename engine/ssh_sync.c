@@ -288,6 +288,7 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     if (!a) {
         int e = sftp_get_error(c->sftp);
         if (e != SSH_FX_NO_SUCH_FILE && e != SSH_FX_NO_SUCH_PATH) {
+            c->fail_kind = kcm_ssh_sftp_kind(e);
             *msg = kcm_ssh_fmt("put %s: checking the node's copy: %s", path,
                                e == SSH_FX_PERMISSION_DENIED ? "permission denied" : ssh_get_error(c->s));
             return -1;
@@ -567,6 +568,7 @@ static int ensure_sftp(kcm_ssh_sess *c, char **msg)
 static int sftp_fail(kcm_ssh_sess *c, char **msg, const char *what)
 {
     int e = c->sftp ? sftp_get_error(c->sftp) : 0;
+    c->fail_kind = kcm_ssh_sftp_kind(e);
     *msg = kcm_ssh_fmt("%s: %s", what, e == SSH_FX_PERMISSION_DENIED ? "permission denied" :
                        e == SSH_FX_NO_SUCH_FILE ? "no such file" :
                        e == SSH_FX_FAILURE ? "failure (no permission to change the owner, or no space?)" :
@@ -746,9 +748,10 @@ static void sync_work(kcm_job *j)
     char *msg = NULL;
     int rc = 0;
     pthread_mutex_lock(&c->mu);
+    c->fail_kind = NULL;
     if (!c->s || !ssh_is_connected(c->s)) {
         pthread_mutex_unlock(&c->mu);
-        kcm_job_fail(j, "%s: not connected (call connect first)", c->name ? c->name : c->host);
+        kcm_job_fail_kind(j, "unreachable", "%s: not connected (call connect first)", c->name ? c->name : c->host);
         return;
     }
     switch (sj->op) {
@@ -813,9 +816,10 @@ static void sync_work(kcm_job *j)
         break;
     }
     }
+    const char *kind = rc != 0 ? kcm_ssh_fail_kind(c) : NULL;
     if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
     pthread_mutex_unlock(&c->mu);
-    if (rc != 0) kcm_job_fail(j, "%s: %s", c->name ? c->name : c->host, msg ? msg : "failed");
+    if (rc != 0) kcm_job_fail_kind(j, kind, "%s: %s", c->name ? c->name : c->host, msg ? msg : "failed");
     free(msg);
 }
 

@@ -38,3 +38,19 @@ char *kcm_ssh_expand_home(const char *path)
         return kcm_ssh_fmt("%s%s", home ? home : "", path + 1);
     return kcm_ssh_fmt("%s", path);
 }
+
+const char *kcm_ssh_sftp_kind(int e)
+{
+    switch (e) {
+    case SSH_FX_PERMISSION_DENIED: return "denied";
+    case SSH_FX_NO_SUCH_FILE:
+    case SSH_FX_NO_SUCH_PATH: return "noent";
+    default: return "error";
+    }
+}
+
+const char *kcm_ssh_fail_kind(kcm_ssh_sess *c)
+{
+    if (!c->s || !ssh_is_connected(c->s)) return "unreachable";
+    return c->fail_kind ? c->fail_kind : "error";
+}

@@ -47,18 +47,27 @@ struct kcm_job {
     const void *pin;
     /* --- owned by the runtime --- */
     char *error;          /* set by kcm_job_fail */
+    const char *kind;     /* set by kcm_job_fail_kind: a static string */
     int co_ref;           /* registry ref of the waiting coroutine */
     kcm_job *next;
 };
 
 /* Runs job->work on the worker pool and yields the calling coroutine; when the
- * job is done the coroutine resumes with what job->done pushed, or with a Lua
- * error carrying the kcm_job_fail message. Outside a scheduled coroutine (not
+ * job is done the coroutine resumes with what job->done pushed, or, when
+ * work() failed, with `nil, message, kind` (an operational failure is a value,
+ * never a raise: the natives' one convention; misuse raises before the job
+ * exists). Outside a scheduled coroutine (not
  * yieldable) the work runs inline. Use as `return kcm_job_yield(L, job);` */
 int kcm_job_yield(lua_State *L, kcm_job *job);
 
-/* From work(): mark the job failed with a formatted message (first call wins). */
+/* From work(): mark the job failed with a formatted message (first call wins);
+ * its kind is "error". */
 void kcm_job_fail(kcm_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a kind callers branch on instead of parsing the message:
+ * "unreachable" (the link is gone), "denied", "noent", "timeout", "tls",
+ * "hostkey", "auth", "error". `kind` must be a static string. */
+void kcm_job_fail_kind(kcm_job *job, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Main thread: is the run in --check mode / --diff mode? Primitives that
  * would change something must consult kcm_check_mode() and change nothing. */

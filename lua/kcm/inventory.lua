@@ -1,6 +1,7 @@
 -- Inventories: a Lua file (nodes, groups, vars, ssh settings) or the
 -- procedure's own environment.sh, evaluated by bash itself.
 local exec = require "kcm.native.exec"
+local E = require "kcm.error"
 local ssh = require "kcm.native.ssh"
 
 local M = {}
@@ -222,9 +223,9 @@ end
 function M.load_env_sh(file)
   local home = os.getenv("HOME") or "/"
   local user = os.getenv("USER") or os.getenv("LOGNAME") or ""
-  local r = exec.run { argv = { "env", "-i", "PATH=" .. CLEAN_PATH, "HOME=" .. home, "USER=" .. user,
+  local r = E.ok(exec.run { argv = { "env", "-i", "PATH=" .. CLEAN_PATH, "HOME=" .. home, "USER=" .. user,
                                 "LOGNAME=" .. user, "bash", "--noprofile", "--norc", "-c", DUMP, "kcm-env", file },
-                       timeout = 30 }
+                       timeout = 30 })
   if r.timed_out then
     fail("%s: sourcing it with bash timed out after 30 s (does it wait for input or the network?)", file)
   end

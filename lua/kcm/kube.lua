@@ -20,6 +20,7 @@
 -- are not (a retried POST could act twice). In --check mode nothing is
 -- written: writes report what they would do through task.changed.
 local http = require "kcm.native.http"
+local E = require "kcm.error"
 local cjson = require "cjson"
 local task = require "kcm.task"
 
@@ -146,17 +147,17 @@ function Client:request(method, path, body, opts)
                  task.log(string.format("kube: %s %s: %s; retrying in %.2fs", method, url,
                                         err and tostring(err) or ("HTTP " .. tostring(r and r.status)), wait))
                end } (function()
-    local ok, res = pcall(http.request, req)
-    if ok then
+    local res, msg, kind = http.request(req)
+    if res then
       r, err = res, nil
       return not (retry and (res.status >= 500 or res.status == 429))
     end
     -- a certificate that does not verify will not verify on the next try
-    if tostring(res):find(": TLS verification failed: ", 1, true) then
-      error(string.format("%s (check that the kubeconfig's certificate-authority signed the apiserver's certificate)",
-                          tostring(res)), 0)
+    if kind == "tls" then
+      E.raise { kind = kind, op = method, path = url,
+                message = msg .. " (check that the kubeconfig's certificate-authority signed the apiserver's certificate)" }
     end
-    r, err = nil, res
+    r, err = nil, msg
     return false
   end)
   if not r then

@@ -7,14 +7,14 @@ local fs = require "kcm.native.fs"
 local task = require "kcm.task"
 local state = require "kcm.state"
 local redact = require "kcm.redact"
+local E = require "kcm.error"
+local target = require "kcm.target"
 
 local Node = {}
 Node.__index = Node
 
 local sessions = {}     -- "user@host:port|name" -> native session, shared by Node objects
 local all_nodes = setmetatable({}, { __mode = "k" })
-
-local UNREACHABLE_MT = { __tostring = function(e) return e.message end }
 
 -- No remote command may hang a run: one that has not finished after this many
 -- seconds is killed and fails its node (inventory ssh.command_timeout, or a
@@ -139,8 +139,9 @@ local function where(self)
   return self.name .. " (" .. (self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))) .. ")"
 end
 
--- Opens (once) and returns the session. Unreachable nodes raise a table the
--- runner recognises; host key and auth failures are plain errors.
+-- Opens (once) and returns the session. An unreachable node raises an
+-- error object of kind "unreachable" (the runner counts it apart); host key
+-- and auth failures are errors of their own kinds.
 function Node:session()
   local s = sessions[self.key]
   if not s then
@@ -156,45 +157,50 @@ function Node:session()
   if s:alive() then return s end
   -- connect is idempotent and pinned: concurrent callers for one node
   -- queue behind the first and see it connected.
-  local ok, kind, msg, addr = s:connect()
+  local ok, msg, kind = s:connect()
   if not ok then
+    local h, port = s:resolved()
+    local addr = (h or self.name) .. ":" .. tostring(port)
     self.addr = addr
     if kind == "unreachable" then
-      error(setmetatable({ unreachable = true, node = self.name, address = addr,
-                           message = self.name .. " (" .. addr .. "): unreachable: " .. msg },
-                         UNREACHABLE_MT), 0)
+      E.raise { kind = kind, node = self.name, op = "connect", address = addr,
+                message = self.name .. " (" .. addr .. "): unreachable: " .. msg }
     end
-    error(self.name .. " (" .. addr .. "): " .. msg, 0)
+    E.raise { kind = kind, node = self.name, op = "connect", address = addr,
+              message = self.name .. " (" .. addr .. "): " .. msg }
   end
   return s
 end
 
--- Calls a session method; a failure that killed the connection (node
--- powered off or network gone mid-run) becomes an "unreachable" error.
+-- Calls a session method (natives return `nil, message, kind` on failure);
+-- a failure that killed the connection (node powered off or network gone
+-- mid-run) becomes an "unreachable" error. ctx names the op and path.
 function Node:_call(s, method, ...)
-  local r = table.pack(pcall(s[method], s, ...))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  local err = r[2]
-  if type(err) == "string" and not s:alive() then
+  return self:_native(s, method, nil, ...)
+end
+
+function Node:_native(s, method, ctx, ...)
+  local r = table.pack(s[method](s, ...))
+  if r[1] ~= nil or r[2] == nil then return table.unpack(r, 1, r.n) end
+  local msg, kind = r[2], r[3]
+  ctx = ctx or {}
+  if kind == "unreachable" or not s:alive() then
     local addr = self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))
-    local why = err:gsub("^" .. self.name:gsub("%p", "%%%0") .. ": ", "")
-    error(setmetatable({ unreachable = true, node = self.name, address = addr,
-                         message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why },
-                       UNREACHABLE_MT), 0)
+    local why = msg:gsub("^" .. self.name:gsub("%p", "%%%0") .. ": ", "")
+    E.raise { kind = "unreachable", node = self.name, op = ctx.op, path = ctx.path, address = addr,
+              message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why }
   end
   -- a refusal the login user met, where nothing asked for become
-  if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(nil)) end
-  error(err, 0)
+  local becoming = ctx.becoming
+  if becoming == nil then becoming = self:_becomes(nil) end
+  E.raise { kind = kind, node = self.name, op = ctx.op, path = ctx.path,
+            message = self:_denied_hint(msg, becoming, kind) }
 end
 
 -- SFTP for an operation that decided not to elevate: a refusal always gets
 -- the hint, also when the call's own become=false is why.
 function Node:_sftp(s, method, ...)
-  local r = table.pack(pcall(self._call, self, s, method, ...))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  local err = r[2]
-  if type(err) == "string" then err = self:_denied_hint(err, false) end
-  error(err, 0)
+  return self:_native(s, method, { op = method, path = (...), becoming = false }, ...)
 end
 
 -- Environment values never travel on the remote command line (`ps` on the
@@ -274,20 +280,22 @@ local function sudo_failure(self, become, err)
   return nil
 end
 
--- Without become, a refusal the login user met gets the hint that fixes it.
+-- Without become, a refusal the login user met gets the hint that fixes it:
+-- a native's refusal says so by its kind ("denied"); a command's refusal
+-- only by what the command wrote on stderr (kind "exit").
 local DENIED = { "[Pp]ermission denied", "Interactive authentication required", "Access denied",
                  "[Oo]peration not permitted", "must be root", "[Nn]ot permitted" }
-function Node:_denied_hint(msg, becoming)
+function Node:_denied_hint(msg, becoming, kind)
   if becoming or msg:find("set become = true", 1, true) then return msg end
+  if kind ~= "denied" and kind ~= "exit" then return msg end
   local u = self:login_user()
   if u == "root" then return msg end
   local hint = "permission denied (login user " .. u .. "; set become = true)"
+  local head = msg:match("^(.-)[Pp]ermission denied$")
+  if head then return head .. hint end
+  if kind == "denied" then return msg .. "\n(" .. hint .. ")" end
   for _, pat in ipairs(DENIED) do
-    if msg:find(pat) then
-      local head = msg:match("^(.-)[Pp]ermission denied$")
-      if head then return head .. hint end
-      return msg .. "\n(" .. hint .. ")"
-    end
+    if msg:find(pat) then return msg .. "\n(" .. hint .. ")" end
   end
   return msg
 end
@@ -300,43 +308,30 @@ function Node:run(cmd, opts)
   opts = opts or {}
   if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
   local shown = cmdline(cmd)
-  if task.check() and not opts.readonly then
-    task.changed("run " .. shown)
-    return { code = 0, stdout = "", stderr = "", skipped = true }
-  end
-  local become = self:_become_argv(opts)
-  local line, env_in = build(cmd, opts, become)
-  local stdin = opts.stdin
-  if env_in then stdin = env_in .. (stdin or "") end
-  if become and become.stdin then stdin = become.stdin .. (stdin or "") end
-  -- -v: the argv as given (environment values and stdin are never shown)
-  task.log("run " .. shown)
-  local s = self:session()
-  if not opts.readonly then task.before_change() end
-  local timeout = opts.timeout or self.command_timeout
-  local code, out, err, timed_out = self:_call(s, "exec", line, stdin, timeout)
-  if timed_out then
-    error(string.format("%s: %s: timed out after %gs", self.name, shown, timeout), 0)
-  end
-  if become and code ~= 0 then
-    local why = sudo_failure(self, become, err)
-    if why then error(why, 0) end
-  end
-  local ok_codes = opts.ok_codes or { 0 }
-  local ok = false
-  for _, c in ipairs(ok_codes) do if c == code then ok = true break end end
-  if not ok then
-    error(self:_denied_hint(string.format("%s: %s: exit code %d: %s", self.name, shown, code, tail(err, 400)),
-                            become ~= nil), 0)
-  end
-  local res = { code = code, stdout = out, stderr = err }
-  if opts.changed then
-    -- the command says whether it changed something (its output, its code)
-    local c = opts.changed(res)
-    res.changed = c and true or false
-    if c then task.changed(type(c) == "string" and c or ("run " .. shown)) end
-  end
-  return res
+  return target.run(self, shown, opts, function(begin)
+    local become = self:_become_argv(opts)
+    local line, env_in = build(cmd, opts, become)
+    local stdin = opts.stdin
+    if env_in then stdin = env_in .. (stdin or "") end
+    if become and become.stdin then stdin = become.stdin .. (stdin or "") end
+    -- -v: the argv as given (environment values and stdin are never shown)
+    task.log("run " .. shown)
+    local s = self:session()
+    begin()
+    local timeout = opts.timeout or self.command_timeout
+    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout)
+    if become and code ~= 0 and not timed_out then
+      local why = sudo_failure(self, become, err)
+      if why then E.raise { kind = "sudo", node = self.name, op = "run", message = why } end
+    end
+    return code, out, err, timed_out, timeout
+  end)
+end
+
+-- A command that failed without become gets the hint when its stderr says
+-- it was refused.
+function Node:_fail_exit(msg, _, opts)
+  return self:_denied_hint(msg, self:_becomes(opts), "exit")
 end
 
 -- owner/group -> numeric id on this node (cached); numbers pass through.
@@ -466,12 +461,12 @@ local function live_runs() return table.concat(state.live_runs(), ",") end
 
 -- A sync call of plan p; a refusal by sudo itself names the fix, as node:run does.
 function Node:_sync(p, method, args)
-  local r = table.pack(pcall(self._call, self, p.s, method, args))
+  local r = table.pack(pcall(self._native, self, p.s, method, { op = "put", path = p.path, becoming = p.become ~= nil }, args))
   if r[1] then return table.unpack(r, 2, r.n) end
   local err = r[2]
-  if type(err) == "string" and p.become then
-    local why = sudo_failure(self, p.become, err)
-    if why then error(why, 0) end
+  if p.become and E.is(err) and err.kind ~= "unreachable" then
+    local why = sudo_failure(self, p.become, err.message)
+    if why then E.raise { kind = "sudo", node = self.name, op = "put", path = p.path, message = why } end
   end
   error(err, 0)
 end
@@ -484,15 +479,8 @@ function Node:_put_plan(src, path, opts, lvl)
   if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
     error(self.name .. ": put: remote path must be absolute, got " .. tostring(path), lvl)
   end
-  local p = { path = path, opts = opts, become = self:_become_argv(opts) }
-  if type(src) == "table" then
-    p.data = src.content
-    if type(p.data) ~= "string" then error(self.name .. ": put " .. path .. ": {content=...} must be a string", lvl) end
-  elseif type(src) == "string" then
-    p.src = src
-  else
-    error(self.name .. ": put " .. path .. ": source must be a local path or {content=...}", lvl)
-  end
+  local p = target.source(src, self.name .. ": ", path, lvl)
+  p.path, p.opts, p.become = path, opts, self:_become_argv(opts)
   p.mode = octal(opts.mode, tonumber("644", 8))
   p.s = self:session()
   p.uid = self:_id("user", opts.owner)
@@ -540,19 +528,12 @@ function Node:put(src, path, opts)
     end
     return false
   end
-  if task.diff() and not p.same then show_diff(self, path, p) end
-  if task.check() then
-    task.changed(p.what)
-    return true
-  end
-  task.before_change()   -- write-ahead: a restart this change calls for is due first
-  if p.same then self:_put_attrs(p) else
+  return target.change(p.what, function()
+    if p.same then return self:_put_attrs(p) end
     local n = p.lcl.size or 0
     task.log(string.format("put %s (%s)", path, n >= 1024 and string.format("%d KiB", n // 1024) or string.format("%d B", n)))
     self:_put_send(p)
-  end
-  task.changed(p.what)
-  return true
+  end, not p.same and function() show_diff(self, path, p) end or nil)
 end
 
 --- node:put_pair{ {src, path, opts}, {src, path, opts} } -> changed
@@ -570,40 +551,39 @@ function Node:put_pair(pair)
     plans[i] = self:_put_plan(e[1], e[2], e[3], 2)
   end
   local whole = not (plans[1].same and plans[2].same)
-  local changed = false
+  local whats = {}
   for _, p in ipairs(plans) do
-    if whole then
-      p.what = "put " .. p.path
-      if task.diff() and not p.same then show_diff(self, p.path, p) end
-    end
+    if whole then p.what = "put " .. p.path end
     if whole or p.fix_mode or p.fix_owner then
-      task.changed(p.what)
-      changed = true
+      whats[#whats + 1] = p.what
     elseif p.rm.stale and not task.check() then
       self:_sync(p, "sync_clean", { path = p.path, become = p.become, live = live_runs() })
     end
   end
-  if task.check() or not changed then return changed end
-  task.before_change()
-  if not whole then
-    for _, p in ipairs(plans) do if p.fix_mode or p.fix_owner then self:_put_attrs(p) end end
-    return true
+  if #whats == 0 then return false end
+  local function diff()
+    for _, p in ipairs(plans) do if not p.same then show_diff(self, p.path, p) end end
   end
-  local ok, err = pcall(function()
-    for _, p in ipairs(plans) do self:_put_send(p, true) end
-  end)
-  if not ok then
-    -- staged temps of this pair go; the targets are untouched
-    for _, p in ipairs(plans) do
-      if p.tmp and p.s:alive() then
-        pcall(self._sync, self, p, "sync_clean", { path = p.path, become = p.become, live = live_runs(), tmp = p.tmp })
-      end
+  return target.change(whats, function()
+    if not whole then
+      for _, p in ipairs(plans) do if p.fix_mode or p.fix_owner then self:_put_attrs(p) end end
+      return
     end
-    error(err, 0)
-  end
-  self:_sync(plans[2], "sync_commit", { tmp = plans[2].tmp, path = plans[2].path, become = plans[2].become, live = live_runs() })
-  self:_sync(plans[1], "sync_commit", { tmp = plans[1].tmp, path = plans[1].path, become = plans[1].become, live = live_runs() })
-  return true
+    local ok, err = pcall(function()
+      for _, p in ipairs(plans) do self:_put_send(p, true) end
+    end)
+    if not ok then
+      -- staged temps of this pair go; the targets are untouched
+      for _, p in ipairs(plans) do
+        if p.tmp and p.s:alive() then
+          pcall(self._sync, self, p, "sync_clean", { path = p.path, become = p.become, live = live_runs(), tmp = p.tmp })
+        end
+      end
+      error(err, 0)
+    end
+    self:_sync(plans[2], "sync_commit", { tmp = plans[2].tmp, path = plans[2].path, become = plans[2].become, live = live_runs() })
+    self:_sync(plans[1], "sync_commit", { tmp = plans[1].tmp, path = plans[1].path, become = plans[1].become, live = live_runs() })
+  end, whole and diff or nil)
 end
 
 --- node:transfer_stats() -> {bytes_sent, bytes_received} of this run's connection (TCP counters)
@@ -617,13 +597,21 @@ end
 local TYPES = { [0x8000] = "file", [0x4000] = "dir", [0xA000] = "link", [0x2000] = "char",
                 [0x6000] = "block", [0x1000] = "fifo", [0xC000] = "socket" }
 
--- "cat: /x: Permission denied" -> "permission denied" (sftp's words)
+-- "cat: /x: Permission denied" -> "permission denied" (sftp's words) and
+-- the error kind a native would have given.
 local function why(err)
   local e = tail(err, 300):gsub("^.*: ", "")
   local l = e:lower()
-  if l:find("no such file") then return "no such file" end
-  if l:find("permission denied") then return "permission denied" end
-  return e
+  if l:find("no such file") then return "no such file", "noent" end
+  if l:find("permission denied") then return "permission denied", "denied" end
+  return e, "error"
+end
+
+-- The failure of an elevated file command, as the error object.
+function Node:_cmd_fail(op, path, stderr)
+  local msg, kind = why(stderr)
+  E.raise { kind = kind, node = self.name, op = op, path = path,
+            message = string.format("%s: %s %s: %s", self.name, op, path, msg) }
 end
 
 function Node:_become_stat(path, opts)
@@ -633,10 +621,13 @@ function Node:_become_stat(path, opts)
     if r.stderr:find("No such file or directory", 1, true) or r.stderr:find("Not a directory", 1, true) then
       return nil
     end
-    error(string.format("%s: stat %s: %s", self.name, path, why(r.stderr)), 0)
+    self:_cmd_fail("stat", path, r.stderr)
   end
   local raw, size, uid, gid, mtime = r.stdout:match("^(%x+) (%d+) (%d+) (%d+) (%d+)")
-  if not raw then error(string.format("%s: stat %s: unexpected output %q", self.name, path, tail(r.stdout, 80)), 0) end
+  if not raw then
+    E.raise { node = self.name, op = "stat", path = path,
+              message = string.format("%s: stat %s: unexpected output %q", self.name, path, tail(r.stdout, 80)) }
+  end
   local m = tonumber(raw, 16)
   return { type = TYPES[m & 0xF000] or "unknown", size = math.tointeger(tonumber(size)), mode = m & 4095,
            uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)),
@@ -648,7 +639,7 @@ function Node:get(path, opts)
   if self:_becomes(opts) then
     local r = self:run({ "env", "LC_ALL=C", "cat", "--", path },
                        { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
-    if r.code ~= 0 then error(string.format("%s: read %s: %s", self.name, path, why(r.stderr)), 0) end
+    if r.code ~= 0 then self:_cmd_fail("read", path, r.stderr) end
     return r.stdout
   end
   task.log("get " .. path)
@@ -681,61 +672,48 @@ function Node:mkdir(path, opts)
   opts = opts or {}
   local mode = octal(opts.mode, tonumber("755", 8))
   local becomes = self:_becomes(opts)
-  local s = not becomes and self:session() or nil
-  local st
-  if becomes then st = self:_become_stat(path, opts) else st = self:_sftp(s, "stat", path) end
+  local st = self:stat(path, opts)
   if st then
     if st.type ~= "dir" then
-      error(string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type), 0)
+      E.raise { kind = "exists", node = self.name, op = "mkdir", path = path,
+                message = string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type) }
     end
     if opts.mode == nil or st.mode == mode then return false end
-    if task.check() then task.changed("chmod " .. path); return true end
-    task.before_change()
-    if becomes then
-      self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
-    else
-      self:_sftp(s, "chmod", path, mode)
-    end
-    task.changed("chmod " .. path)
-    return true
+    return target.change("chmod " .. path, function()
+      if becomes then
+        self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
+      else
+        self:_sftp(self:session(), "chmod", path, mode)
+      end
+    end)
   end
-  if task.check() then task.changed("mkdir " .. path); return true end
-  task.before_change()
-  local changed
-  if becomes then
+  return target.change("mkdir " .. path, function()
+    if not becomes then return self:_sftp(self:session(), "mkdir", path, mode) end
     local argv = { "sh", "-c", MKDIR_SH, "mkdir", string.format("%04o", mode) }
     for _, d in ipairs(levels(path)) do argv[#argv + 1] = d end
     local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
-    if r.code ~= 0 then error(string.format("%s: mkdir %s: %s", self.name, path, why(r.stderr)), 0) end
-    changed = r.stdout ~= ""
-  else
-    changed = self:_sftp(s, "mkdir", path, mode)
-  end
-  if changed then task.changed("mkdir " .. path) end
-  return changed
+    if r.code ~= 0 then self:_cmd_fail("mkdir", path, r.stderr) end
+    return r.stdout ~= ""
+  end)
 end
 
 --- node:remove(path, {recursive=false, become}) -> changed
 function Node:remove(path, opts)
   opts = opts or {}
   local becomes = self:_becomes(opts)
-  local s = not becomes and self:session() or nil
-  local st
-  if becomes then st = self:_become_stat(path, opts) else st = self:_sftp(s, "stat", path) end
+  local st = self:stat(path, opts)
   if not st then return false end
-  if task.check() then task.changed("remove " .. path); return true end
-  task.before_change()
-  if st.type == "dir" and opts.recursive then
-    self:run({ "rm", "-rf", "--", path }, { become = becomes, become_user = opts.become_user })
-  elseif becomes then
-    local argv = st.type == "dir" and { "env", "LC_ALL=C", "rmdir", "--", path } or { "env", "LC_ALL=C", "rm", "-f", "--", path }
-    local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
-    if r.code ~= 0 then error(string.format("%s: remove %s: %s", self.name, path, why(r.stderr)), 0) end
-  else
-    self:_sftp(s, "remove", path)
-  end
-  task.changed("remove " .. path)
-  return true
+  return target.change("remove " .. path, function()
+    if st.type == "dir" and opts.recursive then
+      self:run({ "rm", "-rf", "--", path }, { become = becomes, become_user = opts.become_user })
+    elseif becomes then
+      local argv = st.type == "dir" and { "env", "LC_ALL=C", "rmdir", "--", path } or { "env", "LC_ALL=C", "rm", "-f", "--", path }
+      local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
+      if r.code ~= 0 then self:_cmd_fail("remove", path, r.stderr) end
+    else
+      self:_sftp(self:session(), "remove", path)
+    end
+  end)
 end
 
 --- node:close(): drops this node's connection (a later call reconnects).
@@ -755,19 +733,18 @@ function Node.close_all()
   end
 end
 
--- A refusal the login user met gets its fix, whichever file primitive met
--- it (put's own paths report errors their own way).
+-- A refusal the login user met gets its fix, whichever put path met it.
 for _, m in ipairs { "put", "put_pair" } do
   local f = Node[m]
-  if f then
-    Node[m] = function(self, ...)
-      local r = table.pack(pcall(f, self, ...))
-      if r[1] then return table.unpack(r, 2, r.n) end
-      local err = r[2]
-      local opts = m == "put" and select(3, ...) or nil
-      if type(err) == "string" then err = self:_denied_hint(err, self:_becomes(type(opts) == "table" and opts or nil)) end
-      error(err, 0)
+  Node[m] = function(self, ...)
+    local r = table.pack(pcall(f, self, ...))
+    if r[1] then return table.unpack(r, 2, r.n) end
+    local err = r[2]
+    local opts = m == "put" and select(3, ...) or nil
+    if E.is(err) then
+      err.message = self:_denied_hint(err.message, self:_becomes(type(opts) == "table" and opts or nil), err.kind)
     end
+    error(err, 0)
   end
 end
 

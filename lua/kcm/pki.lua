@@ -3,6 +3,7 @@
 -- Key generation and signing are jobs, so many pki.issue calls under
 -- task.parallel run at once.
 local crypto = require "kcm.native.crypto"
+local E = require "kcm.error"
 local fs = require "kcm.native.fs"
 local task = require "kcm.task"
 local cjson = require "cjson"
@@ -516,11 +517,11 @@ local function produce(o, want, sign_args)
   if task.check() then return res end
 
   ensure_dir(o.dir)
-  local key = crypto.generate_key(want.key.algo, want.key.size)
+  local key = E.ok(crypto.generate_key(want.key.algo, want.key.size))
   local csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
   sign_args.csr = csr
   if not sign_args.ca_key then sign_args.ca_key = key end
-  local pem = crypto.sign(sign_args)
+  local pem = E.ok(crypto.sign(sign_args))
   -- key first: an interrupted run leaves a cert that no longer matches, so it is redone
   local ok, werr = pcall(key.write_pem, key, key_path, tonumber("600", 8))
   if not ok then error(("pki: cannot write %s: %s"):format(key_path, tostring(werr)), 0) end

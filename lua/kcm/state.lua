@@ -246,9 +246,10 @@ function S:_sync(rec)
       local due = {}
       for pb, set in pairs(rec.due) do if next(set) then due[pb] = set end end
       -- temp file, fsync, rename, fsync of the folder; on a worker thread
-      local ok, err = pcall(sd.write, rec.path, cjson.encode({ identity = rec.id, due = due }), FILE_MODE)
+      local ok, done, err = pcall(sd.write, rec.path, cjson.encode({ identity = rec.id, due = due }), FILE_MODE)
       rec.writing = false
-      if not ok then error(tostring(err), 0) end
+      if not ok then error(tostring(done), 0) end
+      if not done then error(err, 0) end
       rec.saved = g
     end
   end

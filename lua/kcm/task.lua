@@ -4,6 +4,7 @@
 -- coroutine back when the job is done and we resume it here, on the main
 -- thread. Nothing else ever touches the Lua state.
 local rt = require "kcm.native.runtime"
+local E = require "kcm.error"
 
 local M = {}
 
@@ -44,7 +45,8 @@ local function finish(t, ok, res)
   else
     local err = res
     t.error = err
-    if type(err) ~= "table" then
+    -- a target's error object says where in the playbook, as a message does
+    if type(err) ~= "table" or (E.is(err) and err.kind ~= "unreachable") then
       local loc = user_location(t.co)
       local msg = tostring(err)
       if loc and not msg:find(loc, 1, true) then

@@ -45,8 +45,10 @@ assert(r.status == 200, r.body)
 
 -- the server is not in the default trust store: without the CA it fails, with
 -- curl's reason and the URL, and without any key material in the message
-local ok, err = pcall(http.request, { url = server .. "/healthz", cert_pem = cert, key_pem = key, timeout = 10 })
+-- an operational failure is a value: nil, message, kind ("tls": never retried)
+local ok, err, kind = http.request { url = server .. "/healthz", cert_pem = cert, key_pem = key, timeout = 10 }
 assert(not ok, "an unverified server was accepted")
+assert(kind == "tls", "kind of an unverified server: " .. tostring(kind))
 assert(err:find(server .. "/healthz", 1, true), err)
 assert(err:lower():find("certificate", 1, true) or err:find("SSL", 1, true), err)
 assert(not err:find("PRIVATE KEY", 1, true) and not err:find(key:sub(40, 80), 1, true), err)
@@ -57,24 +59,26 @@ assert(r.status == 200 and r.body == "ok", r.body)
 
 -- a key that does not belong to the certificate is refused by curl itself
 local alice_key = read("alice-key.pem")
-ok, err = pcall(http.request, { url = server .. "/healthz", ca_pem = ca, cert_pem = cert, key_pem = alice_key })
+ok, err = http.request { url = server .. "/healthz", ca_pem = ca, cert_pem = cert, key_pem = alice_key }
 assert(not ok, "a mismatched key was accepted")
 assert(not err:find("PRIVATE KEY", 1, true), err)
 
 -- garbage PEM: an error, not a crash
-ok, err = pcall(http.request, { url = server .. "/healthz", ca_pem = ca, cert_pem = "nonsense", key_pem = "nonsense" })
+ok, err = http.request { url = server .. "/healthz", ca_pem = ca, cert_pem = "nonsense", key_pem = "nonsense" }
 assert(not ok and err:find(server, 1, true), err)
 
 -- a client certificate from a CA the server does not trust is rejected
-ok, err = pcall(http.request, { url = server .. "/healthz", ca_pem = ca, cert_pem = read("stranger.pem"),
-                                key_pem = read("stranger-key.pem") })
-if ok then assert(err.status == 401, "a stranger's certificate was accepted: " .. err.status) end
+ok, err = http.request { url = server .. "/healthz", ca_pem = ca, cert_pem = read("stranger.pem"),
+                         key_pem = read("stranger-key.pem") }
+if ok then assert(ok.status == 401, "a stranger's certificate was accepted: " .. ok.status) end
 
 -- nothing listens: connection refused names the URL
-ok, err = pcall(http.request, { url = "https://127.0.0.1:1/x", connect_timeout = 2 })
+ok, err, kind = http.request { url = "https://127.0.0.1:1/x", connect_timeout = 2 }
 assert(not ok and err:find("https://127.0.0.1:1/x", 1, true), err)
+assert(kind == "unreachable", "kind of a refused connection: " .. tostring(kind))
 
--- bad arguments
+-- bad arguments are misuse: they raise
+
 ok, err = pcall(http.request, { url = server, ca_pem = ca, ca_file = "/x" })
 assert(not ok and err:find("not both"), err)
 ok, err = pcall(http.request, { url = server, headers = { ["X-Evil"] = "a\r\nInjected: 1" } })

@@ -48,12 +48,13 @@ end
 local function call(self, ctx, node, method, path, body, timeout)
   local c = creds(self, ctx)
   local url = string.format("https://%s:2379%s", node.address or component().address(ctx, node), path)
-  local ok, r = pcall(require("kcm.native.http").request, {
+  local ok, r, err = pcall(require("kcm.native.http").request, {
     method = method, url = url, body = body and cjson.encode(body) or nil,
     headers = body and { ["Content-Type"] = "application/json" } or nil,
     ca_pem = c.ca_pem, cert_pem = c.cert_pem, key_pem = c.key_pem,
     timeout = timeout or 5, connect_timeout = 2 })
   if not ok then return nil, tostring(r) end
+  if not r then return nil, err end
   local dok, v = pcall(cjson.decode, r.body)
   if r.status ~= 200 then return nil, string.format("%s %s -> %d: %s", method, url, r.status, r.body:sub(1, 200)) end
   if not dok then return nil, string.format("%s %s: not JSON: %s", method, url, r.body:sub(1, 200)) end

@@ -3,6 +3,7 @@
 -- /metrics with the admin certificate), the leader from its Lease, and the
 -- HA test (stop the leader, time the failover; then stop two).
 local task = require "kcm.task"
+local E = require "kcm.error"
 local rt = require "kcm.native.runtime"
 
 local M = {}
@@ -60,8 +61,8 @@ function M.verify(self, node, ctx)
   local url = string.format("https://%s:%d/metrics", host, port)
   local r
   for attempt = 1, 5 do
-    r = http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
-                       key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10, connect_timeout = 5 }
+    r = E.ok(http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
+                       key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10, connect_timeout = 5 })
     if r.status == 200 then break end
     task.sleep(0.5 * attempt)
   end

@@ -1,0 +1,58 @@
+-- The one error object of target operations and native failures. Natives
+-- return `nil, message, kind` for an operational failure (misuse raises);
+-- the target layer turns that into an error carrying what callers branch on
+-- (kind) and where it happened (node, op, path), so no caller ever parses a
+-- message back. tostring(e) is the message people read.
+--
+-- Kinds: "unreachable" (the node's link is gone or never came up),
+-- "denied", "noent", "timeout", "tls", "hostkey", "auth", "exit" (a command
+-- ended with a code it was not allowed), "sudo" (become itself failed),
+-- "error" (anything else).
+local M = {}
+
+local E = {}
+E.__index = E
+E.__tostring = function(e) return e.message end
+E.__name = "kcm.error"
+
+--- error.new{kind, node, op, path, message[, address, code, stderr]} -> e
+function M.new(t)
+  assert(type(t) == "table" and type(t.message) == "string", "error.new: {message=string} expected")
+  t.kind = t.kind or "error"
+  -- the runner's long-standing test for an unreachable node
+  if t.kind == "unreachable" then t.unreachable = true end
+  return setmetatable(t, E)
+end
+
+--- error.is(v[, kind]) -> is v an error object (of that kind)?
+function M.is(v, kind)
+  return getmetatable(v) == E and (kind == nil or v.kind == kind)
+end
+
+--- error.raise(t) raises error.new(t) (level 0: the message says where).
+function M.raise(t) error(M.new(t), 0) end
+
+--- error.kind(v) -> the kind of an error value ("error" for a plain one).
+function M.kind(v)
+  if getmetatable(v) == E then return v.kind end
+  if type(v) == "table" and v.unreachable then return "unreachable" end
+  return "error"
+end
+
+--- error.check(ctx, v, message, kind, ...) -> v, ... when v ~= nil or no
+--- message came; else raises an error object built from ctx {node, op,
+--- path} and the native's message and kind. The way a caller that wants
+--- failures raised consumes a native's `nil, message, kind`.
+function M.check(ctx, v, message, kind, ...)
+  if v == nil and message ~= nil then
+    M.raise { kind = kind, node = ctx and ctx.node, op = ctx and ctx.op, path = ctx and ctx.path,
+              message = tostring(message) }
+  end
+  return v, message, kind, ...
+end
+
+--- error.ok(v, message, kind, ...) -> v, ... : a native's result, or its
+--- failure raised as an error object (no context beyond the message).
+function M.ok(...) return M.check(nil, ...) end
+
+return M
