@@ -58,6 +58,7 @@ function Node.new(spec)
   end
   local self = setmetatable({
     name = spec.name or spec.host,
+    label = spec.name or spec.host,   -- the "node1: " of messages (kcm.target)
     host = spec.host,
     address = spec.address or spec.host,
     port = spec.port,
