@@ -97,10 +97,17 @@ function Control:mkdir(path, opts)
   return target.change("mkdir " .. path, function() return fs_call("mkdir", path, fs.mkdir, path, mode) end)
 end
 
---- control:remove(path) -> changed
-function Control:remove(path)
-  if not fs.stat(path) then return false end
-  return target.change("remove " .. path, function() fs_call("remove", path, fs.remove, path) end)
+--- control:remove(path, {recursive=false}) -> changed
+function Control:remove(path, opts)
+  local st = fs.stat(path)
+  if not st then return false end
+  return target.change("remove " .. path, function()
+    if st.type == "dir" and opts and opts.recursive then
+      self:run({ "rm", "-rf", "--", path })
+    else
+      fs_call("remove", path, fs.remove, path)
+    end
+  end)
 end
 
 --- The one control-machine target.

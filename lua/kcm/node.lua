@@ -200,8 +200,9 @@ end
 
 -- SFTP for an operation that decided not to elevate: a refusal always gets
 -- the hint, also when the call's own become=false is why.
+local SFTP_OPS = { read = "get", chmod = "mkdir" }   -- the target operation each serves
 function Node:_sftp(s, method, ...)
-  return self:_native(s, method, { op = method, path = (...), becoming = false }, ...)
+  return self:_native(s, method, { op = SFTP_OPS[method] or method, path = (...), becoming = false }, ...)
 end
 
 -- Environment values never travel on the remote command line (`ps` on the
@@ -608,11 +609,12 @@ local function why(err)
   return e, "error"
 end
 
--- The failure of an elevated file command, as the error object.
-function Node:_cmd_fail(op, path, stderr)
+-- The failure of an elevated file command, as the error object. `word`
+-- names the operation in the message as sftp's errors do ("read").
+function Node:_cmd_fail(op, path, stderr, word)
   local msg, kind = why(stderr)
   E.raise { kind = kind, node = self.name, op = op, path = path,
-            message = string.format("%s: %s %s: %s", self.name, op, path, msg) }
+            message = string.format("%s: %s %s: %s", self.name, word or op, path, msg) }
 end
 
 function Node:_become_stat(path, opts)
@@ -640,7 +642,7 @@ function Node:get(path, opts)
   if self:_becomes(opts) then
     local r = self:run({ "env", "LC_ALL=C", "cat", "--", path },
                        { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
-    if r.code ~= 0 then self:_cmd_fail("read", path, r.stderr) end
+    if r.code ~= 0 then self:_cmd_fail("get", path, r.stderr, "read") end
     return r.stdout
   end
   task.log("get " .. path)

@@ -349,6 +349,47 @@ function cases.agent()
   assert(n:run("whoami").stdout == "root\n", "agent after a rejected key")
 end
 
+-- One target interface: the control machine (kcm.control) and a node answer
+-- the same operations with the same results, and fail with the same error
+-- object (kind, node, op, path, message). The test sshd runs on this
+-- machine, so both work on local folders side by side.
+function cases.target()
+  local E = require "kcm.error"
+  local control = require "kcm.control"
+  local n = T.node(inv)
+  for _, t in ipairs { control, n } do
+    local who = t == control and "control" or "node"
+    local d = R .. "/" .. who
+    t:remove(d, { recursive = true })
+    local function same(a, b, what) assert(a == b, who .. ": " .. what .. ": " .. tostring(a) .. " vs " .. tostring(b)) end
+    -- run: one result shape, exit codes allowed or not, one error object
+    local r = t:run({ "sh", "-c", "echo out; echo err >&2; exit 3" }, { ok_codes = { 3 } })
+    same(r.code, 3, "code"); same(r.stdout, "out\n", "stdout"); same(r.stderr, "err\n", "stderr")
+    local err = T.raises(t.run, t, { "sh", "-c", "echo nope >&2; exit 9" })
+    assert(E.is(err, "exit") and err.code == 9 and err.op == "run" and err.node == t.name,
+           who .. ": exit failure: " .. E.kind(err) .. " " .. tostring(err))
+    T.contains(err, "exit code 9: nope", who .. " exit message")
+    r = t:run({ "true" }, { changed = function(res) return res.code == 0 and "made it" end })
+    same(r.changed, true, "changed predicate")
+    -- files: mkdir, put, stat, get, remove; each says whether it changed
+    same(t:mkdir(d, { mode = "0750" }), true, "mkdir"); same(t:mkdir(d, { mode = "0750" }), false, "mkdir again")
+    same(t:put({ content = "one\n" }, d .. "/f", { mode = "0600" }), true, "put")
+    same(t:put({ content = "one\n" }, d .. "/f", { mode = "0600" }), false, "put again")
+    same(t:put({ content = "two\n" }, d .. "/f", { mode = "0600" }), true, "put new content")
+    local st = t:stat(d .. "/f")
+    same(st.type, "file", "stat type"); same(st.size, 4, "stat size"); same(st.mode, tonumber("600", 8), "stat mode")
+    assert(math.type(st.uid) == "integer" and math.type(st.mtime) == "integer", who .. ": stat ids and mtime")
+    same(t:stat(d .. "/absent"), nil, "stat of a missing file")
+    same(t:get(d .. "/f"), "two\n", "get")
+    err = T.raises(t.get, t, d .. "/absent")
+    assert(E.is(err, "noent") and err.op == "get" and err.node == t.name,
+           who .. ": get of a missing file: " .. E.kind(err) .. " op " .. tostring(err.op) .. ": " .. tostring(err))
+    err = T.raises(t.mkdir, t, d .. "/f")
+    assert(E.is(err, "exists") and err.op == "mkdir" and err.path == d .. "/f", who .. ": mkdir over a file: " .. tostring(err))
+    same(t:remove(d .. "/f"), true, "remove"); same(t:remove(d .. "/f"), false, "remove again")
+  end
+end
+
 local names = {}
 for k in pairs(cases) do names[#names + 1] = k end
 table.sort(names)
