@@ -96,7 +96,7 @@ static void work(kcm_job *j)
     }
     if (!c->s || !ssh_is_connected(c->s)) {
         pthread_mutex_unlock(&c->mu);
-        kcm_job_fail_kind(j, "unreachable", "%s: not connected (call connect first)", label(c));
+        kcm_job_fail_kind(j, "unreachable", "not connected (call connect first)");
         return;
     }
     switch (sj->op) {
@@ -120,7 +120,8 @@ static void work(kcm_job *j)
     const char *kind = rc != 0 ? kcm_ssh_fail_kind(c) : NULL;
     if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
     pthread_mutex_unlock(&c->mu);
-    if (rc != 0) kcm_job_fail_kind(j, kind, "%s: %s", label(c), msg ? msg : "failed");
+    /* the node's name is the Lua layer's to add (it owns the context) */
+    if (rc != 0) kcm_job_fail_kind(j, kind, "%s", msg ? msg : "failed");
     free(msg);
 }
 

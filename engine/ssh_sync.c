@@ -751,7 +751,7 @@ static void sync_work(kcm_job *j)
     c->fail_kind = NULL;
     if (!c->s || !ssh_is_connected(c->s)) {
         pthread_mutex_unlock(&c->mu);
-        kcm_job_fail_kind(j, "unreachable", "%s: not connected (call connect first)", c->name ? c->name : c->host);
+        kcm_job_fail_kind(j, "unreachable", "not connected (call connect first)");
         return;
     }
     switch (sj->op) {
@@ -819,7 +819,7 @@ static void sync_work(kcm_job *j)
     const char *kind = rc != 0 ? kcm_ssh_fail_kind(c) : NULL;
     if (rc != 0 && c->s && !ssh_is_connected(c->s)) kcm_ssh_disconnect(c);
     pthread_mutex_unlock(&c->mu);
-    if (rc != 0) kcm_job_fail_kind(j, kind, "%s: %s", c->name ? c->name : c->host, msg ? msg : "failed");
+    if (rc != 0) kcm_job_fail_kind(j, kind, "%s", msg ? msg : "failed");
     free(msg);
 }
 

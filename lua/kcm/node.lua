@@ -187,10 +187,10 @@ function Node:_native(s, method, ctx, ...)
   ctx = ctx or {}
   if kind == "unreachable" or not s:alive() then
     local addr = self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))
-    local why = msg:gsub("^" .. self.name:gsub("%p", "%%%0") .. ": ", "")
     E.raise { kind = "unreachable", node = self.name, op = ctx.op, path = ctx.path, address = addr,
-              message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. why }
+              message = self.name .. " (" .. addr .. "): unreachable: connection lost: " .. msg }
   end
+  msg = self.name .. ": " .. msg
   -- a refusal the login user met, where nothing asked for become
   local becoming = ctx.becoming
   if becoming == nil then becoming = self:_becomes(nil) end

@@ -4,6 +4,7 @@
 -- task.parallel run at once.
 local crypto = require "kcm.native.crypto"
 local E = require "kcm.error"
+local target = require "kcm.target"
 local fs = require "kcm.native.fs"
 local task = require "kcm.task"
 local cjson = require "cjson"
@@ -342,10 +343,9 @@ end
 
 local octal = require("kcm.mode").format
 
--- Makes sure `dir` exists and a file can be created in it (no-op in check mode).
+-- Makes sure `dir` exists and a file can be created in it.
 local function ensure_dir(dir)
   dir = (dir == nil or dir == "") and "." or dir
-  if task.check() then return end
   local st = fs.stat(dir)
   if st and st.type ~= "dir" and st.type ~= "link" then error(("pki: output folder %s is not a directory"):format(dir), 0) end
   if not st then
@@ -491,19 +491,16 @@ local function produce(o, want, sign_args)
         res.pem, res.info = cert_pem, cert:info()
         local st = fs.stat(key_path)
         if st and st.mode & 4095 ~= tonumber("600", 8) then
-          key:write_pem(key_path, tonumber("600", 8))
-          res.changed = true
-          task.changed("pki: chmod 0600 " .. key_path)
+          res.changed = target.change("pki: chmod 0600 " .. key_path, function()
+            key:write_pem(key_path, tonumber("600", 8))
+          end)
         end
         res.csr = fs.read(csr_path)
-        if not res.csr and not task.check() then
-          res.csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
-          write(csr_path, res.csr, "644")
-          res.changed = true
-        end
         if not res.csr then
-          res.changed = true
-          task.changed("pki: write " .. csr_path)
+          res.changed = target.change("pki: write " .. csr_path, function()
+            res.csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
+            write(csr_path, res.csr, "644")
+          end)
         end
         return res
       end
@@ -513,22 +510,21 @@ local function produce(o, want, sign_args)
   end
 
   res.changed, res.reason = true, reason
-  task.changed(("pki: issue %s (%s)"):format(cert_path, reason))
-  if task.check() then return res end
-
-  ensure_dir(o.dir)
-  local key = E.ok(crypto.generate_key(want.key.algo, want.key.size))
-  local csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
-  sign_args.csr = csr
-  if not sign_args.ca_key then sign_args.ca_key = key end
-  local pem = E.ok(crypto.sign(sign_args))
-  -- key first: an interrupted run leaves a cert that no longer matches, so it is redone
-  local ok, werr = pcall(key.write_pem, key, key_path, tonumber("600", 8))
-  if not ok then error(("pki: cannot write %s: %s"):format(key_path, tostring(werr)), 0) end
-  write(csr_path, csr, "644")
-  write(cert_path, pem, "644")
-  res.pem, res.csr = pem, csr
-  res.info = crypto.parse_cert(pem):info()
+  target.change(("pki: issue %s (%s)"):format(cert_path, reason), function()
+    ensure_dir(o.dir)
+    local key = E.ok(crypto.generate_key(want.key.algo, want.key.size))
+    local csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
+    sign_args.csr = csr
+    if not sign_args.ca_key then sign_args.ca_key = key end
+    local pem = E.ok(crypto.sign(sign_args))
+    -- key first: an interrupted run leaves a cert that no longer matches, so it is redone
+    local ok, werr = pcall(key.write_pem, key, key_path, tonumber("600", 8))
+    if not ok then error(("pki: cannot write %s: %s"):format(key_path, tostring(werr)), 0) end
+    write(csr_path, csr, "644")
+    write(cert_path, pem, "644")
+    res.pem, res.csr = pem, csr
+    res.info = crypto.parse_cert(pem):info()
+  end)
   return res
 end
 
