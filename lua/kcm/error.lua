@@ -7,6 +7,7 @@
 -- Kinds: "unreachable" (the node's link is gone or never came up),
 -- "denied", "noent", "timeout", "tls", "hostkey", "auth", "exit" (a command
 -- ended with a code it was not allowed), "sudo" (become itself failed),
+-- "api" (the Kubernetes apiserver refused: code, reason), "exists",
 -- "error" (anything else).
 local M = {}
 

@@ -37,22 +37,17 @@ local REASONS = {
   [500] = "InternalError", [503] = "ServiceUnavailable", [504] = "Timeout",
 }
 
-local KubeError = {}
-KubeError.__index = KubeError
-KubeError.__tostring = function(e) return e.text end
-
+-- An apiserver's refusal is the one error object too (kind "api"), with
+-- the Status it answered: code, reason, status_message, details.
 local function kube_error(method, url, code, reason, message, details)
-  local e = setmetatable({ code = code, reason = reason, message = nil, status_message = message,
-                           details = details, method = method, url = url }, KubeError)
-  e.text = string.format("%s %s: %s (%d): %s", method, url, reason, code, message)
-  -- task.lua reports a table error by its message field: make it the whole line.
-  e.message = e.text
-  return e
+  return E.new { kind = "api", op = method, path = url, code = code, reason = reason,
+                 status_message = message, details = details, method = method, url = url,
+                 message = string.format("%s %s: %s (%d): %s", method, url, reason, code, message) }
 end
 
 --- Is `e` an error from the apiserver (optionally with this reason)?
 function M.is_error(e, reason)
-  return getmetatable(e) == KubeError and (reason == nil or e.reason == reason)
+  return E.is(e, "api") and (reason == nil or e.reason == reason)
 end
 
 function M.is_not_found(e) return M.is_error(e, "NotFound") end
