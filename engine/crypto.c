@@ -301,12 +301,7 @@ static int l_generate_key(lua_State *L)
     } else {
         return luaL_error(L, "crypto: unsupported key algo '%s' (rsa or ecdsa)", algo);
     }
-    keygen_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return luaL_error(L, "crypto: out of memory");
-    j->base.work = keygen_work;
-    j->base.done = keygen_done;
-    j->base.free = keygen_free;
+    keygen_job *j = kcm_job_new(L, sizeof *j, keygen_work, keygen_done, keygen_free);
     j->rsa = rsa;
     j->bits = (int)bits;
     return kcm_job_yield(L, &j->base);

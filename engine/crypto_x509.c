@@ -58,22 +58,14 @@ static void sign_free(kcm_job *job)
     free(j);
 }
 
-static int start_sign(lua_State *L, X509_REQ *req, X509 *cert, EVP_PKEY *key)
+/* The job owns the request or certificate from the moment it is made, so a
+ * raise while the rest is built frees it. */
+static sign_job *new_sign(lua_State *L, EVP_PKEY *key)
 {
-    sign_job *j = calloc(1, sizeof *j);
-    if (!j) {
-        X509_REQ_free(req);
-        X509_free(cert);
-        return luaL_error(L, "crypto: out of memory");
-    }
+    sign_job *j = kcm_job_new(L, sizeof *j, sign_work, sign_done, sign_free);
     EVP_PKEY_up_ref(key);
-    j->base.work = sign_work;
-    j->base.done = sign_done;
-    j->base.free = sign_free;
-    j->req = req;
-    j->cert = cert;
     j->key = key;
-    return kcm_job_yield(L, &j->base);
+    return j;
 }
 
 /* Go's BasicConstraints: pathlen only when set (0 needs max_path_len_zero). */
@@ -110,6 +102,7 @@ int kcm_crypto_make_csr(lua_State *L)
     int pathlen_zero = has_opts && kcm_opt_bool(L, 4, "max_path_len_zero", 0);
     char err[256];
 
+    sign_job *j = new_sign(L, key);
     X509_NAME *name = kcm_crypto_name_from_lua(L, 2, err, sizeof err);
     if (!name)
         return luaL_error(L, "crypto: CSR subject: %s", err);
@@ -118,7 +111,7 @@ int kcm_crypto_make_csr(lua_State *L)
         X509_NAME_free(name);
         return luaL_error(L, "crypto: CSR %s", err);
     }
-    X509_REQ *req = X509_REQ_new();
+    X509_REQ *req = j->req = X509_REQ_new();
     STACK_OF(X509_EXTENSION) *exts = NULL;
     int ok = req && X509_REQ_set_version(req, 0) && X509_REQ_set_subject_name(req, name) &&
              X509_REQ_set_pubkey(req, key);
@@ -135,11 +128,9 @@ int kcm_crypto_make_csr(lua_State *L)
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
     GENERAL_NAMES_free(san);
     X509_NAME_free(name);
-    if (!ok) {
-        X509_REQ_free(req);
+    if (!ok)
         return luaL_error(L, "crypto: build CSR: %s", kcm_crypto_err(err, sizeof err, "failed"));
-    }
-    return start_sign(L, req, NULL, key);
+    return kcm_job_yield(L, &j->base);
 }
 
 static X509_REQ *parse_req(const char *pem, size_t len)
@@ -284,20 +275,17 @@ int kcm_crypto_sign(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     char err[256];
-    /* everything that can raise comes before any allocation */
     lua_getfield(L, 1, "ca_key");
     EVP_PKEY *ca_key = kcm_crypto_check_key(L, -1);
     lua_pop(L, 1);   /* the table keeps the handle alive */
     lua_getfield(L, 1, "ca_cert");
     X509 *ca = lua_isnil(L, -1) ? NULL : kcm_crypto_check_cert(L, -1);
     lua_pop(L, 1);
-    static const char *const ints[] = {"ku", "max_path_len", "not_before", "not_after"};
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        kcm_opt_int(L, 1, ints[i], 0, "crypto");
+    sign_job *j = new_sign(L, ca_key);
     lua_getfield(L, 1, "csr");
     size_t csr_len;
     const char *csr_pem = luaL_checklstring(L, -1, &csr_len);
-    X509_REQ *req = parse_req(csr_pem, csr_len);
+    X509_REQ *req = j->req = parse_req(csr_pem, csr_len);
     lua_pop(L, 1);
     if (!req) {
         ERR_clear_error();
@@ -314,14 +302,13 @@ int kcm_crypto_sign(lua_State *L)
         fail = "self-signing key does not match the CSR";
     if (fail) {
         ERR_clear_error();
-        X509_REQ_free(req);
         return luaL_error(L, "crypto: sign: %s", fail);
     }
 
     int is_ca = kcm_opt_bool(L, 1, "is_ca", 0);
     lua_Integer nb = kcm_opt_int(L, 1, "not_before", 0, "crypto");
     lua_Integer na = kcm_opt_int(L, 1, "not_after", 0, "crypto");
-    X509 *x = X509_new();
+    X509 *x = j->cert = X509_new();
     int ok = x && X509_set_version(x, 2) && set_serial(x) &&
              X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : X509_REQ_get_subject_name(req)) &&
              X509_set_subject_name(x, X509_REQ_get_subject_name(req)) &&
@@ -330,11 +317,11 @@ int kcm_crypto_sign(lua_State *L)
              X509_set_pubkey(x, pub);
     int r = ok ? add_extensions(L, x, ca, req, is_ca, err, sizeof err) : 0;
     X509_REQ_free(req);
+    j->req = NULL;   /* the job signs the certificate */
     if (r <= 0) {
-        X509_free(x);
         if (r < 0)
             return luaL_error(L, "crypto: sign: %s", err);
         return luaL_error(L, "crypto: sign: %s", kcm_crypto_err(err, sizeof err, "building certificate failed"));
     }
-    return start_sign(L, NULL, x, ca_key);
+    return kcm_job_yield(L, &j->base);
 }

@@ -241,86 +241,92 @@ static int exec_done(lua_State *L, kcm_job *job)
     return 1;
 }
 
+static void read_argv(lua_State *L, struct exec_job *j)
+{
+    if (lua_getfield(L, 1, "argv") != LUA_TTABLE)
+        luaL_error(L, "exec.run: argv must be a non-empty array of strings");
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1)
+        luaL_error(L, "exec.run: argv must be a non-empty array of strings");
+    j->argv = calloc((size_t)n + 1, sizeof(char *));
+    if (!j->argv)
+        kcm_oom(L);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        const char *s = lua_tostring(L, -1);
+        if (!s)
+            luaL_error(L, "exec.run: argv[%d] is not a string", (int)i);
+        if (!(j->argv[i - 1] = strdup(s)))
+            kcm_oom(L);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* The env table at the top of the stack: the given variables override the
+ * inherited environment (execvpe gets the whole list). */
+static void read_env(lua_State *L, struct exec_job *j)
+{
+    size_t cap = 16, cnt = 0;
+    for (char **e = environ; *e; e++)
+        cap++;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        cap++;
+        lua_pop(L, 1);
+    }
+    j->envp = calloc(cap + 1, sizeof(char *));
+    if (!j->envp)
+        kcm_oom(L);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            const char *v = luaL_tolstring(L, -1, NULL);
+            if (asprintf(&j->envp[cnt], "%s=%s", k, v) < 0) {
+                j->envp[cnt] = NULL;
+                kcm_oom(L);
+            }
+            cnt++;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    for (char **e = environ; *e; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t klen = eq ? (size_t)(eq - *e) : strlen(*e);
+        int overridden = 0;
+        for (size_t i = 0; i < cnt && !overridden; i++)
+            if (strncmp(j->envp[i], *e, klen) == 0 && j->envp[i][klen] == '=')
+                overridden = 1;
+        if (!overridden && cnt < cap && !(j->envp[cnt++] = strdup(*e)))
+            kcm_oom(L);
+    }
+}
+
 /* exec.run{argv={...}, stdin=, env={K=V}, cwd=, timeout=} */
 static int l_run(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    struct exec_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return luaL_error(L, "out of memory");
-    j->base.work = exec_work;
-    j->base.done = exec_done;
-    j->base.free = exec_free;
-
-    if (lua_getfield(L, 1, "argv") != LUA_TTABLE) {
-        exec_free(&j->base);
-        return luaL_error(L, "exec.run: argv must be a non-empty array of strings");
-    }
-    lua_Integer n = luaL_len(L, -1);
-    if (n < 1) {
-        exec_free(&j->base);
-        return luaL_error(L, "exec.run: argv must be a non-empty array of strings");
-    }
-    j->argv = calloc((size_t)n + 1, sizeof(char *));
-    for (lua_Integer i = 1; i <= n; i++) {
-        lua_rawgeti(L, -1, i);
-        const char *s = lua_tostring(L, -1);
-        if (!s) {
-            exec_free(&j->base);
-            return luaL_error(L, "exec.run: argv[%d] is not a string", (int)i);
-        }
-        j->argv[i - 1] = strdup(s);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-
+    struct exec_job *j = kcm_job_new(L, sizeof *j, exec_work, exec_done, exec_free);
+    read_argv(L, j);
     if (lua_getfield(L, 1, "stdin") == LUA_TSTRING) {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
-        j->input = malloc(len + 1);
+        if (!(j->input = malloc(len + 1)))
+            kcm_oom(L);
         memcpy(j->input, s, len);
         j->input_len = len;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "cwd") == LUA_TSTRING)
-        j->cwd = strdup(lua_tostring(L, -1));
+    if (lua_getfield(L, 1, "cwd") == LUA_TSTRING && !(j->cwd = strdup(lua_tostring(L, -1))))
+        kcm_oom(L);
     lua_pop(L, 1);
     if (lua_getfield(L, 1, "timeout") == LUA_TNUMBER)
         j->timeout = lua_tonumber(L, -1);
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "env") == LUA_TTABLE) {
-        /* The given variables override the inherited environment. */
-        size_t cap = 16, cnt = 0;
-        for (char **e = environ; *e; e++)
-            cap++;
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            cap++;
-            lua_pop(L, 1);
-        }
-        j->envp = calloc(cap + 1, sizeof(char *));
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            if (lua_type(L, -2) == LUA_TSTRING) {
-                const char *k = lua_tostring(L, -2);
-                const char *v = luaL_tolstring(L, -1, NULL);
-                if (asprintf(&j->envp[cnt], "%s=%s", k, v) >= 0)
-                    cnt++;
-                lua_pop(L, 1);
-            }
-            lua_pop(L, 1);
-        }
-        for (char **e = environ; *e; e++) {
-            const char *eq = strchr(*e, '=');
-            size_t klen = eq ? (size_t)(eq - *e) : strlen(*e);
-            int overridden = 0;
-            for (size_t i = 0; i < cnt && !overridden; i++)
-                if (strncmp(j->envp[i], *e, klen) == 0 && j->envp[i][klen] == '=')
-                    overridden = 1;
-            if (!overridden && cnt < cap)
-                j->envp[cnt++] = strdup(*e);
-        }
-    }
+    if (lua_getfield(L, 1, "env") == LUA_TTABLE)
+        read_env(L, j);
     lua_pop(L, 1);
     return kcm_job_yield(L, &j->base);
 }

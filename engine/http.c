@@ -395,9 +395,6 @@ static int add_header(struct http_job *j, const char *line)
     return 0;
 }
 
-/* The job is kept as a userdata-free allocation while we read the options;
- * a Lua error raised in between must not leak it, so we read everything
- * through a protected call. */
 /* The net under kube.lua's check: no Authorization header and no client
  * certificate or key on a URL that is not https://, unless the request
  * says insecure_http = true (the operator's allow_insecure_http). */
@@ -427,27 +424,79 @@ static int credentials_check(lua_State *L, struct http_job *j)
                       memchr(auth, '@', alen) ? "a URL with a password" : j->url);
 }
 
-static int fill_job(lua_State *L)
+/* One header from the options' headers table (key at -2, value at -1):
+ * array entries are whole "Name: value" lines, map entries are joined here. */
+static void read_header(lua_State *L, struct http_job *j)
 {
-    struct http_job *j = lua_touserdata(L, 2);
-    const int t = 1;
+    size_t kn, vn;
+    const char *k, *v;
+    if (lua_type(L, -2) == LUA_TNUMBER) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "http.request: header lines must be strings");
+        v = lua_tolstring(L, -1, &vn);
+        if (!header_ok(v, vn) || !memchr(v, ':', vn))
+            luaL_error(L, "http.request: bad header line");
+        if (add_header(j, v))
+            kcm_oom(L);
+        return;
+    }
+    if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+        luaL_error(L, "http.request: headers must map names to strings");
+    k = lua_tolstring(L, -2, &kn);
+    lua_pushvalue(L, -1);   /* a number value converts in the copy, not under lua_next's key */
+    v = lua_tolstring(L, -1, &vn);
+    if (!header_ok(k, kn) || !header_ok(v, vn) || memchr(k, ':', kn) || kn == 0)
+        luaL_error(L, "http.request: bad header %s", k);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, k, kn);
+    /* "Name;" is curl's way to send a header with an empty value. */
+    if (vn == 0) {
+        luaL_addchar(&b, ';');
+    } else {
+        luaL_addstring(&b, ": ");
+        luaL_addlstring(&b, v, vn);
+    }
+    luaL_pushresult(&b);
+    if (add_header(j, lua_tostring(L, -1)))
+        kcm_oom(L);
+    lua_pop(L, 2); /* result, value copy */
+}
+
+static void read_headers(lua_State *L, int t, struct http_job *j)
+{
+    lua_getfield(L, t, "headers");
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            read_header(L, j);
+            lua_pop(L, 1);
+        }
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "http.request: headers must be a table");
+    }
+    lua_pop(L, 1);
+}
+
+static void read_method(lua_State *L, int t, struct http_job *j)
+{
     j->method = kcm_opt_strdup(L, t, "method", NULL, "http.request", 0);
     if (!j->method) {
         j->method = strdup("GET");
         if (!j->method)
-            return luaL_error(L, "http.request: out of memory");
+            kcm_oom(L);
     }
     for (char *p = j->method; *p; p++) {
         if (*p >= 'a' && *p <= 'z')
             *p = (char)(*p - 32);
         if (!((*p >= 'A' && *p <= 'Z') || *p == '-'))
-            return luaL_error(L, "http.request: bad method");
+            luaL_error(L, "http.request: bad method");
     }
-    j->url = kcm_opt_strdup(L, t, "url", NULL, "http.request", 0);
-    if (!j->url)
-        return luaL_error(L, "http.request: url is required");
-    j->body = kcm_opt_strdup(L, t, "body", &j->body_len, "http.request", 0);
-    j->has_body = j->body != NULL;
+}
+
+/* Trust and identity: each as a file or as PEM text, never both. */
+static void read_tls(lua_State *L, int t, struct http_job *j)
+{
     j->ca_file = kcm_opt_strdup(L, t, "ca_file", NULL, "http.request", 0);
     j->cert_file = kcm_opt_strdup(L, t, "cert_file", NULL, "http.request", 0);
     j->key_file = kcm_opt_strdup(L, t, "key_file", NULL, "http.request", 0);
@@ -455,63 +504,29 @@ static int fill_job(lua_State *L)
     j->cert_pem = kcm_opt_strdup(L, t, "cert_pem", &j->cert_len, "http.request", 0);
     j->key_pem = kcm_opt_strdup(L, t, "key_pem", &j->key_len, "http.request", 0);
     if (j->ca_pem && j->ca_file)
-        return luaL_error(L, "http.request: give ca_pem or ca_file, not both");
+        luaL_error(L, "http.request: give ca_pem or ca_file, not both");
     if (j->cert_pem && j->cert_file)
-        return luaL_error(L, "http.request: give cert_pem or cert_file, not both");
+        luaL_error(L, "http.request: give cert_pem or cert_file, not both");
     if (j->key_pem && j->key_file)
-        return luaL_error(L, "http.request: give key_pem or key_file, not both");
-    j->timeout_ms = opt_ms(L, t, "timeout");
-    j->connect_timeout_ms = opt_ms(L, t, "connect_timeout");
+        luaL_error(L, "http.request: give key_pem or key_file, not both");
     lua_getfield(L, t, "insecure");
     j->insecure = lua_toboolean(L, -1);
     lua_pop(L, 1);
+}
 
-    lua_getfield(L, t, "headers");
-    if (lua_istable(L, -1)) {
-        lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            size_t kn, vn;
-            const char *k, *v;
-            luaL_Buffer b;
-            if (lua_type(L, -2) == LUA_TNUMBER) {
-                /* array form: "Name: value" */
-                if (lua_type(L, -1) != LUA_TSTRING)
-                    return luaL_error(L, "http.request: header lines must be strings");
-                v = lua_tolstring(L, -1, &vn);
-                if (!header_ok(v, vn) || !memchr(v, ':', vn))
-                    return luaL_error(L, "http.request: bad header line");
-                if (add_header(j, v))
-                    return luaL_error(L, "http.request: out of memory");
-            } else {
-                if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
-                    return luaL_error(L, "http.request: headers must map names to strings");
-                k = lua_tolstring(L, -2, &kn);
-                lua_pushvalue(L, -1);
-                v = lua_tolstring(L, -1, &vn);
-                if (!header_ok(k, kn) || !header_ok(v, vn) || memchr(k, ':', kn) || kn == 0)
-                    return luaL_error(L, "http.request: bad header %s", k);
-                luaL_buffinit(L, &b);
-                luaL_addlstring(&b, k, kn);
-                /* "Name;" is curl's way to send a header with an empty value. */
-                if (vn == 0) {
-                    luaL_addchar(&b, ';');
-                } else {
-                    luaL_addstring(&b, ": ");
-                    luaL_addlstring(&b, v, vn);
-                }
-                luaL_pushresult(&b);
-                if (add_header(j, lua_tostring(L, -1)))
-                    return luaL_error(L, "http.request: out of memory");
-                lua_pop(L, 3); /* result, value copy, value */
-                continue;
-            }
-            lua_pop(L, 1);
-        }
-    } else if (!lua_isnil(L, -1)) {
-        return luaL_error(L, "http.request: headers must be a table");
-    }
-    lua_pop(L, 1);
-    return credentials_check(L, j);
+static void fill_job(lua_State *L, int t, struct http_job *j)
+{
+    read_method(L, t, j);
+    j->url = kcm_opt_strdup(L, t, "url", NULL, "http.request", 0);
+    if (!j->url)
+        luaL_error(L, "http.request: url is required");
+    j->body = kcm_opt_strdup(L, t, "body", &j->body_len, "http.request", 0);
+    j->has_body = j->body != NULL;
+    read_tls(L, t, j);
+    j->timeout_ms = opt_ms(L, t, "timeout");
+    j->connect_timeout_ms = opt_ms(L, t, "connect_timeout");
+    read_headers(L, t, j);
+    credentials_check(L, j);
 }
 
 /* Loads libcurl on first use; raises when it cannot. Main thread only. */
@@ -540,20 +555,8 @@ static int l_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     need_curl(L, "http.request");
-    struct http_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return luaL_error(L, "http.request: out of memory");
-    j->base.work = http_work;
-    j->base.done = http_done;
-    j->base.free = http_free;
-
-    lua_pushcfunction(L, fill_job);
-    lua_pushvalue(L, 1);
-    lua_pushlightuserdata(L, j);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-        http_free(&j->base);
-        return lua_error(L);
-    }
+    struct http_job *j = kcm_job_new(L, sizeof *j, http_work, http_done, http_free);
+    fill_job(L, 1, j);
     return kcm_job_yield(L, &j->base);
 }
 

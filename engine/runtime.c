@@ -19,6 +19,7 @@
 
 #include "modules.h"
 #include "runtime.h"
+#include "util.h"
 
 static struct {
     pthread_mutex_t mu;
@@ -114,6 +115,55 @@ static void pin_del(const void *pin)
             pool.busy_pins[i] = pool.busy_pins[--pool.nbusy_pins];
             return;
         }
+}
+
+/* The guard kcm_job_new pushes: it owns the job until kcm_job_yield takes
+ * it. Its slot is to-be-closed, so a raise while the native fills the job
+ * frees the job then and there; __gc covers a coroutine that died with the
+ * slot still open (Lua closes such slots only on coroutine.close). */
+typedef struct {
+    kcm_job *job;
+} job_guard;
+
+static int guard_close(lua_State *L)
+{
+    job_guard *g = lua_touserdata(L, 1);
+    kcm_job *job = g ? g->job : NULL;
+    if (job) {
+        g->job = NULL;
+        job->guard = NULL;
+        job->free(job);
+    }
+    return 0;
+}
+
+void *kcm_job_new(lua_State *L, size_t size, kcm_job_work_fn work,
+                  kcm_job_done_fn done, kcm_job_free_fn free_fn)
+{
+    /* the guard first: when the job's calloc raises, nothing is owned yet */
+    job_guard *g = kcm_newudata(L, sizeof *g, "kcm.job_guard", NULL, guard_close);
+    lua_toclose(L, -1);
+    kcm_job *job = calloc(1, size < sizeof *job ? sizeof *job : size);
+    if (!job)
+        kcm_oom(L);
+    job->work = work;
+    job->done = done;
+    job->free = free_fn;
+    job->co_ref = LUA_NOREF;
+    job->guard = g;
+    g->job = job;
+    return job;
+}
+
+/* From here on the runtime owns the job (it frees it after done/error). The
+ * guard's slot stays on the stack, empty, and closes when the native
+ * returns, after the yield if there is one. */
+static void job_take(kcm_job *job)
+{
+    job_guard *g = job->guard;
+    if (g)
+        g->job = NULL;
+    job->guard = NULL;
 }
 
 /* First queued job whose pin is free; unlinks it. Caller holds the lock. */
@@ -270,6 +320,7 @@ int kcm_runtime_scheduled(lua_State *L)
 
 int kcm_job_yield(lua_State *L, kcm_job *job)
 {
+    job_take(job);
     job->error = NULL;
     job->kind = NULL;
     job->next = NULL;
@@ -591,23 +642,16 @@ static void sleep_free(kcm_job *job)
 static int rt_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
-    struct sleep_job *j = calloc(1, sizeof *j);
-    if (!j)
-        return luaL_error(L, "out of memory");
+    struct sleep_job *j = kcm_job_new(L, sizeof *j, sleep_work, sleep_done, sleep_free);
     j->seconds = s < 0 ? 0 : s;
     if (lua_type(L, 2) == LUA_TSTRING) {
         /* runtime.sleep(s, str) -> str: a blocking call with a result of its own */
         const char *e = lua_tolstring(L, 2, &j->echo_len);
         j->echo = malloc(j->echo_len + 1);
-        if (!j->echo) {
-            free(j);
-            return luaL_error(L, "out of memory");
-        }
+        if (!j->echo)
+            kcm_oom(L);
         memcpy(j->echo, e, j->echo_len + 1);
     }
-    j->base.work = sleep_work;
-    j->base.done = sleep_done;
-    j->base.free = sleep_free;
     return kcm_job_yield(L, &j->base);
 }
 

@@ -37,7 +37,7 @@ typedef struct { kcm_ssh_sess *c; } sess_ud;
 
 void kcm_ssh_sess_unref(kcm_ssh_sess *c)
 {
-    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    if (!c || atomic_fetch_sub(&c->refs, 1) != 1) return;
     kcm_ssh_disconnect(c);
     pthread_mutex_destroy(&c->mu);
     free(c->name); free(c->host); free(c->user); free(c->identity);
@@ -204,11 +204,7 @@ static kcm_ssh_sess *check_sess(lua_State *L) { return kcm_ssh_check(L, 1); }
 static sjob *new_job(lua_State *L, enum op op)
 {
     kcm_ssh_sess *c = check_sess(L);
-    sjob *sj = calloc(1, sizeof *sj);
-    if (!sj) luaL_error(L, "out of memory");
-    sj->base.work = work;
-    sj->base.done = done;
-    sj->base.free = job_free;
+    sjob *sj = kcm_job_new(L, sizeof *sj, work, done, job_free);
     sj->base.pin = c;
     atomic_fetch_add(&c->refs, 1);
     sj->c = c;
@@ -222,7 +218,7 @@ static char *dupstr(lua_State *L, int idx)
     const char *s = luaL_checklstring(L, idx, &n);
     if (strlen(s) != n) luaL_argerror(L, idx, "contains a NUL byte");
     char *d = strdup(s);
-    if (!d) luaL_error(L, "out of memory");
+    if (!d) kcm_oom(L);
     return d;
 }
 
@@ -238,32 +234,25 @@ static int l_close(lua_State *L) { return kcm_job_yield(L, &new_job(L, OP_CLOSE)
 
 static int l_exec(lua_State *L)
 {
-    check_sess(L);
-    luaL_checkstring(L, 2);
+    sjob *sj = new_job(L, OP_EXEC);
+    sj->cmd = dupstr(L, 2);
     size_t inlen = 0;
     const char *in = luaL_optlstring(L, 3, NULL, &inlen);
     lua_Number t = luaL_optnumber(L, 4, 0);
-    char *cmd = dupstr(L, 2);
-    char *data = NULL;
     if (in && inlen) {
-        data = malloc(inlen);
-        if (!data) { free(cmd); return luaL_error(L, "out of memory"); }
-        memcpy(data, in, inlen);
+        sj->data = malloc(inlen);
+        if (!sj->data) kcm_oom(L);
+        memcpy(sj->data, in, inlen);
+        sj->len = inlen;
     }
-    sjob *sj = new_job(L, OP_EXEC);
-    sj->cmd = cmd;
-    sj->data = data;
-    sj->len = data ? inlen : 0;
     sj->timeout_ms = t > 0 ? (long)(t * 1000) : 0;
     return kcm_job_yield(L, &sj->base);
 }
 
 static sjob *path_op(lua_State *L, enum op op)
 {
-    check_sess(L);
-    char *p = dupstr(L, 2);
     sjob *sj = new_job(L, op);
-    sj->path = p;
+    sj->path = dupstr(L, 2);
     return sj;
 }
 
@@ -300,33 +289,27 @@ static int l_put(lua_State *L)
     check_sess(L);
     luaL_checktype(L, 2, LUA_TTABLE);
     refuse_in_check(L, "put");
+    sjob *sj = new_job(L, OP_PUT);
     lua_getfield(L, 2, "data");
     size_t len;
     const char *data = luaL_checklstring(L, -1, &len);
-    lua_getfield(L, 2, "mode");
-    lua_Integer mode = luaL_optinteger(L, -1, 0644);
-    lua_getfield(L, 2, "mkdir");
-    int mk = lua_toboolean(L, -1);
-    lua_pop(L, 2);
-    char *copy = malloc(len ? len : 1);
-    if (!copy) return luaL_error(L, "out of memory");
-    memcpy(copy, data, len);
+    sj->data = malloc(len ? len : 1);
+    if (!sj->data) kcm_oom(L);
+    memcpy(sj->data, data, len);
+    sj->len = len;
     lua_pop(L, 1);
-    /* kcm_opt_strdup may raise: collect strings before creating the job. */
-    char *path = kcm_opt_strdup(L, 2, "path", NULL, "ssh", 1);
-    char *tmp = kcm_opt_strdup(L, 2, "tmp", NULL, "ssh", 1);
-    char *chown = kcm_opt_strdup(L, 2, "chown", NULL, "ssh", 0);
-    char *live = kcm_opt_strdup(L, 2, "live", NULL, "ssh", 0);
+    lua_getfield(L, 2, "mode");
+    sj->mode = (unsigned)luaL_optinteger(L, -1, 0644) & 07777;
+    lua_getfield(L, 2, "mkdir");
+    sj->mkdir_parents = lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    sj->path = kcm_opt_strdup(L, 2, "path", NULL, "ssh", 1);
+    sj->tmp = kcm_opt_strdup(L, 2, "tmp", NULL, "ssh", 1);
+    sj->chown = kcm_opt_strdup(L, 2, "chown", NULL, "ssh", 0);
+    sj->live = kcm_opt_strdup(L, 2, "live", NULL, "ssh", 0);
     /* spliced into the clean-up command as case patterns: hex ids only */
-    if (live && live[strspn(live, "0123456789abcdef,")] != '\0') {
-        free(copy); free(path); free(tmp); free(chown); free(live);
+    if (sj->live && sj->live[strspn(sj->live, "0123456789abcdef,")] != '\0')
         return luaL_error(L, "ssh put: 'live' must be comma-separated lower-case hex run ids");
-    }
-    sjob *sj = new_job(L, OP_PUT);
-    sj->path = path, sj->tmp = tmp, sj->chown = chown, sj->live = live;
-    sj->data = copy, sj->len = len;
-    sj->mode = (unsigned)mode & 07777;
-    sj->mkdir_parents = mk;
     return kcm_job_yield(L, &sj->base);
 }
 
@@ -376,7 +359,7 @@ static int l_session(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     kcm_ssh_sess *c = calloc(1, sizeof *c);
-    if (!c) return luaL_error(L, "out of memory");
+    if (!c) kcm_oom(L);
     pthread_mutex_init(&c->mu, NULL);
     atomic_init(&c->refs, 1);
     /* Own c through the userdata first so a bad field cannot leak it. */

@@ -29,6 +29,7 @@
  *   renames it; the folder goes on every path.
  * Remote values reach a shell only as quoted positional arguments. */
 #include "modules.h"
+#include "util.h"
 #include "ssh_int.h"
 
 #include <errno.h>
@@ -880,8 +881,8 @@ static void sync_free(kcm_job *j)
     free(sj);
 }
 
-/* Reads the option table at index 2 through a protected call (any raise
- * leaves the job to the caller, who frees it). */
+/* Reads the option table at index 2 (a raise frees the job through the
+ * guard kcm_job_new pushed). */
 static char *field_str(lua_State *L, const char *k, int required)
 {
     char *v = NULL;
@@ -891,7 +892,7 @@ static char *field_str(lua_State *L, const char *k, int required)
         if (!s || lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "ssh sync: field '%s' must be a string", k);
         if (strlen(s) != n) luaL_error(L, "ssh sync: field '%s' contains a NUL byte", k);
         v = strdup(s);
-        if (!v) luaL_error(L, "out of memory");
+        if (!v) kcm_oom(L);
     } else if (required) {
         luaL_error(L, "ssh sync: field '%s' is required", k);
     }
@@ -910,9 +911,8 @@ static lua_Integer field_int(lua_State *L, const char *k, lua_Integer dflt)
     return v;
 }
 
-static int fill(lua_State *L)
+static void fill(lua_State *L, syncjob *sj)
 {
-    syncjob *sj = lua_touserdata(L, 3);
     sj->path = field_str(L, "path", 1);
     sj->in.live = field_str(L, "live", 0);
     if (sj->op == S_COMMIT) sj->tmp = field_str(L, "tmp", 1);
@@ -924,7 +924,7 @@ static int fill(lua_State *L)
             size_t n;
             const char *d = lua_tolstring(L, -1, &n);
             sj->data = malloc(n ? n : 1);
-            if (!sj->data) luaL_error(L, "out of memory");
+            if (!sj->data) kcm_oom(L);
             memcpy(sj->data, d, n);
             sj->in.len = n;
             lua_pop(L, 1);
@@ -957,19 +957,19 @@ static int fill(lua_State *L)
         lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
         if (n < 1 || n > 64) luaL_error(L, "ssh sync: become must be a non-empty argv prefix");
         sj->in.become = calloc((size_t)n + 1, sizeof(char *));
-        if (!sj->in.become) luaL_error(L, "out of memory");
+        if (!sj->in.become) kcm_oom(L);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, i);
             size_t len;
             const char *s = lua_tolstring(L, -1, &len);
             if (!s || lua_type(L, -1) != LUA_TSTRING || strlen(s) != len) luaL_error(L, "ssh sync: become[%d] must be a string", (int)i);
             sj->in.become[i - 1] = strdup(s);
-            if (!sj->in.become[i - 1]) luaL_error(L, "out of memory");
+            if (!sj->in.become[i - 1]) kcm_oom(L);
             lua_pop(L, 1);
         }
         if (lua_getfield(L, -1, "stdin") == LUA_TSTRING) {
             sj->in.pw = strdup(lua_tostring(L, -1));
-            if (!sj->in.pw) luaL_error(L, "out of memory");
+            if (!sj->in.pw) kcm_oom(L);
         }
         lua_pop(L, 1);
     }
@@ -978,7 +978,6 @@ static int fill(lua_State *L)
     sj->in.mem = sj->data;
     sj->in.path = sj->path;
     sj->in.tmp = sj->tmp;
-    return 0;
 }
 
 static int new_sync(lua_State *L, enum sop op)
@@ -986,25 +985,13 @@ static int new_sync(lua_State *L, enum sop op)
     kcm_ssh_sess *c = kcm_ssh_check(L, 1);
     if (op != S_STATS) luaL_checktype(L, 2, LUA_TTABLE);
     if (op != S_PROBE && op != S_STATS && kcm_check_mode(L)) return luaL_error(L, "ssh put called in check mode");
-    syncjob *sj = calloc(1, sizeof *sj);
-    if (!sj) return luaL_error(L, "out of memory");
-    sj->base.work = sync_work;
-    sj->base.done = sync_done;
-    sj->base.free = sync_free;
+    syncjob *sj = kcm_job_new(L, sizeof *sj, sync_work, sync_done, sync_free);
     sj->base.pin = c;
     atomic_fetch_add(&c->refs, 1);
     sj->c = c;
     sj->op = op;
-    if (op != S_STATS) {
-        lua_pushcfunction(L, fill);
-        lua_pushvalue(L, 1);
-        lua_pushvalue(L, 2);
-        lua_pushlightuserdata(L, sj);
-        if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-            sync_free(&sj->base);
-            return lua_error(L);
-        }
-    }
+    if (op != S_STATS)
+        fill(L, sj);
     return kcm_job_yield(L, &sj->base);
 }
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "modules.h"
+#include "util.h"
 
 #define LOCK_MT "kcm.statedir.lock"
 
@@ -222,17 +223,11 @@ static int l_write(lua_State *L)
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     lua_Integer mode = luaL_optinteger(L, 3, 0600);
-    struct write_job *j = calloc(1, sizeof *j);
-    if (!j) return luaL_error(L, "out of memory");
-    j->base.work = write_work;
-    j->base.done = write_done;
-    j->base.free = write_free;
+    struct write_job *j = kcm_job_new(L, sizeof *j, write_work, write_done, write_free);
     j->path = strdup(path);
     j->data = malloc(len ? len : 1);
-    if (!j->path || !j->data) {
-        write_free(&j->base);
-        return luaL_error(L, "out of memory");
-    }
+    if (!j->path || !j->data)
+        kcm_oom(L);
     memcpy(j->data, data, len);
     j->len = len;
     j->mode = (mode_t)mode & 07777;

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "runtime.h"
+#include "util.h"
 
 struct timer {
     double deadline;         /* CLOCK_MONOTONIC seconds */
@@ -146,7 +147,7 @@ int kcm_rt_timer(lua_State *L)
     int ref = luaL_ref(L, LUA_REGISTRYINDEX);
     if (push(mono_now() + s, ref) != 0) {
         luaL_unref(L, LUA_REGISTRYINDEX, ref);
-        return luaL_error(L, "runtime.timer: out of memory");
+        kcm_oom(L);
     }
     lua_pushlightuserdata(L, (void *)&kcm_job_yield);   /* the scheduler's marker */
     return lua_yieldk(L, 1, 0, timer_continue);

@@ -31,6 +31,12 @@ void *kcm_newudata(lua_State *L, size_t size, const char *tname,
     return p;
 }
 
+int kcm_oom(lua_State *L)
+{
+    luaL_error(L, "out of memory");
+    abort();   /* luaL_error does not return */
+}
+
 void kcm_memzero(void *p, size_t n)
 {
     if (p && n)

@@ -6,6 +6,10 @@
 #include <sys/types.h>
 #include "kcm/kcm.h"
 
+/* The out-of-memory policy. Main thread: raise "out of memory" (as Lua's own
+ * allocator does). Worker: kcm_job_fail(job, "out of memory"). */
+int kcm_oom(lua_State *L) __attribute__((noreturn));
+
 struct kcm_buf;
 /* Pushes the buffer's bytes as a Lua string ("" for an empty buffer). */
 void kcm_buf_push(lua_State *L, const struct kcm_buf *b);

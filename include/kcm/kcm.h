@@ -50,9 +50,20 @@ struct kcm_job {
     const char *kind;     /* set by kcm_job_fail_kind: a static string */
     int co_ref;           /* registry ref of the waiting coroutine */
     kcm_job *next;
+    void *guard;          /* kcm_job_new's guard until kcm_job_yield takes the job */
 };
 
-/* Runs job->work on the worker pool and yields the calling coroutine; when the
+/* Main thread: allocates a zeroed job of `size` bytes (a struct whose first
+ * member is a kcm_job) and pushes a to-be-closed guard that owns it: a raise
+ * while the native fills the job (a bad option, out of memory) frees it with
+ * free_fn, which must therefore accept a partly filled job. kcm_job_yield
+ * takes the job from the guard. Leave the guard's slot on the stack (pop only
+ * what you push above it). Raises "out of memory". */
+void *kcm_job_new(lua_State *L, size_t size, kcm_job_work_fn work,
+                  kcm_job_done_fn done, kcm_job_free_fn free_fn);
+
+/* Runs job->work (of a job from kcm_job_new) on the worker pool and yields
+ * the calling coroutine; when the
  * job is done the coroutine resumes with what job->done pushed, or, when
  * work() failed, with `nil, message, kind` (an operational failure is a value,
  * never a raise: the natives' one convention; misuse raises before the job

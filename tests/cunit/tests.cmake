@@ -4,7 +4,7 @@
 set(_cu ${CMAKE_SOURCE_DIR}/tests/cunit)
 find_program(KCM_VALGRIND valgrind)
 
-foreach(name jobs template yaml crypto known_hosts fs)
+foreach(name jobs job_guard template yaml crypto known_hosts fs)
   add_executable(cunit_${name} ${_cu}/test_${name}.c)
   target_link_libraries(cunit_${name} PRIVATE kcmcore)
   add_test(NAME cunit_${name} COMMAND cunit_${name})
