@@ -348,7 +348,7 @@ static int l_load_key_file(lua_State *L)
         n += (size_t)r;
     }
     close(fd);
-    if (!buf) return luaL_error(L, "crypto: out of memory");
+    if (!buf) kcm_oom(L);
     BIO *bio = BIO_new_mem_buf(buf, (int)n);
     EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);

@@ -23,6 +23,11 @@ static int read_all(const char *path, char **out, size_t *len)
         return -1;
     size_t cap = 8192, n = 0;
     char *p = malloc(cap);
+    if (!p) {
+        close(fd);
+        errno = ENOMEM;
+        return -1;
+    }
     for (;;) {
         if (n == cap) {
             cap *= 2;
@@ -61,6 +66,8 @@ static int l_read(lua_State *L)
     char *data;
     size_t len;
     if (read_all(path, &data, &len) < 0) {
+        if (errno == ENOMEM)
+            kcm_oom(L);
         lua_pushnil(L);
         lua_pushfstring(L, "%s: %s", path, strerror(errno));
         return 2;

@@ -83,6 +83,12 @@ static char **take_argv(lua_State *L, int idx)
         const char *s = lua_tostring(L, -1);
         args[i - 1] = strdup(s ? s : "");
         lua_pop(L, 1);
+        if (!args[i - 1]) {   /* out of memory: no exec with a shortened argv */
+            for (char **p = args; *p; p++)
+                free(*p);
+            free(args);
+            return NULL;
+        }
     }
     return args;
 }

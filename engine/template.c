@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "util.h"
 #include "modules.h"
 #include "template_ast.h"
 
@@ -64,7 +65,7 @@ static void put(render *r, const char *s, size_t n)
             cap *= 2;
         char *b = realloc(o->b, cap);
         if (!b)
-            luaL_error(r->L, "%s: out of memory", r->t->name);
+            kcm_oom(r->L);
         o->b = b;
         o->cap = cap;
     }
@@ -488,7 +489,7 @@ static int l_compile(lua_State *L)
     luaL_setmetatable(L, TPL_MT);
     t->name = strdup(name);
     if (!t->name)
-        return luaL_error(L, "template: out of memory");
+        kcm_oom(L);
     kcm_tpl_parse(L, t, src, len);
     return 1;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <lauxlib.h>
+#include "util.h"
 #include "template_ast.h"
 
 struct kcm_tpl_blk {
@@ -111,7 +112,7 @@ static void *palloc(parser *p, size_t size)
 {
     void *m = kcm_tpl_alloc(p->t, size);
     if (!m)
-        luaL_error(p->L, "template: out of memory");
+        kcm_oom(p->L);
     return m;
 }
 
@@ -833,7 +834,7 @@ void kcm_tpl_parse(lua_State *L, kcm_tpl *t, const char *src, size_t len)
     p.t = t;
     char *copy = kcm_tpl_alloc(t, len + 1);
     if (!copy)
-        luaL_error(L, "template: out of memory");
+        kcm_oom(L);
     memcpy(copy, src, len);
     p.s = copy;
     p.n = len;

@@ -221,7 +221,7 @@ char *kcm_opt_strdup(lua_State *L, int t, const char *k, size_t *len, const char
         luaL_error(L, "%s: %s contains a NUL byte", who, k);
     char *d = malloc(n + 1);
     if (!d)
-        luaL_error(L, "%s: out of memory", who);
+        kcm_oom(L);
     memcpy(d, s, n + 1);
     if (len)
         *len = n;

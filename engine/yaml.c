@@ -400,7 +400,7 @@ static int l_decode(lua_State *L)
     luaL_setmetatable(L, DEC_MT);
     d->name = name;
     if (!yaml_parser_initialize(&d->parser))
-        return luaL_error(L, "%s: out of memory", name);
+        kcm_oom(L);
     d->parser_ok = 1;
     yaml_parser_set_input_string(&d->parser, (const unsigned char *)text, len);
     lua_newtable(L);
@@ -495,7 +495,7 @@ static void emit_scalar(lua_State *L, encoder *e, const char *s, size_t n, int p
     yaml_event_t ev;
     if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)n, plain_ok, 1,
                                       literal ? YAML_LITERAL_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE))
-        enc_error(L, e, "out of memory");
+        kcm_oom(L);
     emit(L, e, &ev);
 }
 
@@ -596,7 +596,7 @@ static void emit_table(lua_State *L, encoder *e, int idx, int depth)
         enc_error(L, e, "table marked as an array has non-sequence keys");
     if (seq) {
         if (!yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE))
-            enc_error(L, e, "out of memory");
+            kcm_oom(L);
         emit(L, e, &ev);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_pushinteger(L, i);
@@ -637,7 +637,7 @@ static void emit_table(lua_State *L, encoder *e, int idx, int depth)
         lua_rawseti(L, keys, j + 1);
     }
     if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE))
-        enc_error(L, e, "out of memory");
+        kcm_oom(L);
     emit(L, e, &ev);
     for (lua_Integer i = 1; i <= k; i++) {
         lua_rawgeti(L, keys, i);
@@ -698,7 +698,7 @@ static int l_encode(lua_State *L)
     memset(e, 0, sizeof *e);
     luaL_setmetatable(L, ENC_MT);
     if (!yaml_emitter_initialize(&e->em))
-        return luaL_error(L, "yaml.encode: out of memory");
+        kcm_oom(L);
     e->em_ok = 1;
     yaml_emitter_set_output(&e->em, write_handler, e);
     yaml_emitter_set_unicode(&e->em, 1);
@@ -731,7 +731,7 @@ static int l_b64encode(lua_State *L)
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &n);
     char *out = kcm_b64_encode(s, n, 1);
     if (!out)
-        return luaL_error(L, "base64_encode: out of memory");
+        kcm_oom(L);
     lua_pushstring(L, out);
     free(out);
     return 1;
@@ -745,7 +745,7 @@ static int l_b64decode(lua_State *L)
     unsigned char *out = kcm_b64_decode(s, n, &len);
     if (!out) {
         if (errno == ENOMEM)
-            return luaL_error(L, "base64_decode: out of memory");
+            kcm_oom(L);
         lua_pushnil(L);
         lua_pushstring(L, "invalid base64: a character outside the standard alphabet, or truncated, "
                           "or bad padding");
