@@ -125,16 +125,10 @@ int kcm_crypto_hosts_sans(lua_State *L)
     return 1;
 }
 
-/* cert:info() -> {subject={{"C","CN"},...}, issuer=..., subject_text=,
- * issuer_text=, sans={dns={},email={},ip={},uri={}}, not_before=, not_after=,
- * serial= (hex), is_ca=, path_len=, ku=bits (Go order), eku={oid,...},
- * ski=, aki=, key={type=,bits=,curve=}, signature_algorithm=,
- * fingerprint_sha256= (AA:BB:..), self_signed=} */
-static int cert_info(lua_State *L)
+/* The cert:info() fields, each group set into the table on the top of the
+ * stack. */
+static void info_names(lua_State *L, X509 *x)
 {
-    X509 *x = kcm_crypto_check_cert(L, 1);
-    lua_createtable(L, 0, 20);
-
     kcm_crypto_push_name(L, X509_get_subject_name(x));
     lua_setfield(L, -2, "subject");
     kcm_crypto_push_name(L, X509_get_issuer_name(x));
@@ -152,14 +146,10 @@ static int cert_info(lua_State *L)
         lua_setfield(L, -2, which[i]);
         BIO_free(bio);
     }
+}
 
-    push_sans(L, x);
-    lua_setfield(L, -2, "sans");
-    push_time(L, X509_get0_notBefore(x));
-    lua_setfield(L, -2, "not_before");
-    push_time(L, X509_get0_notAfter(x));
-    lua_setfield(L, -2, "not_after");
-
+static void info_serial(lua_State *L, X509 *x)
+{
     BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
     char *hex = bn ? BN_bn2hex(bn) : NULL;
     char *dec = bn ? BN_bn2dec(bn) : NULL;
@@ -172,7 +162,11 @@ static int cert_info(lua_State *L)
     OPENSSL_free(hex);
     OPENSSL_free(dec);
     BN_free(bn);
+}
 
+/* CA flag, KU as Go's bits, EKU OIDs */
+static void info_usage(lua_State *L, X509 *x)
+{
     BASIC_CONSTRAINTS *bc = X509_get_ext_d2i(x, NID_basic_constraints, NULL, NULL);
     lua_pushboolean(L, bc && bc->ca);
     lua_setfield(L, -2, "is_ca");
@@ -202,7 +196,10 @@ static int cert_info(lua_State *L)
     }
     sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
     lua_setfield(L, -2, "eku");
+}
 
+static void info_keys(lua_State *L, X509 *x)
+{
     const ASN1_OCTET_STRING *ski = X509_get0_subject_key_id(x);
     if (ski) {
         push_hex(L, ASN1_STRING_get0_data(ski), (size_t)ASN1_STRING_length(ski), 0);
@@ -230,6 +227,27 @@ static int cert_info(lua_State *L)
     }
     lua_pushboolean(L, X509_check_issued(x, x) == X509_V_OK);
     lua_setfield(L, -2, "self_signed");
+}
+
+/* cert:info() -> {subject={{"C","CN"},...}, issuer=..., subject_text=,
+ * issuer_text=, sans={dns={},email={},ip={},uri={}}, not_before=, not_after=,
+ * serial= (hex), is_ca=, path_len=, ku=bits (Go order), eku={oid,...},
+ * ski=, aki=, key={type=,bits=,curve=}, signature_algorithm=,
+ * fingerprint_sha256= (AA:BB:..), self_signed=} */
+static int cert_info(lua_State *L)
+{
+    X509 *x = kcm_crypto_check_cert(L, 1);
+    lua_createtable(L, 0, 20);
+    info_names(L, x);
+    push_sans(L, x);
+    lua_setfield(L, -2, "sans");
+    push_time(L, X509_get0_notBefore(x));
+    lua_setfield(L, -2, "not_before");
+    push_time(L, X509_get0_notAfter(x));
+    lua_setfield(L, -2, "not_after");
+    info_serial(L, x);
+    info_usage(L, x);
+    info_keys(L, x);
     ERR_clear_error();
     return 1;
 }

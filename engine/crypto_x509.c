@@ -179,10 +179,8 @@ static int same_der_name(const X509_NAME *a, const X509_NAME *b)
     return la == lb && memcmp(da, db, la) == 0;
 }
 
-/* Adds the extensions in Go's order: KU, EKU, BC, SKI, AKI, SAN.
- * Returns 1 ok, 0 OpenSSL failure, -1 with `err` set. */
-static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is_ca,
-                          char *err, size_t errlen)
+/* KU and EKU. Returns 1 ok, 0 OpenSSL failure, -1 with `err` set. */
+static int add_usage(lua_State *L, X509 *x, char *err, size_t errlen)
 {
     lua_Integer ku = kcm_opt_int(L, 1, "ku", 0, "crypto");
     if (ku) {
@@ -221,7 +219,40 @@ static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is
         }
     }
     lua_pop(L, 1);
+    return 1;
+}
 
+/* SAN: from hosts when given (cfssl's SignRequest.Hosts), else the CSR's. */
+static int add_san(lua_State *L, X509 *x, X509_REQ *req, int is_ca, char *err, size_t errlen)
+{
+    int subject_empty = X509_NAME_entry_count(X509_get_subject_name(x)) == 0, ok;
+    lua_getfield(L, 1, "hosts");
+    if (lua_istable(L, -1)) {
+        GENERAL_NAMES *san = NULL;
+        if (!kcm_crypto_san_from_hosts(L, -1, is_ca, &san, err, errlen)) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        ok = !san || X509_add1_ext_i2d(x, NID_subject_alt_name, san, subject_empty, X509V3_ADD_APPEND) == 1;
+        GENERAL_NAMES_free(san);
+    } else {
+        STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
+        int pos = exts ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
+        ok = pos < 0 || X509_add_ext(x, sk_X509_EXTENSION_value(exts, pos), -1);
+        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+/* Adds the extensions in Go's order: KU, EKU, BC, SKI, AKI, SAN.
+ * Returns 1 ok, 0 OpenSSL failure, -1 with `err` set. */
+static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is_ca,
+                          char *err, size_t errlen)
+{
+    int r = add_usage(L, x, err, errlen);
+    if (r <= 0)
+        return r;
     BASIC_CONSTRAINTS *bc = basic_constraints(is_ca, is_ca ? kcm_opt_int(L, 1, "max_path_len", -1, "crypto") : -1,
                                               kcm_opt_bool(L, 1, "max_path_len_zero", 0));
     int ok = bc && X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_APPEND) == 1;
@@ -246,25 +277,7 @@ static int add_extensions(lua_State *L, X509 *x, X509 *ca, X509_REQ *req, int is
             return 0;
     }
 
-    /* SAN: from hosts when given (cfssl's SignRequest.Hosts), else the CSR's */
-    int subject_empty = X509_NAME_entry_count(X509_get_subject_name(x)) == 0;
-    lua_getfield(L, 1, "hosts");
-    if (lua_istable(L, -1)) {
-        GENERAL_NAMES *san = NULL;
-        if (!kcm_crypto_san_from_hosts(L, -1, is_ca, &san, err, errlen)) {
-            lua_pop(L, 1);
-            return -1;
-        }
-        ok = !san || X509_add1_ext_i2d(x, NID_subject_alt_name, san, subject_empty, X509V3_ADD_APPEND) == 1;
-        GENERAL_NAMES_free(san);
-    } else {
-        STACK_OF(X509_EXTENSION) *exts = X509_REQ_get_extensions(req);
-        int pos = exts ? X509v3_get_ext_by_NID(exts, NID_subject_alt_name, -1) : -1;
-        ok = pos < 0 || X509_add_ext(x, sk_X509_EXTENSION_value(exts, pos), -1);
-        sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    }
-    lua_pop(L, 1);
-    return ok;
+    return add_san(L, x, req, is_ca, err, errlen);
 }
 
 /* crypto.sign{csr=pem, ca_key=key, ca_cert=cert|nil (nil: self-signed),

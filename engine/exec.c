@@ -98,63 +98,57 @@ static int drain(int fd, struct kcm_buf *b)
     return rd > 0 || (rd < 0 && errno == EINTR);
 }
 
-static void exec_work(kcm_job *job)
+/* In the forked child: only async-signal-safe calls until exec. An exec or
+ * chdir failure goes back to the parent through status_fd as an errno. */
+static void __attribute__((noreturn)) child_exec(struct exec_job *j, int in, int out, int err, int status_fd)
 {
-    struct exec_job *j = (struct exec_job *)job;
-    int in[2], out[2], err[2], status_pipe[2];
-    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
-        pipe2(status_pipe, O_CLOEXEC)) {
-        kcm_job_fail(job, "exec %s: pipe: %s", j->argv[0], strerror(errno));
-        return;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        kcm_job_fail(job, "exec %s: fork: %s", j->argv[0], strerror(errno));
-        return;
-    }
-    if (pid == 0) {
-        /* Own process group, so a timeout kills the whole tree. */
-        setpgid(0, 0);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        if (j->cwd && chdir(j->cwd) != 0) {
-            int e = errno;
-            ssize_t w = write(status_pipe[1], &e, sizeof e);
-            (void)w;
-            _exit(127);
-        }
-        if (j->envp)
-            execvpe(j->argv[0], j->argv, j->envp);
-        else
-            execvp(j->argv[0], j->argv);
+    /* Own process group, so a timeout kills the whole tree. */
+    setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    if (j->cwd && chdir(j->cwd) != 0) {
         int e = errno;
-        ssize_t w = write(status_pipe[1], &e, sizeof e);
+        ssize_t w = write(status_fd, &e, sizeof e);
         (void)w;
         _exit(127);
     }
-    /* also here, not only in the child: a kill before the child's own
-     * setpgid must still reach its group */
-    setpgid(pid, pid);
-    kid_add(pid);
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    close(status_pipe[1]);
-    int exec_errno = 0;
-    if (read(status_pipe[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
-        exec_errno = 0;
-    close(status_pipe[0]);
+    if (j->envp)
+        execvpe(j->argv[0], j->argv, j->envp);
+    else
+        execvp(j->argv[0], j->argv);
+    int e = errno;
+    ssize_t w = write(status_fd, &e, sizeof e);
+    (void)w;
+    _exit(127);
+}
 
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
+/* Writes stdin as the pipe takes it; closes it when all is written or the
+ * child stopped reading. */
+static void feed_stdin(struct exec_job *j, int *fd, size_t *written)
+{
+    ssize_t w = write(*fd, j->input + *written, j->input_len - *written);
+    if (w > 0)
+        *written += (size_t)w;
+    if ((w < 0 && errno != EAGAIN) || *written == j->input_len) {
+        close(*fd);
+        *fd = -1;
+    }
+}
+
+/* Feeds stdin and collects stdout/stderr until both close. On the timeout
+ * the group gets SIGTERM, and SIGKILL 2 s later if the pipes stay open. */
+static void pump(struct exec_job *j, pid_t pid, int in_w, int out_r, int err_r)
+{
+    fcntl(in_w, F_SETFL, O_NONBLOCK);
     size_t written = 0;
     if (!j->input || j->input_len == 0) {
-        close(in[1]);
-        in[1] = -1;
+        close(in_w);
+        in_w = -1;
     }
     double deadline = j->timeout > 0 ? now() + j->timeout : 0;
     int open_out = 1, open_err = 1, killed = 0;
@@ -162,9 +156,9 @@ static void exec_work(kcm_job *job)
     while (open_out || open_err) {
         struct pollfd p[3];
         int n = 0, iout = -1, ierr = -1, iin = -1;
-        if (open_out) { p[n].fd = out[0]; p[n].events = POLLIN; iout = n++; }
-        if (open_err) { p[n].fd = err[0]; p[n].events = POLLIN; ierr = n++; }
-        if (in[1] >= 0) { p[n].fd = in[1]; p[n].events = POLLOUT; iin = n++; }
+        if (open_out) { p[n].fd = out_r; p[n].events = POLLIN; iout = n++; }
+        if (open_err) { p[n].fd = err_r; p[n].events = POLLIN; ierr = n++; }
+        if (in_w >= 0) { p[n].fd = in_w; p[n].events = POLLOUT; iin = n++; }
         int ms = -1;
         if (deadline) {
             double left = (killed ? kill_at : deadline) - now();
@@ -185,25 +179,46 @@ static void exec_work(kcm_job *job)
             }
             continue;
         }
-        if (iin >= 0 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = write(in[1], j->input + written, j->input_len - written);
-            if (w > 0)
-                written += (size_t)w;
-            if (w < 0 && errno != EAGAIN) {
-                close(in[1]);
-                in[1] = -1;
-            } else if (written == j->input_len) {
-                close(in[1]);
-                in[1] = -1;
-            }
-        }
+        if (iin >= 0 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP)))
+            feed_stdin(j, &in_w, &written);
         if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR)))
-            open_out = drain(out[0], &j->out);
+            open_out = drain(out_r, &j->out);
         if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR)))
-            open_err = drain(err[0], &j->err);
+            open_err = drain(err_r, &j->err);
     }
-    if (in[1] >= 0)
-        close(in[1]);
+    if (in_w >= 0)
+        close(in_w);
+}
+
+static void exec_work(kcm_job *job)
+{
+    struct exec_job *j = (struct exec_job *)job;
+    int in[2], out[2], err[2], status_pipe[2];
+    if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+        pipe2(status_pipe, O_CLOEXEC)) {
+        kcm_job_fail(job, "exec %s: pipe: %s", j->argv[0], strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        kcm_job_fail(job, "exec %s: fork: %s", j->argv[0], strerror(errno));
+        return;
+    }
+    if (pid == 0)
+        child_exec(j, in[0], out[1], err[1], status_pipe[1]);
+    /* also here, not only in the child: a kill before the child's own
+     * setpgid must still reach its group */
+    setpgid(pid, pid);
+    kid_add(pid);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    close(status_pipe[1]);
+    int exec_errno = 0;
+    if (read(status_pipe[0], &exec_errno, sizeof exec_errno) != (ssize_t)sizeof exec_errno)
+        exec_errno = 0;
+    close(status_pipe[0]);
+    pump(j, pid, in[1], out[0], err[0]);
     close(out[0]);
     close(err[0]);
     int status = 0;

@@ -78,71 +78,53 @@ static int l_read(lua_State *L)
     return 1;
 }
 
-/* fs.write(path, data, {mode=, mkdir=, always=}) -> changed */
-static int l_write(lua_State *L)
+/* When the file already holds data: -1 when it must be written, else
+ * whether only the mode changes (chmod done unless dry). lstat: a symlink is
+ * never "the same file"; the rename in replace_file replaces the link itself
+ * instead of writing (or chmod-ing) what it points to. */
+static int same_content(lua_State *L, const char *path, const char *data, size_t len, mode_t mode, int dry)
 {
-    const char *path = luaL_checkstring(L, 1);
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    mode_t mode = 0644;
-    int want_mkdir = 0, always = 0;
-    if (lua_istable(L, 3)) {
-        /* always: kcmrun's own output (--timeline), written in --check too */
-        always = kcm_opt_bool(L, 3, "always", 0);
-        if (lua_getfield(L, 3, "mode") == LUA_TSTRING)   /* "0644" */
-            mode = (mode_t)strtol(lua_tostring(L, -1), NULL, 8) & 07777;
-        else
-            mode = (mode_t)kcm_opt_int(L, 3, "mode", 0644, "fs.write") & 07777;
-        lua_pop(L, 1);
-        want_mkdir = kcm_opt_bool(L, 3, "mkdir", 0);
-    }
-    int dry = !always && kcm_check_mode(L);
-
-    /* Unchanged content and mode: nothing to do. */
     struct stat st;
-    /* lstat: a symlink is never "the same file"; the rename below replaces
-     * the link itself instead of writing (or chmod-ing) what it points to. */
-    if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == len) {
-        char *old;
-        size_t oldlen;
-        if (read_all(path, &old, &oldlen) == 0) {
-            int same = oldlen == len && memcmp(old, data, len) == 0;
-            kcm_memzero(old, oldlen);
-            free(old);
-            if (same && (st.st_mode & 07777) == mode) {
-                lua_pushboolean(L, 0);
-                return 1;
-            }
-            if (same) {
-                if (!dry && chmod(path, mode) != 0)
-                    return luaL_error(L, "chmod %s: %s", path, strerror(errno));
-                lua_pushboolean(L, 1);
-                return 1;
-            }
-        }
-    }
-    if (dry) {
-        lua_pushboolean(L, 1);
-        return 1;
-    }
+    if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != len)
+        return -1;
+    char *old;
+    size_t oldlen;
+    if (read_all(path, &old, &oldlen) != 0)
+        return -1;
+    int same = oldlen == len && memcmp(old, data, len) == 0;
+    kcm_memzero(old, oldlen);
+    free(old);
+    if (!same)
+        return -1;
+    if ((st.st_mode & 07777) == mode)
+        return 0;
+    if (!dry && chmod(path, mode) != 0)
+        luaL_error(L, "chmod %s: %s", path, strerror(errno));
+    return 1;
+}
 
+/* A temp file next to the target, fsync, rename, fsync of the folder: a
+ * crash leaves the old file or the new one, never half of it. */
+static void replace_file(lua_State *L, const char *path, const char *data, size_t len, mode_t mode,
+                         int want_mkdir)
+{
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *d = dirname(dir);
     if (want_mkdir) {
         int ch = 0;
         if (kcm_mkdir_p(d, 0755, 0, &ch) != 0)
-            return luaL_error(L, "mkdir %s: %s", d, strerror(errno));
+            luaL_error(L, "mkdir %s: %s", d, strerror(errno));
     }
     char tmp[PATH_MAX];
     char base[PATH_MAX];
     snprintf(base, sizeof base, "%s", path);
     if (snprintf(tmp, sizeof tmp, "%s/.%s.kcm-XXXXXX", d, basename(base)) >= (int)sizeof tmp)
-        return luaL_error(L, "write %s: path too long", path);
+        luaL_error(L, "write %s: path too long", path);
     /* mkostemp creates 0600; that is already safe for secrets. */
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return luaL_error(L, "write %s: %s", path, strerror(errno));
+        luaL_error(L, "write %s: %s", path, strerror(errno));
     size_t off = 0;
     int err = 0;
     while (off < len) {
@@ -165,13 +147,41 @@ static int l_write(lua_State *L)
         err = errno;
     if (err) {
         unlink(tmp);
-        return luaL_error(L, "write %s: %s", path, strerror(err));
+        luaL_error(L, "write %s: %s", path, strerror(err));
     }
     int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
+}
+
+/* fs.write(path, data, {mode=, mkdir=, always=}) -> changed */
+static int l_write(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    mode_t mode = 0644;
+    int want_mkdir = 0, always = 0;
+    if (lua_istable(L, 3)) {
+        /* always: kcmrun's own output (--timeline), written in --check too */
+        always = kcm_opt_bool(L, 3, "always", 0);
+        if (lua_getfield(L, 3, "mode") == LUA_TSTRING)   /* "0644" */
+            mode = (mode_t)strtol(lua_tostring(L, -1), NULL, 8) & 07777;
+        else
+            mode = (mode_t)kcm_opt_int(L, 3, "mode", 0644, "fs.write") & 07777;
+        lua_pop(L, 1);
+        want_mkdir = kcm_opt_bool(L, 3, "mkdir", 0);
+    }
+    int dry = !always && kcm_check_mode(L);
+    int same = same_content(L, path, data, len, mode, dry);
+    if (same >= 0) {
+        lua_pushboolean(L, same);
+        return 1;
+    }
+    if (!dry)
+        replace_file(L, path, data, len, mode, want_mkdir);
     lua_pushboolean(L, 1);
     return 1;
 }

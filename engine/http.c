@@ -182,13 +182,15 @@ static void http_free(kcm_job *base)
     free(j);
 }
 
+/* In the set_* helpers: a refused option fails the job and the helper
+ * returns -1 (the caller drops the handle). */
 #define SET(opt, val)                                                     \
     do {                                                                  \
         CURLcode rc_ = cu->easy_setopt(c, opt, val);                      \
         if (rc_ != CURLE_OK) {                                            \
             kcm_job_fail(&j->base, "%s %s: %s (%s)", j->method, j->url,   \
                          cu->easy_strerror(rc_), #opt);                   \
-            goto out;                                                     \
+            return -1;                                                    \
         }                                                                 \
     } while (0)
 
@@ -210,18 +212,8 @@ static const char *http_fail_kind(CURLcode rc)
     }
 }
 
-static void http_work(kcm_job *base)
+static int set_transfer(struct http_job *j, CURL *c, char *errbuf)
 {
-    struct http_job *j = (struct http_job *)base;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    char *key = host_key(j->url);
-    int ok = 0;
-    CURL *c = take_handle(key);
-    if (!c) {
-        free(key);
-        kcm_job_fail(base, "%s %s: cannot create a curl handle", j->method, j->url);
-        return;
-    }
     SET(CURLOPT_ERRORBUFFER, errbuf);
     SET(CURLOPT_URL, j->url);
     /* Only plain HTTP(S), never a proxy from the environment: requests go
@@ -243,7 +235,11 @@ static void http_work(kcm_job *base)
      * server ends the request after 60 s (connect: 10 s). */
     SET(CURLOPT_TIMEOUT_MS, j->timeout_ms > 0 ? j->timeout_ms : 60000L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, j->connect_timeout_ms > 0 ? j->connect_timeout_ms : 10000L);
+    return 0;
+}
 
+static int set_method(struct http_job *j, CURL *c)
+{
     if (strcmp(j->method, "GET") == 0) {
         SET(CURLOPT_HTTPGET, 1L);
     } else if (strcmp(j->method, "HEAD") == 0) {
@@ -257,7 +253,11 @@ static void http_work(kcm_job *base)
         /* POSTFIELDS switches curl to POST; keep the caller's verb. */
         SET(CURLOPT_CUSTOMREQUEST, j->method);
     }
+    return 0;
+}
 
+static int set_tls(struct http_job *j, CURL *c)
+{
     if (j->insecure) {
         SET(CURLOPT_SSL_VERIFYPEER, 0L);
         SET(CURLOPT_SSL_VERIFYHOST, 0L);
@@ -283,7 +283,38 @@ static void http_work(kcm_job *base)
     } else if (j->key_file) {
         SET(CURLOPT_SSLKEY, j->key_file);
     }
+    return 0;
+}
 
+/* The key blob set with NOCOPY dies with the job: unset it before the
+ * handle waits for another request (curl keeps what the connection needs). */
+static void park_handle(CURL *c, const char *key)
+{
+    cu->easy_setopt(c, CURLOPT_SSLKEY_BLOB, NULL);
+    cu->easy_setopt(c, CURLOPT_SSLCERT_BLOB, NULL);
+    cu->easy_setopt(c, CURLOPT_CAINFO_BLOB, NULL);
+    cu->easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    cu->easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    cu->easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
+    cu->easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+    cu->easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+    give_back(c, key);
+}
+
+static void http_work(kcm_job *base)
+{
+    struct http_job *j = (struct http_job *)base;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    char *key = host_key(j->url);
+    int ok = 0;
+    CURL *c = take_handle(key);
+    if (!c) {
+        free(key);
+        kcm_job_fail(base, "%s %s: cannot create a curl handle", j->method, j->url);
+        return;
+    }
+    if (set_transfer(j, c, errbuf) || set_method(j, c) || set_tls(j, c))
+        goto out;
     CURLcode rc = cu->easy_perform(c);
     if (rc != CURLE_OK) {
         /* errbuf holds curl's detailed reason (certificate problem, refused
@@ -300,22 +331,11 @@ static void http_work(kcm_job *base)
     cu->easy_getinfo(c, CURLINFO_NUM_CONNECTS, &j->connects);
     ok = 1;
 out:
-    /* The key blob set with NOCOPY dies with the job: unset it before the
-     * handle waits for another request (curl keeps what the connection
-     * needs). A failed request's handle is not reused. */
-    if (ok) {
-        cu->easy_setopt(c, CURLOPT_SSLKEY_BLOB, NULL);
-        cu->easy_setopt(c, CURLOPT_SSLCERT_BLOB, NULL);
-        cu->easy_setopt(c, CURLOPT_CAINFO_BLOB, NULL);
-        cu->easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-        cu->easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-        cu->easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
-        cu->easy_setopt(c, CURLOPT_WRITEDATA, NULL);
-        cu->easy_setopt(c, CURLOPT_HEADERDATA, NULL);
-        give_back(c, key);
-    } else {
+    /* A failed request's handle is not reused. */
+    if (ok)
+        park_handle(c, key);
+    else
         cu->easy_cleanup(c);
-    }
     free(key);
 }
 

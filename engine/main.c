@@ -108,6 +108,29 @@ static int exec_argv(char **args)
     return 127;
 }
 
+/* main.lua's two arguments: the command line and what only C knows. */
+static void push_main_args(lua_State *L, int argc, char **argv, const char *datadir, const char *exe)
+{
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    lua_createtable(L, 0, 5);
+    if (datadir) {
+        lua_pushstring(L, datadir);
+        lua_setfield(L, -2, "datadir");
+    }
+    lua_pushstring(L, exe);
+    lua_setfield(L, -2, "exe");
+    lua_pushstring(L, KCM_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, LUA_RELEASE);
+    lua_setfield(L, -2, "lua_release");
+    lua_pushstring(L, KCM_BUILD_MARKER);
+    lua_setfield(L, -2, "build_marker");
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
@@ -136,24 +159,7 @@ int main(int argc, char **argv)
     int rc = 2;
     char **exec_args = NULL;
     if (lua_pcall(L, 1, 1, errf) == LUA_OK) {
-        lua_createtable(L, argc, 0);
-        for (int i = 1; i < argc; i++) {
-            lua_pushstring(L, argv[i]);
-            lua_rawseti(L, -2, i);
-        }
-        lua_createtable(L, 0, 5);
-        if (have_datadir) {
-            lua_pushstring(L, datadir);
-            lua_setfield(L, -2, "datadir");
-        }
-        lua_pushstring(L, exe);
-        lua_setfield(L, -2, "exe");
-        lua_pushstring(L, KCM_VERSION);
-        lua_setfield(L, -2, "version");
-        lua_pushstring(L, LUA_RELEASE);
-        lua_setfield(L, -2, "lua_release");
-        lua_pushstring(L, KCM_BUILD_MARKER);
-        lua_setfield(L, -2, "build_marker");
+        push_main_args(L, argc, argv, have_datadir ? datadir : NULL, exe);
         if (lua_pcall(L, 2, 1, errf) == LUA_OK) {
             if (lua_istable(L, -1)) {
                 exec_args = take_argv(L, lua_gettop(L));

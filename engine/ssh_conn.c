@@ -184,129 +184,159 @@ static void resolved(kcm_ssh_sess *c, ssh_session s, const char *alias)
     if (!c->r_user) c->r_user = strdup("?");
 }
 
+/* What a connection attempt holds until it succeeds or fails. */
+struct setup {
+    ssh_session s;
+    const char *alias;
+    char *kh, *cfg, *cfg_identity;
+    struct kcm_ssh_cfg oc;
+    char *khf[2 * KCM_SSH_CFG_MAX_KH + 2];
+    int nkh, nuser;
+};
+
+static void setup_free(struct setup *u)
+{
+    free(u->kh); free(u->cfg); free(u->cfg_identity);
+    for (int i = 0; i < u->nkh; i++) free(u->khf[i]);
+    kcm_ssh_cfg_free(&u->oc);
+}
+
+/* ssh_config is matched against the node's name (like `ssh node1`), then
+ * every value the inventory gives overrides it (set_target). */
+static int read_config(kcm_ssh_sess *c, struct setup *u, char **msg)
+{
+    ssh_session s = u->s;
+    u->alias = c->name ? c->name : c->host;
+    /* A node name that is no valid host name matches by address instead. */
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, u->alias) < 0 && c->host) u->alias = c->host;
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, u->alias) < 0) {
+        *msg = kcm_ssh_fmt("bad host name %s", u->alias);
+        return -1;
+    }
+    if (c->config) {
+        u->cfg = kcm_ssh_expand_home(c->config);
+        if (!file_exists(u->cfg)) { *msg = kcm_ssh_fmt("ssh config %s: no such file", u->cfg); return -1; }
+    } else {
+        u->cfg = kcm_ssh_expand_home("~/.ssh/config");
+        if (!file_exists(u->cfg)) { free(u->cfg); u->cfg = NULL; }
+    }
+    if (u->cfg && ssh_options_parse_config(s, u->cfg) < 0) {
+        *msg = kcm_ssh_fmt("cannot parse ssh config %s: %s", u->cfg, ssh_get_error(s));
+        return -1;
+    }
+    /* libssh matches later Host blocks against a HostName it already
+     * substituted; the values that decide where and as whom we log in come
+     * from our own OpenSSH-like reading instead (ssh_config.c). */
+    return kcm_ssh_config_resolve(u->cfg, u->alias, &u->oc, msg) != 0 ? -1 : 0;
+}
+
+/* Where and as whom: the inventory's values, else ssh_config's. */
+static int set_target(kcm_ssh_sess *c, struct setup *u, char **msg)
+{
+    ssh_session s = u->s;
+    int no = 0, yes = 1, verbosity = SSH_LOG_NOLOG;
+    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    /* ssh_config LogLevel would turn on libssh's (process-wide) logging to
+     * stderr; kcmrun reports errors itself. */
+    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
+    const char *host = c->host ? c->host : u->oc.hostname ? u->oc.hostname : u->alias;
+    if (ssh_options_set(s, SSH_OPTIONS_HOST, host) < 0) {
+        *msg = kcm_ssh_fmt("bad host %s", host);
+        return -1;
+    }
+    int port = c->port > 0 ? c->port : u->oc.port > 0 ? u->oc.port : 22;
+    { unsigned p = (unsigned)port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
+    if (c->user && !user_ok(c->user)) {
+        *msg = kcm_ssh_fmt("ssh user '%s' is not a user name (letters, digits, '.', '_', '-'; "
+                           "not starting with a digit, '.' or '-')", c->user);
+        return -1;
+    }
+    if (c->user) ssh_options_set(s, SSH_OPTIONS_USER, c->user);
+    else if (u->oc.user) ssh_options_set(s, SSH_OPTIONS_USER, u->oc.user);
+    else ssh_options_set(s, SSH_OPTIONS_USER, NULL); /* the local user, as ssh(1); named in messages */
+    long tmo = c->connect_timeout > 0 ? c->connect_timeout : 10;
+    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
+    ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
+    return 0;
+}
+
+/* known_hosts, as OpenSSH reads them: the user files (inventory >
+ * ssh_config UserKnownHostsFile > ~/.ssh/known_hosts{,2}), then the
+ * global ones (ssh_config GlobalKnownHostsFile > /etc/ssh/ssh_known_hosts{,2}). */
+static void known_hosts_files(kcm_ssh_sess *c, struct setup *u)
+{
+    if (c->known_hosts) {
+        u->khf[u->nkh++] = kcm_ssh_expand_home(c->known_hosts);
+    } else if (u->oc.user_kh_set) {
+        for (int i = 0; i < u->oc.n_user_kh; i++) u->khf[u->nkh++] = kcm_ssh_fmt("%s", u->oc.user_kh[i]);
+    } else {
+        u->khf[u->nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts");
+        u->khf[u->nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts2");
+    }
+    u->nuser = u->nkh;
+    if (u->oc.global_kh_set) {
+        for (int i = 0; i < u->oc.n_global_kh; i++) u->khf[u->nkh++] = kcm_ssh_fmt("%s", u->oc.global_kh[i]);
+    } else {
+        u->khf[u->nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts");
+        u->khf[u->nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts2");
+    }
+    u->kh = kcm_ssh_fmt("%s", u->nuser ? u->khf[0] : "/dev/null");
+    /* Makes libssh prefer the host key type already recorded. */
+    ssh_options_set(u->s, SSH_OPTIONS_KNOWNHOSTS, u->kh);
+}
+
+/* Options, then connect, host key, authentication. Returns the failure's kind. */
+static int open_session(kcm_ssh_sess *c, struct setup *u, char **msg)
+{
+    ssh_session s = u->s;
+    int verbosity = SSH_LOG_NOLOG;
+    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
+    if (read_config(c, u, msg) != 0 || set_target(c, u, msg) != 0) return KCM_SSH_ERROR;
+    known_hosts_files(c, u);
+    resolved(c, s, u->alias);
+    if (strcmp(c->r_user, "?") != 0 && !user_ok(c->r_user)) {
+        *msg = kcm_ssh_fmt("ssh user '%s' (from ssh_config) is not a user name", c->r_user);
+        return KCM_SSH_ERROR;
+    }
+    /* The first IdentityFile from ssh_config, tried by name so a failure
+     * says which (libssh's own list follows in publickey_auto). */
+    if (!c->identity && u->oc.n_identity > 0) u->cfg_identity = kcm_ssh_expand_home(u->oc.identity[0]);
+
+    if (ssh_connect(s) != SSH_OK) {
+        *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
+        return KCM_SSH_UNREACHABLE;
+    }
+    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, (const char *const *)u->khf, u->nkh, u->nuser,
+                               c->accept_new, msg) != 0)
+        return KCM_SSH_HOSTKEY;
+    if (authenticate(c, s, u->cfg_identity, msg) != 0)
+        return KCM_SSH_AUTH;
+    return KCM_SSH_OK;
+}
+
 int kcm_ssh_connect(kcm_ssh_sess *c, char **msg)
 {
     if (c->s && ssh_is_connected(c->s)) return KCM_SSH_OK;
     kcm_ssh_disconnect(c); /* a dropped connection is replaced */
 
-    int kind = KCM_SSH_ERROR;
-    char *kh = NULL, *cfg = NULL, *cfg_identity = NULL;
-    struct kcm_ssh_cfg oc = {0};
-    char *khf[2 * KCM_SSH_CFG_MAX_KH + 2] = {0};
-    int nkh = 0, nuser = 0;
-    ssh_session s = ssh_new();
-    if (!s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
-
-    int verbosity = SSH_LOG_NOLOG;
-    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
-    /* ssh_config is matched against the node's name (like `ssh node1`),
-     * then every value the inventory gives overrides it. */
-    const char *alias = c->name ? c->name : c->host;
-    /* A node name that is no valid host name matches by address instead. */
-    if (ssh_options_set(s, SSH_OPTIONS_HOST, alias) < 0 && c->host) alias = c->host;
-    if (ssh_options_set(s, SSH_OPTIONS_HOST, alias) < 0) {
-        *msg = kcm_ssh_fmt("bad host name %s", alias);
-        goto fail;
-    }
-    if (c->config) {
-        cfg = kcm_ssh_expand_home(c->config);
-        if (!file_exists(cfg)) { *msg = kcm_ssh_fmt("ssh config %s: no such file", cfg); goto fail; }
-    } else {
-        cfg = kcm_ssh_expand_home("~/.ssh/config");
-        if (!file_exists(cfg)) { free(cfg); cfg = NULL; }
-    }
-    if (cfg && ssh_options_parse_config(s, cfg) < 0) {
-        *msg = kcm_ssh_fmt("cannot parse ssh config %s: %s", cfg, ssh_get_error(s));
-        goto fail;
-    }
-    /* libssh matches later Host blocks against a HostName it already
-     * substituted; the values that decide where and as whom we log in come
-     * from our own OpenSSH-like reading instead (ssh_config.c). */
-    if (kcm_ssh_config_resolve(cfg, alias, &oc, msg) != 0) goto fail;
-    int no = 0, yes = 1;
-    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
-    /* ssh_config LogLevel would turn on libssh's (process-wide) logging to
-     * stderr; kcmrun reports errors itself. */
-    ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
-    const char *host = c->host ? c->host : oc.hostname ? oc.hostname : alias;
-    if (ssh_options_set(s, SSH_OPTIONS_HOST, host) < 0) {
-        *msg = kcm_ssh_fmt("bad host %s", host);
-        goto fail;
-    }
-    int port = c->port > 0 ? c->port : oc.port > 0 ? oc.port : 22;
-    { unsigned p = (unsigned)port; ssh_options_set(s, SSH_OPTIONS_PORT, &p); }
-    if (c->user && !user_ok(c->user)) {
-        *msg = kcm_ssh_fmt("ssh user '%s' is not a user name (letters, digits, '.', '_', '-'; "
-                           "not starting with a digit, '.' or '-')", c->user);
-        goto fail;
-    }
-    if (c->user) ssh_options_set(s, SSH_OPTIONS_USER, c->user);
-    else if (oc.user) ssh_options_set(s, SSH_OPTIONS_USER, oc.user);
-    else ssh_options_set(s, SSH_OPTIONS_USER, NULL); /* the local user, as ssh(1); named in messages */
-    long tmo = c->connect_timeout > 0 ? c->connect_timeout : 10;
-    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
-    ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
-
-    /* known_hosts, as OpenSSH reads them: the user files (inventory >
-     * ssh_config UserKnownHostsFile > ~/.ssh/known_hosts{,2}), then the
-     * global ones (ssh_config GlobalKnownHostsFile > /etc/ssh/ssh_known_hosts{,2}). */
-    if (c->known_hosts) {
-        khf[nkh++] = kcm_ssh_expand_home(c->known_hosts);
-    } else if (oc.user_kh_set) {
-        for (int i = 0; i < oc.n_user_kh; i++) khf[nkh++] = kcm_ssh_fmt("%s", oc.user_kh[i]);
-    } else {
-        khf[nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts");
-        khf[nkh++] = kcm_ssh_expand_home("~/.ssh/known_hosts2");
-    }
-    nuser = nkh;
-    if (oc.global_kh_set) {
-        for (int i = 0; i < oc.n_global_kh; i++) khf[nkh++] = kcm_ssh_fmt("%s", oc.global_kh[i]);
-    } else {
-        khf[nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts");
-        khf[nkh++] = kcm_ssh_fmt("/etc/ssh/ssh_known_hosts2");
-    }
-    kh = kcm_ssh_fmt("%s", nuser ? khf[0] : "/dev/null");
-    /* Makes libssh prefer the host key type already recorded. */
-    ssh_options_set(s, SSH_OPTIONS_KNOWNHOSTS, kh);
-    resolved(c, s, alias);
-    if (strcmp(c->r_user, "?") != 0 && !user_ok(c->r_user)) {
-        *msg = kcm_ssh_fmt("ssh user '%s' (from ssh_config) is not a user name", c->r_user);
-        goto fail;
-    }
-    /* The first IdentityFile from ssh_config, tried by name so a failure
-     * says which (libssh's own list follows in publickey_auto). */
-    if (!c->identity && oc.n_identity > 0) cfg_identity = kcm_ssh_expand_home(oc.identity[0]);
-
-    if (ssh_connect(s) != SSH_OK) {
-        *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
-        kind = KCM_SSH_UNREACHABLE;
-        goto fail;
-    }
-    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, (const char *const *)khf, nkh, nuser,
-                               c->accept_new, msg) != 0) {
-        kind = KCM_SSH_HOSTKEY;
-        goto fail;
-    }
-    if (authenticate(c, s, cfg_identity, msg) != 0) {
-        kind = KCM_SSH_AUTH;
-        goto fail;
+    struct setup u;
+    memset(&u, 0, sizeof u);
+    u.s = ssh_new();
+    if (!u.s) { *msg = kcm_ssh_fmt("out of memory"); return KCM_SSH_ERROR; }
+    int kind = open_session(c, &u, msg);
+    if (kind != KCM_SSH_OK) {
+        if (ssh_is_connected(u.s)) ssh_disconnect(u.s);
+        ssh_free(u.s);
+        setup_free(&u);
+        return kind;
     }
     long op_tmo = c->io_timeout > 0 ? c->io_timeout : 60;
-    set_keepalive(s, op_tmo);
+    set_keepalive(u.s, op_tmo);
     /* After set-up the libssh timeout bounds single protocol exchanges
      * (sftp requests, channel opens); commands have their own timeout. */
-    ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &op_tmo);
-    c->s = s;
+    ssh_options_set(u.s, SSH_OPTIONS_TIMEOUT, &op_tmo);
+    c->s = u.s;
     atomic_store(&c->alive, 1);
-    free(kh); free(cfg); free(cfg_identity);
-    for (int i = 0; i < nkh; i++) free(khf[i]);
-    kcm_ssh_cfg_free(&oc);
+    setup_free(&u);
     return KCM_SSH_OK;
-fail:
-    if (ssh_is_connected(s)) ssh_disconnect(s);
-    ssh_free(s);
-    free(kh); free(cfg); free(cfg_identity);
-    for (int i = 0; i < nkh; i++) free(khf[i]);
-    kcm_ssh_cfg_free(&oc);
-    return kind;
 }

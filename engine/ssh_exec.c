@@ -62,6 +62,64 @@ char *kcm_ssh_wrap_command(const char *cmd, size_t inlen)
     return line;
 }
 
+enum { RUN_DONE, RUN_TIMEOUT, RUN_FAIL };
+
+/* Feeds stdin while collecting output. A command that exits without
+ * reading its stdin closes the window: stop feeding then and keep the
+ * output. No EOF: the wrapper takes EOF on its stdin for "the channel is
+ * gone". */
+static int feed(ssh_channel ch, const char *in, size_t inlen, long deadline, struct kcm_ssh_exec_res *r)
+{
+    size_t off = 0;
+    while (off < inlen && !ssh_channel_is_eof(ch) && !ssh_channel_is_closed(ch)) {
+        size_t chunk = inlen - off > 32768 ? 32768 : inlen - off;
+        int w = ssh_channel_write(ch, in + off, (uint32_t)chunk);
+        if (w == SSH_ERROR) break;
+        off += (size_t)w;
+        if (drain(ch, r) < 0) break;
+        if (deadline && now_ms() >= deadline) return RUN_TIMEOUT;
+    }
+    return RUN_DONE;
+}
+
+/* Reads stdout/stderr until the command's EOF or the deadline. */
+static int collect(ssh_session s, ssh_channel ch, long deadline, struct kcm_ssh_exec_res *r, char **msg)
+{
+    for (;;) {
+        long got = drain(ch, r);
+        if (got < 0) {
+            if (ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) break;
+            *msg = kcm_ssh_fmt("reading command output: %s", ssh_get_error(s));
+            return RUN_FAIL;
+        }
+        if (got > 0) continue;
+        if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) break;
+        /* Wakes on stdout data or EOF; stderr-only output is picked up
+         * by the next slice, so keep slices short. */
+        int slice = 100;
+        if (deadline) {
+            long left = deadline - now_ms();
+            if (left <= 0) return RUN_TIMEOUT;
+            if (left < slice) slice = (int)left;
+        }
+        int p = ssh_channel_poll_timeout(ch, slice, 0);
+        if (p == SSH_ERROR) {
+            if (ssh_channel_is_closed(ch)) break;
+            *msg = kcm_ssh_fmt("reading command output: %s", ssh_get_error(s));
+            return RUN_FAIL;
+        }
+    }
+    drain(ch, r);
+    /* libssh closes every channel when the connection dies: that is no
+     * exit of the command, and must not read as "exit code -1". */
+    if (!ssh_is_connected(s)) {
+        *msg = kcm_ssh_fmt("while running the command: %s", ssh_get_error(s));
+        return RUN_FAIL;
+    }
+    r->code = ssh_channel_get_exit_status(ch);
+    return RUN_DONE;
+}
+
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
                  long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
 {
@@ -78,70 +136,20 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
     char *line = kcm_ssh_wrap_command(cmd, in ? inlen : 0);
     int xr = ssh_channel_request_exec(ch, line);
     free(line);
+    int st = RUN_FAIL;
     if (xr != SSH_OK) {
         *msg = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(s));
-        goto fail;
+    } else {
+        long deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+        st = feed(ch, in, inlen, deadline, r);
+        if (st == RUN_DONE)
+            st = collect(s, ch, deadline, r, msg);
     }
-    long deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-
-    /* A command that exits without reading its stdin closes the window:
-     * stop feeding then and keep the output. */
-    size_t off = 0;
-    while (off < inlen && !ssh_channel_is_eof(ch) && !ssh_channel_is_closed(ch)) {
-        size_t chunk = inlen - off > 32768 ? 32768 : inlen - off;
-        int w = ssh_channel_write(ch, in + off, (uint32_t)chunk);
-        if (w == SSH_ERROR) break;
-        off += (size_t)w;
-        if (drain(ch, r) < 0) break;
-        if (deadline && now_ms() >= deadline) goto timeout;
-    }
-    /* no EOF: the wrapper takes EOF on its stdin for "the channel is gone" */
-
-    for (;;) {
-        long got = drain(ch, r);
-        if (got < 0) {
-            if (ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) break;
-            *msg = kcm_ssh_fmt("reading command output: %s", ssh_get_error(s));
-            goto fail;
-        }
-        if (got > 0) continue;
-        if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) break;
-        /* Wakes on stdout data or EOF; stderr-only output is picked up
-         * by the next slice, so keep slices short. */
-        int slice = 100;
-        if (deadline) {
-            long left = deadline - now_ms();
-            if (left <= 0) goto timeout;
-            if (left < slice) slice = (int)left;
-        }
-        int p = ssh_channel_poll_timeout(ch, slice, 0);
-        if (p == SSH_ERROR) {
-            if (ssh_channel_is_closed(ch)) break;
-            *msg = kcm_ssh_fmt("reading command output: %s", ssh_get_error(s));
-            goto fail;
-        }
-    }
-    drain(ch, r);
-    /* libssh closes every channel when the connection dies: that is no
-     * exit of the command, and must not read as "exit code -1". */
-    if (!ssh_is_connected(s)) {
-        *msg = kcm_ssh_fmt("while running the command: %s", ssh_get_error(s));
-        goto fail;
-    }
-    r->code = ssh_channel_get_exit_status(ch);
+    /* On a timeout, closing the channel ends the command: its wrapper sees
+     * EOF. The session stays usable. */
+    if (st == RUN_TIMEOUT)
+        r->timed_out = 1;
     ssh_channel_close(ch);
     ssh_channel_free(ch);
-    return 0;
-
-timeout:
-    r->timed_out = 1;
-    /* Closing the channel ends the command: its wrapper sees EOF. The
-     * session stays usable. */
-    ssh_channel_close(ch);
-    ssh_channel_free(ch);
-    return 0;
-fail:
-    ssh_channel_close(ch);
-    ssh_channel_free(ch);
-    return -1;
+    return st == RUN_FAIL ? -1 : 0;
 }

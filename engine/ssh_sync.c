@@ -406,32 +406,23 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* Feeds the content (fd, or mem/len) to `cmd`'s stdin, then waits for its
- * exit. *sent counts payload bytes. */
-static int stream_cmd(kcm_ssh_sess *c, const char *cmd, int fd, const char *mem, size_t len,
-                      const char *what, unsigned long long *sent, char **msg)
+/* Writes the content (fd, or mem/len) to the channel. Returns -1 with *msg
+ * when the local file cannot be read; *write_failed when the command stopped
+ * taking input (its stderr says why). */
+static int send_content(ssh_channel ch, int fd, const char *mem, size_t len, const char *what,
+                        unsigned long long *sent, struct kcm_buf *err, int *write_failed, char **msg)
 {
-    ssh_session s = c->s;
-    struct kcm_buf err = {0};
     char *buf = NULL;
-    int rc = -1;
-    ssh_channel ch = ssh_channel_new(s);
-    if (!ch) { *msg = kcm_ssh_fmt("%s: cannot open channel: %s", what, ssh_get_error(s)); return -1; }
-    if (ssh_channel_open_session(ch) != SSH_OK || ssh_channel_request_exec(ch, cmd) != SSH_OK) {
-        *msg = kcm_ssh_fmt("%s: %s", what, ssh_get_error(s));
-        ssh_channel_free(ch);
-        return -1;
-    }
-    if (fd >= 0) buf = malloc(CHUNK);
+    if (fd >= 0 && !(buf = malloc(CHUNK))) { *msg = kcm_ssh_fmt("%s: out of memory", what); return -1; }
     size_t off = 0;
-    int write_failed = 0;
+    int rc = 0;
     for (;;) {
         const char *p;
         size_t n;
         if (fd >= 0) {
             ssize_t got = read(fd, buf, CHUNK);
             if (got < 0 && errno == EINTR) continue;
-            if (got < 0) { *msg = kcm_ssh_fmt("%s: reading the local file: %s", what, strerror(errno)); goto out; }
+            if (got < 0) { *msg = kcm_ssh_fmt("%s: reading the local file: %s", what, strerror(errno)); rc = -1; break; }
             p = buf, n = (size_t)got;
         } else {
             p = mem + off, n = len - off > CHUNK ? CHUNK : len - off;
@@ -441,51 +432,84 @@ static int stream_cmd(kcm_ssh_sess *c, const char *cmd, int fd, const char *mem,
          * bounds a stalled link. */
         for (size_t w = 0; w < n;) {
             int k = ssh_channel_write(ch, p + w, (uint32_t)(n - w));
-            if (k == SSH_ERROR || ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) { write_failed = 1; break; }
+            if (k == SSH_ERROR || ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) { *write_failed = 1; break; }
             w += (size_t)k;
         }
-        if (write_failed) break;
+        if (*write_failed) break;
         off += n;
         *sent += n;
         /* dd writes nothing on success: stderr only matters at the end, but
          * it must not fill the window meanwhile. */
         char eb[4096];
         int k;
-        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) kcm_buf_add(&err, eb, (size_t)k);
+        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) kcm_buf_add(err, eb, (size_t)k);
     }
-    if (!write_failed && !ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
+    free(buf);
+    return rc;
+}
+
+/* Waits for the command's end, collecting stderr; the deadline moves while
+ * the node still talks. */
+static int wait_end(kcm_ssh_sess *c, ssh_channel ch, const char *what, struct kcm_buf *err, char **msg)
+{
     long deadline = now_ms() + (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L;
     for (;;) {
         char eb[4096];
         int k, any = 0;
-        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) { kcm_buf_add(&err, eb, (size_t)k); any = 1; }
+        while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 1)) > 0) { kcm_buf_add(err, eb, (size_t)k); any = 1; }
         while ((k = ssh_channel_read_nonblocking(ch, eb, sizeof eb, 0)) > 0) any = 1;
         if (ssh_channel_is_closed(ch) || ssh_channel_is_eof(ch)) break;
-        if (!ssh_is_connected(s)) break;
+        if (!ssh_is_connected(c->s)) break;
         if (any) deadline = now_ms() + (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L;
-        if (now_ms() > deadline) { *msg = kcm_ssh_fmt("%s: no answer from the node", what); goto out; }
+        if (now_ms() > deadline) { *msg = kcm_ssh_fmt("%s: no answer from the node", what); return -1; }
         if (ssh_channel_poll_timeout(ch, 100, 1) == SSH_ERROR && !ssh_channel_is_closed(ch)) break;
     }
-    if (!ssh_is_connected(s)) {
-        *msg = kcm_ssh_fmt("%s: connection lost: %s", what, ssh_get_error(s));
-        goto out;
+    if (!ssh_is_connected(c->s)) {
+        *msg = kcm_ssh_fmt("%s: connection lost: %s", what, ssh_get_error(c->s));
+        return -1;
     }
+    return 0;
+}
+
+/* "dd: error writing '/x/.y.kcm-1.tmp': No space left on device"
+ * -> "put /x/y: no space left on device" */
+static char *failure_message(struct kcm_buf *err, const char *what, int code)
+{
+    char *e = trimmed(err);
+    char *why = strrchr(e, '\n') ? strrchr(e, '\n') + 1 : e;
+    char *last = strstr(why, "': ");
+    if (strncmp(why, "dd: ", 4) == 0 && last) why = last + 3;
+    if (why[0] >= 'A' && why[0] <= 'Z' && why[1] >= 'a' && why[1] <= 'z') why[0] = (char)(why[0] + 32);
+    char *msg = *why ? kcm_ssh_fmt("%s: %s", what, why) : kcm_ssh_fmt("%s: exit code %d", what, code);
+    free(e);
+    return msg;
+}
+
+/* Feeds the content (fd, or mem/len) to `cmd`'s stdin, then waits for its
+ * exit. *sent counts payload bytes. */
+static int stream_cmd(kcm_ssh_sess *c, const char *cmd, int fd, const char *mem, size_t len,
+                      const char *what, unsigned long long *sent, char **msg)
+{
+    ssh_session s = c->s;
+    struct kcm_buf err = {0};
+    int rc = -1, write_failed = 0;
+    ssh_channel ch = ssh_channel_new(s);
+    if (!ch) { *msg = kcm_ssh_fmt("%s: cannot open channel: %s", what, ssh_get_error(s)); return -1; }
+    if (ssh_channel_open_session(ch) != SSH_OK || ssh_channel_request_exec(ch, cmd) != SSH_OK) {
+        *msg = kcm_ssh_fmt("%s: %s", what, ssh_get_error(s));
+        ssh_channel_free(ch);
+        return -1;
+    }
+    if (send_content(ch, fd, mem, len, what, sent, &err, &write_failed, msg) != 0) goto out;
+    if (!write_failed && !ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
+    if (wait_end(c, ch, what, &err, msg) != 0) goto out;
     int code = ssh_channel_get_exit_status(ch);
     if (code != 0 || write_failed) {
-        /* "dd: error writing '/x/.y.kcm-1.tmp': No space left on device"
-         * -> "put /x/y: no space left on device" */
-        char *e = trimmed(&err);
-        char *why = strrchr(e, '\n') ? strrchr(e, '\n') + 1 : e;
-        char *last = strstr(why, "': ");
-        if (strncmp(why, "dd: ", 4) == 0 && last) why = last + 3;
-        if (why[0] >= 'A' && why[0] <= 'Z' && why[1] >= 'a' && why[1] <= 'z') why[0] = (char)(why[0] + 32);
-        *msg = *why ? kcm_ssh_fmt("%s: %s", what, why) : kcm_ssh_fmt("%s: exit code %d", what, code);
-        free(e);
+        *msg = failure_message(&err, what, code);
         goto out;
     }
     rc = 0;
 out:
-    free(buf);
     kcm_buf_free(&err, 0);
     ssh_channel_close(ch);
     ssh_channel_free(ch);

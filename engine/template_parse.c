@@ -733,6 +733,66 @@ static void parse_for(parser *p, node_list *l, kcm_tpl_node *n)
     append(l, n);
 }
 
+/* A {# comment #}: the text before it ends at the tag (close_tag trims). */
+static void skip_comment(parser *p, node_list *l, size_t text_from, int tline, int tcol)
+{
+    size_t tag_start = p->pos;
+    int line = p->line, col = p->col;
+    advn(p, 2);
+    while (p->pos < p->n && !(p->s[p->pos] == '#' && peekc(p, 1) == '}'))
+        adv(p);
+    if (p->pos >= p->n)
+        kcm_tpl_error(p->L, p->t, line, col, "unclosed comment: no #} before end of file");
+    advn(p, 2);
+    p->tk.kind = T_CLOSE;
+    p->tk.trim = 0;
+    emit_text(p, l, text_from, close_tag(p, text_from, tag_start, 0), tline, tcol);
+}
+
+/* A {% tag %}: if and for parse their whole block here; elif/else/end end
+ * the caller's block (returns 1, the tag in *end). */
+static int parse_tag(parser *p, node_list *l, term *end, size_t text_from, int tline, int tcol)
+{
+    size_t tag_start = p->pos;
+    int line = p->line, col = p->col;
+    advn(p, 2);
+    int trim_left = 0;
+    if (peekc(p, 0) == '-') {
+        trim_left = 1;
+        adv(p);
+    }
+    lex(p);
+    if (p->tk.kind != T_PATH || p->tk.path->nseg != 1)
+        unexpected(p, "a tag name (if, elif, else, end, for)");
+    if (tok_is(p, "if")) {
+        lex(p);
+        kcm_tpl_expr *cond = parse_or(p);
+        emit_text(p, l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
+        parse_if(p, l, line, col, cond);
+    } else if (tok_is(p, "for")) {
+        kcm_tpl_node *n = new_node(p, KCM_N_FOR, line, col);
+        lex(p);
+        parse_for_head(p, n);
+        emit_text(p, l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
+        parse_for(p, l, n);
+    } else if (tok_is(p, "elif") || tok_is(p, "else") || tok_is(p, "end")) {
+        end->kind = tok_is(p, "elif") ? TERM_ELIF : tok_is(p, "else") ? TERM_ELSE : TERM_END;
+        end->line = line;
+        end->col = col;
+        end->cond = NULL;
+        lex(p);
+        if (end->kind == TERM_ELIF)
+            end->cond = parse_or(p);
+        emit_text(p, l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
+        return 1;
+    } else {
+        kcm_tpl_error(p->L, p->t, p->tk.line, p->tk.col,
+                      "unknown tag '%.*s' (expected if, elif, else, end or for)",
+                      clip(p->tk.path->text_len), p->tk.path->text);
+    }
+    return 0;
+}
+
 /* Parses nodes until end of input or a block-ending tag (elif/else/end),
  * which is reported in *end. */
 static kcm_tpl_node *parse_block(parser *p, term *end)
@@ -765,55 +825,10 @@ static kcm_tpl_node *parse_block(parser *p, term *end)
             emit_text(p, &l, text_from, p->pos + 2, tline, tcol);
             advn(p, 3);
         } else if (c == '{' && c1 == '#') {
-            size_t tag_start = p->pos;
-            int line = p->line, col = p->col;
-            advn(p, 2);
-            while (p->pos < p->n && !(p->s[p->pos] == '#' && peekc(p, 1) == '}'))
-                adv(p);
-            if (p->pos >= p->n)
-                kcm_tpl_error(p->L, p->t, line, col, "unclosed comment: no #} before end of file");
-            advn(p, 2);
-            p->tk.kind = T_CLOSE;
-            p->tk.trim = 0;
-            emit_text(p, &l, text_from, close_tag(p, text_from, tag_start, 0), tline, tcol);
+            skip_comment(p, &l, text_from, tline, tcol);
         } else if (c == '{' && c1 == '%') {
-            size_t tag_start = p->pos;
-            int line = p->line, col = p->col;
-            advn(p, 2);
-            int trim_left = 0;
-            if (peekc(p, 0) == '-') {
-                trim_left = 1;
-                adv(p);
-            }
-            lex(p);
-            if (p->tk.kind != T_PATH || p->tk.path->nseg != 1)
-                unexpected(p, "a tag name (if, elif, else, end, for)");
-            if (tok_is(p, "if")) {
-                lex(p);
-                kcm_tpl_expr *cond = parse_or(p);
-                emit_text(p, &l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
-                parse_if(p, &l, line, col, cond);
-            } else if (tok_is(p, "for")) {
-                kcm_tpl_node *n = new_node(p, KCM_N_FOR, line, col);
-                lex(p);
-                parse_for_head(p, n);
-                emit_text(p, &l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
-                parse_for(p, &l, n);
-            } else if (tok_is(p, "elif") || tok_is(p, "else") || tok_is(p, "end")) {
-                end->kind = tok_is(p, "elif") ? TERM_ELIF : tok_is(p, "else") ? TERM_ELSE : TERM_END;
-                end->line = line;
-                end->col = col;
-                end->cond = NULL;
-                lex(p);
-                if (end->kind == TERM_ELIF)
-                    end->cond = parse_or(p);
-                emit_text(p, &l, text_from, close_tag(p, text_from, tag_start, trim_left), tline, tcol);
+            if (parse_tag(p, &l, end, text_from, tline, tcol))
                 break;
-            } else {
-                kcm_tpl_error(p->L, p->t, p->tk.line, p->tk.col,
-                              "unknown tag '%.*s' (expected if, elif, else, end or for)",
-                              clip(p->tk.path->text_len), p->tk.path->text);
-            }
         } else {
             adv(p);
             continue;
