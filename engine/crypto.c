@@ -307,22 +307,35 @@ static int l_generate_key(lua_State *L)
     return kcm_job_yield(L, &j->base);
 }
 
-/* crypto.load_key(pem) -> key | nil, err (any PEM private key form). */
-static int l_load_key(lua_State *L)
+/* Any PEM private key form; NULL when it is none. */
+static EVP_PKEY *parse_pem_key(const char *pem, size_t len)
 {
-    size_t len;
-    const char *pem = luaL_checklstring(L, 1, &len);
     BIO *bio = BIO_new_mem_buf(pem, (int)len);
     EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
-    if (!pkey) {
+    if (!pkey)
         ERR_clear_error();
+    return pkey;
+}
+
+/* key | nil, err */
+static int push_parsed_key(lua_State *L, EVP_PKEY *pkey)
+{
+    if (!pkey) {
         lua_pushnil(L);
         lua_pushstring(L, "not a PEM private key");
         return 2;
     }
     kcm_crypto_push_key(L, pkey);
     return 1;
+}
+
+/* crypto.load_key(pem) -> key | nil, err (any PEM private key form). */
+static int l_load_key(lua_State *L)
+{
+    size_t len;
+    const char *pem = luaL_checklstring(L, 1, &len);
+    return push_parsed_key(L, parse_pem_key(pem, len));
 }
 
 /* crypto.load_key_file(path) -> key | nil, err: read in a buffer that is
@@ -349,19 +362,10 @@ static int l_load_key_file(lua_State *L)
     }
     close(fd);
     if (!buf) kcm_oom(L);
-    BIO *bio = BIO_new_mem_buf(buf, (int)n);
-    EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-    BIO_free(bio);
+    EVP_PKEY *pkey = parse_pem_key(buf, n);
     kcm_memzero(buf, cap);
     free(buf);
-    if (!pkey) {
-        ERR_clear_error();
-        lua_pushnil(L);
-        lua_pushstring(L, "not a PEM private key");
-        return 2;
-    }
-    kcm_crypto_push_key(L, pkey);
-    return 1;
+    return push_parsed_key(L, pkey);
 }
 
 static const luaL_Reg crypto_funcs[] = {

@@ -116,19 +116,16 @@ static void push_main_args(lua_State *L, int argc, char **argv, const char *data
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i);
     }
+    const char *const info[][2] = {
+        {"datadir", datadir}, {"exe", exe}, {"version", KCM_VERSION},
+        {"lua_release", LUA_RELEASE}, {"build_marker", KCM_BUILD_MARKER},
+    };
     lua_createtable(L, 0, 5);
-    if (datadir) {
-        lua_pushstring(L, datadir);
-        lua_setfield(L, -2, "datadir");
-    }
-    lua_pushstring(L, exe);
-    lua_setfield(L, -2, "exe");
-    lua_pushstring(L, KCM_VERSION);
-    lua_setfield(L, -2, "version");
-    lua_pushstring(L, LUA_RELEASE);
-    lua_setfield(L, -2, "lua_release");
-    lua_pushstring(L, KCM_BUILD_MARKER);
-    lua_setfield(L, -2, "build_marker");
+    for (size_t i = 0; i < sizeof info / sizeof info[0]; i++)
+        if (info[i][1]) {   /* no datadir: main.lua says what was tried */
+            lua_pushstring(L, info[i][1]);
+            lua_setfield(L, -2, info[i][0]);
+        }
 }
 
 int main(int argc, char **argv)

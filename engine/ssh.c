@@ -75,6 +75,15 @@ static const char *label(kcm_ssh_sess *c)
     return c->name ? c->name : c->host ? c->host : "?";
 }
 
+int kcm_ssh_need_connection(struct kcm_job *j, kcm_ssh_sess *c)
+{
+    if (c->s && ssh_is_connected(c->s))
+        return 0;
+    pthread_mutex_unlock(&c->mu);
+    kcm_job_fail_kind(j, "unreachable", "not connected (call connect first)");
+    return -1;
+}
+
 static void work(kcm_job *j)
 {
     sjob *sj = (sjob *)j;
@@ -94,11 +103,8 @@ static void work(kcm_job *j)
         pthread_mutex_unlock(&c->mu);
         return;
     }
-    if (!c->s || !ssh_is_connected(c->s)) {
-        pthread_mutex_unlock(&c->mu);
-        kcm_job_fail_kind(j, "unreachable", "not connected (call connect first)");
+    if (kcm_ssh_need_connection(j, c) != 0)
         return;
-    }
     switch (sj->op) {
     case OP_EXEC:
         rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, sj->timeout_ms, &sj->ex, &msg);

@@ -118,7 +118,12 @@ int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
 /* ssh.c: the session userdata at idx (raises when not one or freed), and
  * the release of a job's reference. */
 struct lua_State;
+struct kcm_job;
 kcm_ssh_sess *kcm_ssh_check(struct lua_State *L, int idx);
+/* Worker, with c->mu held: 0 when the session is connected; else releases
+ * c->mu, fails the job (kind "unreachable", "not connected") and
+ * returns -1. */
+int kcm_ssh_need_connection(struct kcm_job *j, kcm_ssh_sess *c);
 void kcm_ssh_sess_unref(kcm_ssh_sess *c);
 
 /* ssh_sync.c: node:put's file sync (methods of the session userdata). */

@@ -766,6 +766,20 @@ typedef struct {
     unsigned long long tx, rx;
 } syncjob;
 
+/* One of the put scripts (COMMIT, CLEAN) with its three arguments, as the
+ * put's user; takes `what` (the message prefix). */
+static int run_script(kcm_ssh_sess *c, const struct put_in *in, const char *script, const char **args,
+                      char *what, char **msg)
+{
+    char *cmd = shell_line(in->become, script, args, 3);
+    struct kcm_ssh_exec_res r;
+    int rc = run_cmd(c, cmd, in->become ? in->pw : NULL, what, &r, msg);
+    res_free(&r);
+    free(cmd);
+    free(what);
+    return rc;
+}
+
 static void sync_work(kcm_job *j)
 {
     syncjob *sj = (syncjob *)j;
@@ -774,11 +788,8 @@ static void sync_work(kcm_job *j)
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     c->fail_kind = NULL;
-    if (!c->s || !ssh_is_connected(c->s)) {
-        pthread_mutex_unlock(&c->mu);
-        kcm_job_fail_kind(j, "unreachable", "not connected (call connect first)");
+    if (kcm_ssh_need_connection(j, c) != 0)
         return;
-    }
     switch (sj->op) {
     case S_PROBE:
         if (sj->src) {
@@ -806,13 +817,7 @@ static void sync_work(kcm_job *j)
     }
     case S_COMMIT: {
         const char *args[] = {sj->tmp, sj->path, sj->in.live ? sj->in.live : ""};
-        char *cmd = shell_line(sj->in.become, COMMIT, args, 3);
-        char *what = kcm_ssh_fmt("put %s", sj->path);
-        struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, cmd, sj->in.become ? sj->in.pw : NULL, what, &r, &msg);
-        res_free(&r);
-        free(cmd);
-        free(what);
+        rc = run_script(c, &sj->in, COMMIT, args, kcm_ssh_fmt("put %s", sj->path), &msg);
         break;
     }
     case S_ATTRS:
@@ -820,13 +825,7 @@ static void sync_work(kcm_job *j)
         break;
     case S_CLEAN: {
         const char *args[] = {sj->path, sj->in.live ? sj->in.live : "", sj->tmp ? sj->tmp : ""};
-        char *cmd = shell_line(sj->in.become, CLEAN, args, 3);
-        char *what = kcm_ssh_fmt("put %s: removing stale temp files", sj->path);
-        struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, cmd, sj->in.become ? sj->in.pw : NULL, what, &r, &msg);
-        res_free(&r);
-        free(cmd);
-        free(what);
+        rc = run_script(c, &sj->in, CLEAN, args, kcm_ssh_fmt("put %s: removing stale temp files", sj->path), &msg);
         break;
     }
     case S_STATS: {
