@@ -5,10 +5,14 @@
  * Lua code reaches it as `require "kcm.native.<name>"`.
  *
  * Blocking work (ssh, key generation, HTTPS, local processes) never runs on
- * the main thread: a native function fills a kcm_job and returns
- * kcm_job_yield(L, job). The job's work() runs on a worker thread and must not
- * touch any lua_State; done() runs later on the main thread, in the calling
- * coroutine, and pushes the results.
+ * the main thread: a native function makes its job with kcm_job_new, fills
+ * it (raising freely: until submitted the job belongs to a guard on the
+ * stack, which frees it) and returns kcm_job_yield(L, job). The job's work()
+ * runs on a worker thread and must not touch any lua_State; done() runs
+ * later on the main thread, in the calling coroutine, and pushes the results.
+ *
+ * Out of memory: on the main thread raise "out of memory" (kcm_oom in
+ * engine/util.h); in work(), kcm_job_fail(job, "out of memory").
  *
  * A wait is not blocking work: never nanosleep in a job. task.sleep (and
  * task.retry between attempts) parks the coroutine on a timer of the main
