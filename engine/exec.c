@@ -27,6 +27,7 @@ struct exec_job {
     double timeout;       /* <= 0: none */
     struct kcm_buf out, err;
     int code, sig, timed_out;
+    int oom;              /* output lost: the job fails, never returns it cut short */
 };
 
 /* Process groups of the local commands running now, so an interrupt can end
@@ -89,12 +90,12 @@ static double now(void)
 }
 
 /* One read from a child's pipe into b; 0 once the pipe is done. */
-static int drain(int fd, struct kcm_buf *b)
+static int drain(int fd, struct kcm_buf *b, int *oom)
 {
     char chunk[16384];
     ssize_t rd = read(fd, chunk, sizeof chunk);
-    if (rd > 0)
-        kcm_buf_add(b, chunk, (size_t)rd);
+    if (rd > 0 && kcm_buf_add(b, chunk, (size_t)rd) != 0)
+        *oom = 1;
     return rd > 0 || (rd < 0 && errno == EINTR);
 }
 
@@ -182,9 +183,9 @@ static void pump(struct exec_job *j, pid_t pid, int in_w, int out_r, int err_r)
         if (iin >= 0 && (p[iin].revents & (POLLOUT | POLLERR | POLLHUP)))
             feed_stdin(j, &in_w, &written);
         if (iout >= 0 && (p[iout].revents & (POLLIN | POLLHUP | POLLERR)))
-            open_out = drain(out_r, &j->out);
+            open_out = drain(out_r, &j->out, &j->oom);
         if (ierr >= 0 && (p[ierr].revents & (POLLIN | POLLHUP | POLLERR)))
-            open_err = drain(err_r, &j->err);
+            open_err = drain(err_r, &j->err, &j->oom);
     }
     if (in_w >= 0)
         close(in_w);
@@ -227,6 +228,10 @@ static void exec_work(kcm_job *job)
     kid_del(pid);
     if (exec_errno) {
         kcm_job_fail(job, "exec %s: %s", j->argv[0], strerror(exec_errno));
+        return;
+    }
+    if (j->oom) {
+        kcm_job_fail(job, "out of memory");
         return;
     }
     if (WIFEXITED(status))
