@@ -67,11 +67,10 @@ void *kcm_job_new(lua_State *L, size_t size, kcm_job_work_fn work,
                   kcm_job_done_fn done, kcm_job_free_fn free_fn);
 
 /* Runs job->work (of a job from kcm_job_new) on the worker pool and yields
- * the calling coroutine; when the
- * job is done the coroutine resumes with what job->done pushed, or, when
- * work() failed, with `nil, message, kind` (an operational failure is a value,
- * never a raise: the natives' one convention; misuse raises before the job
- * exists). Outside a scheduled coroutine (not
+ * the calling coroutine; when the job is done the coroutine resumes with what
+ * job->done pushed, or, when work() failed, with `nil, message, kind` (an
+ * operational failure is a value, never a raise: the natives' one convention;
+ * misuse raises before the job exists). Outside a scheduled coroutine (not
  * yieldable) the work runs inline. Use as `return kcm_job_yield(L, job);` */
 int kcm_job_yield(lua_State *L, kcm_job *job);
 
