@@ -211,6 +211,9 @@ static int run_cmd(kcm_ssh_sess *c, const char *cmd, const char *pw, const char 
     }
     if (r->timed_out) { *msg = kcm_ssh_fmt("%s: timed out", what); return -1; }
     if (r->code != 0) {
+        /* a command's refusal shows only in its stderr: kind "exit" lets the
+         * Lua layer read it there (node.lua's become hint) */
+        c->fail_kind = "exit";
         char *e = trimmed(&r->err);
         *msg = *e ? kcm_ssh_fmt("%s: %s", what, e) : kcm_ssh_fmt("%s: exit code %d", what, r->code);
         free(e);
