@@ -2,6 +2,7 @@
  * secret (the temp file has its final mode from the first byte), reads,
  * stat, mkdir -p, remove, SHA-256. All honour --check. */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <dirent.h>
@@ -60,6 +61,24 @@ static int read_all(const char *path, char **out, size_t *len)
     return 0;
 }
 
+/* The convention's failure: nil, "what: reason", and the kind callers
+ * branch on (kcm.error). */
+static int push_fail(lua_State *L, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int push_fail(lua_State *L, int err, const char *fmt, ...)
+{
+    lua_pushnil(L);
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushfstring(L, ": %s", strerror(err));
+    lua_concat(L, 2);
+    lua_pushstring(L, err == EACCES || err == EPERM || err == EROFS ? "denied"
+                      : err == ENOENT || err == ENOTDIR ? "noent"
+                      : err == EEXIST || err == EISDIR ? "exists" : "error");
+    return 3;
+}
+
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -68,9 +87,7 @@ static int l_read(lua_State *L)
     if (read_all(path, &data, &len) < 0) {
         if (errno == ENOMEM)
             kcm_oom(L);
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return push_fail(L, errno, "%s", path);
     }
     lua_pushlstring(L, data, len);
     kcm_memzero(data, len);
@@ -79,10 +96,11 @@ static int l_read(lua_State *L)
 }
 
 /* When the file already holds data: -1 when it must be written, else
- * whether only the mode changes (chmod done unless dry). lstat: a symlink is
- * never "the same file"; the rename in replace_file replaces the link itself
- * instead of writing (or chmod-ing) what it points to. */
-static int same_content(lua_State *L, const char *path, const char *data, size_t len, mode_t mode, int dry)
+ * whether only the mode changed (the chmod is done; -2 with errno when it
+ * failed). lstat: a symlink is never "the same file"; the rename in
+ * replace_file replaces the link itself instead of writing (or chmod-ing)
+ * what it points to. */
+static int same_content(const char *path, const char *data, size_t len, mode_t mode)
 {
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size != len)
@@ -98,33 +116,34 @@ static int same_content(lua_State *L, const char *path, const char *data, size_t
         return -1;
     if ((st.st_mode & 07777) == mode)
         return 0;
-    if (!dry && chmod(path, mode) != 0)
-        luaL_error(L, "chmod %s: %s", path, strerror(errno));
+    if (chmod(path, mode) != 0)
+        return -2;
     return 1;
 }
 
 /* A temp file next to the target, fsync, rename, fsync of the folder: a
- * crash leaves the old file or the new one, never half of it. */
-static void replace_file(lua_State *L, const char *path, const char *data, size_t len, mode_t mode,
-                         int want_mkdir)
+ * crash leaves the old file or the new one, never half of it. Returns 0, or
+ * the convention's failure values pushed (their count). */
+static int replace_file(lua_State *L, const char *path, const char *data, size_t len, mode_t mode,
+                        int want_mkdir)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *d = dirname(dir);
     if (want_mkdir) {
         int ch = 0;
-        if (kcm_mkdir_p(d, 0755, 0, &ch) != 0)
-            luaL_error(L, "mkdir %s: %s", d, strerror(errno));
+        if (kcm_mkdir_p(d, 0755, &ch) != 0)
+            return push_fail(L, errno, "mkdir %s", d);
     }
     char tmp[PATH_MAX];
     char base[PATH_MAX];
     snprintf(base, sizeof base, "%s", path);
     if (snprintf(tmp, sizeof tmp, "%s/.%s.kcm-XXXXXX", d, basename(base)) >= (int)sizeof tmp)
-        luaL_error(L, "write %s: path too long", path);
+        return push_fail(L, ENAMETOOLONG, "write %s", path);
     /* mkostemp creates 0600; that is already safe for secrets. */
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        luaL_error(L, "write %s: %s", path, strerror(errno));
+        return push_fail(L, errno, "write %s", path);
     size_t off = 0;
     int err = 0;
     while (off < len) {
@@ -147,26 +166,27 @@ static void replace_file(lua_State *L, const char *path, const char *data, size_
         err = errno;
     if (err) {
         unlink(tmp);
-        luaL_error(L, "write %s: %s", path, strerror(err));
+        return push_fail(L, err, "write %s", path);
     }
     int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         fsync(dfd);
         close(dfd);
     }
+    return 0;
 }
 
-/* fs.write(path, data, {mode=, mkdir=, always=}) -> changed */
+/* fs.write(path, data, {mode=, mkdir=}) -> changed | nil, message, kind.
+ * It writes: --check is the target layer's to decide (kcm.target), never
+ * this primitive's. */
 static int l_write(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
     mode_t mode = 0644;
-    int want_mkdir = 0, always = 0;
+    int want_mkdir = 0;
     if (lua_istable(L, 3)) {
-        /* always: kcmrun's own output (--timeline), written in --check too */
-        always = kcm_opt_bool(L, 3, "always", 0);
         if (lua_getfield(L, 3, "mode") == LUA_TSTRING)   /* "0644" */
             mode = (mode_t)strtol(lua_tostring(L, -1), NULL, 8) & 07777;
         else
@@ -174,14 +194,16 @@ static int l_write(lua_State *L)
         lua_pop(L, 1);
         want_mkdir = kcm_opt_bool(L, 3, "mkdir", 0);
     }
-    int dry = !always && kcm_check_mode(L);
-    int same = same_content(L, path, data, len, mode, dry);
+    int same = same_content(path, data, len, mode);
+    if (same == -2)
+        return push_fail(L, errno, "chmod %s", path);
     if (same >= 0) {
         lua_pushboolean(L, same);
         return 1;
     }
-    if (!dry)
-        replace_file(L, path, data, len, mode, want_mkdir);
+    int n = replace_file(L, path, data, len, mode, want_mkdir);
+    if (n)
+        return n;
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -191,9 +213,12 @@ static int l_stat(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (lstat(path, &st) != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        /* nothing there is an answer, not a failure */
+        if (errno == ENOENT || errno == ENOTDIR) {
+            lua_pushnil(L);
+            return 1;
+        }
+        return push_fail(L, errno, "stat %s", path);
     }
     lua_createtable(L, 0, 6);
     const char *t = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
@@ -224,10 +249,8 @@ static int l_mkdir(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
     int changed = 0;
-    /* kcmrun's own state folders are made even in --check (3rd arg true). */
-    int dry = kcm_check_mode(L) && !lua_toboolean(L, 3);
-    if (kcm_mkdir_p(path, mode, dry, &changed) != 0)
-        return luaL_error(L, "mkdir %s: %s", path, strerror(errno));
+    if (kcm_mkdir_p(path, mode, &changed) != 0)
+        return push_fail(L, errno, "mkdir %s", path);
     lua_pushboolean(L, changed);
     return 1;
 }
@@ -241,10 +264,10 @@ static int l_remove(lua_State *L)
             lua_pushboolean(L, 0);
             return 1;
         }
-        return luaL_error(L, "remove %s: %s", path, strerror(errno));
+        return push_fail(L, errno, "remove %s", path);
     }
-    if (!kcm_check_mode(L) && remove(path) != 0)
-        return luaL_error(L, "remove %s: %s", path, strerror(errno));
+    if (remove(path) != 0)
+        return push_fail(L, errno, "remove %s", path);
     lua_pushboolean(L, 1);
     return 1;
 }

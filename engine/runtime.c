@@ -55,8 +55,6 @@ static int poll_seen;                         /* sig_count the last poll returne
 static volatile long signal_at_ms;            /* CLOCK_MONOTONIC of the first signal */
 static long grace_ms = 5000;
 
-int kcm_check_mode(lua_State *L) { (void)L; return pool.check; }
-int kcm_diff_mode(lua_State *L) { (void)L; return pool.diff; }
 
 static void job_vfail(kcm_job *job, const char *kind, const char *fmt, va_list ap)
 {

@@ -228,13 +228,6 @@ static char *dupstr(lua_State *L, int idx)
     return d;
 }
 
-static void refuse_in_check(lua_State *L, const char *what)
-{
-    /* node.lua never calls these in --check; this catches a bug before
-     * it changes a node. */
-    if (kcm_check_mode(L)) luaL_error(L, "ssh %s called in check mode", what);
-}
-
 static int l_connect(lua_State *L) { return kcm_job_yield(L, &new_job(L, OP_CONNECT)->base); }
 static int l_close(lua_State *L) { return kcm_job_yield(L, &new_job(L, OP_CLOSE)->base); }
 
@@ -268,7 +261,6 @@ static int l_sha256(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_SHA)-
 
 static int l_mkdir(lua_State *L)
 {
-    refuse_in_check(L, "mkdir");
     lua_Integer mode = luaL_optinteger(L, 3, 0755);
     sjob *sj = path_op(L, OP_MKDIR);
     sj->mode = (unsigned)mode & 07777;
@@ -277,13 +269,11 @@ static int l_mkdir(lua_State *L)
 
 static int l_remove(lua_State *L)
 {
-    refuse_in_check(L, "remove");
     return kcm_job_yield(L, &path_op(L, OP_REMOVE)->base);
 }
 
 static int l_chmod(lua_State *L)
 {
-    refuse_in_check(L, "chmod");
     lua_Integer mode = luaL_checkinteger(L, 3);
     sjob *sj = path_op(L, OP_CHMOD);
     sj->mode = (unsigned)mode & 07777;
@@ -294,7 +284,6 @@ static int l_put(lua_State *L)
 {
     check_sess(L);
     luaL_checktype(L, 2, LUA_TTABLE);
-    refuse_in_check(L, "put");
     sjob *sj = new_job(L, OP_PUT);
     lua_getfield(L, 2, "data");
     size_t len;

@@ -187,7 +187,7 @@ static int mkdir_parent(const char *file)
     int rc = 0, changed = 0;
     if (slash && slash != dir) {
         *slash = '\0';
-        rc = kcm_mkdir_p(dir, 0700, 0, &changed);
+        rc = kcm_mkdir_p(dir, 0700, &changed);
     }
     free(dir);
     return rc;

@@ -157,7 +157,7 @@ unsigned char *kcm_b64_decode(const char *s, size_t n, size_t *outlen)
     return out;
 }
 
-int kcm_mkdir_p(const char *path, mode_t mode, int dry, int *changed)
+int kcm_mkdir_p(const char *path, mode_t mode, int *changed)
 {
     char buf[PATH_MAX];
     size_t n = strlen(path);
@@ -174,11 +174,9 @@ int kcm_mkdir_p(const char *path, mode_t mode, int dry, int *changed)
             if (stat(buf, &st) != 0) {
                 if (errno != ENOENT)
                     return -1;
-                if (!dry && mkdir(buf, mode) != 0 && errno != EEXIST)
+                if (mkdir(buf, mode) != 0 && errno != EEXIST)
                     return -1;
                 *changed = 1;
-                if (dry)
-                    return 0;
             } else if (!S_ISDIR(st.st_mode)) {
                 errno = ENOTDIR;
                 return -1;

@@ -24,10 +24,9 @@ char *kcm_b64_encode(const unsigned char *p, size_t n, int pad);
  * memory (ENOMEM). */
 unsigned char *kcm_b64_decode(const char *s, size_t n, size_t *outlen);
 
-/* mkdir -p with mode for the folders it makes. dry: make nothing, only say
- * (*changed = 1) whether something would be made. -1 with errno on failure
- * (ENOTDIR when a part is not a folder). */
-int kcm_mkdir_p(const char *path, mode_t mode, int dry, int *changed);
+/* mkdir -p with mode for the folders it makes (*changed = 1 when it made
+ * one). -1 with errno on failure (ENOTDIR when a part is not a folder). */
+int kcm_mkdir_p(const char *path, mode_t mode, int *changed);
 
 /* Fields of an options table at index t. A field that is nil gives the
  * default; a field of the wrong type raises "<who>: <k> must be ...".

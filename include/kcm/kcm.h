@@ -83,10 +83,6 @@ void kcm_job_fail(kcm_job *job, const char *fmt, ...) __attribute__((format(prin
 void kcm_job_fail_kind(kcm_job *job, const char *kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Main thread: is the run in --check mode / --diff mode? Primitives that
- * would change something must consult kcm_check_mode() and change nothing. */
-int kcm_check_mode(lua_State *L);
-int kcm_diff_mode(lua_State *L);
 
 /* Userdata helper: allocate a userdata of `size` bytes with metatable `tname`
  * (created on first use from `methods`, with __index = methods, and `gc` as

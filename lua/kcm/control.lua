@@ -25,15 +25,9 @@ function Control.cmdline(argv)
   return table.concat(parts, " ")
 end
 
--- A local file operation's failure as the error object (fs raises with
--- "op path: reason"; the kind comes from the reason).
-local function fs_call(op, path, fn, ...)
-  local r = table.pack(pcall(fn, ...))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  local msg = tostring(r[2])
-  local kind = msg:find("Permission denied", 1, true) and "denied"
-               or msg:find("No such file", 1, true) and "noent" or "error"
-  E.raise { kind = kind, node = Control.name, op = op, path = path, message = msg }
+-- A local file native's result, or its failure as the error object.
+local function fs_call(op, path, ...)
+  return E.check({ node = Control.name, op = op, path = path }, ...)
 end
 
 --- control:run(argv | string, {stdin, env, cwd, timeout, ok_codes={0}, readonly, changed})
@@ -57,36 +51,31 @@ end
 function Control:put(src, path, opts)
   opts = opts or {}
   local p = target.source(src, "", path, 2)
-  local data = p.data or fs_call("put", path, function() return assert(fs.read(p.src)) end)
+  local data = p.data or fs_call("put", path, fs.read(p.src))
   local mode = mode_of(opts.mode, tonumber("644", 8))
-  local st = fs.stat(path)
+  local st = self:stat(path)
   if st and st.type == "file" and st.size == #data and st.mode == mode and fs.read(path) == data then
     return false
   end
   return target.change((opts.verb or "put") .. " " .. path, function()
-    fs_call("put", path, fs.write, path, data, { mode = mode, mkdir = opts.mkdir })
+    fs_call("put", path, fs.write(path, data, { mode = mode, mkdir = opts.mkdir }))
   end)
 end
 
 --- control:get(path) -> content
 function Control:get(path)
-  local data, err = fs.read(path)
-  if not data then
-    E.raise { kind = err:find("No such file", 1, true) and "noent" or "error", node = self.name, op = "get",
-              path = path, message = err }
-  end
-  return data
+  return (fs_call("get", path, fs.read(path)))
 end
 
 --- control:stat(path) -> {type, size, mode, uid, gid, mtime} | nil
 function Control:stat(path)
-  return (fs.stat(path))
+  return (fs_call("stat", path, fs.stat(path)))
 end
 
 --- control:mkdir(path, {mode="0755"}) -> changed (mkdir -p)
 function Control:mkdir(path, opts)
   local mode = mode_of(opts and opts.mode, tonumber("755", 8))
-  local st = fs.stat(path)
+  local st = self:stat(path)
   if st then
     if st.type ~= "dir" then
       E.raise { kind = "exists", node = self.name, op = "mkdir", path = path,
@@ -94,18 +83,18 @@ function Control:mkdir(path, opts)
     end
     return false
   end
-  return target.change("mkdir " .. path, function() return fs_call("mkdir", path, fs.mkdir, path, mode) end)
+  return target.change("mkdir " .. path, function() return fs_call("mkdir", path, fs.mkdir(path, mode)) end)
 end
 
 --- control:remove(path, {recursive=false}) -> changed
 function Control:remove(path, opts)
-  local st = fs.stat(path)
+  local st = self:stat(path)
   if not st then return false end
   return target.change("remove " .. path, function()
     if st.type == "dir" and opts and opts.recursive then
       self:run({ "rm", "-rf", "--", path })
     else
-      fs_call("remove", path, fs.remove, path)
+      fs_call("remove", path, fs.remove(path))
     end
   end)
 end

@@ -349,18 +349,18 @@ local function ensure_dir(dir)
   local st = fs.stat(dir)
   if st and st.type ~= "dir" and st.type ~= "link" then error(("pki: output folder %s is not a directory"):format(dir), 0) end
   if not st then
-    local ok, err = pcall(fs.mkdir, dir, tonumber("755", 8))
-    if not ok then error(("pki: output folder %s cannot be created: %s"):format(dir, tostring(err)), 0) end
+    local ok, err = fs.mkdir(dir, tonumber("755", 8))
+    if ok == nil then error(("pki: output folder %s cannot be created: %s"):format(dir, tostring(err)), 0) end
   end
   local probe = join(dir, ".kcm-pki-probe")
-  local ok, err = pcall(fs.write, probe, "", { mode = tonumber("600", 8) })
-  if not ok then error(("pki: output folder %s is not writable: %s"):format(dir, tostring(err)), 0) end
+  local ok, err = fs.write(probe, "", { mode = tonumber("600", 8) })
+  if ok == nil then error(("pki: output folder %s is not writable: %s"):format(dir, tostring(err)), 0) end
   fs.remove(probe)
 end
 
 local function write(path, data, mode)
-  local ok, res = pcall(fs.write, path, data, { mode = tonumber(mode, 8) })
-  if not ok then error(("pki: cannot write %s: %s"):format(path, tostring(res)), 0) end
+  local res, err = fs.write(path, data, { mode = tonumber(mode, 8) })
+  if res == nil then error(("pki: cannot write %s: %s"):format(path, tostring(err)), 0) end
   return res
 end
 

@@ -195,8 +195,8 @@ function M:recap(info)
   if self.timeline then
     local svg = M.redact(require("kcm.timeline").svg(self.spans, self.t0, rt.now()))
     -- temp file + rename: a symlink at the path is replaced, never followed
-    local ok, err = pcall(fs.write, self.timeline, svg, { mode = tonumber("600", 8), always = true })
-    if not ok then io.stderr:write("kcmrun: cannot write " .. self.timeline .. ": " .. tostring(err) .. "\n") end
+    local ok, err = fs.write(self.timeline, svg, { mode = tonumber("600", 8) })
+    if ok == nil then io.stderr:write("kcmrun: cannot write " .. self.timeline .. ": " .. tostring(err) .. "\n") end
   end
 end
 

@@ -102,8 +102,8 @@ function M.open(dir, opts)
                               warn = opts.warn or function(m) io.stderr:write("warning: ", m, "\n") end,
                               nodes = {}, locks = {}, live_at = -1 }, S)
   for _, d in ipairs { dir, dir .. "/nodes", dir .. "/runs" } do
-    local ok, err = pcall(fs.mkdir, d, DIR_MODE, true)
-    if not ok then
+    local ok, err = fs.mkdir(d, DIR_MODE)
+    if ok == nil then
       error({ usage = true, message = string.format("state folder %s: %s (give another with --state-dir DIR)",
                                                     dir, tostring(err):gsub("^mkdir ", "")) }, 0)
     end
@@ -224,7 +224,7 @@ function S:_record(id)
     return rec
   end
   local aside = path .. ".corrupt-" .. os.date("!%Y%m%dT%H%M%SZ")
-  local kept = not self.check and pcall(fs.write, aside, data, { mode = FILE_MODE }) and pcall(fs.remove, path)
+  local kept = not self.check and fs.write(aside, data, { mode = FILE_MODE }) and fs.remove(path)
   self.warn(string.format("state file %s is corrupt (%s): a restart an earlier run left due on %s may be " ..
                           "missed; %s. Restart the services there by hand if a run was interrupted",
                           path, ok and "not a state record" or tostring(t):sub(1, 120), id,

@@ -4,6 +4,7 @@
 local exec = require "kcm.exec"
 local files = require "kcm.files"
 local task = require "kcm.task"
+local E = require "kcm.error"
 local rt = require "kcm.native.runtime"
 
 local M = {}
@@ -42,7 +43,7 @@ end
 function M.save_version_cache(ctx)
   local c = ctx.version_cache
   if not (c and c.dirty and c.path) or task.check() then return end
-  require("kcm.native.fs").write(c.path, require("cjson").encode(c.versions), { mode = tonumber("600", 8) })
+  E.ok(require("kcm.native.fs").write(c.path, require("cjson").encode(c.versions), { mode = tonumber("600", 8) }))
   c.dirty = false
 end
 
