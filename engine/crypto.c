@@ -322,9 +322,7 @@ static EVP_PKEY *parse_pem_key(const char *pem, size_t len)
 static int push_parsed_key(lua_State *L, EVP_PKEY *pkey)
 {
     if (!pkey) {
-        lua_pushnil(L);
-        lua_pushstring(L, "not a PEM private key");
-        return 2;
+        return kcm_fail(L, "error", "not a PEM private key");
     }
     kcm_crypto_push_key(L, pkey);
     return 1;
@@ -348,9 +346,7 @@ static int l_load_key_file(lua_State *L)
     if (fd < 0 || fstat(fd, &st) != 0 || st.st_size > (1 << 20)) {
         int e = fd < 0 ? errno : EFBIG;
         if (fd >= 0) close(fd);
-        lua_pushnil(L);
-        lua_pushstring(L, strerror(e));
-        return 2;
+        return kcm_fail(L, e == ENOENT ? "noent" : e == EACCES ? "denied" : "error", "%s", strerror(e));
     }
     size_t cap = (size_t)st.st_size + 1, n = 0;
     char *buf = malloc(cap);

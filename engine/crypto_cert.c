@@ -20,9 +20,7 @@ int kcm_crypto_parse_cert(lua_State *L)
     BIO_free(bio);
     if (!x) {
         ERR_clear_error();
-        lua_pushnil(L);
-        lua_pushstring(L, "not a PEM certificate");
-        return 2;
+        return kcm_fail(L, "error", "not a PEM certificate");
     }
     kcm_crypto_push_cert(L, x);
     return 1;

@@ -61,24 +61,6 @@ static int read_all(const char *path, char **out, size_t *len)
     return 0;
 }
 
-/* The convention's failure: nil, "what: reason", and the kind callers
- * branch on (kcm.error). */
-static int push_fail(lua_State *L, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int push_fail(lua_State *L, int err, const char *fmt, ...)
-{
-    lua_pushnil(L);
-    va_list ap;
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    lua_pushfstring(L, ": %s", strerror(err));
-    lua_concat(L, 2);
-    lua_pushstring(L, err == EACCES || err == EPERM || err == EROFS ? "denied"
-                      : err == ENOENT || err == ENOTDIR ? "noent"
-                      : err == EEXIST || err == EISDIR ? "exists" : "error");
-    return 3;
-}
-
 static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
@@ -87,7 +69,7 @@ static int l_read(lua_State *L)
     if (read_all(path, &data, &len) < 0) {
         if (errno == ENOMEM)
             kcm_oom(L);
-        return push_fail(L, errno, "%s", path);
+        return kcm_fail_errno(L, errno, "%s", path);
     }
     lua_pushlstring(L, data, len);
     kcm_memzero(data, len);
@@ -133,17 +115,17 @@ static int replace_file(lua_State *L, const char *path, const char *data, size_t
     if (want_mkdir) {
         int ch = 0;
         if (kcm_mkdir_p(d, 0755, &ch) != 0)
-            return push_fail(L, errno, "mkdir %s", d);
+            return kcm_fail_errno(L, errno, "mkdir %s", d);
     }
     char tmp[PATH_MAX];
     char base[PATH_MAX];
     snprintf(base, sizeof base, "%s", path);
     if (snprintf(tmp, sizeof tmp, "%s/.%s.kcm-XXXXXX", d, basename(base)) >= (int)sizeof tmp)
-        return push_fail(L, ENAMETOOLONG, "write %s", path);
+        return kcm_fail_errno(L, ENAMETOOLONG, "write %s", path);
     /* mkostemp creates 0600; that is already safe for secrets. */
     int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0)
-        return push_fail(L, errno, "write %s", path);
+        return kcm_fail_errno(L, errno, "write %s", path);
     size_t off = 0;
     int err = 0;
     while (off < len) {
@@ -166,7 +148,7 @@ static int replace_file(lua_State *L, const char *path, const char *data, size_t
         err = errno;
     if (err) {
         unlink(tmp);
-        return push_fail(L, err, "write %s", path);
+        return kcm_fail_errno(L, err, "write %s", path);
     }
     int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
@@ -196,7 +178,7 @@ static int l_write(lua_State *L)
     }
     int same = same_content(path, data, len, mode);
     if (same == -2)
-        return push_fail(L, errno, "chmod %s", path);
+        return kcm_fail_errno(L, errno, "chmod %s", path);
     if (same >= 0) {
         lua_pushboolean(L, same);
         return 1;
@@ -218,7 +200,7 @@ static int l_stat(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        return push_fail(L, errno, "stat %s", path);
+        return kcm_fail_errno(L, errno, "stat %s", path);
     }
     lua_createtable(L, 0, 6);
     const char *t = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
@@ -250,7 +232,7 @@ static int l_mkdir(lua_State *L)
     mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755);
     int changed = 0;
     if (kcm_mkdir_p(path, mode, &changed) != 0)
-        return push_fail(L, errno, "mkdir %s", path);
+        return kcm_fail_errno(L, errno, "mkdir %s", path);
     lua_pushboolean(L, changed);
     return 1;
 }
@@ -264,10 +246,10 @@ static int l_remove(lua_State *L)
             lua_pushboolean(L, 0);
             return 1;
         }
-        return push_fail(L, errno, "remove %s", path);
+        return kcm_fail_errno(L, errno, "remove %s", path);
     }
     if (remove(path) != 0)
-        return push_fail(L, errno, "remove %s", path);
+        return kcm_fail_errno(L, errno, "remove %s", path);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -302,9 +284,7 @@ static int l_realpath(lua_State *L)
     char buf[PATH_MAX];
     const char *path = luaL_checkstring(L, 1);
     if (!realpath(path, buf)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return kcm_fail_errno(L, errno, "%s", path);
     }
     lua_pushstring(L, buf);
     return 1;
@@ -373,9 +353,7 @@ static int l_list(lua_State *L)
     lua_setmetatable(L, -2);
     *d = opendir(path);
     if (!*d) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return kcm_fail_errno(L, errno, "%s", path);
     }
     lua_newtable(L);
     int n = 0;
@@ -422,9 +400,9 @@ static int l_open_private(lua_State *L)
     int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
     if (fd < 0) {
         int e = errno;
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, e == ELOOP ? "is a symbolic link (refused)" : strerror(e));
-        return 2;
+        if (e == ELOOP)
+            return kcm_fail(L, "exists", "%s: is a symbolic link (refused)", path);
+        return kcm_fail_errno(L, e, "%s", path);
     }
     struct stat st;
     const char *why = NULL;
@@ -436,9 +414,7 @@ static int l_open_private(lua_State *L)
         if (!why)
             why = strerror(errno);
         close(fd);
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, why);
-        return 2;
+        return kcm_fail(L, "error", "%s: %s", path, why);
     }
     p->closef = stream_close;
     return 1;

@@ -413,10 +413,12 @@ static int l_resolve_config(lua_State *L)
     int rc = kcm_ssh_config_resolve(path, name, &oc, &msg);
     free(path);
     if (rc != 0) {
-        lua_pushnil(L);
         lua_pushstring(L, msg ? msg : "ssh config: error");
         free(msg);
-        return 2;
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        lua_pushstring(L, "error");
+        return 3;
     }
     lua_createtable(L, 0, 6);
     if (oc.hostname) { lua_pushstring(L, oc.hostname); lua_setfield(L, -2, "hostname"); }

@@ -1,5 +1,6 @@
 /* Small helpers shared by the native modules. */
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,6 +36,32 @@ int kcm_oom(lua_State *L)
 {
     luaL_error(L, "out of memory");
     abort();   /* luaL_error does not return */
+}
+
+int kcm_fail(lua_State *L, const char *kind, const char *fmt, ...)
+{
+    lua_pushnil(L);
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, kind ? kind : "error");
+    return 3;
+}
+
+int kcm_fail_errno(lua_State *L, int err, const char *fmt, ...)
+{
+    lua_pushnil(L);
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushfstring(L, ": %s", strerror(err));
+    lua_concat(L, 2);
+    lua_pushstring(L, err == EACCES || err == EPERM || err == EROFS ? "denied"
+                      : err == ENOENT || err == ENOTDIR ? "noent"
+                      : err == EEXIST || err == EISDIR ? "exists" : "error");
+    return 3;
 }
 
 void kcm_memzero(void *p, size_t n)

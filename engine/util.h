@@ -10,6 +10,14 @@
  * allocator does). Worker: kcm_job_fail(job, "out of memory"). */
 int kcm_oom(lua_State *L) __attribute__((noreturn));
 
+/* The natives' failure convention (misuse raises; an operational failure
+ * is a value): pushes nil, the formatted message and `kind` (a static
+ * string: "denied", "noent", "exists", "error", ...); returns 3. */
+int kcm_fail(lua_State *L, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The same for a failed system call: ": strerror(err)" ends the message and
+ * the kind is errno's (EACCES -> "denied", ENOENT -> "noent", ...). */
+int kcm_fail_errno(lua_State *L, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 struct kcm_buf;
 /* Pushes the buffer's bytes as a Lua string ("" for an empty buffer). */
 void kcm_buf_push(lua_State *L, const struct kcm_buf *b);

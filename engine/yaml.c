@@ -746,10 +746,8 @@ static int l_b64decode(lua_State *L)
     if (!out) {
         if (errno == ENOMEM)
             kcm_oom(L);
-        lua_pushnil(L);
-        lua_pushstring(L, "invalid base64: a character outside the standard alphabet, or truncated, "
-                          "or bad padding");
-        return 2;
+        return kcm_fail(L, "error", "invalid base64: a character outside the standard alphabet, or truncated, "
+                                   "or bad padding");
     }
     lua_pushlstring(L, (const char *)out, len);
     free(out);
