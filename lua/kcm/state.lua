@@ -105,7 +105,7 @@ function M.open(dir, opts)
     local ok, err = fs.mkdir(d, DIR_MODE)
     if ok == nil then
       error({ usage = true, message = string.format("state folder %s: %s (give another with --state-dir DIR)",
-                                                    dir, tostring(err):gsub("^mkdir ", "")) }, 0)
+                                                    dir, err) }, 0)
     end
   end
   self.note = string.format("pid %d\nrun %s\nstarted %s\ncommand %s\n", pid(), M.run_id(),
