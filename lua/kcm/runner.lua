@@ -128,22 +128,27 @@ function M.run_batches(step, targets, run_batch, on_control, skipped)
   return true
 end
 
-function M.run(play, opts)
-  local inv, report = opts.inventory, opts.report
-  local layering = require("kcm.vars").new(inv, play, opts.extra_vars)
-  -- credentials over plain http only when the inventory (or -e) says so
+-- A run: the play, its options and what the phases below share.
+--   select:  the nodes (--limit), their ctx, ctx.hosts / ctx.members
+--   prepare: state, locks, the write-ahead of notifications
+--   run:     the steps (the control machine's part, the nodes' batches)
+--   record:  each node's result into the state and the report; the recap
+
+-- credentials over plain http only when the inventory (or -e) says so
+local function allow_insecure_http(inv, opts)
   local ev = opts.extra_vars or {}
   local iv = inv.vars or {}
   if inv.allow_insecure_http == true or ev.allow_insecure_http == true or ev.allow_insecure_http == "true"
      or iv.allow_insecure_http == true then
     require("kcm.kube").allow_insecure_http = true
   end
+end
 
-  local ctx = { vars = layering:control(play.hosts), inventory = inv, check = opts.check, diff = opts.diff,
-                play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
-                state_dir = opts.state_dir }
-
-  local Node = require "kcm.node"
+-- select: every node of the inventory made from its spec (login settings
+-- layered: command line > node > group > ssh table > ssh_config); those
+-- --limit keeps are the run's nodes.
+local function select_nodes(run)
+  local inv, opts, ctx = run.inv, run.opts, run.ctx
   local limit = opts.limit and split_set(opts.limit)
   if limit then
     for name in pairs(limit) do
@@ -152,26 +157,32 @@ function M.run(play, opts)
   end
   local specs = {}      -- node name -> the spec its Node was made from
   for _, spec in ipairs(inv.nodes) do
-    -- login settings layered (command line > node > group > ssh table > ssh_config)
     local nspec, notes = require("kcm.inventory").node_spec(inv, spec, opts.ssh, opts.extra_vars)
-    for _, note in ipairs(notes) do report:message(nil, note, "log") end
+    for _, note in ipairs(notes) do run.report:message(nil, note, "log") end
     specs[spec.name] = nspec
-    local node = Node.new(nspec)
+    local node = run.Node.new(nspec)
     ctx.by_name[spec.name] = node
     if not limit or limit[spec.name] then ctx.nodes[#ctx.nodes + 1] = node end
   end
+  run.limit, run.specs = limit, specs
+end
 
-  -- what a node's steps see as ctx: the run's ctx, with that node's vars
+-- what a node's steps see as ctx: the run's ctx, with that node's vars
+local function node_contexts(run)
   local node_ctx = {}
-  local function ctx_for(node)
+  return function(node)
     local c = node_ctx[node.name]
     if not c then
-      c = setmetatable({ vars = layering:node(node.name) }, { __index = ctx, __newindex = ctx })
+      c = setmetatable({ vars = run.layering:node(node.name) }, { __index = run.ctx, __newindex = run.ctx })
       node_ctx[node.name] = c
     end
     return c
   end
+end
 
+-- select: ctx.hosts and ctx.members, the groups as steps see them.
+local function add_group_lookups(run)
+  local ctx, inv, play, limit, specs = run.ctx, run.inv, run.play, run.limit, run.specs
   local function group_names(target)
     target = target or play.hosts
     local names = inv.groups[target]
@@ -209,22 +220,26 @@ function M.run(play, opts)
         local spec = specs[n]
         local _, address = state.identity(spec)
         m = { name = n, host = spec.host, address = address or spec.host, port = spec.port,
-              vars = ctx_for(ctx.by_name[n]).vars, node = ctx.by_name[n] }
+              vars = run.ctx_for(ctx.by_name[n]).vars, node = ctx.by_name[n] }
         member_cache[n] = m
       end
       out[#out + 1] = m
     end
     return out
   end
+end
 
-  -- state and locks, per target (user@host:port after ssh_config)
+-- prepare: state and locks, per target (user@host:port after ssh_config).
+-- Returns the nodes left out: {node, error}.
+local function open_state(run)
+  local opts, report = run.opts, run.report
   local st = state.open(opts.state_dir or (fs.tempdir() .. "/state"), {
     check = opts.check, no_lock = opts.no_lock,
     warn = function(msg) report:message(nil, msg, "warn") end,
   })
   local ids, locked_out = {}, {}
-  for _, node in ipairs(ctx.nodes) do
-    local id, err = state.identity(specs[node.name])
+  for _, node in ipairs(run.ctx.nodes) do
+    local id, err = state.identity(run.specs[node.name])
     if id then
       ids[node.name] = id
       local ok, why = st:lock(id)
@@ -233,7 +248,7 @@ function M.run(play, opts)
       locked_out[#locked_out + 1] = { node = node.name, error = err }
     end
   end
-  migrate_legacy(opts.state_file, st, play, ids, opts.check)
+  migrate_legacy(opts.state_file, st, run.play, ids, opts.check)
 
   -- Write-ahead: the first change a notifying step is about to make on a
   -- node marks that node's handlers due, durably, before it happens.
@@ -241,180 +256,250 @@ function M.run(play, opts)
     local w = c and c.notify_due
     if not w or w.marked or task.check() then return end
     w.marked = true
-    w.added = st:mark_due(w.id, play.name, w.handlers)
+    w.added = st:mark_due(w.id, run.play.name, w.handlers)
   end
+  run.st, run.ids = st, ids
+  return locked_out
+end
 
-  local down = {}       -- node name -> "failed" | "unreachable": it left the play
-  local summary = { failed = false, playbook_error = false, interrupted = false }
-  local on_control
+-- record: a node another run holds (or whose ssh settings do not resolve)
+-- is left alone; the others go on
+local function record_locked_out(run, locked_out)
+  if #locked_out == 0 then return end
+  local report = run.report
+  local lstep = { name = "lock" }
+  local names = {}
+  for i, l in ipairs(locked_out) do names[i] = l.node end
+  report:step_start(lstep, names)
+  for _, l in ipairs(locked_out) do
+    report:node_result(lstep, l.node, { status = "failed", error = l.error, duration = 0 })
+    run.down[l.node] = "failed"
+  end
+  report:step_end(lstep)
+  run.summary.failed = true
+end
 
-  report:run_start({ name = play.name, playbook = opts.playbook, inventory = inv.file, check = opts.check,
-                     nodes = #ctx.nodes })
-  if #locked_out > 0 then
-    -- a node another run holds (or whose ssh settings do not resolve) is
-    -- left alone; the others go on
-    local lstep = { name = "lock" }
-    local names = {}
-    for i, l in ipairs(locked_out) do names[i] = l.node end
-    report:step_start(lstep, names)
-    for _, l in ipairs(locked_out) do
-      report:node_result(lstep, l.node, { status = "failed", error = l.error, duration = 0 })
-      down[l.node] = "failed"
-    end
-    report:step_end(lstep)
+-- run: the control machine's part of a step, fn(ctx); reported. -> ok
+local function on_control(run, step, fn)
+  local summary = run.summary
+  local sctx = { node = CONTROL, step = step.name, changes = {} }
+  local t0 = rt.now()
+  local t = task.wait(task.spawn(fn, sctx, run.ctx))
+  local r = { duration = rt.now() - t0, changes = sctx.changes, t0 = t0, t1 = rt.now(), diffs = sctx.diffs }
+  if t.ok then
+    r.status = #sctx.changes > 0 and "changed" or "ok"
+  elseif not t.done then
+    r.status, r.error = "failed", abandoned(run.opts)
+    summary.interrupted = true
+  elseif script_error(t) and not rt.signal() then
+    r.status, r.error, r.where = "failed", "script error (reported below)", t.where
+    summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
+  else
+    r.status, r.error, r.where = "failed", t.message, t.where
+  end
+  run.report:node_result(step, CONTROL, r)
+  return t.ok
+end
+
+-- record: a node's step went through: its notifications, in the state
+local function record_ok(run, step, node, t, r, outcome)
+  local st, play = run.st, run.play
+  local changes = t.ctx.changes
+  r.changes = changes
+  r.status = #changes > 0 and "changed" or "ok"
+  if #changes > 0 then outcome.changed = true end
+  local id, w = run.ids[node.name], t.ctx.notify_due
+  if #changes > 0 and #step.notify > 0 then
+    st:mark_due(id, play.name, step.notify, true)   -- done ahead, unless a primitive did not say
+  elseif w and w.added and #w.added > 0 then
+    st:clear(id, play.name, w.added)            -- marked ahead, but nothing changed after all
+  end
+  if step.handles and t.ctx.info and t.ctx.info.notified then st:clear(id, play.name, { step.handles }) end
+end
+
+-- record: a node's step failed (or its node was unreachable): it leaves the play
+local function record_failed(run, step, node, t, r, outcome)
+  local summary = run.summary
+  local err = t.error
+  if type(err) == "table" and err.unreachable then
+    r.status = "unreachable"
+  else
+    r.status = "failed"
+  end
+  r.error, r.where = t.message, t.where
+  if r.status == "failed" and script_error(t) and not rt.signal() then
+    summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
+    r.error = "script error (reported below)"
+  end
+  -- what this node changed before failing still needs its handlers
+  if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
+    run.st:mark_due(run.ids[node.name], run.play.name, step.notify, true)
+  end
+  run.down[node.name] = r.status
+  summary.failed = true
+  outcome.failed = outcome.failed + 1
+end
+
+-- record: the task of a node's part of a step -> its result, reported
+local function record_node(run, step, node, t, outcome)
+  local summary = run.summary
+  local t1 = t.finished_at or rt.now()     -- abandoned: still running
+  local r = { duration = t.started_at and (t1 - t.started_at) or 0,
+              t0 = t.started_at, t1 = t.started_at and t1, diffs = t.ctx and t.ctx.diffs }
+  if t.skipped then
+    r.status = "skipped"
+    summary.interrupted = true
+  elseif not t.done then
+    r.status, r.error = "failed", abandoned(run.opts)
+    summary.interrupted, summary.failed = true, true
+    run.down[node.name] = "failed"
+    outcome.failed = outcome.failed + 1
+  elseif t.ok then
+    record_ok(run, step, node, t, r, outcome)
+  else
+    record_failed(run, step, node, t, r, outcome)
+  end
+  run.report:node_result(step, node.name, r)
+end
+
+-- run: one batch of the step's nodes (all of them unless the step is serial)
+-- -> { changed = any node changed, failed = how many failed }
+local function run_batch(run, step, batch)
+  local st, play = run.st, run.play
+  local outcome = { changed = false, failed = 0 }
+  local tasks = task.map(batch, run.opts.forks or 64, function(node)
+    local c = task.current()
+    local id = run.ids[node.name]
+    local info = { name = step.name, notified = false }
+    if step.handles then info.notified = st:is_due(id, play.name, step.handles) end
+    if #step.notify > 0 then c.notify_due = { id = id, handlers = step.notify } end
+    c.info = info
+    return step.fn(node, run.ctx_for(node), info)
+  end, function(node)
+    return { node = node.name, step = step.name, changes = {}, become = step.become }
+  end, function() return not rt.signal() end)
+  for i, t in ipairs(tasks) do record_node(run, step, batch[i], t, outcome) end
+  st:flush()
+  return outcome
+end
+
+-- run: a `once` step, on the control machine. -> false: stop the play
+local function run_once_step(run, step)
+  run.report:step_start(step, { CONTROL })
+  local ok = on_control(run, step, step.fn)
+  run.report:step_end(step)
+  if not ok then
+    -- later steps use what a control-machine step made: stop here
+    run.summary.failed = true
+    return false
+  end
+  return true
+end
+
+-- run: a step on the nodes still in the play (its `prepare` first, on the
+-- control machine). -> false: stop the play
+local function run_node_step(run, step)
+  local report, summary, down = run.report, run.summary, run.down
+  local targets = {}
+  for _, node in ipairs(run.ctx.hosts(step.hosts)) do
+    if not down[node.name] then targets[#targets + 1] = node end
+  end
+  -- one step_start naming both parts: the control machine's, the nodes'
+  local names = step.prepare and { CONTROL } or {}
+  for _, x in ipairs(targets) do names[#names + 1] = x.name end
+  report:step_start(step, names)
+  if step.prepare and not on_control(run, step, step.prepare) then
+    report:step_end(step)
     summary.failed = true
+    return false
   end
+  if not M.run_batches(step, targets, function(batch) return run_batch(run, step, batch) end,
+                       function(fn) return on_control(run, step, fn) end, function(node, why)
+    report:node_result(step, node.name, { status = "skipped", error = why, duration = 0 })
+  end) then summary.failed = true end
+  report:step_end(step)
+  -- a playbook error stops the play, as does a step no target survived
+  -- (what later steps build on is missing), unless the step says
+  -- continue_on_failure = true
+  if summary.playbook_error then return false end
+  local survived = #targets == 0
+  for _, node in ipairs(targets) do if not down[node.name] then survived = true end end
+  if not survived and not step.continue_on_failure and not rt.signal() then
+    summary.stopped = step.name
+    return false
+  end
+  return true
+end
 
-  for _, sel in ipairs(M.select_steps(play, opts)) do
+-- run: whether a selected step runs: an optional one only when named by
+-- --only or when its `when` says so; any other when its `when` (if any) does.
+local function wanted(sel, ctx)
+  local step, run_it = sel.step, sel.selected
+  if run_it and step.optional and not sel.explicit then
+    run_it = step.when and step.when(ctx) or false
+  elseif run_it and step.when and not step.optional then
+    run_it = step.when(ctx) and true or false
+  end
+  return run_it
+end
+
+-- run: the steps in order, until one stops the play or a signal came
+local function run_steps(run)
+  for _, sel in ipairs(M.select_steps(run.play, run.opts)) do
     local step = sel.step
-    if rt.signal() then summary.interrupted = true; break end
-    local run_it = sel.selected
-    if run_it and step.optional and not sel.explicit then
-      run_it = step.when and step.when(ctx) or false
-    elseif run_it and step.when and not step.optional then
-      run_it = step.when(ctx) and true or false
+    if rt.signal() then run.summary.interrupted = true; break end
+    if wanted(sel, run.ctx) then
+      local go_on
+      if step.once then go_on = run_once_step(run, step) else go_on = run_node_step(run, step) end
+      if not go_on then break end
     end
-    if not run_it then goto continue end
-
-    function on_control(fn)
-      local sctx = { node = CONTROL, step = step.name, changes = {} }
-      local t0 = rt.now()
-      local t = task.wait(task.spawn(fn, sctx, ctx))
-      local r = { duration = rt.now() - t0, changes = sctx.changes, t0 = t0, t1 = rt.now(), diffs = sctx.diffs }
-      if t.ok then
-        r.status = #sctx.changes > 0 and "changed" or "ok"
-      elseif not t.done then
-        r.status, r.error = "failed", abandoned(opts)
-        summary.interrupted = true
-      elseif script_error(t) and not rt.signal() then
-        r.status, r.error, r.where = "failed", "script error (reported below)", t.where
-        summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
-      else
-        r.status, r.error, r.where = "failed", t.message, t.where
-      end
-      report:node_result(step, CONTROL, r)
-      return t.ok
-    end
-    if step.once then
-      report:step_start(step, { CONTROL })
-      local ok = on_control(step.fn)
-      report:step_end(step)
-      if not ok then
-        -- later steps use what a control-machine step made: stop here
-        summary.failed = true
-        break
-      end
-    else
-      local targets = {}
-      for _, node in ipairs(ctx.hosts(step.hosts)) do
-        if not down[node.name] then targets[#targets + 1] = node end
-      end
-      -- one step_start naming both parts: the control machine's, the nodes'
-      local names = step.prepare and { CONTROL } or {}
-      for _, x in ipairs(targets) do names[#names + 1] = x.name end
-      report:step_start(step, names)
-      if step.prepare and not on_control(step.prepare) then
-        report:step_end(step)
-        summary.failed = true
-        break
-      end
-      -- one batch of the step's nodes (all of them unless the step is serial)
-      local function run_batch(batch)
-        local outcome = { changed = false, failed = 0 }
-        local tasks = task.map(batch, opts.forks or 64, function(node)
-          local c = task.current()
-          local id = ids[node.name]
-          local info = { name = step.name, notified = false }
-          if step.handles then info.notified = st:is_due(id, play.name, step.handles) end
-          if #step.notify > 0 then c.notify_due = { id = id, handlers = step.notify } end
-          c.info = info
-          return step.fn(node, ctx_for(node), info)
-        end, function(node)
-          return { node = node.name, step = step.name, changes = {}, become = step.become }
-        end, function() return not rt.signal() end)
-        for i, t in ipairs(tasks) do
-          local node = batch[i]
-          local t1 = t.finished_at or rt.now()     -- abandoned: still running
-          local r = { duration = t.started_at and (t1 - t.started_at) or 0,
-                      t0 = t.started_at, t1 = t.started_at and t1, diffs = t.ctx and t.ctx.diffs }
-          if t.skipped then
-            r.status = "skipped"
-            summary.interrupted = true
-          elseif not t.done then
-            r.status, r.error = "failed", abandoned(opts)
-            summary.interrupted, summary.failed = true, true
-            down[node.name] = "failed"
-            outcome.failed = outcome.failed + 1
-          elseif t.ok then
-            local changes = t.ctx.changes
-            r.changes = changes
-            r.status = #changes > 0 and "changed" or "ok"
-            if #changes > 0 then outcome.changed = true end
-            local id, w = ids[node.name], t.ctx.notify_due
-            if #changes > 0 and #step.notify > 0 then
-              st:mark_due(id, play.name, step.notify, true)   -- done ahead, unless a primitive did not say
-            elseif w and w.added and #w.added > 0 then
-              st:clear(id, play.name, w.added)            -- marked ahead, but nothing changed after all
-            end
-            if step.handles and t.ctx.info and t.ctx.info.notified then st:clear(id, play.name, { step.handles }) end
-          else
-            local err = t.error
-            if type(err) == "table" and err.unreachable then
-              r.status = "unreachable"
-            else
-              r.status = "failed"
-            end
-            r.error, r.where = t.message, t.where
-            if r.status == "failed" and script_error(t) and not rt.signal() then
-              summary.playbook_error = summary.playbook_error or { step = step.name, message = t.message }
-              r.error = "script error (reported below)"
-            end
-            -- what this node changed before failing still needs its handlers
-            if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
-              st:mark_due(ids[node.name], play.name, step.notify, true)
-            end
-            down[node.name] = r.status
-            summary.failed = true
-            outcome.failed = outcome.failed + 1
-          end
-          report:node_result(step, node.name, r)
-        end
-        st:flush()
-        return outcome
-      end
-      if not M.run_batches(step, targets, run_batch, on_control, function(node, why)
-        report:node_result(step, node.name, { status = "skipped", error = why, duration = 0 })
-      end) then summary.failed = true end
-      report:step_end(step)
-      -- a playbook error stops the play, as does a step no target survived
-      -- (what later steps build on is missing), unless the step says
-      -- continue_on_failure = true
-      if summary.playbook_error then break end
-      local survived = #targets == 0
-      for _, node in ipairs(targets) do if not down[node.name] then survived = true end end
-      if not survived and not step.continue_on_failure and not rt.signal() then
-        summary.stopped = step.name
-        break
-      end
-    end
-    ::continue::
   end
+end
+
+-- record: the recap (unread inventory keys, per-node stats); sessions and
+-- locks released. -> the run's summary
+local function finish(run)
+  local report, summary = run.report, run.summary
   if rt.signal() then summary.interrupted = true end
   task.on_before_change = nil
-  local unread = layering:unread()
+  local unread = run.layering:unread()
   if #unread > 0 then
-    report:message(nil, string.format("inventory keys nothing read (%s): %s", tostring(inv.file),
+    report:message(nil, string.format("inventory keys nothing read (%s): %s", tostring(run.inv.file),
                                       table.concat(unread, ", ")), "log")
   end
-  for _, node in ipairs(ctx.nodes) do
+  for _, node in ipairs(run.ctx.nodes) do
     report:node_stats(node.name)
     -- abandoned work still holds its session on a worker: exit closes them
     if node.close and not task.abandoned then pcall(node.close, node) end
   end
+  local Node = run.Node
   if Node and Node.close_all and not task.abandoned then pcall(Node.close_all) end
-  st:close()
-  summary.down = down
+  run.st:close()
+  summary.down = run.down
   return summary
+end
+
+function M.run(play, opts)
+  local inv, report = opts.inventory, opts.report
+  local run = { play = play, opts = opts, inv = inv, report = report,
+                layering = require("kcm.vars").new(inv, play, opts.extra_vars),
+                down = {},       -- node name -> "failed" | "unreachable": it left the play
+                summary = { failed = false, playbook_error = false, interrupted = false } }
+  allow_insecure_http(inv, opts)
+  run.ctx = { vars = run.layering:control(play.hosts), inventory = inv, check = opts.check, diff = opts.diff,
+              play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
+              state_dir = opts.state_dir }
+  run.Node = require "kcm.node"
+  select_nodes(run)
+  run.ctx_for = node_contexts(run)
+  add_group_lookups(run)
+  local locked_out = open_state(run)
+
+  report:run_start({ name = play.name, playbook = opts.playbook, inventory = inv.file, check = opts.check,
+                     nodes = #run.ctx.nodes })
+  record_locked_out(run, locked_out)
+  run_steps(run)
+  return finish(run)
 end
 
 return M
