@@ -64,6 +64,69 @@ check_become = function(t, file, where)
   end
 end
 
+-- One entry of `nodes`, checked and completed (host from ssh_config for an
+-- alias, port a number, vars a table) -> the node table.
+local function validate_node(inv, file, n, i, by_name)
+  if type(n) == "string" then n = { name = n } end   -- host: ssh_config HostName, else the name
+  if type(n) ~= "table" then fail("%s: nodes[%d] must be a table {name=, host=}", file, i) end
+  n.name = n.name or n.host
+  if type(n.name) ~= "string" or not n.name:match("^[%w][%w%._%-]*$") then
+    fail("%s: nodes[%d]: name %q is not a valid node name (letters, digits, '.', '_', '-')", line_of(file, n.name), i, tostring(n.name))
+  end
+  if by_name[n.name] then fail("%s: nodes[%d]: duplicate node name %q", file, i, n.name) end
+  if n.host == nil then
+    -- an ssh_config alias: the address is its HostName (certificates and
+    -- bind addresses need the address, not the alias)
+    local cfg, err = ssh.resolve_config(n.name, inv.ssh.config)
+    if not cfg then fail("%s: node %s: %s", file, n.name, err) end
+    n.host = cfg.hostname or n.name
+    n.alias = true
+  end
+  if type(n.host) ~= "string" or not n.host:match(HOST) or n.host:find("^%-") then
+    fail("%s: node %s: host %q is not a host name or address", line_of(file, n.host), n.name, tostring(n.host))
+  end
+  if n.port ~= nil and (math.type(tonumber(n.port)) ~= "integer" or tonumber(n.port) < 1 or tonumber(n.port) > 65535) then
+    fail("%s: node %s: port %q is not a TCP port", file, n.name, tostring(n.port))
+  end
+  n.port = n.port and tonumber(n.port)
+  n.vars = n.vars or {}
+  if type(n.vars) ~= "table" then fail("%s: node %s: vars must be a table", file, n.name) end
+  if n.ssh ~= nil and type(n.ssh) ~= "table" then fail("%s: node %s: ssh must be a table", file, n.name) end
+  check_become(n, file, "node " .. n.name)
+  if n.ssh then check_become(n.ssh, file, "node " .. n.name .. " ssh") end
+  return n
+end
+
+-- groups (members known, ssh settings) and group variables: groups.masters.vars
+-- (beside groups.masters.ssh) or group_vars = { masters = { log_level = "3" } },
+-- between the inventory's vars and a node's own (see kcm.vars)
+local function validate_groups(inv, file, by_name)
+  for g, members in pairs(inv.groups) do
+    if type(members) ~= "table" then fail("%s: group %s must be an array of node names", file, g) end
+    for _, m in ipairs(members) do
+      if not by_name[m] then fail("%s: group %s names unknown node %q", file, g, tostring(m)) end
+    end
+    if members.ssh ~= nil then
+      if type(members.ssh) ~= "table" then fail("%s: group %s: ssh must be a table", file, g) end
+      check_become(members.ssh, file, "group " .. g .. " ssh")
+    end
+  end
+  check_become(inv.ssh, file, "ssh")
+  inv.group_vars = inv.group_vars or {}
+  if type(inv.group_vars) ~= "table" then fail("%s: `group_vars` must be a table {group = {key = value}}", file) end
+  for g, gv in pairs(inv.group_vars) do
+    if not inv.groups[g] then fail("%s: group_vars.%s: no group named %q", file, tostring(g), tostring(g)) end
+    if type(gv) ~= "table" then fail("%s: group_vars.%s must be a table of variables", file, g) end
+  end
+  for g, members in pairs(inv.groups) do
+    if members.vars ~= nil then
+      if type(members.vars) ~= "table" then fail("%s: group %s: vars must be a table", file, g) end
+      if inv.group_vars[g] then fail("%s: group %s: vars given both in groups.%s.vars and group_vars.%s; keep one", file, g, g, g) end
+      inv.group_vars[g] = members.vars
+    end
+  end
+end
+
 local function validate(inv, file)
   if type(inv) ~= "table" then fail("%s: the inventory must return a table {nodes=..., groups=..., vars=...}", file) end
   inv.vars = inv.vars or {}
@@ -80,33 +143,7 @@ local function validate(inv, file)
   end
   local by_name, order = {}, {}
   for i, n in ipairs(inv.nodes) do
-    if type(n) == "string" then n = { name = n } end   -- host: ssh_config HostName, else the name
-    if type(n) ~= "table" then fail("%s: nodes[%d] must be a table {name=, host=}", file, i) end
-    n.name = n.name or n.host
-    if type(n.name) ~= "string" or not n.name:match("^[%w][%w%._%-]*$") then
-      fail("%s: nodes[%d]: name %q is not a valid node name (letters, digits, '.', '_', '-')", line_of(file, n.name), i, tostring(n.name))
-    end
-    if by_name[n.name] then fail("%s: nodes[%d]: duplicate node name %q", file, i, n.name) end
-    if n.host == nil then
-      -- an ssh_config alias: the address is its HostName (certificates and
-      -- bind addresses need the address, not the alias)
-      local cfg, err = ssh.resolve_config(n.name, inv.ssh.config)
-      if not cfg then fail("%s: node %s: %s", file, n.name, err) end
-      n.host = cfg.hostname or n.name
-      n.alias = true
-    end
-    if type(n.host) ~= "string" or not n.host:match(HOST) or n.host:find("^%-") then
-      fail("%s: node %s: host %q is not a host name or address", line_of(file, n.host), n.name, tostring(n.host))
-    end
-    if n.port ~= nil and (math.type(tonumber(n.port)) ~= "integer" or tonumber(n.port) < 1 or tonumber(n.port) > 65535) then
-      fail("%s: node %s: port %q is not a TCP port", file, n.name, tostring(n.port))
-    end
-    n.port = n.port and tonumber(n.port)
-    n.vars = n.vars or {}
-    if type(n.vars) ~= "table" then fail("%s: node %s: vars must be a table", file, n.name) end
-    if n.ssh ~= nil and type(n.ssh) ~= "table" then fail("%s: node %s: ssh must be a table", file, n.name) end
-    check_become(n, file, "node " .. n.name)
-    if n.ssh then check_become(n.ssh, file, "node " .. n.name .. " ssh") end
+    n = validate_node(inv, file, n, i, by_name)
     by_name[n.name] = n
     order[#order + 1] = n
   end
@@ -115,33 +152,7 @@ local function validate(inv, file)
   local all = {}
   for _, n in ipairs(order) do all[#all + 1] = n.name end
   inv.groups.all = inv.groups.all or all
-  for g, members in pairs(inv.groups) do
-    if type(members) ~= "table" then fail("%s: group %s must be an array of node names", file, g) end
-    for _, m in ipairs(members) do
-      if not by_name[m] then fail("%s: group %s names unknown node %q", file, g, tostring(m)) end
-    end
-    if members.ssh ~= nil then
-      if type(members.ssh) ~= "table" then fail("%s: group %s: ssh must be a table", file, g) end
-      check_become(members.ssh, file, "group " .. g .. " ssh")
-    end
-  end
-  check_become(inv.ssh, file, "ssh")
-  -- group variables, between the inventory's vars and a node's own (see
-  -- kcm.vars): groups.masters.vars (beside groups.masters.ssh) or
-  -- group_vars = { masters = { log_level = "3" } }
-  inv.group_vars = inv.group_vars or {}
-  if type(inv.group_vars) ~= "table" then fail("%s: `group_vars` must be a table {group = {key = value}}", file) end
-  for g, gv in pairs(inv.group_vars) do
-    if not inv.groups[g] then fail("%s: group_vars.%s: no group named %q", file, tostring(g), tostring(g)) end
-    if type(gv) ~= "table" then fail("%s: group_vars.%s must be a table of variables", file, g) end
-  end
-  for g, members in pairs(inv.groups) do
-    if members.vars ~= nil then
-      if type(members.vars) ~= "table" then fail("%s: group %s: vars must be a table", file, g) end
-      if inv.group_vars[g] then fail("%s: group %s: vars given both in groups.%s.vars and group_vars.%s; keep one", file, g, g, g) end
-      inv.group_vars[g] = members.vars
-    end
-  end
+  validate_groups(inv, file, by_name)
   inv.file = file
   return inv
 end

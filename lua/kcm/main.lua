@@ -244,21 +244,9 @@ local function find_inventory(o, play)
   return path, why
 end
 
-local main
-
-function main(argv, host)
-  host = host or {}
-  if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
-  local ok, o = pcall(parse, argv)
-  if not ok then return die(EXIT.usage, err_message(o)) end
-  if o.help then io.stdout:write(USAGE); return EXIT.ok end
-  if o.version then print(version_line(host)); return EXIT.ok end
-  if o.list_playbooks then return list_playbooks(host) end
-  if not o.playbook then io.stderr:write(USAGE); return EXIT.usage end
-  local found, perr = require("kcm.discover").playbook(o.playbook, host.datadir)
-  if not found then return die(EXIT.usage, perr) end
-  o.playbook = found
-
+-- The playbook file, loaded and run as a task (so it may call natives), with
+-- strict globals. -> play | nil, exit code (EXIT.ok: a script, it ran)
+local function load_playbook(o)
   -- module search path: --lua-path, KCMRUN_LUA_PATH, the playbook's folder
   local path = {}
   for _, d in ipairs(o.lua_path) do path[#path + 1] = d end
@@ -278,83 +266,88 @@ function main(argv, host)
   local env = kcm.strict_env(true)
   rawset(env, "arg", { [0] = o.playbook, table.unpack(o.args or {}) })
   local chunk, lerr = loadfile(o.playbook, "t", env)
-  if not chunk then return die(EXIT.playbook, lerr) end
+  if not chunk then return nil, die(EXIT.playbook, lerr) end
   local t = task.wait(task.spawn(chunk, { step = "(load)", node = "localhost" }, table.unpack(o.args or {})))
-  if rt.signal() then return die(interrupted_code(), "interrupted by " .. signame() .. " while loading " .. o.playbook) end
+  if rt.signal() then return nil, die(interrupted_code(), "interrupted by " .. signame() .. " while loading " .. o.playbook) end
   if not t.ok then
     local msg = t.message
     if o.verbosity > 1 then msg = debug.traceback(t.co, msg) end
-    return die(EXIT.playbook, msg)
+    return nil, die(EXIT.playbook, msg)
   end
   local play = t.results[1]
   if not kcm.is_playbook(play) then
-    return EXIT.ok   -- a script: it ran
+    return nil, EXIT.ok   -- a script: it ran
   end
   local verr = kcm.validate(play)
-  if verr then return die(EXIT.playbook, verr) end
+  if verr then return nil, die(EXIT.playbook, verr) end
+  return play
+end
 
-  if o.list_steps then
-    for _, s in ipairs(play.steps) do
-      local target = s.once and "once" or (s.hosts or play.hosts)
-      print(string.format("%-20s %-10s %s%s", s.name, target, s.defined_at,
-                          s.optional and "  (optional)" or ""))
-    end
-    return EXIT.ok
+local function list_steps(play)
+  for _, s in ipairs(play.steps) do
+    local target = s.once and "once" or (s.hosts or play.hosts)
+    print(string.format("%-20s %-10s %s%s", s.name, target, s.defined_at,
+                        s.optional and "  (optional)" or ""))
   end
+  return EXIT.ok
+end
 
+-- The inventory (-i or found), loaded as a task; the empty one for a
+-- playbook that needs none. -> inventory | nil, exit code
+local function load_inventory(o, play)
+  local task = require "kcm.task"
   local inventory = require "kcm.inventory"
   local fok, inv_path, inv_why = pcall(find_inventory, o, play)
-  if not fok then return die(EXIT.usage, err_message(inv_path)) end
+  if not fok then return nil, die(EXIT.usage, err_message(inv_path)) end
   o.inventory = inv_path
   if inv_path and o.verbosity >= 0 then print(string.format("inventory: %s (%s)", inv_path, inv_why)) end
   local iok, inv
   if o.inventory then
     iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
     if rt.signal() then
-      return die(interrupted_code(), "interrupted by " .. signame() .. " while loading the inventory " .. o.inventory)
+      return nil, die(interrupted_code(), "interrupted by " .. signame() .. " while loading the inventory " .. o.inventory)
     end
     if iok then
-      if not inv.ok then return die(EXIT.usage, err_message(inv.error)) end
+      if not inv.ok then return nil, die(EXIT.usage, err_message(inv.error)) end
       inv = inv.results[1]
     else
-      return die(EXIT.usage, err_message(inv))
+      return nil, die(EXIT.usage, err_message(inv))
     end
   else
     inv = inventory.empty()
   end
+  return inv
+end
 
+-- The state folder (checked writable) and the legacy state file.
+-- -> dir, file | nil, exit code
+local function state_paths(o)
   local sdir = state_dir(o)
   -- state-<key>.json: where kcmrun kept notifications per inventory and
   -- playbook before they were kept per target; the runner moves them over
   local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
   local serr = check_dir(o.state_dir and "--state-dir" or "state folder", sdir)
-  if serr then return die(EXIT.usage, serr) end
+  if serr then return nil, die(EXIT.usage, serr) end
+  return sdir, (o.state_dir or home_state_dir()) .. "/state-" .. pkey .. ".json"
+end
 
+-- The report, fed by the tasks' log lines and diffs. -> report | nil, exit code
+local function open_report(o)
+  local task = require "kcm.task"
   local rep_ok, report = pcall(require("kcm.report").new, { verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
-  if not rep_ok then return die(EXIT.usage, err_message(report)) end
+  if not rep_ok then return nil, die(EXIT.usage, err_message(report)) end
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
   -- diffs are kept with the node's result, so nodes running at once do not interleave
   task.show_diff = function(text)
     local c = task.current()
     if c then c.diffs = c.diffs or {}; c.diffs[#c.diffs + 1] = text else report:diff(nil, text) end
   end
+  return report
+end
 
-  local runner = require "kcm.runner"
-  rt.configure({ grace = o.grace })
-  local rok, summary = pcall(runner.run, play, {
-    inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
-    start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
-    extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook, grace = o.grace,
-    playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_dir = sdir,
-    state_file = (o.state_dir or home_state_dir()) .. "/state-" .. pkey .. ".json",
-    no_lock = o.no_lock,
-  })
-  if not rok then
-    local e = summary
-    if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
-    return die(EXIT.playbook, err_message(e))
-  end
+-- The exit code of a run from its summary; the recap and the last words.
+local function finish_run(summary, report)
   local code = EXIT.ok
   if summary.failed then code = EXIT.nodes end
   if summary.playbook_error then code = EXIT.playbook end
@@ -370,6 +363,55 @@ function main(argv, host)
                                             summary.playbook_error.step, summary.playbook_error.message))
   end
   return code
+end
+
+-- The play on its inventory. -> exit code
+local function run_play(o, play, inv)
+  local sdir, state_file = state_paths(o)
+  if not sdir then return state_file end
+  local report, rcode = open_report(o)
+  if not report then return rcode end
+
+  local runner = require "kcm.runner"
+  rt.configure({ grace = o.grace })
+  local rok, summary = pcall(runner.run, play, {
+    inventory = inv, report = report, forks = o.forks, only = o.only, skip = o.skip,
+    start_at = o.start_at, limit = o.limit, check = o.check, diff = o.diff,
+    extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook, grace = o.grace,
+    playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_dir = sdir,
+    state_file = state_file,
+    no_lock = o.no_lock,
+  })
+  if not rok then
+    local e = summary
+    if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
+    return die(EXIT.playbook, err_message(e))
+  end
+  return finish_run(summary, report)
+end
+
+local main
+
+function main(argv, host)
+  host = host or {}
+  if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
+  local ok, o = pcall(parse, argv)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then io.stdout:write(USAGE); return EXIT.ok end
+  if o.version then print(version_line(host)); return EXIT.ok end
+  if o.list_playbooks then return list_playbooks(host) end
+  if not o.playbook then io.stderr:write(USAGE); return EXIT.usage end
+  local found, perr = require("kcm.discover").playbook(o.playbook, host.datadir)
+  if not found then return die(EXIT.usage, perr) end
+  o.playbook = found
+
+  local play, code = load_playbook(o)
+  if not play then return code end
+  if o.list_steps then return list_steps(play) end
+  local inv
+  inv, code = load_inventory(o, play)
+  if not inv then return code end
+  return run_play(o, play, inv)
 end
 
 return function(argv, host)
