@@ -205,27 +205,33 @@ M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
 --- seconds (default 1; times `backoff` after each attempt, at most
 --- `max_interval`) and try again, until `attempts` calls were made or
 --- `timeout` seconds passed (whichever comes first; neither: 3 attempts).
+--- `interval` may be a function(attempt) -> the seconds to wait after that
+--- attempt (a linear backoff: function(n) return 0.5 * n end).
 --- fn returns task.STOP to give up at once. Giving up returns nil, a message
 --- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
---- before each wait. Waits hold no worker thread (task.sleep).
+--- before each wait (progress lines). Waits hold no worker thread (task.sleep).
 function M.retry(opts)
   opts = opts or {}
   local attempts = opts.attempts or (opts.timeout and math.huge or 3)
   local interval, backoff = opts.interval or 1, opts.backoff or 1
+  local by_attempt = type(interval) == "function"
   return function(fn)
     local t0 = rt.now()
     local deadline = opts.timeout and t0 + opts.timeout
-    local wait, attempt = interval, 0
+    local wait, attempt = not by_attempt and interval, 0
     while true do
       attempt = attempt + 1
       local r = table.pack(fn(attempt))
       if r[1] == M.STOP then break end
       if r[1] then return table.unpack(r, 1, r.n) end
       if attempt >= attempts or (deadline and rt.now() > deadline) then break end
+      if by_attempt then wait = interval(attempt) end
       if opts.on_retry then opts.on_retry(attempt, wait) end
       M.sleep(wait)
-      wait = wait * backoff
-      if opts.max_interval and wait > opts.max_interval then wait = opts.max_interval end
+      if not by_attempt then
+        wait = wait * backoff
+        if opts.max_interval and wait > opts.max_interval then wait = opts.max_interval end
+      end
     end
     return nil, string.format("gave up after %d attempt%s over %.1fs", attempt, attempt == 1 and "" or "s",
                               rt.now() - t0)

@@ -76,26 +76,26 @@ function M.healthy(self, ctx)
   local members = component().members(ctx)
   local timeout = tonumber(var(ctx, "etcd_health_timeout", 90))
   local t0, last = rt.now(), rt.now()
-  while true do
-    local bad = {}
-    for _, n in ipairs(members) do
-      local ok, why = M.health(self, ctx, n)
-      if not ok then bad[#bad + 1] = n.name .. " (" .. why:gsub("^GET https://[^ ]+: ", "") .. ")" end
-    end
-    if #bad == 0 then
-      task.log(string.format("etcd: %d/%d endpoints healthy after %.1fs", #members, #members, rt.now() - t0))
-      return true
-    end
-    if rt.now() - t0 > timeout then
-      error(string.format("etcd: not healthy after %ds: %s", timeout, table.concat(bad, "; ")), 0)
-    end
+  local bad
+  local all = task.retry { timeout = timeout, interval = 0.3, on_retry = function()
     if rt.now() - last >= 2 then
       task.info(string.format("  waiting for etcd health: %d/%d healthy, %.0fs (%s)", #members - #bad, #members,
                               rt.now() - t0, table.concat(bad, "; ")))
       last = rt.now()
     end
-    task.sleep(0.3)
+  end } (function()
+    bad = {}
+    for _, n in ipairs(members) do
+      local ok, why = M.health(self, ctx, n)
+      if not ok then bad[#bad + 1] = n.name .. " (" .. why:gsub("^GET https://[^ ]+: ", "") .. ")" end
+    end
+    return #bad == 0
+  end)
+  if not all then
+    error(string.format("etcd: not healthy after %ds: %s", timeout, table.concat(bad, "; ")), 0)
   end
+  task.log(string.format("etcd: %d/%d endpoints healthy after %.1fs", #members, #members, rt.now() - t0))
+  return true
 end
 
 --- verify(C, node, ctx): systemctl status etcd is active (running), and the endpoint is healthy
@@ -221,17 +221,19 @@ function M.ha_test(self, ctx)
   svc:stop()
   task.info(string.format("stop the leader: stopped %s on %s", self.name, old))
   local new, wrote, last = nil, false, rt.now()
-  while rt.now() - t0 < budget * 4 and not wrote do
+  -- within budget x 4 of stopping it
+  task.retry { timeout = budget * 4 - (rt.now() - t0), interval = 0.1, on_retry = function()
+    if rt.now() - last >= 1 then
+      task.info(string.format("  waiting for a new leader and a write... %.1fs", rt.now() - t0)); last = rt.now()
+    end
+  end } (function()
     local _, who = M.status(self, ctx, survivors)
     if who then
       new = who
       wrote = M.put(self, ctx, survivors[1], "/kcmrun/ha-test", os.date("!%Y-%m-%dT%H:%M:%SZ"))
     end
-    if not wrote and rt.now() - last >= 1 then
-      task.info(string.format("  waiting for a new leader and a write... %.1fs", rt.now() - t0)); last = rt.now()
-    end
-    if not wrote then task.sleep(0.1) end
-  end
+    return wrote
+  end)
   local took = rt.now() - t0
   local rows = { { label = "stop the leader", stopped = old, from = old, to = wrote and new or "-", took = took } }
   -- start it again: it must rejoin (healthy, following the same leader)

@@ -44,12 +44,10 @@ function M.verify(self, node, ctx)
   local vars = self:unit_vars(node, ctx)
   local port = tonumber(vars.SECURE_PORT)
   -- the secure port listening on the node (netstat -lnpt | grep ...)
-  local listening
-  for _ = 1, 40 do
+  local listening = task.retry { attempts = 40, interval = 0.25 } (function()
     local r = node:run({ "ss", "-Hltn", "sport = :" .. port }, { readonly = true })
-    if r.stdout:find(":" .. port, 1, true) then listening = true break end
-    task.sleep(0.25)
-  end
+    return r.stdout:find(":" .. port, 1, true) ~= nil
+  end)
   if not listening then
     error(string.format("%s: %s is active but nothing listens on port %d; last journal lines:\n%s",
                         node.name, self.name, port, svc:journal(20)), 0)
@@ -60,12 +58,12 @@ function M.verify(self, node, ctx)
   if host == "0.0.0.0" then host = node.host end
   local url = string.format("https://%s:%d/metrics", host, port)
   local r
-  for attempt = 1, 5 do
+  local function get_metrics()
     r = E.ok(http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
                        key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10, connect_timeout = 5 })
-    if r.status == 200 then break end
-    task.sleep(0.5 * attempt)
+    return r.status == 200
   end
+  task.retry { attempts = 5, interval = function(attempt) return 0.5 * attempt end } (get_metrics)
   if r.status == 403 then
     error(string.format("%s: GET %s -> 403 Forbidden: the request reached %s as the anonymous user " ..
                         "(system:anonymous), so the client certificate was not accepted. Check that " ..
@@ -111,11 +109,10 @@ end
 -- step "leader": kubectl get endpoints/lease ... -> the leader's node
 function M.leader(self, ctx)
   local l
-  for _ = 1, 40 do
+  task.retry { attempts = 40, interval = 0.5 } (function()
     l = lease_info(self, ctx)
-    if l and l.holderIdentity and l.holderIdentity ~= "" then break end
-    task.sleep(0.5)
-  end
+    return l and l.holderIdentity and l.holderIdentity ~= ""
+  end)
   if not (l and l.holderIdentity) then error("no leader holds the lease kube-system/" .. self.lease, 0) end
   local function num(x) return tostring(math.tointeger(x) or x) end
   task.info(string.format("leader: %s (holder %s, lease %ss, renewed %s, acquired %s, transitions %s)",
@@ -128,16 +125,18 @@ end
 local function wait_new_leader(self, ctx, old, stopped, budget)
   local t0 = rt.now()
   local last_report = 0
-  while rt.now() - t0 < budget do
-    local l = lease_info(self, ctx)
-    local who = l and holder_node(ctx, l.holderIdentity)
-    if who and who ~= old and not stopped[who] then return who, rt.now() - t0, l end
+  local l, who
+  local found = task.retry { timeout = budget, interval = 0.2, on_retry = function()
     if rt.now() - last_report >= 2 then
       task.info(string.format("  waiting for a new leader... %.0fs (lease held by %s)", rt.now() - t0, tostring(who)))
       last_report = rt.now()
     end
-    task.sleep(0.2)
-  end
+  end } (function()
+    l = lease_info(self, ctx)
+    who = l and holder_node(ctx, l.holderIdentity)
+    return who and who ~= old and not stopped[who]
+  end)
+  if found then return who, rt.now() - t0, l end
   return nil, rt.now() - t0
 end
 

@@ -5,7 +5,6 @@ local exec = require "kcm.exec"
 local files = require "kcm.files"
 local task = require "kcm.task"
 local E = require "kcm.error"
-local rt = require "kcm.native.runtime"
 
 local M = {}
 
@@ -148,14 +147,13 @@ end
 
 -- Waits until the unit runs a main process other than `old_pid`.
 local function wait_new_process(svc, old_pid, timeout)
-  local deadline = rt.now() + timeout
   local st
-  repeat
+  local up = task.retry { timeout = timeout, interval = 0.2 } (function()
     local ok
     ok, st = svc:active()
-    if ok and st.MainPID ~= old_pid and st.MainPID ~= 0 then return st end
-    task.sleep(0.2)
-  until rt.now() > deadline
+    return ok and st.MainPID ~= old_pid and st.MainPID ~= 0
+  end)
+  if up then return st end
   error(string.format("%s: %s did not come back within %ds (%s/%s, MainPID %s); last journal lines:\n%s",
                       svc.node.name, svc.name, timeout, tostring(st.ActiveState), tostring(st.SubState),
                       tostring(st.MainPID), svc:journal(20)), 0)
