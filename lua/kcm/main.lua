@@ -185,10 +185,8 @@ end
 local function check_dir(opt, dir)
   local st = fs.stat(dir)
   if st and (st.type == "file" or st.type == "other") then return string.format("%s %s: not a directory", opt, dir) end
-  local ok, err = pcall(fs.mkdir, dir, tonumber("700", 8), true)
-  if not ok then
-    return string.format("%s %s: cannot create it: %s", opt, dir, (err_message(err):gsub("^mkdir [^:]*: ", "")))
-  end
+  local ok, err = fs.mkdir(dir, tonumber("700", 8))
+  if ok == nil then return string.format("%s %s: cannot create it (%s)", opt, dir, err) end
 end
 
 -- Subcommands: the first argument names one. A subcommand returns an exit code, or an
