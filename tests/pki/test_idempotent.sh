@@ -71,8 +71,13 @@ kcm "${BASE[@]}" PKI_CONFIG="$F/profiles-config.json" PKI_PROFILE=default PKI_CS
 expect_rc 0; expect_out 'reason=key is rsa-2048, want rsa-3072'
 pass "changed key size reissues"
 
-# a key file made world-readable is put back to 0600 without reissuing
+# a key file made world-readable is put back to 0600 without reissuing;
+# --check only says so (the repair is a change like any other)
 before=$(serial); chmod 644 "$D/kcm-key.pem"
+run env "${BASE[@]}" PKI_CONFIG="$F/profiles-config.json" PKI_PROFILE=default PKI_CSR="$T/rsa3072-csr.json" \
+    PKI_NAME=kcm "$KCMRUN" --check "$DRIVER"
+expect_rc 0 "check run (key mode)"; expect_out '^changed=true$'
+[ "$(stat -c %a "$D/kcm-key.pem")" = 644 ] || fail "--check repaired the key's mode"
 kcm "${BASE[@]}" PKI_CONFIG="$F/profiles-config.json" PKI_PROFILE=default PKI_CSR="$T/rsa3072-csr.json" PKI_NAME=kcm
 expect_rc 0; expect_out '^changed=true$'
 [ "$(stat -c %a "$D/kcm-key.pem")" = 600 ] || fail "key mode not repaired"
