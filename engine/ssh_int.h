@@ -44,7 +44,9 @@ const char *kcm_ssh_sftp_kind(int sftp_status);
 enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_SSH_ERROR };
 
 
-/* malloc'd printf; never NULL (aborts on OOM like the rest of the engine). */
+/* malloc'd printf; never NULL. The one exception to kcm.h's out-of-memory
+ * policy: the ssh transport helpers report through char **msg and never see
+ * their job, so they abort instead of failing it (left by issue 13). */
 char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* POSIX shell single-quoting of s; malloc'd. */
 char *kcm_ssh_shquote(const char *s);
