@@ -194,8 +194,8 @@ static void http_free(kcm_job *base)
         }                                                                 \
     } while (0)
 
-/* What callers branch on: a TLS failure repeats on every try, a missing
- * server may come back. */
+/* What callers branch on: a TLS failure repeats on every try, a closed
+ * port or a silent server may come back. */
 static const char *http_fail_kind(CURLcode rc)
 {
     switch (rc) {
@@ -203,10 +203,15 @@ static const char *http_fail_kind(CURLcode rc)
     case CURLE_SSL_CERTPROBLEM:
     case CURLE_SSL_CACERT_BADFILE:
         return "tls";     /* a handshake cut short (SSL_CONNECT_ERROR) may pass on a retry */
+    /* Never "unreachable": that kind means the node itself is gone (its SSH
+     * connection), and a closed port on a node that answers SSH is a failed
+     * check of the service behind it, not a lost node. */
     case CURLE_COULDNT_RESOLVE_HOST:
+        return "resolve";
     case CURLE_COULDNT_CONNECT:
+        return "refused";
     case CURLE_OPERATION_TIMEDOUT:
-        return "unreachable";
+        return "timeout";
     default:
         return "error";
     }

@@ -8,6 +8,8 @@
 -- "denied", "noent", "timeout", "tls", "hostkey", "auth", "exit" (a command
 -- ended with a code it was not allowed), "sudo" (become itself failed),
 -- "api" (the Kubernetes apiserver refused: code, reason), "exists",
+-- "refused" (an HTTP port that nothing listens on), "resolve" (a name
+-- that does not resolve),
 -- "error" (anything else).
 local M = {}
 

@@ -488,7 +488,8 @@ function M.run(play, opts)
   allow_insecure_http(inv, opts)
   run.ctx = { vars = run.layering:control(play.hosts), inventory = inv, check = opts.check, diff = opts.diff,
               play = play, nodes = {}, by_name = {}, playbook_dir = opts.playbook_dir,
-              state_dir = opts.state_dir }
+              state_dir = opts.state_dir,
+              down = run.down }  -- read by health gates: a node that left the play is not waited for
   run.Node = require "kcm.node"
   select_nodes(run)
   run.ctx_for = node_contexts(run)

@@ -168,6 +168,25 @@ function Unit:wait_active(timeout, settle)
                       tostring(st.NRestarts), tostring(st.ExecMainStatus), self:journal(20)), 0)
 end
 
+--- The message of a check whose port refused connections on a node that
+--- answers SSH: the node is not unreachable, its service is not listening,
+--- and the unit's state says why (a crash loop shows as activating with
+--- restarts). One `systemctl show`.
+function Unit:closed_port(host, port)
+  local st = self:state()
+  local state = tostring(st.ActiveState)
+  if st.SubState and st.SubState ~= "" and st.SubState ~= st.ActiveState then
+    state = state .. " (" .. st.SubState .. ")"
+  end
+  local restarts = ""
+  if (st.NRestarts or 0) > 0 then
+    restarts = string.format(", restarted %d time%s by systemd since its last start", st.NRestarts,
+                             st.NRestarts == 1 and "" or "s")
+  end
+  return string.format("%s: nothing listens on %s:%s (%s is %s%s; journalctl -u %s)", self.node.name,
+                       tostring(host), tostring(port), self.name, state, restarts, self.name:gsub("%.service$", ""))
+end
+
 --- `systemd-analyze verify` where present -> ok, output
 function Unit:verify()
   local r = self.node:run({ "sh", "-c", 'command -v systemd-analyze >/dev/null || exit 127; systemd-analyze verify "$1" 2>&1',

@@ -11,8 +11,9 @@ set_tests_properties(become_precedence PROPERTIES LABELS "become" TIMEOUT 60)
 set(prev "e2e_scheduler")
 foreach(case users primitives denied password deploy rerun checkdiff alias)
   add_test(NAME become_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/become/test_become.sh ${case})
-  set_tests_properties(become_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "become;lab" RUN_SERIAL TRUE
-                       TIMEOUT 300 ENVIRONMENT "KCMRUN=${KCMRUN};KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+  set_tests_properties(become_${case} PROPERTIES LABELS "become;lab"
+                       TIMEOUT 300 ENVIRONMENT "KCMRUN=${KCMRUN}")
   set_tests_properties(become_${case} PROPERTIES DEPENDS ${prev})
   set(prev become_${case})
+  kcm_use_lab(lab become_${case})
 endforeach()

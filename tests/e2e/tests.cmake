@@ -3,10 +3,11 @@
 set(prev "")
 foreach(case check-fresh deploy rerun flag envsh customize poweroff scheduler)
   add_test(NAME e2e_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/e2e/test_e2e.sh ${case})
-  set_tests_properties(e2e_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "e2e;lab" RUN_SERIAL TRUE TIMEOUT 300
-                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+  set_tests_properties(e2e_${case} PROPERTIES LABELS "e2e;lab" TIMEOUT 300
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
   if(prev)
     set_tests_properties(e2e_${case} PROPERTIES DEPENDS e2e_${prev})
   endif()
   set(prev ${case})
+  kcm_use_lab(lab e2e_${case})
 endforeach()

@@ -3,8 +3,9 @@
 # They shape links, bind-mount and add a user inside the nodes: serial.
 foreach(case big killed pair diff become)
   add_test(NAME files_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/files/test_files.sh ${case})
-  set_tests_properties(files_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "files;lab" RUN_SERIAL TRUE TIMEOUT 180
-                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+  set_tests_properties(files_${case} PROPERTIES LABELS "files;lab" TIMEOUT 180
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
+  kcm_use_lab(lab_misc files_${case})
 endforeach()
 
 # HTTPS connection reuse against an apiserver stand-in of its own on 127.0.0.1.

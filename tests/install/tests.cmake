@@ -27,6 +27,7 @@ set_tests_properties(install_lab PROPERTIES LABELS "lab;install" RUN_SERIAL TRUE
 # The README's command on the fixture lab, from the repo root, without -i. After the e2e
 # cases (they start from a fresh lab); a rerun of the playbook there converges.
 add_test(NAME install_readme COMMAND bash ${_inst} readme)
-set_tests_properties(install_readme PROPERTIES FIXTURES_REQUIRED lab LABELS "lab;install" RUN_SERIAL TRUE
+set_tests_properties(install_readme PROPERTIES LABELS "lab;install"
                      TIMEOUT 300 DEPENDS e2e_scheduler
-                     ENVIRONMENT "${KCM_INSTALL_ENV};KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+                     ENVIRONMENT "${KCM_INSTALL_ENV}")
+kcm_use_lab(lab install_readme)

@@ -18,8 +18,9 @@ set_tests_properties(kube_standin PROPERTIES LABELS "unit" TIMEOUT 180)
 # The stand-ins on the lab's nodes under real systemd (needs the lab fixture; tests/lab/tests.cmake
 # defines it, and may be included after this file).
 if(NOT DEFINED KCM_LAB_ENV)
-  set(KCM_LAB_ENV "KCMRUN=${KCMRUN}" "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+  set(KCM_LAB_ENV "KCMRUN=${KCMRUN}")
 endif()
 add_test(NAME kube_lab_standins COMMAND bash ${CMAKE_SOURCE_DIR}/tests/kube/test_lab_standins.sh)
-set_tests_properties(kube_lab_standins PROPERTIES FIXTURES_REQUIRED lab LABELS "lab"
+set_tests_properties(kube_lab_standins PROPERTIES LABELS "lab"
                      ENVIRONMENT "${KCM_LAB_ENV}" TIMEOUT 240)
+kcm_use_lab(lab kube_lab_standins)

@@ -8,6 +8,7 @@ endforeach()
 # On the lab: remote commands under SIGINT/SIGTERM, timeouts, step errors, -v, --log-json, TLS.
 foreach(case twosig grace abandon timeout steperr verbose logjson tls)
   add_test(NAME signals_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/signals/test_signals.sh ${case})
-  set_tests_properties(signals_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "signals;lab" RUN_SERIAL TRUE TIMEOUT 180
-                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+  set_tests_properties(signals_${case} PROPERTIES LABELS "signals;lab" TIMEOUT 180
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
+  kcm_use_lab(lab_misc signals_${case})
 endforeach()

@@ -31,15 +31,17 @@ add_test(NAME ssh_onecon COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh oneco
 set_tests_properties(ssh_onecon PROPERTIES FIXTURES_REQUIRED ssh_local LABELS "ssh" RUN_SERIAL TRUE
                      ENVIRONMENT "${KCM_SSH_ENV}" TIMEOUT 120)
 
-set(KCM_SSH_LAB_ENV "KCMRUN=${KCMRUN}" "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab")
+set(KCM_SSH_LAB_ENV "KCMRUN=${KCMRUN}")
 foreach(case lab lab_interrupt)
   add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh ${case})
-  set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "lab"
+  set_tests_properties(ssh_${case} PROPERTIES LABELS "lab"
                        ENVIRONMENT "${KCM_SSH_LAB_ENV}" TIMEOUT 180)
+  kcm_use_lab(lab_misc ssh_${case})
 endforeach()
-# Login counting and powering a node off: no other lab test may run meanwhile.
+# Login counting and powering a node off: the lab's lock keeps every other test off it.
 foreach(case lab_onecon lab_unreachable)
   add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh ${case})
-  set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "lab" RUN_SERIAL TRUE
+  set_tests_properties(ssh_${case} PROPERTIES LABELS "lab"
                        ENVIRONMENT "${KCM_SSH_LAB_ENV}" TIMEOUT 180)
+  kcm_use_lab(lab_misc ssh_${case})
 endforeach()

@@ -6,10 +6,11 @@
 set(prev "e2e_scheduler")
 foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt)
   add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_state.sh ${case})
-  set_tests_properties(state_${case} PROPERTIES FIXTURES_REQUIRED lab LABELS "state;lab" RUN_SERIAL TRUE TIMEOUT 300
-                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>;KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/lab"
+  set_tests_properties(state_${case} PROPERTIES LABELS "state;lab" TIMEOUT 300
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>"
                        DEPENDS ${prev})
   set(prev state_${case})
+  kcm_use_lab(lab state_${case})
 endforeach()
 
 # Without a lab: the state key (ssh_config applied), members vs targets, variable layers.

@@ -48,13 +48,17 @@ end
 local function call(self, ctx, node, method, path, body, timeout)
   local c = creds(self, ctx)
   local url = string.format("https://%s:2379%s", node.address or component().address(ctx, node), path)
-  local ok, r, err = pcall(require("kcm.native.http").request, {
+  local ok, r, err, kind = pcall(require("kcm.native.http").request, {
     method = method, url = url, body = body and cjson.encode(body) or nil,
     headers = body and { ["Content-Type"] = "application/json" } or nil,
     ca_pem = c.ca_pem, cert_pem = c.cert_pem, key_pem = c.key_pem,
     timeout = timeout or 5, connect_timeout = 2 })
   if not ok then return nil, tostring(r) end
-  if not r then return nil, err end
+  if not r and kind == "refused" then
+    -- said the same way for every member and every check
+    return nil, string.format("%s %s: nothing listens on %s:2379", method, url, url:match("^https://([^:/]+)")), kind
+  end
+  if not r then return nil, err, kind end
   local dok, v = pcall(cjson.decode, r.body)
   if r.status ~= 200 then return nil, string.format("%s %s -> %d: %s", method, url, r.status, r.body:sub(1, 200)) end
   if not dok then return nil, string.format("%s %s: not JSON: %s", method, url, r.body:sub(1, 200)) end
@@ -62,10 +66,10 @@ local function call(self, ctx, node, method, path, body, timeout)
 end
 M.call = call
 
---- health of one member: true | false, why
+--- health of one member: true | false, why, kind
 function M.health(self, ctx, node)
-  local v, err = call(self, ctx, node, "GET", "/health")
-  if not v then return false, err end
+  local v, err, kind = call(self, ctx, node, "GET", "/health")
+  if not v then return false, err, kind end
   if v.health ~= "true" and v.health ~= true then return false, "unhealthy: " .. cjson.encode(v) end
   return true
 end
@@ -73,7 +77,17 @@ end
 --- healthy(C, ctx[, batch]): waits (bounded, with progress) until every member is healthy
 function M.healthy(self, ctx)
   if task.check() then return true end
-  local members = component().members(ctx)
+  -- a member whose node left the play (unreachable or failed earlier in this
+  -- run) is not waited for: that would cost the whole timeout for nothing
+  local members = {}
+  for _, n in ipairs(component().members(ctx)) do
+    local gone = ctx.down and ctx.down[n.name]
+    if gone then
+      task.info(string.format("  etcd health: skipping %s (%s earlier in this run)", n.name, gone))
+    else
+      members[#members + 1] = n
+    end
+  end
   local timeout = tonumber(var(ctx, "etcd_health_timeout", 90))
   local t0, last = rt.now(), rt.now()
   local bad
@@ -103,8 +117,9 @@ function M.verify(self, node, ctx)
   local svc = require("kcm.systemd").unit(node, self.name)
   svc:wait_active(tonumber(var(ctx, "start_timeout", 90)), 0)
   if task.check() then return end
-  local ok, why = M.health(self, ctx, node)
+  local ok, why, kind = M.health(self, ctx, node)
   local addr = component().address(ctx, node)
+  if not ok and kind == "refused" then error(svc:closed_port(addr, 2379), 0) end
   if not ok then error(string.format("%s: https://%s:2379/health: %s", node.name, addr, why), 0) end
   task.log(string.format("https://%s:2379 is healthy", addr))
 end

@@ -34,36 +34,43 @@ local function admin_client_creds(ctx)
   return setmetatable({ insecure = r.insecure and allow or nil }, { __index = r })
 end
 
--- step "verify": active (running), port listening, /metrics 200 with the admin cert
+-- step "verify": active (running), /metrics 200 with the admin cert on
+-- its secure port. The port may open a moment after the unit turns active,
+-- so a refused connection is retried (bounded); one that stays refused is a
+-- FAILED check that names the unit's state (a node that answers SSH is never
+-- unreachable because its service is not listening).
 function M.verify(self, node, ctx)
   local svc = require("kcm.systemd").unit(node, self.name)
-  -- no settle wait here: the port and /metrics checks below take that time,
-  -- and the final state check catches a process that died meanwhile
+  -- no settle wait here: the /metrics check below takes that time, and the
+  -- final state check catches a process that died meanwhile
   svc:wait_active(tonumber(var(ctx, "start_timeout", 30)), 0)
   if task.check() then return end
   local vars = self:unit_vars(node, ctx)
   local port = tonumber(vars.SECURE_PORT)
-  -- the secure port listening on the node (netstat -lnpt | grep ...)
-  local listening = task.retry { attempts = 40, interval = 0.25 } (function()
-    local r = node:run({ "ss", "-Hltn", "sport = :" .. port }, { readonly = true })
-    return r.stdout:find(":" .. port, 1, true) ~= nil
-  end)
-  if not listening then
-    error(string.format("%s: %s is active but nothing listens on port %d; last journal lines:\n%s",
-                        node.name, self.name, port, svc:journal(20)), 0)
-  end
   local creds = admin_client_creds(ctx)
   local http = require "kcm.native.http"
   local host = vars.BIND_ADDRESS
   if host == "0.0.0.0" then host = node.host end
   local url = string.format("https://%s:%d/metrics", host, port)
-  local r
-  local function get_metrics()
-    r = E.ok(http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
-                       key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10, connect_timeout = 5 })
-    return r.status == 200
+  local r, msg, kind
+  local answers = 0     -- an answer other than 200 is retried a few times only
+  task.retry { timeout = tonumber(var(ctx, "port_timeout", 12)),
+               interval = function(attempt) return math.min(0.25 * attempt, 2) end } (function()
+    r, msg, kind = http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
+                                  key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10,
+                                  connect_timeout = 5 }
+    if r then
+      answers = answers + 1
+      return r.status == 200 or (answers >= 5 and task.STOP)
+    end
+    -- a certificate that does not verify will not verify on the next try
+    if kind ~= "refused" and kind ~= "timeout" then return task.STOP end
+  end)
+  if not r and kind == "refused" then
+    error(svc:closed_port(host, port), 0)
+  elseif not r then
+    E.raise { kind = kind, node = node.name, op = "GET", path = url, message = node.name .. ": " .. tostring(msg) }
   end
-  task.retry { attempts = 5, interval = function(attempt) return 0.5 * attempt end } (get_metrics)
   if r.status == 403 then
     error(string.format("%s: GET %s -> 403 Forbidden: the request reached %s as the anonymous user " ..
                         "(system:anonymous), so the client certificate was not accepted. Check that " ..

@@ -1,0 +1,29 @@
+# Labs for the test suite. Each lab is a fixture of its own (NAME_up brings a
+# 3-node lab up under ${CMAKE_BINARY_DIR}/NAME, NAME_down always removes it),
+# and the tests that change a lab hold its lock, so tests of one lab run one
+# at a time while tests of other labs, and tests that need no lab, run beside
+# them (ctest -j). A lab's name derives from its folder, so the labs of two
+# build trees never meet.
+
+# kcm_lab_fixture(NAME): the fixture NAME and its up/down tests
+function(kcm_lab_fixture name)
+  set(env "KCMRUN=${KCMRUN}" "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/${name}")
+  # a lab left over by an interrupted run is removed first
+  add_test(NAME ${name}_up COMMAND bash -c "\"$1\" lab down >/dev/null 2>&1; exec \"$1\" lab up --nodes 3"
+           ${name}_up ${KCMRUN})
+  set_tests_properties(${name}_up PROPERTIES FIXTURES_SETUP ${name} RESOURCE_LOCK ${name} LABELS "lab"
+                       ENVIRONMENT "${env}" TIMEOUT 300)
+  add_test(NAME ${name}_down COMMAND ${KCMRUN} lab down)
+  set_tests_properties(${name}_down PROPERTIES FIXTURES_CLEANUP ${name} RESOURCE_LOCK ${name} LABELS "lab"
+                       ENVIRONMENT "${env}" TIMEOUT 120)
+endfunction()
+
+# kcm_use_lab(LAB TEST...): the tests run on LAB, one at a time; their
+# ENVIRONMENT gets KCMRUN_LAB_DIR (appended: it wins over an earlier one)
+function(kcm_use_lab lab)
+  foreach(t ${ARGN})
+    set_property(TEST ${t} APPEND PROPERTY FIXTURES_REQUIRED ${lab})
+    set_property(TEST ${t} APPEND PROPERTY RESOURCE_LOCK ${lab})
+    set_property(TEST ${t} APPEND PROPERTY ENVIRONMENT "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/${lab}")
+  endforeach()
+endfunction()
