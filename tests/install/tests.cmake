@@ -28,6 +28,6 @@ set_tests_properties(install_lab PROPERTIES LABELS "lab;install" RUN_SERIAL TRUE
 # cases (they start from a fresh lab); a rerun of the playbook there converges.
 add_test(NAME install_readme COMMAND bash ${_inst} readme)
 set_tests_properties(install_readme PROPERTIES LABELS "lab;install"
-                     TIMEOUT 300 DEPENDS e2e_scheduler
+                     TIMEOUT 300
                      ENVIRONMENT "${KCM_INSTALL_ENV}")
 kcm_use_lab(lab install_readme)

@@ -1,10 +1,13 @@
 # The suite's labs (cmake/labtests.cmake): each a fixture of its own, so the
-# groups that change a lab run beside each other under ctest -j.
-#   lab         the controller-manager e2e chain, become, state, the lab's own tests
+# groups that change a lab run beside each other under ctest -j; the order
+# within each lab is tests/lab/order.cmake.
+#   lab         the controller-manager e2e chain, become, the lab's own tests
+#   lab_state   state (write-ahead across kill -9, locks, inventory forms)
 #   lab_faults  faults (links, sshd, the apiserver, mounts, shaping)
 #   lab_misc    etcd (real etcd), signals, files, ssh against a lab
 # Tests of one lab hold its lock; `kcmrun lab env` prints the paths.
 kcm_lab_fixture(lab)
+kcm_lab_fixture(lab_state)
 kcm_lab_fixture(lab_faults)
 kcm_lab_fixture(lab_misc)
 set(KCM_LAB_ENV "KCMRUN=${KCMRUN}")
