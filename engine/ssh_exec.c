@@ -52,15 +52,29 @@ static const char WRAPPER[] =
     "{ trap '' TERM; cat; kill -0 $$ && { kill -s TERM 0; sleep 1; kill -s KILL 0; }; } <&3 >/dev/null 2>&1 & "
     "} <&3 | eval \"$2\" 3<&-";
 
-char *kcm_ssh_wrap_command(const char *cmd, size_t inlen)
+/* With a become password: before the caller's bytes, the feeder takes one
+ * decision byte at a time from the channel. "P" + 4 digits + that many bytes:
+ * the password line, which goes to sudo only because sudo's own prompt was
+ * read first; "C": sudo is past authentication (the elevated side said so),
+ * go on; anything else (or EOF): end, and sudo reads EOF. */
+static const char WRAPPER_PW[] =
+    "exec 3<&0; "
+    "{ while :; do c=$(head -c 1); case $c in P) head -c \"$(head -c 4)\";; C) break;; *) exit 0;; esac; done; "
+    "if [ \"$1\" -gt 0 ]; then head -c \"$1\"; fi; exec >&-; "
+    "{ trap '' TERM; cat; kill -0 $$ && { kill -s TERM 0; sleep 1; kill -s KILL 0; }; } <&3 >/dev/null 2>&1 & "
+    "} <&3 | eval \"$2\" 3<&-";
+
+static char *wrap(const char *cmd, size_t inlen, const char *wrapper)
 {
     /* runs in the login shell itself (as the bare command did): no extra
      * shell to start, and the command keeps the shell it always had */
     char *qc = kcm_ssh_shquote(cmd);
-    char *line = kcm_ssh_fmt("set -- %zu %s; %s", inlen, qc, WRAPPER);
+    char *line = kcm_ssh_fmt("set -- %zu %s; %s", inlen, qc, wrapper);
     free(qc);
     return line;
 }
+
+char *kcm_ssh_wrap_command(const char *cmd, size_t inlen) { return wrap(cmd, inlen, WRAPPER); }
 
 enum { RUN_DONE, RUN_TIMEOUT, RUN_FAIL };
 
@@ -80,6 +94,72 @@ static int feed(ssh_channel ch, const char *in, size_t inlen, long deadline, str
         if (deadline && now_ms() >= deadline) return RUN_TIMEOUT;
     }
     return RUN_DONE;
+}
+
+/* Removes every "marker\n" (or a trailing "marker") from b; -> how many. */
+static int cut_marker(struct kcm_buf *b, const char *marker)
+{
+    size_t ml = strlen(marker);
+    int found = 0;
+    char *at;
+    while (b->n >= ml && (at = memmem(b->p, b->n, marker, ml)) != NULL) {
+        size_t off = (size_t)(at - b->p), cut = ml;
+        if (off + cut < b->n && b->p[off + cut] == '\n') cut++;
+        memmove(at, at + cut, b->n - off - cut);
+        b->n -= cut;
+        found++;
+    }
+    return found;
+}
+
+/* The password phase of a become command: read what sudo says until the
+ * elevated side's ready marker comes (then "C"), answering sudo's own prompt
+ * once with the password ("P…"); a second prompt (a wrong password) ends the
+ * feeder ("E"), so sudo reports the failure. No prompt, no password: with a
+ * NOPASSWD rule or a root login the password is never sent. The markers are
+ * cut from stderr. */
+static int authenticate(ssh_session s, ssh_channel ch, const struct kcm_ssh_become *b, long deadline,
+                        struct kcm_ssh_exec_res *r, char **msg)
+{
+    int prompts = 0;
+    for (;;) {
+        if (drain(ch, r) < 0 && !ssh_channel_is_eof(ch) && !ssh_channel_is_closed(ch)) {
+            *msg = kcm_ssh_fmt("reading sudo's answer: %s", ssh_get_error(s));
+            return RUN_FAIL;
+        }
+        if (cut_marker(&r->err, b->ready) > 0) {
+            return ssh_channel_write(ch, "C", 1) == 1 ? RUN_DONE : RUN_FAIL;
+        }
+        int p = cut_marker(&r->err, b->prompt);
+        if (p > 0) {
+            prompts += p;
+            if (prompts > 1) {
+                ssh_channel_write(ch, "E", 1);
+                return RUN_DONE;       /* collect sudo's own failure */
+            }
+            size_t pl = strlen(b->secret);
+            char head[24];
+            snprintf(head, sizeof head, "P%04u", (unsigned)(pl + 1));
+            if (ssh_channel_write(ch, head, 5) != 5 || ssh_channel_write(ch, b->secret, (uint32_t)pl) != (int)pl ||
+                ssh_channel_write(ch, "\n", 1) != 1) {
+                *msg = kcm_ssh_fmt("writing to sudo: %s", ssh_get_error(s));
+                return RUN_FAIL;
+            }
+            continue;
+        }
+        if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) return RUN_DONE;
+        int slice = 50;
+        if (deadline) {
+            long left = deadline - now_ms();
+            if (left <= 0) return RUN_TIMEOUT;
+            if (left < slice) slice = (int)left;
+        }
+        /* sudo speaks on stderr only: poll that stream */
+        if (ssh_channel_poll_timeout(ch, slice, 1) == SSH_ERROR && !ssh_channel_is_closed(ch)) {
+            *msg = kcm_ssh_fmt("reading sudo's answer: %s", ssh_get_error(s));
+            return RUN_FAIL;
+        }
+    }
 }
 
 /* Reads stdout/stderr until the command's EOF or the deadline. */
@@ -121,8 +201,13 @@ static int collect(ssh_session s, ssh_channel ch, long deadline, struct kcm_ssh_
 }
 
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
-                 long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
+                 const struct kcm_ssh_become *become, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
 {
+    if (become && (!become->secret || !become->prompt || !become->ready || !*become->prompt ||
+                   !*become->ready || strlen(become->secret) > 9998)) {
+        *msg = kcm_ssh_fmt("become: a password (at most 9998 bytes), a prompt and a ready marker are needed");
+        return -1;
+    }
     ssh_session s = c->s;
     r->code = -1;
     r->timed_out = 0;
@@ -133,7 +218,7 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         ssh_channel_free(ch);
         return -1;
     }
-    char *line = kcm_ssh_wrap_command(cmd, in ? inlen : 0);
+    char *line = wrap(cmd, in ? inlen : 0, become ? WRAPPER_PW : WRAPPER);
     int xr = ssh_channel_request_exec(ch, line);
     free(line);
     int st = RUN_FAIL;
@@ -141,7 +226,9 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         *msg = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(s));
     } else {
         long deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-        st = feed(ch, in, inlen, deadline, r);
+        st = become ? authenticate(s, ch, become, deadline, r, msg) : RUN_DONE;
+        if (st == RUN_DONE)
+            st = feed(ch, in, inlen, deadline, r);
         if (st == RUN_DONE)
             st = collect(s, ch, deadline, r, msg);
     }

@@ -94,8 +94,14 @@ struct kcm_ssh_exec_res {
     int timed_out;
     struct kcm_buf out, err;
 };
+/* Become with a password: the command line carries `sudo -S -p PROMPT …
+ * -- sh -c 'printf READY >&2; exec "$@"' sh …`; kcm_ssh_exec sends secret
+ * only after sudo's PROMPT was read, never when READY came first. */
+struct kcm_ssh_become {
+    const char *secret, *prompt, *ready;
+};
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
-                 long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
+                 const struct kcm_ssh_become *become, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
 
 /* ssh_sftp.c: all return 0 on success, -1 with *msg ("<op> <path>: <why>"). */
 struct kcm_ssh_stat { int exists; const char *type; unsigned long long size;

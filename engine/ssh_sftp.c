@@ -205,7 +205,7 @@ static int run_ok(kcm_ssh_sess *c, const char *cmd, const char *what, char **msg
     struct kcm_ssh_exec_res r = {0};
     char *m = NULL;
     int rc = 0;
-    if (kcm_ssh_exec(c, cmd, NULL, 0, 60000, &r, &m) != 0) {
+    if (kcm_ssh_exec(c, cmd, NULL, 0, NULL, 60000, &r, &m) != 0) {
         *msg = kcm_ssh_fmt("%s: %s", what, m);
         rc = -1;
     } else if (r.timed_out || r.code != 0) {

@@ -197,14 +197,14 @@ static char *trimmed(const struct kcm_buf *b)
 }
 
 /* Runs a command that must exit 0; its output in *r (caller frees). */
-/* pw: the become password line for `sudo -S` (NULL without one); it only
- * ever travels on the command's stdin. */
-static int run_cmd(kcm_ssh_sess *c, const char *cmd, const char *pw, const char *what,
+/* pw: become with a password (NULL without one): kcm_ssh_exec hands it to
+ * sudo only after sudo's own prompt. */
+static int run_cmd(kcm_ssh_sess *c, const char *cmd, const struct kcm_ssh_become *pw, const char *what,
                    struct kcm_ssh_exec_res *r, char **msg)
 {
     char *m = NULL;
     memset(r, 0, sizeof *r);
-    if (kcm_ssh_exec(c, cmd, pw, pw ? strlen(pw) : 0, 600000, r, &m) != 0) {
+    if (kcm_ssh_exec(c, cmd, NULL, 0, pw, 600000, r, &m) != 0) {
         *msg = kcm_ssh_fmt("%s: %s", what, m);
         free(m);
         return -1;
@@ -357,7 +357,7 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     return rc;
 }
 
-static int probe_remote(kcm_ssh_sess *c, char **become, const char *pw, const char *path,
+static int probe_remote(kcm_ssh_sess *c, char **become, const struct kcm_ssh_become *pw, const char *path,
                         const char *live, unsigned long long lsize, struct remote *rm, char **msg)
 {
     if (!become) {
@@ -560,9 +560,16 @@ struct put_in {
     int mkdir, rename, has_expect;
     struct stat expect;
     char **become;
-    char *pw;                 /* become.stdin: the sudo -S password line, or NULL */
+    char *pw, *pw_prompt, *pw_ready;   /* become.secret/prompt/ready, or NULL */
+    struct kcm_ssh_become bpw;         /* points at those three */
     char *live;               /* run ids whose temps are never stale ("a,b"), or NULL */
 };
+
+/* the become password of a put, or NULL (no password: sudo -n) */
+static const struct kcm_ssh_become *become_pw(const struct put_in *in)
+{
+    return in->pw ? &in->bpw : NULL;
+}
 
 static int open_src(const struct put_in *in, char **msg)
 {
@@ -698,7 +705,7 @@ static int put_become(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned
                                in->mkdir ? "1" : "0", in->live ? in->live : ""};
         char *ic = shell_line(in->become, INSTALL, iargs, 9);
         struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, ic, in->pw, what, &r, msg);
+        rc = run_cmd(c, ic, become_pw(in), what, &r, msg);
         res_free(&r);
         free(ic);
     }
@@ -726,7 +733,7 @@ static int set_attrs(kcm_ssh_sess *c, const struct put_in *in, char **msg)
         const char *args[] = {mode, uid, gid, in->path};
         char *cmd = shell_line(in->become, ATTRS, args, 4);
         struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, cmd, in->pw, what, &r, msg);
+        rc = run_cmd(c, cmd, become_pw(in), what, &r, msg);
         res_free(&r);
         free(cmd);
     } else if (ensure_sftp(c, msg) != 0) {
@@ -776,7 +783,7 @@ static int run_script(kcm_ssh_sess *c, const struct put_in *in, const char *scri
 {
     char *cmd = shell_line(in->become, script, args, 3);
     struct kcm_ssh_exec_res r;
-    int rc = run_cmd(c, cmd, in->become ? in->pw : NULL, what, &r, msg);
+    int rc = run_cmd(c, cmd, in->become ? become_pw(in) : NULL, what, &r, msg);
     res_free(&r);
     free(cmd);
     free(what);
@@ -807,7 +814,7 @@ static void sync_work(kcm_job *j)
             sj->lst.st_size = (off_t)sj->in.len;
         }
         if (rc == 0)
-            rc = probe_remote(c, sj->in.become, sj->in.pw, sj->path, sj->in.live,
+            rc = probe_remote(c, sj->in.become, become_pw(&sj->in), sj->path, sj->in.live,
                               (unsigned long long)sj->lst.st_size, &sj->rm, &msg);
         break;
     case S_PUT: {
@@ -902,6 +909,8 @@ static void sync_free(kcm_job *j)
     free(sj->src); free(sj->path); free(sj->tmp);
     free_argv(sj->in.become);
     if (sj->in.pw) { kcm_memzero(sj->in.pw, strlen(sj->in.pw)); free(sj->in.pw); }
+    free(sj->in.pw_prompt);
+    free(sj->in.pw_ready);
     free(sj->in.live);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
@@ -993,11 +1002,18 @@ static void fill(lua_State *L, syncjob *sj)
             if (!sj->in.become[i - 1]) kcm_oom(L);
             lua_pop(L, 1);
         }
-        if (lua_getfield(L, -1, "stdin") == LUA_TSTRING) {
-            sj->in.pw = strdup(lua_tostring(L, -1));
-            if (!sj->in.pw) kcm_oom(L);
+        char **dst[] = {&sj->in.pw, &sj->in.pw_prompt, &sj->in.pw_ready};
+        const char *keys[] = {"secret", "prompt", "ready"};
+        for (int i = 0; i < 3; i++) {
+            if (lua_getfield(L, -1, keys[i]) == LUA_TSTRING) {
+                *dst[i] = strdup(lua_tostring(L, -1));
+                if (!*dst[i]) kcm_oom(L);
+            }
+            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
+        sj->in.bpw.secret = sj->in.pw;
+        sj->in.bpw.prompt = sj->in.pw_prompt ? sj->in.pw_prompt : "";
+        sj->in.bpw.ready = sj->in.pw_ready ? sj->in.pw_ready : "";
     }
     lua_pop(L, 1);
     sj->in.src = sj->src;

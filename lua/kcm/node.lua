@@ -119,19 +119,33 @@ end
 -- it. Returns the argv prefix that elevates a command
 -- ({"sudo", "-n", "-u", user, "--"}), or nil when the operation runs as the
 -- login user. Every primitive asks here; callers never build sudo lines.
--- With a become password the prefix is {"sudo", "-k", "-S", "-p", "", "-u",
--- user, "--"} and carries `stdin`: the line to send first on the command's
--- stdin (node:run does that). -k makes sudo always read it, so the password
--- can never leak into the command's own input.
+-- With a become password the prefix is {"sudo", "-k", "-S", "-p", PROMPT,
+-- "-u", user, "--", "sh", "-c", <print READY on stderr, exec the command>,
+-- "sh"} and carries `secret`, `prompt` and `ready`: the native exec sends the
+-- password only after it has read sudo's own PROMPT, and never once READY
+-- came first (a NOPASSWD rule, a root login), so the password can never
+-- reach the command's own input. The markers are random per run.
+local markers
+local function become_markers()
+  if not markers then
+    local h = require("kcm.native.fs").sha256(state.run_id() .. tostring(math.random(0, 0x7fffffff)) .. tostring({}))
+    markers = { prompt = "[kcm-sudo-" .. h:sub(1, 16) .. "]", ready = "[kcm-ready-" .. h:sub(17, 32) .. "]" }
+  end
+  return markers
+end
+
 function Node:_become_argv(opts)
   if not self:_becomes(opts) then return nil end
   local user = self.become_user or "root"
   if (opts and opts.become_user) then user = opts.become_user end
   local pw = become_password(self)
   if pw then
-    return { "sudo", "-k", "-S", "-p", "", "-u", user, "--", stdin = pw .. "\n" }
+    local m = become_markers()
+    return { "sudo", "-k", "-S", "-p", m.prompt, "-u", user, "--",
+             "sh", "-c", "printf '%s\\n' '" .. m.ready .. "' >&2; exec \"$@\"", "sh",
+             user = user, secret = pw, prompt = m.prompt, ready = m.ready }
   end
-  return { "sudo", "-n", "-u", user, "--" }
+  return { "sudo", "-n", "-u", user, "--", user = user }
 end
 
 function Node:__tostring() return "node(" .. self.name .. ")" end
@@ -262,7 +276,7 @@ end
 -- A failure of sudo itself (not of the command it was to run) -> the error
 -- that names the node and the fix; nil when stderr is the command's own.
 local function sudo_failure(self, become, err)
-  local u, bu = self:login_user(), become[#become - 1]
+  local u, bu = self:login_user(), become.user
   if err:match("^sudo: a password is required") or err:match("\nsudo: a password is required") then
     return string.format("%s: sudo requires a password for %s: give %s NOPASSWD sudo, or set " ..
                          "become_password_file (or become_password_env)", self.name, u, u)
@@ -315,13 +329,13 @@ function Node:run(cmd, opts)
     local line, env_in = build(cmd, opts, become)
     local stdin = opts.stdin
     if env_in then stdin = env_in .. (stdin or "") end
-    if become and become.stdin then stdin = become.stdin .. (stdin or "") end
     -- -v: the argv as given (environment values and stdin are never shown)
     task.log("run " .. shown)
     local s = self:session()
     begin()
     local timeout = opts.timeout or self.command_timeout
-    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout)
+    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout,
+                                                   become and become.secret and become or nil)
     if become and code ~= 0 and not timed_out then
       local why = sudo_failure(self, become, err)
       if why then E.raise { kind = "sudo", node = self.name, op = "run", message = why } end

@@ -114,6 +114,28 @@ password)
   ! grep -qF -- "wrong-$pw" "$T/out" "$T/err" || fail "the wrong password appears in the output"
   pass "no password: '$first...' on every node in ${t}s; file and env passwords work and never show; a wrong one is named"
   ;;
+noprompt)
+  # a password is configured but sudo never asks (deploy's NOPASSWD rule, a
+  # root login): it is sent nowhere, so it shows nowhere
+  pw=$(cat "$PW_FILE")
+  inventory deploy "    become = true,\n    become_password_file = \"$PW_FILE\"," > "$T/inv-deploy.lua"
+  sed -e "s|^    user = \"root\",$|    user = \"root\",\n    become = true,\n    become_password_file = \"$PW_FILE\",|" \
+    "$KCMRUN_LAB_INVENTORY" > "$T/inv-root.lua"
+  grep -q become_password_file "$T/inv-root.lua" || fail "could not derive the root inventory"
+  for who in deploy root; do
+    kcmrun -i "$T/inv-$who.lua" -v --log-json "$T/log-$who.jsonl" "$(dirname "$0")/noprompt.lua"
+    cat "$T/out"
+    expect_rc 4 "$who: the failing step fails"
+    for n in "${NODES[@]}"; do
+      sed -n '/^== stdin/,/^== fails/p' "$T/out" | grep -qE "^  ok +$n " || { cat "$T/out"; fail "$who/$n: step stdin not ok"; }
+    done
+    for n in "${NODES[@]}"; do
+      grep -A2 -E "^  FAILED +$n " "$T/out" | grep -qF "X=x" || { cat "$T/out"; fail "$who/$n: the failing command's stderr is not shown"; }
+    done
+    ! grep -qF -- "$pw" "$T/out" "$T/err" "$T/log-$who.jsonl" || fail "$who: the become password appears in the output or the log"
+  done
+  pass "a become password with NOPASSWD sudo and with a root login: never on the command's stdin, output, -v or --log-json"
+  ;;
 deploy)
   # what the e2e cases deployed as root goes first: deploy has to write it all
   for n in "${NODES[@]}"; do

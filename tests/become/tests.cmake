@@ -8,7 +8,7 @@ set_tests_properties(become_precedence PROPERTIES LABELS "become" TIMEOUT 60)
 # On the lab, in order (each depends on the previous), after the e2e cases (which want a
 # fresh lab): users deploy/deploypw, every primitive through sudo, the errors, the
 # controller-manager playbook as deploy, and a deployment through ssh_config aliases.
-foreach(case users primitives denied password deploy rerun checkdiff alias)
+foreach(case users primitives denied password noprompt deploy rerun checkdiff alias)
   add_test(NAME become_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/become/test_become.sh ${case})
   set_tests_properties(become_${case} PROPERTIES LABELS "become;lab"
                        TIMEOUT 300 ENVIRONMENT "KCMRUN=${KCMRUN}")

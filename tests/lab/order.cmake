@@ -2,7 +2,7 @@
 # after every test area. Four labs run beside each other under ctest -j.
 kcm_lab_order(lab
   e2e_check-fresh e2e_deploy e2e_rerun e2e_flag e2e_envsh e2e_customize e2e_poweroff e2e_scheduler
-  become_users become_primitives become_denied become_password become_deploy become_rerun
+  become_users become_primitives become_denied become_password become_noprompt become_deploy become_rerun
   become_checkdiff become_alias
   docs_readme_example install_readme kube_lab_standins
   lab_ssh lab_isolation lab_systemd lab_inventory lab_stopstart
