@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rc=0
-JOBS=${KCM_TEST_JOBS:-5}
+JOBS=${KCM_TEST_JOBS:-3}
 LOG=$(mktemp -d)
 trap 'rm -rf "$LOG"' EXIT
 PHASES=()

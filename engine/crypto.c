@@ -95,7 +95,7 @@ static int key_pem(lua_State *L)
     char err[256];
     if (!bio || !PEM_write_bio_PrivateKey_traditional(bio, pkey, NULL, NULL, 0, NULL, NULL)) {
         BIO_free(bio);
-        return luaL_error(L, "crypto: encode private key: %s", kcm_crypto_err(err, sizeof err, "failed"));
+        return kcm_fail(L, "error", "crypto: encode private key: %s", kcm_crypto_err(err, sizeof err, "failed"));
     }
     BUF_MEM *mem = NULL;
     BIO_get_mem_ptr(bio, &mem);
@@ -118,7 +118,7 @@ static int key_write_pem(lua_State *L)
     BIO *bio = BIO_new(BIO_s_mem());
     if (!bio || !PEM_write_bio_PrivateKey_traditional(bio, pkey, NULL, NULL, 0, NULL, NULL)) {
         BIO_free(bio);
-        return luaL_error(L, "crypto: encode private key: %s", kcm_crypto_err(err, sizeof err, "failed"));
+        return kcm_fail(L, "error", "crypto: encode private key: %s", kcm_crypto_err(err, sizeof err, "failed"));
     }
     BUF_MEM *mem = NULL;
     BIO_get_mem_ptr(bio, &mem);
@@ -148,8 +148,9 @@ static int key_write_pem(lua_State *L)
     if (e && fd >= 0) unlink(tmp);
     free(tmp);
     if (e)
-        return luaL_error(L, "write %s: %s", path, strerror(e));
-    return 0;
+        return kcm_fail_errno(L, e, "write %s", path);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static const char *curve_label(EVP_PKEY *pkey)

@@ -492,7 +492,7 @@ local function produce(o, want, sign_args)
         local st = fs.stat(key_path)
         if st and st.mode & 4095 ~= tonumber("600", 8) then
           res.changed = target.change("pki: chmod 0600 " .. key_path, function()
-            key:write_pem(key_path, tonumber("600", 8))
+            E.check({ op = "chmod", path = key_path }, key:write_pem(key_path, tonumber("600", 8)))
           end)
         end
         res.csr = fs.read(csr_path)
@@ -518,7 +518,7 @@ local function produce(o, want, sign_args)
     if not sign_args.ca_key then sign_args.ca_key = key end
     local pem = E.ok(crypto.sign(sign_args))
     -- key first: an interrupted run leaves a cert that no longer matches, so it is redone
-    local ok, werr = pcall(key.write_pem, key, key_path, tonumber("600", 8))
+    local ok, werr = key:write_pem(key_path, tonumber("600", 8))
     if not ok then error(("pki: cannot write %s: %s"):format(key_path, tostring(werr)), 0) end
     write(csr_path, csr, "644")
     write(cert_path, pem, "644")

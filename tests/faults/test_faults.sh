@@ -212,7 +212,7 @@ apiserver)
   # A port that refuses connections on a node that answers SSH is a FAILED
   # check that says nothing listens there and what to look at (here: the
   # check asked on a port the component does not serve).
-  kcm -i "$LABINV" --only verify -e kube_controller_manager_secure_port=10999 "$PB"
+  kcm -i "$LABINV" --only verify -e kube_controller_manager_secure_port=10999 -e port_timeout=3 "$PB"
   expect_rc 4 "verify on a closed port"
   expect_status verify FAILED "${NODES[@]}"
   ! grep -q "UNREACHABLE" "$T/out" || { cat "$T/out"; fail "a closed port was reported UNREACHABLE"; }
