@@ -11,17 +11,19 @@ local seen
 -- the probe looks until it sees the command running (bounded), not after a
 -- fixed pause: on a loaded machine the first connection may take a while
 task.parallel {
-  function() a:run({ "sleep", "4.25" }, { env = { KCM_SECRET = SECRET } }) end,
+  function() a:run({ "sleep", "6.25" }, { env = { KCM_SECRET = SECRET } }) end,
   function()
     for _ = 1, 40 do
-      local r = b:run({ "sh", "-c", 'for f in /proc/[0-9]*/cmdline; do tr "\\0" " " <"$f" 2>/dev/null; echo; done' })
+      -- one cat over every cmdline (the host's sshd may see a busy machine's
+      -- thousands of processes: a process per entry would outlast the sleep)
+      local r = b:run({ "sh", "-c", 'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " "' })
       seen = r.stdout
-      if seen:find("sleep 4.25", 1, true) then break end
+      if seen:find("sleep 6.25", 1, true) then break end
       task.sleep(0.1)
     end
   end,
 }
-assert(seen:find("sleep 4.25", 1, true), "the probe did not see the running command")
+assert(seen:find("sleep 6.25", 1, true), "the probe did not see the running command")
 assert(not seen:find("s3cr3t", 1, true), "env value on a command line:\n" .. seen)
 -- the value arrived intact (quotes, $(), newline, backslashes), string and argv form, with stdin after it
 local r = a:run({ "sh", "-c", 'printf %s "$KCM_SECRET"; cat' }, { env = { KCM_SECRET = SECRET }, stdin = "STDIN" })
