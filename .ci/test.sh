@@ -27,21 +27,32 @@ build() {
   cmake -S . -B "$1" "${@:2}" >/dev/null && cmake --build "$1" -j"$(nproc)" >/dev/null
 }
 
+# The sanitizer and fuzz trees build while the normal pass runs, at the
+# lowest priority: they take the cores the lab tests leave idle, never the
+# lab tests' time.
+nice -n 19 bash -c "$(declare -f build); build build-asan -DKCM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" \
+  >"$LOG/build-asan.log" 2>&1 & ASAN_BUILD=$!
+FUZZ_BUILD=
+if command -v clang >/dev/null; then
+  CC=clang nice -n 19 bash -c "$(declare -f build); build build-fuzz -DKCM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug" \
+    >"$LOG/build-fuzz.log" 2>&1 & FUZZ_BUILD=$!
+fi
+
 phase normal ctest --test-dir build --output-on-failure -LE fuzz -j"$JOBS"
 
-if build build-asan -DKCM_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug; then
+if wait "$ASAN_BUILD"; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     phase asan ctest --test-dir build-asan --output-on-failure -LE fuzz -j"$JOBS"
 else
-  echo "sanitizer build failed"; rc=1
+  cat "$LOG/build-asan.log"; echo "sanitizer build failed"; rc=1
 fi
 
-if command -v clang >/dev/null; then
+if [ -n "$FUZZ_BUILD" ]; then
   # one fuzzer a core
-  if CC=clang build build-fuzz -DKCM_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug; then
+  if wait "$FUZZ_BUILD"; then
     phase fuzz ctest --test-dir build-fuzz --output-on-failure -L fuzz -j"$(nproc)"
   else
-    echo "fuzz build failed"; rc=1
+    cat "$LOG/build-fuzz.log"; echo "fuzz build failed"; rc=1
   fi
 fi
 
