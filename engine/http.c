@@ -20,6 +20,7 @@
 
 #include "curl_loader.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -196,8 +197,13 @@ static void http_free(kcm_job *base)
 
 /* What callers branch on: a TLS failure repeats on every try, a closed
  * port or a silent server may come back. */
-static const char *http_fail_kind(CURLcode rc)
+static const char *http_fail_kind(CURLcode rc, long os_errno)
 {
+    /* A server that exits mid-request (a component losing its lease, a
+     * member being restarted) resets the connection: that is the same
+     * passing outage as a closed port, whichever stage it cut short. */
+    if (os_errno == ECONNRESET || os_errno == EPIPE)
+        return "reset";
     switch (rc) {
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CERTPROBLEM:
@@ -212,6 +218,10 @@ static const char *http_fail_kind(CURLcode rc)
         return "refused";
     case CURLE_OPERATION_TIMEDOUT:
         return "timeout";
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        return "reset";
     default:
         return "error";
     }
@@ -327,7 +337,9 @@ static void http_work(kcm_job *base)
         /* a certificate that does not verify is no outage: the same
          * answer comes on every try, so it is kind "tls", which kube.lua
          * never retries */
-        kcm_job_fail_kind(base, http_fail_kind(rc), "%s %s: %s%s", j->method, j->url,
+        long os_errno = 0;
+        cu->easy_getinfo(c, CURLINFO_OS_ERRNO, &os_errno);
+        kcm_job_fail_kind(base, http_fail_kind(rc, os_errno), "%s %s: %s%s", j->method, j->url,
                      rc == CURLE_PEER_FAILED_VERIFICATION ? "TLS verification failed: " : "",
                      errbuf[0] ? errbuf : cu->easy_strerror(rc));
         goto out;

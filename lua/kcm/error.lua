@@ -8,8 +8,9 @@
 -- "denied", "noent", "timeout", "tls", "hostkey", "auth", "exit" (a command
 -- ended with a code it was not allowed), "sudo" (become itself failed),
 -- "api" (the Kubernetes apiserver refused: code, reason), "exists",
--- "refused" (an HTTP port that nothing listens on), "resolve" (a name
--- that does not resolve),
+-- "refused" (an HTTP port that nothing listens on), "reset" (the server
+-- dropped the connection mid-request, as a process that exits does),
+-- "resolve" (a name that does not resolve),
 -- "error" (anything else).
 local M = {}
 

@@ -78,6 +78,20 @@ assert(not ok and err:find("https://127.0.0.1:1/x", 1, true), err)
 -- a closed port is a failed check of the service, never an unreachable node
 assert(kind == "refused", "kind of a refused connection: " .. tostring(kind))
 
+-- a server that drops the connection mid-request (a component exiting as it
+-- loses its lease) is kind "reset", which checks retry like a closed port
+local dropper = io.popen([[python3 -c '
+import socket, struct, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); c.recv(10)
+c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)); c.close()
+']])
+local port = assert(tonumber(dropper:read("l")), "the dropping server did not start")
+ok, err, kind = http.request { url = "https://127.0.0.1:" .. port .. "/metrics", connect_timeout = 2, timeout = 5 }
+dropper:close()
+assert(not ok and kind == "reset", "kind of a reset connection: " .. tostring(kind) .. " (" .. tostring(err) .. ")")
+
 -- bad arguments are misuse: they raise
 
 ok, err = pcall(http.request, { url = server, ca_pem = ca, ca_file = "/x" })

@@ -54,7 +54,7 @@ local function call(self, ctx, node, method, path, body, timeout)
     ca_pem = c.ca_pem, cert_pem = c.cert_pem, key_pem = c.key_pem,
     timeout = timeout or 5, connect_timeout = 2 })
   if not ok then return nil, tostring(r) end
-  if not r and kind == "refused" then
+  if not r and (kind == "refused" or kind == "reset") then
     -- said the same way for every member and every check
     return nil, string.format("%s %s: nothing listens on %s:2379", method, url, url:match("^https://([^:/]+)")), kind
   end
@@ -119,7 +119,7 @@ function M.verify(self, node, ctx)
   if task.check() then return end
   local ok, why, kind = M.health(self, ctx, node)
   local addr = component().address(ctx, node)
-  if not ok and kind == "refused" then error(svc:closed_port(addr, 2379), 0) end
+  if not ok and (kind == "refused" or kind == "reset") then error(svc:closed_port(addr, 2379), 0) end
   if not ok then error(string.format("%s: https://%s:2379/health: %s", node.name, addr, why), 0) end
   task.log(string.format("https://%s:2379 is healthy", addr))
 end

@@ -36,7 +36,7 @@ end
 
 -- step "verify": active (running), /metrics 200 with the admin cert on
 -- its secure port. The port may open a moment after the unit turns active,
--- so a refused connection is retried (bounded); one that stays refused is a
+-- so a refused or reset connection is retried (bounded); one that stays so is a
 -- FAILED check that names the unit's state (a node that answers SSH is never
 -- unreachable because its service is not listening).
 function M.verify(self, node, ctx)
@@ -64,9 +64,10 @@ function M.verify(self, node, ctx)
       return r.status == 200 or (answers >= 5 and task.STOP)
     end
     -- a certificate that does not verify will not verify on the next try
-    if kind ~= "refused" and kind ~= "timeout" then return task.STOP end
+    if kind ~= "refused" and kind ~= "timeout" and kind ~= "reset" then return task.STOP end
   end)
-  if not r and kind == "refused" then
+  if not r and (kind == "refused" or kind == "reset") then
+    -- a port that resets every connection is as closed as a refusing one
     error(svc:closed_port(host, port), 0)
   elseif not r then
     E.raise { kind = kind, node = node.name, op = "GET", path = url, message = node.name .. ": " .. tostring(msg) }
