@@ -4,15 +4,15 @@
  *                         config=, connect_timeout=, io_timeout=, accept_new=}
  *   s:connect()              -> true | false, kind, message, "host:port", user
  *                               (kind: "unreachable"|"hostkey"|"auth"|"error")
- *   s:exec(cmd, stdin, timeout_s) -> code, stdout, stderr, timed_out
- *   s:stat(path)             -> {type,size,mode,uid,gid,mtime} | nil
- *   s:read(path)             -> content
- *   s:sha256(path)           -> hex | nil (missing)
- *   s:put{path=, tmp=, data=, mode=, chown=, mkdir=}
- *   s:mkdir(path, mode)      -> changed
- *   s:remove(path)           -> changed
- *   s:chmod(path, mode)
+ *   s:exec(cmd, stdin, timeout_s [, become]) -> code, stdout, stderr, timed_out
+ *   s:stat(path [, as])      -> {type,size,mode,uid,gid,mtime} | nil
+ *   s:read(path [, as])      -> content
+ *   s:mkdir(path, mode [, as]) -> changed
+ *   s:remove(path, recursive [, as]) -> changed
+ *   s:chmod(path, mode [, as])
  *   s:sync_probe{...}, s:sync_put{...}, s:sync_commit{...}, s:stats()   (ssh_sync.c)
+ * `as` is the become table node.lua builds (nil: the login user): file
+ * operations run on that identity's SFTP session (ssh_files.c).
  *   s:close()
  *   s:alive()                -> bool (connected; false after a transport failure)
  *   s:resolved()             -> host, port, user actually used (after connect)
@@ -45,30 +45,28 @@ void kcm_ssh_sess_unref(kcm_ssh_sess *c)
     free(c);
 }
 
-enum op { OP_CONNECT, OP_EXEC, OP_STAT, OP_READ, OP_SHA, OP_PUT, OP_MKDIR, OP_REMOVE,
-          OP_CHMOD, OP_CLOSE };
+enum op { OP_CONNECT, OP_EXEC, OP_STAT, OP_READ, OP_MKDIR, OP_REMOVE, OP_CHMOD, OP_CLOSE };
 
 typedef struct {
     kcm_job base;
     kcm_ssh_sess *c;
     enum op op;
-    char *path, *tmp, *chown;
-    char *live;             /* put: run ids whose temp files are not stale */
+    char *path;
+    struct kcm_ssh_as as;   /* file operations: whose SFTP session */
     char *cmd;              /* OP_EXEC: the command line */
     char *data;             /* stdin or file content (copied; wiped on free) */
     char *pw, *pw_prompt, *pw_ready;   /* OP_EXEC become password (wiped on free) */
     size_t len;
     unsigned mode;
-    int mkdir_parents;      /* OP_PUT: make the missing folders of path */
+    int recursive;          /* OP_REMOVE */
     long timeout_ms;
     /* results */
     int kind;
     char *kmsg;
-    int changed, exists;
+    int changed;
     struct kcm_ssh_exec_res ex;
     struct kcm_ssh_stat st;
     struct kcm_buf content;
-    char hex[65];
 } sjob;
 
 static const char *label(kcm_ssh_sess *c)
@@ -113,17 +111,16 @@ static void work(kcm_job *j)
         rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, sj->pw ? &b : NULL, sj->timeout_ms, &sj->ex, &msg);
     }
         break;
-    case OP_STAT: rc = kcm_ssh_sftp_stat(c, sj->path, &sj->st, &msg); break;
-    case OP_READ: rc = kcm_ssh_sftp_read(c, sj->path, &sj->content, &msg); break;
-    case OP_SHA: rc = kcm_ssh_sftp_sha256(c, sj->path, &sj->exists, sj->hex, &msg); break;
-    case OP_PUT:
-        rc = kcm_ssh_sftp_put(c, sj->path, sj->tmp, sj->data, sj->len, sj->mode, sj->chown,
-                              sj->mkdir_parents, sj->live, &msg);
-        break;
-    case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
-    case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, &sj->changed, &msg); break;
-    case OP_CHMOD: rc = kcm_ssh_sftp_chmod(c, sj->path, sj->mode, &msg); break;
-    default: break;
+    default:
+        if ((rc = kcm_ssh_files(c, &sj->as, &msg)) != 0) break;
+        switch (sj->op) {
+        case OP_STAT: rc = kcm_ssh_sftp_stat(c, sj->path, &sj->st, &msg); break;
+        case OP_READ: rc = kcm_ssh_sftp_read(c, sj->path, &sj->content, &msg); break;
+        case OP_MKDIR: rc = kcm_ssh_sftp_mkdir_p(c, sj->path, sj->mode, &sj->changed, &msg); break;
+        case OP_REMOVE: rc = kcm_ssh_sftp_remove(c, sj->path, sj->recursive, &sj->changed, &msg); break;
+        case OP_CHMOD: rc = kcm_ssh_sftp_chmod(c, sj->path, sj->mode, &msg); break;
+        default: break;
+        }
     }
     /* A transport failure kills the session: drop it so the next call
      * reconnects instead of reusing a broken one. */
@@ -175,10 +172,6 @@ static int done(lua_State *L, kcm_job *j)
     case OP_READ:
         kcm_buf_push(L, &sj->content);
         return 1;
-    case OP_SHA:
-        if (sj->exists) lua_pushstring(L, sj->hex);
-        else lua_pushnil(L);
-        return 1;
     case OP_MKDIR:
     case OP_REMOVE:
         lua_pushboolean(L, sj->changed);
@@ -199,7 +192,8 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
-    free(sj->path); free(sj->cmd); free(sj->tmp); free(sj->chown); free(sj->live); free(sj->kmsg);
+    free(sj->path); free(sj->cmd); free(sj->kmsg);
+    kcm_ssh_as_free(&sj->as);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
 }
@@ -265,63 +259,40 @@ static int l_exec(lua_State *L)
     return kcm_job_yield(L, &sj->base);
 }
 
-static sjob *path_op(lua_State *L, enum op op)
+/* path at 2, the op's own argument at 3 (l_mkdir, l_remove, l_chmod), the
+ * identity at `as_idx` */
+static sjob *path_op(lua_State *L, enum op op, int as_idx)
 {
     sjob *sj = new_job(L, op);
     sj->path = dupstr(L, 2);
+    kcm_ssh_as_read(L, as_idx, &sj->as);
     return sj;
 }
 
-static int l_stat(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_STAT)->base); }
-static int l_read(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_READ)->base); }
-static int l_sha256(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_SHA)->base); }
+static int l_stat(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_STAT, 3)->base); }
+static int l_read(lua_State *L) { return kcm_job_yield(L, &path_op(L, OP_READ, 3)->base); }
 
 static int l_mkdir(lua_State *L)
 {
     lua_Integer mode = luaL_optinteger(L, 3, 0755);
-    sjob *sj = path_op(L, OP_MKDIR);
+    sjob *sj = path_op(L, OP_MKDIR, 4);
     sj->mode = (unsigned)mode & 07777;
     return kcm_job_yield(L, &sj->base);
 }
 
 static int l_remove(lua_State *L)
 {
-    return kcm_job_yield(L, &path_op(L, OP_REMOVE)->base);
+    int recursive = lua_toboolean(L, 3);
+    sjob *sj = path_op(L, OP_REMOVE, 4);
+    sj->recursive = recursive;
+    return kcm_job_yield(L, &sj->base);
 }
 
 static int l_chmod(lua_State *L)
 {
     lua_Integer mode = luaL_checkinteger(L, 3);
-    sjob *sj = path_op(L, OP_CHMOD);
+    sjob *sj = path_op(L, OP_CHMOD, 4);
     sj->mode = (unsigned)mode & 07777;
-    return kcm_job_yield(L, &sj->base);
-}
-
-static int l_put(lua_State *L)
-{
-    check_sess(L);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    sjob *sj = new_job(L, OP_PUT);
-    lua_getfield(L, 2, "data");
-    size_t len;
-    const char *data = luaL_checklstring(L, -1, &len);
-    sj->data = malloc(len ? len : 1);
-    if (!sj->data) kcm_oom(L);
-    memcpy(sj->data, data, len);
-    sj->len = len;
-    lua_pop(L, 1);
-    lua_getfield(L, 2, "mode");
-    sj->mode = (unsigned)luaL_optinteger(L, -1, 0644) & 07777;
-    lua_getfield(L, 2, "mkdir");
-    sj->mkdir_parents = lua_toboolean(L, -1);
-    lua_pop(L, 2);
-    sj->path = kcm_opt_strdup(L, 2, "path", NULL, "ssh", 1);
-    sj->tmp = kcm_opt_strdup(L, 2, "tmp", NULL, "ssh", 1);
-    sj->chown = kcm_opt_strdup(L, 2, "chown", NULL, "ssh", 0);
-    sj->live = kcm_opt_strdup(L, 2, "live", NULL, "ssh", 0);
-    /* spliced into the clean-up command as case patterns: hex ids only */
-    if (sj->live && sj->live[strspn(sj->live, "0123456789abcdef,")] != '\0')
-        return luaL_error(L, "ssh put: 'live' must be comma-separated lower-case hex run ids");
     return kcm_job_yield(L, &sj->base);
 }
 
@@ -359,7 +330,7 @@ static int l_tostring(lua_State *L)
 
 static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
-    {"sha256", l_sha256}, {"put", l_put}, {"mkdir", l_mkdir}, {"remove", l_remove},
+    {"mkdir", l_mkdir}, {"remove", l_remove},
     {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved},
     {"sync_probe", kcm_ssh_l_sync_probe}, {"sync_put", kcm_ssh_l_sync_put},
     {"sync_commit", kcm_ssh_l_sync_commit}, {"sync_attrs", kcm_ssh_l_sync_attrs},
@@ -409,14 +380,6 @@ static int l_quote(lua_State *L)
     return 1;
 }
 
-static int l_fingerprint(lua_State *L)
-{
-    char *fp = kcm_ssh_fingerprint_b64(luaL_checkstring(L, 1));
-    lua_pushstring(L, fp);
-    free(fp);
-    return 1;
-}
-
 /* Reads a local file only: called on the main thread when the inventory
  * loads, so certificates and bind addresses see addresses, not aliases. */
 static int l_resolve_config(lua_State *L)
@@ -453,7 +416,7 @@ static int l_resolve_config(lua_State *L)
 int kcm_open_ssh(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"session", l_session}, {"quote", l_quote}, {"fingerprint", l_fingerprint},
+        {"session", l_session}, {"quote", l_quote},
         {"resolve_config", l_resolve_config}, {NULL, NULL},
     };
     ssh_init();

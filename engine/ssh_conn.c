@@ -19,7 +19,7 @@ static int file_exists(const char *p)
 
 void kcm_ssh_disconnect(kcm_ssh_sess *c)
 {
-    if (c->sftp) { sftp_free(c->sftp); c->sftp = NULL; }
+    kcm_ssh_files_close(c);
     if (c->s) {
         if (ssh_is_connected(c->s)) ssh_disconnect(c->s);
         ssh_free(c->s);

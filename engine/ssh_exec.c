@@ -96,22 +96,6 @@ static int feed(ssh_channel ch, const char *in, size_t inlen, long deadline, str
     return RUN_DONE;
 }
 
-/* Removes every "marker\n" (or a trailing "marker") from b; -> how many. */
-static int cut_marker(struct kcm_buf *b, const char *marker)
-{
-    size_t ml = strlen(marker);
-    int found = 0;
-    char *at;
-    while (b->n >= ml && (at = memmem(b->p, b->n, marker, ml)) != NULL) {
-        size_t off = (size_t)(at - b->p), cut = ml;
-        if (off + cut < b->n && b->p[off + cut] == '\n') cut++;
-        memmove(at, at + cut, b->n - off - cut);
-        b->n -= cut;
-        found++;
-    }
-    return found;
-}
-
 /* The password phase of a become command: read what sudo says until the
  * elevated side's ready marker comes (then "C"), answering sudo's own prompt
  * once with the password ("P…"); a second prompt (a wrong password) ends the
@@ -127,10 +111,10 @@ static int authenticate(ssh_session s, ssh_channel ch, const struct kcm_ssh_beco
             *msg = kcm_ssh_fmt("reading sudo's answer: %s", ssh_get_error(s));
             return RUN_FAIL;
         }
-        if (cut_marker(&r->err, b->ready) > 0) {
+        if (kcm_ssh_cut_marker(&r->err, b->ready) > 0) {
             return ssh_channel_write(ch, "C", 1) == 1 ? RUN_DONE : RUN_FAIL;
         }
-        int p = cut_marker(&r->err, b->prompt);
+        int p = kcm_ssh_cut_marker(&r->err, b->prompt);
         if (p > 0) {
             prompts += p;
             if (prompts > 1) {

@@ -19,7 +19,13 @@ typedef struct kcm_ssh_sess {
     atomic_int refs;       /* the Lua userdata + every job in flight */
     ssh_session s;         /* NULL until connected */
     atomic_int alive;      /* s is set; read by the main thread without mu */
-    sftp_session sftp;     /* opened on first file operation */
+    sftp_session sftp;     /* the file session of the current job (one of files[]) */
+    /* One SFTP session per identity files are handled as, opened on first
+     * use and kept for the run: the login user's ("" : the sftp subsystem)
+     * and, with become, the target user's (sudo ... sftp-server on an exec
+     * channel). Usually just one of them is ever opened. */
+    struct { char *who; sftp_session sf; } files[4];
+    int nfiles;
     /* settings copied from the inventory at creation (NULL = unset) */
     char *name, *host, *user, *identity, *known_hosts, *config;
     int port;
@@ -103,25 +109,53 @@ struct kcm_ssh_become {
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
                  const struct kcm_ssh_become *become, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
 
-/* ssh_sftp.c: all return 0 on success, -1 with *msg ("<op> <path>: <why>"). */
+/* Who a channel runs as. argv NULL: the login user. Else the argv prefix
+ * that elevates, built in one place (node.lua's Node:_become_argv), the
+ * target user, and with a become password the secret and the random
+ * prompt/ready markers the prefix makes sudo and the elevated side print. */
+struct lua_State;
+struct kcm_ssh_as {
+    char **argv;                    /* NULL-terminated */
+    char *user;
+    char *secret, *prompt, *ready;  /* all three, or none */
+};
+/* ssh_as.c */
+void kcm_ssh_as_free(struct kcm_ssh_as *a);
+/* Reads the become table at idx (nil/absent: login user); raises on misuse. */
+void kcm_ssh_as_read(struct lua_State *L, int idx, struct kcm_ssh_as *a);
+/* "PREFIX... sh -c SCRIPT sh ARGS..." with every word quoted (PREFIX only
+ * when a elevates); malloc'd. */
+char *kcm_ssh_as_line(const struct kcm_ssh_as *a, const char *script, const char **args, int nargs);
+/* On a channel just exec'd under a's prefix: with a password, reads stderr
+ * until the elevated side's ready marker, writing the password once, and
+ * only after sudo's own prompt was read. Nothing else is read or written.
+ * 0 ready; -1 with *msg (sudo's own words, kind in *kind). */
+int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *a, long timeout_ms,
+                         char **msg, const char **kind);
+/* Removes every "marker\n" (or trailing "marker") from b; -> how many. */
+int kcm_ssh_cut_marker(struct kcm_buf *b, const char *marker);
+
+/* ssh_files.c: makes c->sftp the file session of identity a (NULL: the
+ * login user's), opening it on first use. 0, or -1 with *msg. */
+int kcm_ssh_files(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **msg);
+/* closes every file session (disconnect) */
+void kcm_ssh_files_close(kcm_ssh_sess *c);
+
+/* ssh_sftp.c: on c->sftp (kcm_ssh_files first); all return 0 on success,
+ * -1 with *msg ("<op> <path>: <why>"). */
 struct kcm_ssh_stat { int exists; const char *type; unsigned long long size;
                       unsigned mode, uid, gid; unsigned long long mtime; };
 int kcm_ssh_sftp_stat(kcm_ssh_sess *c, const char *path, struct kcm_ssh_stat *st, char **msg);
 int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_buf *out, char **msg);
-/* *exists = 0 when there is no such file (hex untouched). */
-int kcm_ssh_sftp_sha256(kcm_ssh_sess *c, const char *path, int *exists, char hex[65], char **msg);
 int kcm_ssh_sftp_mkdir_p(kcm_ssh_sess *c, const char *path, unsigned mode, int *changed, char **msg);
-int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int *changed, char **msg);
+/* recursive: a folder goes with everything in it (never following links) */
+int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int recursive, int *changed, char **msg);
 int kcm_ssh_sftp_chmod(kcm_ssh_sess *c, const char *path, unsigned mode, char **msg);
-/* Atomic replace: temp file `tmp` (created with `mode`), fsync, chmod,
- * optional chown ("owner:group" spec for chown(1)), rename over `path`.
- * The temp file is removed on any failure. Other temp files of `path`
- * (".NAME.kcm-RUNID.RND.tmp") are removed after the rename unless their
- * RUNID is in `live` (comma-separated hex ids of runs still going; NULL:
- * remove none): a file of a live run is another run's transfer in flight. */
-int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
-                     const char *data, size_t len, unsigned mode, const char *chown,
-                     int mkdir, const char *live, char **msg);
+/* rename(2) of from over to (posix-rename@openssh.com) */
+int kcm_ssh_sftp_posix_rename(kcm_ssh_sess *c, const char *from, const char *to, char **msg);
+/* The error of the last SFTP request on c->sftp: *msg "<what>: <why>",
+ * c->fail_kind set. Returns -1. */
+int kcm_ssh_sftp_fail(kcm_ssh_sess *c, char **msg, const char *what, const char *path);
 
 /* ssh.c: the session userdata at idx (raises when not one or freed), and
  * the release of a job's reference. */

@@ -1,6 +1,6 @@
-/* File operations over SFTP (libssh 0.10 deprecates SCP). The sftp
- * channel is opened on first use and kept with the session. libssh's
- * sftp is blocking-only, which is what a worker thread wants. */
+/* File operations over the connection's file session (ssh_files.c picks
+ * and opens it: the login user's, or the become target's). libssh's sftp
+ * is blocking-only, which is what a worker thread wants. */
 #include "ssh_int.h"
 #include "util.h"
 
@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <openssl/evp.h>
 
 #define CHUNK 32768  /* OpenSSH sftp-server answers reads of at most 255 KiB; 32 KiB is what libssh sends per packet */
 
@@ -33,24 +32,20 @@ static const char *sftp_why(kcm_ssh_sess *c)
     }
 }
 
-static int fail(kcm_ssh_sess *c, char **msg, const char *op, const char *path)
+int kcm_ssh_sftp_fail(kcm_ssh_sess *c, char **msg, const char *op, const char *path)
 {
-    *msg = kcm_ssh_fmt("%s %s: %s", op, path, sftp_why(c));
+    *msg = path ? kcm_ssh_fmt("%s %s: %s", op, path, sftp_why(c)) : kcm_ssh_fmt("%s: %s", op, sftp_why(c));
     return -1;
 }
+#define fail kcm_ssh_sftp_fail
 
+/* The caller chose the identity (kcm_ssh_files); a job that skipped it is
+ * a bug, not a node's failure. */
 static int ensure_sftp(kcm_ssh_sess *c, char **msg)
 {
     if (c->sftp) return 0;
-    sftp_session sf = sftp_new(c->s);
-    if (!sf) { *msg = kcm_ssh_fmt("sftp: %s", ssh_get_error(c->s)); return -1; }
-    if (sftp_init(sf) != SSH_OK) {
-        *msg = kcm_ssh_fmt("sftp subsystem: %s", ssh_get_error(c->s));
-        sftp_free(sf);
-        return -1;
-    }
-    c->sftp = sf;
-    return 0;
+    *msg = kcm_ssh_fmt("no file session (kcm_ssh_files was not called)");
+    return -1;
 }
 
 static int not_found(kcm_ssh_sess *c)
@@ -119,26 +114,6 @@ int kcm_ssh_sftp_read(kcm_ssh_sess *c, const char *path, struct kcm_buf *out, ch
     return read_file(c, path, NULL, sink_buf, out, msg);
 }
 
-static void sink_sha(void *ctx, const char *p, size_t n)
-{
-    EVP_DigestUpdate(ctx, p, n);
-}
-
-int kcm_ssh_sftp_sha256(kcm_ssh_sess *c, const char *path, int *exists, char hex[65], char **msg)
-{
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) abort();
-    int rc = read_file(c, path, exists, sink_sha, md, msg);
-    if (rc == 0 && *exists) {
-        unsigned char d[32];
-        unsigned int dl = 0;
-        EVP_DigestFinal_ex(md, d, &dl);
-        kcm_hex(hex, d, 32);
-    }
-    EVP_MD_CTX_free(md);
-    return rc;
-}
-
 int kcm_ssh_sftp_mkdir_p(kcm_ssh_sess *c, const char *path, unsigned mode, int *changed, char **msg)
 {
     if (ensure_sftp(c, msg) != 0) return -1;
@@ -180,14 +155,41 @@ int kcm_ssh_sftp_mkdir_p(kcm_ssh_sess *c, const char *path, unsigned mode, int *
     return rc;
 }
 
-int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int *changed, char **msg)
+/* A folder's entries first (links are removed, never followed); depth is
+ * bounded so a loop of bind mounts cannot recurse forever. */
+static int remove_tree(kcm_ssh_sess *c, const char *path, int depth, char **msg)
+{
+    if (depth > 64) { *msg = kcm_ssh_fmt("remove %s: more than 64 levels deep", path); return -1; }
+    sftp_dir d = sftp_opendir(c->sftp, path);
+    if (!d) return fail(c, msg, "remove", path);
+    int rc = 0;
+    sftp_attributes e;
+    while (rc == 0 && (e = sftp_readdir(c->sftp, d))) {
+        if (strcmp(e->name, ".") != 0 && strcmp(e->name, "..") != 0) {
+            char *sub = kcm_ssh_fmt("%s/%s", strcmp(path, "/") == 0 ? "" : path, e->name);
+            if (S_ISDIR(e->permissions)) rc = remove_tree(c, sub, depth + 1, msg);
+            else if (sftp_unlink(c->sftp, sub) != 0) rc = fail(c, msg, "remove", sub);
+            free(sub);
+        }
+        sftp_attributes_free(e);
+    }
+    sftp_closedir(d);
+    if (rc == 0 && sftp_rmdir(c->sftp, path) != 0) rc = fail(c, msg, "remove", path);
+    return rc;
+}
+
+int kcm_ssh_sftp_remove(kcm_ssh_sess *c, const char *path, int recursive, int *changed, char **msg)
 {
     struct kcm_ssh_stat st;
     *changed = 0;
     if (kcm_ssh_sftp_stat(c, path, &st, msg) != 0) return -1;
     if (!st.exists) return 0;
-    int r = strcmp(st.type, "dir") == 0 ? sftp_rmdir(c->sftp, path) : sftp_unlink(c->sftp, path);
-    if (r != 0) return fail(c, msg, "remove", path);
+    int isdir = strcmp(st.type, "dir") == 0;
+    if (isdir && recursive) {
+        if (remove_tree(c, path, 0, msg) != 0) return -1;
+    } else if ((isdir ? sftp_rmdir(c->sftp, path) : sftp_unlink(c->sftp, path)) != 0) {
+        return fail(c, msg, "remove", path);
+    }
     *changed = 1;
     return 0;
 }
@@ -199,126 +201,83 @@ int kcm_ssh_sftp_chmod(kcm_ssh_sess *c, const char *path, unsigned mode, char **
     return 0;
 }
 
-/* Runs a shell command that must exit 0; `what` prefixes the error. */
-static int run_ok(kcm_ssh_sess *c, const char *cmd, const char *what, char **msg)
+/* ---- posix-rename@openssh.com ----
+ * rename(2) over an existing target. libssh 0.10's sftp_rename sends the
+ * SFTP v3 RENAME, which OpenSSH's server refuses when the target exists
+ * (it links, then unlinks), and it has no call for other extensions. The
+ * request is small and synchronous: written as one packet on the session's
+ * channel, its STATUS reply read back whole before anything else is sent
+ * (jobs on a session are serialised, so no other request is in flight and
+ * libssh reads nothing ahead). */
+
+static void put_u32(unsigned char *p, uint32_t v)
 {
-    struct kcm_ssh_exec_res r = {0};
-    char *m = NULL;
-    int rc = 0;
-    if (kcm_ssh_exec(c, cmd, NULL, 0, NULL, 60000, &r, &m) != 0) {
-        *msg = kcm_ssh_fmt("%s: %s", what, m);
-        rc = -1;
-    } else if (r.timed_out || r.code != 0) {
-        size_t n = r.err.n;
-        while (n > 0 && (r.err.p[n - 1] == '\n' || r.err.p[n - 1] == '\r')) n--;
-        if (r.timed_out) *msg = kcm_ssh_fmt("%s: timed out", what);
-        else if (n) *msg = kcm_ssh_fmt("%s: %.*s", what, (int)n, r.err.p);
-        else *msg = kcm_ssh_fmt("%s: failed with exit code %d", what, r.code);
-        rc = -1;
-    }
-    free(m);
-    kcm_buf_free(&r.out, 0);
-    kcm_buf_free(&r.err, 0);
-    return rc;
+    p[0] = (unsigned char)(v >> 24); p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8); p[3] = (unsigned char)v;
 }
 
-/* A shell loop that removes the temp files of `path` no live run owns: each
- * 'dir'/'.base'.kcm-RUNID.RND.tmp unless its basename matches a case
- * pattern *.kcm-LIVEID.* (quoted parts, unquoted glob; ids are hex, checked
- * by the binding). NULL when there is nothing to do. */
-static char *stale_cleanup(const char *path, const char *live)
+static uint32_t get_u32(const unsigned char *p)
 {
-    if (!live) return NULL;
-    const char *slash = strrchr(path, '/');
-    char *dir = strndup(path, slash ? (size_t)(slash - path) : 0);
-    char *base = kcm_ssh_fmt(".%s", slash ? slash + 1 : path);
-    if (!dir) abort();
-    char *qd = kcm_ssh_shquote(dir), *qb = kcm_ssh_shquote(base);
-    struct kcm_buf keep = {0};
-    const char *p = live;
-    while (*p) {
-        size_t n = strcspn(p, ",");
-        if (n) {
-            if (keep.n) kcm_buf_add(&keep, "|", 1);
-            kcm_buf_add(&keep, "*.kcm-", 6);
-            kcm_buf_add(&keep, p, n);
-            kcm_buf_add(&keep, ".*", 2);
-        }
-        p += n + (p[n] == ',');
-    }
-    char *g;
-    if (keep.n)
-        g = kcm_ssh_fmt("for f in %s/%s.kcm-*.*.tmp; do case \"${f##*/}\" in %s) ;; "
-                        "*) rm -f -- \"$f\" ;; esac; done", qd, qb, keep.p);
-    else
-        g = kcm_ssh_fmt("rm -f -- %s/%s.kcm-*.*.tmp", qd, qb);
-    kcm_buf_free(&keep, 0);
-    free(dir); free(base); free(qd); free(qb);
-    return g;
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
-int kcm_ssh_sftp_put(kcm_ssh_sess *c, const char *path, const char *tmp,
-                     const char *data, size_t len, unsigned mode, const char *chown,
-                     int mkdir, const char *live, char **msg)
+static void add_str(struct kcm_buf *b, const char *s)
+{
+    unsigned char n[4];
+    put_u32(n, (uint32_t)strlen(s));
+    kcm_buf_add(b, (const char *)n, 4);
+    kcm_buf_add(b, s, strlen(s));
+}
+
+static int read_exact(ssh_channel ch, unsigned char *p, uint32_t n, int timeout_ms)
+{
+    for (uint32_t got = 0; got < n;) {
+        int k = ssh_channel_read_timeout(ch, p + got, n - got, 0, timeout_ms);
+        if (k <= 0) return -1;
+        got += (uint32_t)k;
+    }
+    return 0;
+}
+
+int kcm_ssh_sftp_posix_rename(kcm_ssh_sess *c, const char *from, const char *to, char **msg)
 {
     if (ensure_sftp(c, msg) != 0) return -1;
-    if (mkdir) {
-        char *dir = strdup(path);
-        if (!dir) abort();
-        char *slash = strrchr(dir, '/');
-        int changed, rc = 0;
-        if (slash && slash != dir) {
-            *slash = '\0';
-            rc = kcm_ssh_sftp_mkdir_p(c, dir, 0755, &changed, msg);
-        }
-        free(dir);
-        if (rc != 0) return -1;
+    sftp_session sf = c->sftp;
+    if (!sftp_extension_supported(sf, "posix-rename@openssh.com", "1")) {
+        *msg = kcm_ssh_fmt("rename %s: the node's sftp-server lacks posix-rename@openssh.com (OpenSSH >= 4.9 has it)", to);
+        return -1;
     }
-    /* Created with the final mode from the first byte: a key is never
-     * readable by others, not even for a moment. O_EXCL: never follow a
-     * planted file or symlink. */
-    sftp_file f = sftp_open(c->sftp, tmp, O_WRONLY | O_CREAT | O_EXCL, mode & 0777);
-    if (!f) return fail(c, msg, "put", path);
-    size_t off = 0;
-    while (off < len) {
-        size_t n = len - off > CHUNK ? CHUNK : len - off;
-        ssize_t w = sftp_write(f, data + off, n);
-        if (w <= 0) { fail(c, msg, "put", path); sftp_close(f); goto cleanup; }
-        off += (size_t)w;
+    uint32_t id = ++sf->id_counter;
+    struct kcm_buf b = {0};
+    unsigned char head[9];
+    kcm_buf_add(&b, "\0\0\0\0", 4);   /* length, filled below */
+    head[0] = SSH_FXP_EXTENDED;
+    put_u32(head + 1, id);
+    kcm_buf_add(&b, (const char *)head, 5);
+    add_str(&b, "posix-rename@openssh.com");
+    add_str(&b, from);
+    add_str(&b, to);
+    put_u32((unsigned char *)b.p, (uint32_t)(b.n - 4));
+    int timeout_ms = (int)((c->io_timeout > 0 ? c->io_timeout : 60) * 1000L);
+    int rc = -1;
+    unsigned char len[4], *rep = NULL;
+    if (ssh_channel_write(sf->channel, b.p, (uint32_t)b.n) != (int)b.n || read_exact(sf->channel, len, 4, timeout_ms) != 0) {
+        *msg = kcm_ssh_fmt("rename %s: %s", to, ssh_get_error(c->s));
+        goto out;
     }
-    if (sftp_extension_supported(c->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0) {
-        fail(c, msg, "put (fsync)", path);
-        sftp_close(f);
-        goto cleanup;
+    uint32_t n = get_u32(len);
+    if (n < 9 || n > 65536 || !(rep = malloc(n)) || read_exact(sf->channel, rep, n, timeout_ms) != 0) {
+        *msg = kcm_ssh_fmt("rename %s: bad or no answer from the node's sftp-server", to);
+        goto out;
     }
-    if (sftp_close(f) != 0) { fail(c, msg, "put", path); goto cleanup; }
-    if (sftp_chmod(c->sftp, tmp, mode) != 0) { fail(c, msg, "put (chmod)", path); goto cleanup; }
-    /* SFTP v3 rename refuses an existing target and libssh 0.10 has no
-     * posix-rename: mv(1) on the same filesystem is rename(2). -T: a
-     * directory at the target is an error, not a place to move into. */
-    char *qt = kcm_ssh_shquote(tmp), *qp = kcm_ssh_shquote(path);
-    /* Temp files of this target left by runs that are gone (killed, or cut
-     * off from the node) go once the new file is in place; those of runs
-     * still going are their transfers in flight (see node.lua, state.lua). */
-    char *stale = stale_cleanup(path, live);
-    char *mv;
-    if (chown) {
-        char *qo = kcm_ssh_shquote(chown);
-        mv = kcm_ssh_fmt("chown -h -- %s %s && mv -f -T -- %s %s", qo, qt, qt, qp);
-        free(qo);
-    } else {
-        mv = kcm_ssh_fmt("mv -f -T -- %s %s", qt, qp);
+    if (rep[0] != SSH_FXP_STATUS || get_u32(rep + 1) != id) {
+        *msg = kcm_ssh_fmt("rename %s: unexpected answer %u from the node's sftp-server", to, rep[0]);
+        goto out;
     }
-    /* a temp file that cannot be removed does not fail the put */
-    char *cmd = stale ? kcm_ssh_fmt("%s && { %s; true; }", mv, stale) : mv;
-    if (stale) free(mv);
-    free(stale);
-    char *what = kcm_ssh_fmt("put %s", path);
-    int rc = run_ok(c, cmd, what, msg);
-    free(what); free(cmd); free(qt); free(qp);
-    if (rc == 0) return 0;
-cleanup:
-    /* Best effort: the connection may be what failed. */
-    if (c->sftp) sftp_unlink(c->sftp, tmp);
-    return -1;
+    sf->errnum = (int)get_u32(rep + 5);
+    rc = sf->errnum == SSH_FX_OK ? 0 : fail(c, msg, "rename", to);
+out:
+    free(rep);
+    kcm_buf_free(&b, 0);
+    return rc;
 }

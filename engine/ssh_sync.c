@@ -1,7 +1,7 @@
-/* File sync for node:put: compare by hashing on both ends, stream the
+/* File sync for node:put: compare by hashing on both ends, send the
  * content, install atomically. Everything here runs on a worker thread.
  *
- *   s:sync_probe{src=PATH | data=STRING, path=, become={argv prefix}}
+ *   s:sync_probe{src=PATH | data=STRING, path=, become=}
  *     -> {sha=, size=, dev=, ino=, mtime=}   (the local side)
  *        {exists=, type=, mode=, uid=, gid=, size=, sha=|nil, stale=, dir=}   (the node's)
  *   s:sync_put{src= | data=, path=, tmp=, mode=, uid=, gid=, mkdir=, become=,
@@ -12,21 +12,24 @@
  *   s:stats() -> {bytes_sent=, bytes_received=}   (TCP counters of the connection)
  *
  * Why this shape:
+ * - Every step goes through the file session of the identity the put runs
+ *   as (ssh_files.c: with become, sftp-server runs as the target user), so
+ *   the temp, its owner and mode, the rename and the clean-up are SFTP
+ *   requests: no process on the node, no staging folder, no path the login
+ *   user owns.
  * - The local file is never loaded whole (not into Lua, not into C): it is
  *   hashed once per (dev, inode, size, mtime) per process, whichever node
  *   asks first; the others wait for that result instead of hashing again.
- * - The node's copy is hashed on the node and only when its size matches: a
- *   rerun moves a few hundred bytes, never the file (files up to 64 KiB are
- *   read over SFTP instead: cheaper than a command, see SMALL). openssl when the node
- *   has it (SHA-NI: ~1.2 GB/s here), else sha256sum (~200 MB/s).
- * - Content goes through an exec channel into `dd conv=fsync`: libssh
- *   0.10's sftp_write waits for each 32 KiB write's answer (no sftp_aio
- *   before 0.11), while a channel keeps sshd's whole window (2 MiB) in
- *   flight. Measured in bench/README.md ("real payload").
+ * - The node's copy is read over SFTP and hashed here up to SMALL bytes
+ *   (one round trip for a certificate); a larger one is hashed on the node
+ *   by one command, and only when its size matches: a rerun moves a few
+ *   hundred bytes, never the file.
+ * - Content up to STREAM_MIN goes in SFTP writes. Larger content goes
+ *   through one exec channel into `dd conv=fsync` under the same privilege
+ *   prefix: libssh 0.10's sftp_write waits for each 32 KiB write's answer
+ *   (no sftp_aio before 0.11), while a channel keeps sshd's whole window
+ *   in flight. Measured in bench/README.md ("real payload").
  * - Memory per transfer is one CHUNK buffer, whatever the file size.
- * - With become the content lands in a 0700 folder of the login user first;
- *   one elevated command installs it (owner, mode) next to the target and
- *   renames it; the folder goes on every path.
  * Remote values reach a shell only as quoted positional arguments. */
 #include "modules.h"
 #include "util.h"
@@ -164,30 +167,6 @@ static int local_sha(const char *path, struct stat *st, char hex[65], char **msg
 
 /* ---- remote commands ---- */
 
-/* "prefix... sh -c SCRIPT sh ARGS..." with every word quoted. */
-static char *shell_line(char **prefix, const char *script, const char **args, int nargs)
-{
-    struct kcm_buf b = {0};
-    for (char **p = prefix; p && *p; p++) {
-        char *q = kcm_ssh_shquote(*p);
-        kcm_buf_add(&b, q, strlen(q));
-        kcm_buf_add(&b, " ", 1);
-        free(q);
-    }
-    char *qs = kcm_ssh_shquote(script);
-    kcm_buf_add(&b, "sh -c ", 6);
-    kcm_buf_add(&b, qs, strlen(qs));
-    kcm_buf_add(&b, " sh", 3);
-    free(qs);
-    for (int i = 0; i < nargs; i++) {
-        char *q = kcm_ssh_shquote(args[i] ? args[i] : "");
-        kcm_buf_add(&b, " ", 1);
-        kcm_buf_add(&b, q, strlen(q));
-        free(q);
-    }
-    return b.p;
-}
-
 static char *trimmed(const struct kcm_buf *b)
 {
     size_t n = b->n;
@@ -196,15 +175,14 @@ static char *trimmed(const struct kcm_buf *b)
     return kcm_ssh_fmt("%.*s", (int)n, n ? b->p : "");
 }
 
-/* Runs a command that must exit 0; its output in *r (caller frees). */
-/* pw: become with a password (NULL without one): kcm_ssh_exec hands it to
- * sudo only after sudo's own prompt. */
-static int run_cmd(kcm_ssh_sess *c, const char *cmd, const struct kcm_ssh_become *pw, const char *what,
+/* Runs a command that must exit 0 as `a`; its output in *r (caller frees). */
+static int run_cmd(kcm_ssh_sess *c, const char *cmd, const struct kcm_ssh_as *a, const char *what,
                    struct kcm_ssh_exec_res *r, char **msg)
 {
     char *m = NULL;
+    struct kcm_ssh_become pw = {a ? a->secret : NULL, a ? a->prompt : NULL, a ? a->ready : NULL};
     memset(r, 0, sizeof *r);
-    if (kcm_ssh_exec(c, cmd, NULL, 0, pw, 600000, r, &m) != 0) {
+    if (kcm_ssh_exec(c, cmd, NULL, 0, a && a->argv && a->secret ? &pw : NULL, 600000, r, &m) != 0) {
         *msg = kcm_ssh_fmt("%s: %s", what, m);
         free(m);
         return -1;
@@ -228,25 +206,10 @@ static void res_free(struct kcm_ssh_exec_res *r)
     kcm_buf_free(&r->err, 0);
 }
 
-/* Temps of the target in $P (.NAME.kcm-RUNID.RND.tmp) whose run id is not
- * in the comma-separated live list $LV (runs still going: never touched). */
-#define STALE_FOR(P, LV, ACT)                                                              \
-    "for f in \"${" P "%/*}\"/.\"${" P "##*/}\".kcm-*.tmp; do [ -e \"$f\" ] || continue; "        \
-    "id=${f##*.kcm-}; id=${id%%.*}; case \",$" LV ",\" in *\",$id,\"*) ;; *) " ACT " ;; esac; done\n"
-
-/* One command tells what the node has: stale temps of this target, whether
- * the parent folder exists, the entry's lstat, and its hash when the size
- * matches ($2) and it is a regular file. */
-static const char PROBE[] =
-    STALE_FOR("1", "3", "echo stale; break")
-    "[ -d \"${1%/*}/\" ] && echo dir\n"
-    "[ -e \"$1\" ] || [ -L \"$1\" ] || exit 0\n"
-    "s=$(stat -c '%f %s %u %g %Y' -- \"$1\") || exit 2\n"
-    "echo \"stat $s\"\n"
-    "set -- \"$1\" \"$2\" $s\n"
-    "[ \"$4\" = \"$2\" ] && [ -f \"$1\" ] && [ ! -L \"$1\" ] || exit 0\n"
-    "if command -v openssl >/dev/null; then h=$(openssl dgst -sha256 -r < \"$1\"); else h=$(sha256sum < \"$1\"); fi || exit 2\n"
-    "echo \"sha $h\"\n";
+/* The node's hash of a large file: openssl when the node has it (SHA-NI:
+ * ~1.2 GB/s here), else sha256sum (~200 MB/s). */
+static const char HASH[] =
+    "if command -v openssl >/dev/null; then exec openssl dgst -sha256 -r < \"$1\"; fi; exec sha256sum < \"$1\"";
 
 struct remote {
     int exists, stale, dir, has_sha;
@@ -262,14 +225,14 @@ static const char *type_of(unsigned m)
            S_ISBLK(m) ? "block" : S_ISFIFO(m) ? "fifo" : S_ISSOCK(m) ? "socket" : "unknown";
 }
 
-static int ensure_sftp(kcm_ssh_sess *c, char **msg);
-
 /* Files up to this size are compared by reading them over SFTP: for a
  * certificate or a unit file that costs one round trip, where a command on
- * the node costs a session and 3-4 processes (the rerun of the
- * controller-manager playbook probes ~7 files a node). Larger files are
- * hashed on the node and never move. */
+ * the node costs a session and a process or two. Larger files are hashed
+ * on the node and never move. */
 #define SMALL (64 * 1024)
+/* Content up to this size is written with SFTP writes (no process on the
+ * node); larger content is streamed (see the header). */
+#define STREAM_MIN (1024 * 1024)
 
 /* Is the run id that follows ".kcm-" in name one of live ("a,b")? */
 static int live_temp(const char *id, const char *live)
@@ -283,20 +246,60 @@ static int live_temp(const char *id, const char *live)
     return 0;
 }
 
+/* The folder of an absolute path ("/" for "/x"), malloc'd. */
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *d = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
+    if (!d) abort();
+    return d;
+}
+
+/* Temps of `path` (.NAME.kcm-RUNID.RND.tmp in its folder) whose run is not
+ * in `live`: *found says whether there are any; with `rm` they are removed
+ * (best effort), and so is `extra` (a temp of this run). *dir_exists says
+ * whether the folder is there. */
+static void stale_temps(kcm_ssh_sess *c, const char *path, const char *live, int rm, const char *extra,
+                        int *found, int *dir_exists)
+{
+    char *dir = dir_of(path);
+    char *prefix = kcm_ssh_fmt(".%s.kcm-", strrchr(path, '/') + 1);
+    size_t pl = strlen(prefix);
+    if (found) *found = 0;
+    if (dir_exists) *dir_exists = 0;
+    sftp_dir d = sftp_opendir(c->sftp, dir);
+    if (d) {
+        if (dir_exists) *dir_exists = 1;
+        sftp_attributes e;
+        while ((e = sftp_readdir(c->sftp, d))) {
+            size_t nl = e->name ? strlen(e->name) : 0;
+            if (nl > pl + 4 && strncmp(e->name, prefix, pl) == 0 && strcmp(e->name + nl - 4, ".tmp") == 0 &&
+                !live_temp(e->name + pl, live)) {
+                if (found) *found = 1;
+                if (rm) {
+                    char *f = kcm_ssh_fmt("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, e->name);
+                    sftp_unlink(c->sftp, f);
+                    free(f);
+                }
+            }
+            sftp_attributes_free(e);
+        }
+        sftp_closedir(d);
+    }
+    if (rm && extra && *extra) sftp_unlink(c->sftp, extra);
+    free(dir);
+    free(prefix);
+}
+
 static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsigned long long lsize,
                       struct remote *rm, int *need_hash, char **msg)
 {
     *need_hash = 0;
-    if (ensure_sftp(c, msg) != 0) return -1;
     sftp_attributes a = sftp_lstat(c->sftp, path);
     if (!a) {
         int e = sftp_get_error(c->sftp);
-        if (e != SSH_FX_NO_SUCH_FILE && e != SSH_FX_NO_SUCH_PATH) {
-            c->fail_kind = kcm_ssh_sftp_kind(e);
-            *msg = kcm_ssh_fmt("put %s: checking the node's copy: %s", path,
-                               e == SSH_FX_PERMISSION_DENIED ? "permission denied" : ssh_get_error(c->s));
-            return -1;
-        }
+        if (e != SSH_FX_NO_SUCH_FILE && e != SSH_FX_NO_SUCH_PATH)
+            return kcm_ssh_sftp_fail(c, msg, "put", path);
     } else {
         rm->exists = 1;
         rm->mode = a->permissions & 07777;
@@ -306,31 +309,11 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
         sftp_attributes_free(a);
     }
     /* the parent folder, and temps of this target left by a killed run */
-    const char *slash = strrchr(path, '/');
-    if (!slash) { *msg = kcm_ssh_fmt("put %s: remote path must be absolute", path); return -1; }
-    char *dir = slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-    char *prefix = kcm_ssh_fmt(".%s.kcm-", slash + 1);
-    if (!dir) abort();
-    sftp_dir d = sftp_opendir(c->sftp, dir);
-    if (d) {
-        rm->dir = 1;
-        sftp_attributes e;
-        size_t pl = strlen(prefix);
-        while ((e = sftp_readdir(c->sftp, d))) {
-            size_t nl = e->name ? strlen(e->name) : 0;
-            if (nl > pl + 4 && strncmp(e->name, prefix, pl) == 0 && strcmp(e->name + nl - 4, ".tmp") == 0 &&
-                !live_temp(e->name + pl, live))
-                rm->stale = 1;
-            sftp_attributes_free(e);
-        }
-        sftp_closedir(d);
-    }
-    free(dir);
-    free(prefix);
+    stale_temps(c, path, live, 0, NULL, &rm->stale, &rm->dir);
     if (!rm->exists || strcmp(rm->type, "file") != 0 || rm->size != lsize) return 0;
     if (lsize > SMALL) { *need_hash = 1; return 0; }
     sftp_file f = sftp_open(c->sftp, path, O_RDONLY, 0);
-    if (!f) { *need_hash = 1; return 0; }   /* unreadable over SFTP: ask the node */
+    if (!f) return kcm_ssh_sftp_fail(c, msg, "put (reading the node's copy)", path);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     char *buf = malloc(32768);
     if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) abort();
@@ -338,7 +321,7 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     int rc = 0;
     for (;;) {
         ssize_t n = sftp_read(f, buf, 32768);
-        if (n < 0) { *msg = kcm_ssh_fmt("put %s: reading the node's copy: %s", path, ssh_get_error(c->s)); rc = -1; break; }
+        if (n < 0) { rc = kcm_ssh_sftp_fail(c, msg, "put (reading the node's copy)", path); break; }
         if (n == 0) break;
         got += (unsigned long long)n;
         EVP_DigestUpdate(md, buf, (size_t)n);
@@ -357,50 +340,31 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     return rc;
 }
 
-static int probe_remote(kcm_ssh_sess *c, char **become, const struct kcm_ssh_become *pw, const char *path,
+static int probe_remote(kcm_ssh_sess *c, const struct kcm_ssh_as *as, const char *path,
                         const char *live, unsigned long long lsize, struct remote *rm, char **msg)
 {
-    if (!become) {
-        int need_hash;
-        memset(rm, 0, sizeof *rm);
-        if (sftp_probe(c, path, live, lsize, rm, &need_hash, msg) != 0) return -1;
-        if (!need_hash) return 0;
-    }
-    char size[32];
-    snprintf(size, sizeof size, "%llu", lsize);
-    const char *args[] = {path, size, live ? live : ""};
-    char *cmd = shell_line(become, PROBE, args, 3);
-    char *what = kcm_ssh_fmt("put %s: checking the node's copy", path);
+    int need_hash;
+    memset(rm, 0, sizeof *rm);
+    if (kcm_ssh_files(c, as, msg) != 0) return -1;
+    if (sftp_probe(c, path, live, lsize, rm, &need_hash, msg) != 0) return -1;
+    if (!need_hash) return 0;
+    const char *args[] = {path};
+    char *cmd = kcm_ssh_as_line(as, HASH, args, 1);
+    char *what = kcm_ssh_fmt("put %s: hashing the node's copy", path);
     struct kcm_ssh_exec_res r;
-    int rc = run_cmd(c, cmd, become ? pw : NULL, what, &r, msg);
+    int rc = run_cmd(c, cmd, as, what, &r, msg);
     free(cmd);
     free(what);
-    memset(rm, 0, sizeof *rm);
-    if (rc == 0) {
-        for (char *line = r.out.p; line && *line;) {
-            char *nl = strchr(line, '\n');
-            if (nl) *nl = '\0';
-            unsigned m;
-            char hex[65];
-            if (strcmp(line, "stale") == 0) rm->stale = 1;
-            else if (strcmp(line, "dir") == 0) rm->dir = 1;
-            else if (sscanf(line, "stat %x %llu %u %u %llu", &m, &rm->size, &rm->uid, &rm->gid,
-                            &rm->mtime) == 5) {
-                rm->exists = 1;
-                rm->mode = m & 07777;
-                rm->type = type_of(m);
-            } else if (sscanf(line, "sha %64[0-9a-f]", hex) == 1 && strlen(hex) == 64) {
-                memcpy(rm->sha, hex, 65);
-                rm->has_sha = 1;
-            }
-            line = nl ? nl + 1 : NULL;
-        }
+    char hex[65];
+    if (rc == 0 && r.out.n >= 64 && sscanf(r.out.p, "%64[0-9a-f]", hex) == 1 && strlen(hex) == 64) {
+        memcpy(rm->sha, hex, 65);
+        rm->has_sha = 1;
     }
     res_free(&r);
     return rc;
 }
 
-/* ---- streaming into a remote file ---- */
+/* ---- sending the content ---- */
 
 static long now_ms(void)
 {
@@ -488,26 +452,43 @@ static char *failure_message(struct kcm_buf *err, const char *what, int code)
     return msg;
 }
 
-/* Feeds the content (fd, or mem/len) to `cmd`'s stdin, then waits for its
- * exit. *sent counts payload bytes. */
-static int stream_cmd(kcm_ssh_sess *c, const char *cmd, int fd, const char *mem, size_t len,
-                      const char *what, unsigned long long *sent, char **msg)
+/* Into the temp next to the target, which SFTP created (O_EXCL, the final
+ * mode from the first byte); nofollow: a symlink swapped in is refused. */
+static const char RECV_INTO[] = "exec dd of=\"$1\" bs=262144 conv=notrunc,fsync oflag=nofollow status=none";
+
+/* Streams the content into tmp as `as` (RECV_INTO under the privilege
+ * prefix), then waits for dd's exit. *sent counts payload bytes. */
+static int stream_into(kcm_ssh_sess *c, const struct kcm_ssh_as *as, const char *tmp, int fd, const char *mem,
+                       size_t len, const char *what, unsigned long long *sent, char **msg)
 {
     ssh_session s = c->s;
     struct kcm_buf err = {0};
     int rc = -1, write_failed = 0;
+    const char *args[] = {tmp};
+    char *cmd = kcm_ssh_as_line(as, RECV_INTO, args, 1);
     ssh_channel ch = ssh_channel_new(s);
-    if (!ch) { *msg = kcm_ssh_fmt("%s: cannot open channel: %s", what, ssh_get_error(s)); return -1; }
+    if (!ch) { *msg = kcm_ssh_fmt("%s: cannot open channel: %s", what, ssh_get_error(s)); free(cmd); return -1; }
     if (ssh_channel_open_session(ch) != SSH_OK || ssh_channel_request_exec(ch, cmd) != SSH_OK) {
         *msg = kcm_ssh_fmt("%s: %s", what, ssh_get_error(s));
         ssh_channel_free(ch);
+        free(cmd);
         return -1;
+    }
+    free(cmd);
+    const char *kind = NULL;
+    char *why = NULL;
+    if (kcm_ssh_as_handshake(s, ch, as, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, &why, &kind) != 0) {
+        c->fail_kind = kind;
+        *msg = kcm_ssh_fmt("%s: %s", what, why);
+        free(why);
+        goto out;
     }
     if (send_content(ch, fd, mem, len, what, sent, &err, &write_failed, msg) != 0) goto out;
     if (!write_failed && !ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
     if (wait_end(c, ch, what, &err, msg) != 0) goto out;
     int code = ssh_channel_get_exit_status(ch);
     if (code != 0 || write_failed) {
+        c->fail_kind = "exit";
         *msg = failure_message(&err, what, code);
         goto out;
     }
@@ -519,36 +500,85 @@ out:
     return rc;
 }
 
-/* Into a private folder's file (become): created 0600 by umask, O_EXCL. */
-static const char RECV[] = "umask 077 && exec dd of=\"$1\" bs=262144 conv=excl,fsync status=none";
-/* Into the temp next to the target, which SFTP created (O_EXCL, the final
- * mode from the first byte); nofollow: a symlink swapped in is refused. */
-static const char RECV_INTO[] = "exec dd of=\"$1\" bs=262144 conv=notrunc,fsync oflag=nofollow status=none";
+/* Small content: SFTP writes into the open temp, then fsync. */
+static int write_into(kcm_ssh_sess *c, sftp_file f, int fd, const char *mem, size_t len, const char *path,
+                      unsigned long long *sent, char **msg)
+{
+    char *buf = fd >= 0 ? malloc(32768) : NULL;
+    if (fd >= 0 && !buf) abort();
+    size_t off = 0;
+    int rc = 0;
+    for (;;) {
+        const char *p;
+        size_t n;
+        if (fd >= 0) {
+            ssize_t got = read(fd, buf, 32768);
+            if (got < 0 && errno == EINTR) continue;
+            if (got < 0) { *msg = kcm_ssh_fmt("put %s: reading the local file: %s", path, strerror(errno)); rc = -1; break; }
+            p = buf, n = (size_t)got;
+        } else {
+            p = mem + off, n = len - off > 32768 ? 32768 : len - off;
+        }
+        if (n == 0) break;
+        for (size_t w = 0; w < n;) {
+            ssize_t k = sftp_write(f, p + w, n - w);
+            if (k <= 0) { rc = kcm_ssh_sftp_fail(c, msg, "put", path); break; }
+            w += (size_t)k;
+        }
+        if (rc != 0) break;
+        off += n;
+        *sent += n;
+    }
+    if (buf) { kcm_memzero(buf, 32768); free(buf); }   /* may be a key */
+    if (rc == 0 && sftp_extension_supported(c->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0)
+        rc = kcm_ssh_sftp_fail(c, msg, "put (fsync)", path);
+    return rc;
+}
 
-/* Installs the staged copy ($4) as the target's temp ($5) with owner and
- * mode, then renames it over the target ($6) unless $7 is "stage". */
-static const char INSTALL[] =
-    "umask 077\n"
-    "if [ \"$8\" = 1 ] && [ ! -d \"${6%/*}/\" ]; then (umask 022 && mkdir -p -- \"${6%/*}/\") || exit 1; fi\n"
-    "install -m \"$1\" ${2:+-o \"$2\"} ${3:+-g \"$3\"} -- \"$4\" \"$5\" && sync -- \"$5\" || { rm -f -- \"$5\"; exit 1; }\n"
-    "[ \"$7\" = stage ] && exit 0\n"
-    "mv -f -T -- \"$5\" \"$6\" || { rm -f -- \"$5\"; exit 1; }\n"
-    STALE_FOR("6", "9", "rm -f -- \"$f\"");
+/* Owner (when asked; the id not asked for kept) then mode: chown clears
+ * set-id bits the mode may ask for. */
+static int set_owner_mode(kcm_ssh_sess *c, const char *file, const char *path, long uid, long gid,
+                          unsigned mode, char **msg)
+{
+    if (uid >= 0 || gid >= 0) {
+        sftp_attributes cur = sftp_lstat(c->sftp, file);
+        if (!cur) return kcm_ssh_sftp_fail(c, msg, "put (owner)", path);
+        struct sftp_attributes_struct a;
+        memset(&a, 0, sizeof a);
+        a.flags = SSH_FILEXFER_ATTR_UIDGID;
+        a.uid = uid >= 0 ? (uint32_t)uid : cur->uid;
+        a.gid = gid >= 0 ? (uint32_t)gid : cur->gid;
+        sftp_attributes_free(cur);
+        if (sftp_setstat(c->sftp, file, &a) != 0) return kcm_ssh_sftp_fail(c, msg, "put (owner)", path);
+    }
+    if (sftp_chmod(c->sftp, file, mode) != 0) return kcm_ssh_sftp_fail(c, msg, "put (mode)", path);
+    return 0;
+}
 
-/* -T: a directory at the target is an error, not a place to move into.
- * Temps of this target left by a killed run go once the new file is in. */
-static const char COMMIT[] =
-    "mv -f -T -- \"$1\" \"$2\" || { rm -f -- \"$1\"; exit 1; }\n"
-    STALE_FOR("2", "3", "rm -f -- \"$f\"");
-
-/* Owner and mode of an existing file whose content is right. chown first:
- * it clears set-id bits the mode may ask for. */
-static const char ATTRS[] =
-    "if [ -n \"$2$3\" ]; then chown -h -- \"$2${3:+:$3}\" \"$4\" || exit 1; fi\n"
-    "chmod \"$1\" -- \"$4\"\n";
-
-/* $3: one temp of this run to remove too (a pair whose staging failed). */
-static const char CLEAN[] = STALE_FOR("1", "2", "rm -f -- \"$f\"") "[ -z \"$3\" ] || rm -f -- \"$3\"\n";
+/* rename(2) over the target (posix-rename@openssh.com). Temps of the
+ * target left by a killed run go once the new file is in. */
+static int commit(kcm_ssh_sess *c, const char *tmp, const char *path, const char *live, char **msg)
+{
+    sftp_attributes t = sftp_lstat(c->sftp, path);
+    int isdir = t && S_ISDIR(t->permissions);
+    if (t) sftp_attributes_free(t);
+    if (isdir) {
+        /* a folder at the target is an error, not a place to move into */
+        sftp_unlink(c->sftp, tmp);
+        c->fail_kind = "exists";
+        *msg = kcm_ssh_fmt("put %s: exists and is a dir, not a file", path);
+        return -1;
+    }
+    char *m = NULL;
+    if (kcm_ssh_sftp_posix_rename(c, tmp, path, &m) != 0) {
+        *msg = kcm_ssh_fmt("put %s", m);
+        free(m);
+        if (ssh_is_connected(c->s)) sftp_unlink(c->sftp, tmp);
+        return -1;
+    }
+    stale_temps(c, path, live, 1, NULL, NULL, NULL);
+    return 0;
+}
 
 struct put_in {
     const char *src;          /* local path, or NULL for mem */
@@ -559,17 +589,9 @@ struct put_in {
     long uid, gid;            /* -1: leave */
     int mkdir, rename, has_expect;
     struct stat expect;
-    char **become;
-    char *pw, *pw_prompt, *pw_ready;   /* become.secret/prompt/ready, or NULL */
-    struct kcm_ssh_become bpw;         /* points at those three */
+    struct kcm_ssh_as as;     /* who the file is written as */
     char *live;               /* run ids whose temps are never stale ("a,b"), or NULL */
 };
-
-/* the become password of a put, or NULL (no password: sudo -n) */
-static const struct kcm_ssh_become *become_pw(const struct put_in *in)
-{
-    return in->pw ? &in->bpw : NULL;
-}
 
 static int open_src(const struct put_in *in, char **msg)
 {
@@ -587,135 +609,34 @@ static int open_src(const struct put_in *in, char **msg)
     return fd;
 }
 
-static int ensure_sftp(kcm_ssh_sess *c, char **msg)
+/* The temp is created over SFTP (O_EXCL: never a planted file or symlink;
+ * the final mode's bits from the first byte), filled, given owner and
+ * mode, and renamed unless staged. Any failure removes it. */
+static int put_file(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned long long size,
+                    unsigned long long *sent, char **msg)
 {
-    if (c->sftp) return 0;
-    sftp_session sf = sftp_new(c->s);
-    if (!sf || sftp_init(sf) != SSH_OK) {
-        *msg = kcm_ssh_fmt("sftp subsystem: %s", ssh_get_error(c->s));
-        if (sf) sftp_free(sf);
-        return -1;
-    }
-    c->sftp = sf;
-    return 0;
-}
-
-static int sftp_fail(kcm_ssh_sess *c, char **msg, const char *what)
-{
-    int e = c->sftp ? sftp_get_error(c->sftp) : 0;
-    c->fail_kind = kcm_ssh_sftp_kind(e);
-    *msg = kcm_ssh_fmt("%s: %s", what, e == SSH_FX_PERMISSION_DENIED ? "permission denied" :
-                       e == SSH_FX_NO_SUCH_FILE ? "no such file" :
-                       e == SSH_FX_FAILURE ? "failure (no permission to change the owner, or no space?)" :
-                       ssh_get_error(c->s));
-    return -1;
-}
-
-/* Plain (no become): stream into tmp, setstat mode+owner, rename. */
-static int put_plain(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned long long *sent, char **msg)
-{
-    if (ensure_sftp(c, msg) != 0) return -1;
+    if (kcm_ssh_files(c, &in->as, msg) != 0) return -1;
     if (in->mkdir) {
-        char *dir = strdup(in->path);
-        char *slash = dir ? strrchr(dir, '/') : NULL;
-        int changed, rc = 0;
-        if (!dir) abort();
-        if (slash && slash != dir) {
-            *slash = '\0';
-            rc = kcm_ssh_sftp_mkdir_p(c, dir, 0755, &changed, msg);
-        }
+        char *dir = dir_of(in->path);
+        int changed, rc = strcmp(dir, "/") == 0 ? 0 : kcm_ssh_sftp_mkdir_p(c, dir, 0755, &changed, msg);
         free(dir);
         if (rc != 0) return -1;
     }
-    char *what = kcm_ssh_fmt("put %s", in->path);
     sftp_file f = sftp_open(c->sftp, in->tmp, O_WRONLY | O_CREAT | O_EXCL, in->mode & 0777);
-    if (!f) {
-        int rc = sftp_fail(c, msg, what);
+    if (!f) return kcm_ssh_sftp_fail(c, msg, "put", in->path);
+    int rc;
+    if (size <= STREAM_MIN) {
+        rc = write_into(c, f, fd, in->mem, in->len, in->path, sent, msg);
+        if (sftp_close(f) != 0 && rc == 0) rc = kcm_ssh_sftp_fail(c, msg, "put", in->path);
+    } else {
+        sftp_close(f);
+        char *what = kcm_ssh_fmt("put %s", in->path);
+        rc = stream_into(c, &in->as, in->tmp, fd, in->mem, in->len, what, sent, msg);
         free(what);
-        return rc;
     }
-    sftp_close(f);
-    const char *args[] = {in->tmp};
-    char *cmd = shell_line(NULL, RECV_INTO, args, 1);
-    int rc = stream_cmd(c, cmd, fd, in->mem, in->len, what, sent, msg);
-    free(cmd);
-    if (rc == 0) {
-        struct sftp_attributes_struct a;
-        memset(&a, 0, sizeof a);
-        a.flags = SSH_FILEXFER_ATTR_PERMISSIONS;
-        a.permissions = in->mode;
-        if (in->uid >= 0 || in->gid >= 0) {
-            /* SFTP sets both ids at once: keep the one not asked for. */
-            sftp_attributes cur = sftp_lstat(c->sftp, in->tmp);
-            if (!cur) rc = sftp_fail(c, msg, what);
-            else {
-                a.flags |= SSH_FILEXFER_ATTR_UIDGID;
-                a.uid = in->uid >= 0 ? (uint32_t)in->uid : cur->uid;
-                a.gid = in->gid >= 0 ? (uint32_t)in->gid : cur->gid;
-                sftp_attributes_free(cur);
-            }
-        }
-        if (rc == 0 && sftp_setstat(c->sftp, in->tmp, &a) != 0) rc = sftp_fail(c, msg, what);
-    }
-    if (rc == 0 && in->rename) {
-        const char *cargs[] = {in->tmp, in->path, in->live ? in->live : ""};
-        char *mv = shell_line(NULL, COMMIT, cargs, 3);
-        struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, mv, NULL, what, &r, msg);
-        res_free(&r);
-        free(mv);
-    } else if (rc != 0 && c->sftp && ssh_is_connected(c->s)) {
-        sftp_unlink(c->sftp, in->tmp);
-    }
-    free(what);
-    return rc;
-}
-
-/* Become: stream into a 0700 folder of the login user, then one elevated
- * install (+ rename); the folder is removed on every path. */
-static int put_become(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned long long *sent, char **msg)
-{
-    if (ensure_sftp(c, msg) != 0) return -1;
-    char *what = kcm_ssh_fmt("put %s", in->path);
-    char *home = sftp_canonicalize_path(c->sftp, ".");
-    if (!home) { free(what); return sftp_fail(c, msg, "put: the login user's home folder"); }
-    char *dir = NULL, *file = NULL;
-    for (int i = 0; i < 5 && !dir; i++) {
-        unsigned char r[8];
-        RAND_bytes(r, sizeof r);
-        char hex[17];
-        for (int k = 0; k < 8; k++) snprintf(hex + 2 * k, 3, "%02x", r[k]);
-        char *d = kcm_ssh_fmt("%s/.kcm-put-%s", strcmp(home, "/") == 0 ? "" : home, hex);
-        if (sftp_mkdir(c->sftp, d, 0700) == 0) dir = d;
-        else free(d);
-    }
-    ssh_string_free_char(home);
-    if (!dir) { int rc = sftp_fail(c, msg, "put: a private folder in the login user's home"); free(what); return rc; }
-    file = kcm_ssh_fmt("%s/f", dir);
-    const char *args[] = {file};
-    char *cmd = shell_line(NULL, RECV, args, 1);
-    int rc = stream_cmd(c, cmd, fd, in->mem, in->len, what, sent, msg);
-    free(cmd);
-    if (rc == 0) {
-        char mode[16], uid[24] = "", gid[24] = "";
-        snprintf(mode, sizeof mode, "%04o", in->mode);
-        if (in->uid >= 0) snprintf(uid, sizeof uid, "%ld", in->uid);
-        if (in->gid >= 0) snprintf(gid, sizeof gid, "%ld", in->gid);
-        const char *iargs[] = {mode, uid, gid, file, in->tmp, in->path, in->rename ? "rename" : "stage",
-                               in->mkdir ? "1" : "0", in->live ? in->live : ""};
-        char *ic = shell_line(in->become, INSTALL, iargs, 9);
-        struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, ic, become_pw(in), what, &r, msg);
-        res_free(&r);
-        free(ic);
-    }
-    if (c->sftp && ssh_is_connected(c->s)) {
-        sftp_unlink(c->sftp, file);
-        sftp_rmdir(c->sftp, dir);
-    }
-    free(file);
-    free(dir);
-    free(what);
+    if (rc == 0) rc = set_owner_mode(c, in->tmp, in->path, in->uid, in->gid, in->mode, msg);
+    if (rc == 0 && in->rename) return commit(c, in->tmp, in->path, in->live, msg);
+    if (rc != 0 && ssh_is_connected(c->s)) sftp_unlink(c->sftp, in->tmp);
     return rc;
 }
 
@@ -723,41 +644,8 @@ static int put_become(kcm_ssh_sess *c, const struct put_in *in, int fd, unsigned
 
 static int set_attrs(kcm_ssh_sess *c, const struct put_in *in, char **msg)
 {
-    char *what = kcm_ssh_fmt("put %s (owner/mode)", in->path);
-    int rc = 0;
-    if (in->become) {
-        char mode[16], uid[24] = "", gid[24] = "";
-        snprintf(mode, sizeof mode, "%04o", in->mode);
-        if (in->uid >= 0) snprintf(uid, sizeof uid, "%ld", in->uid);
-        if (in->gid >= 0) snprintf(gid, sizeof gid, "%ld", in->gid);
-        const char *args[] = {mode, uid, gid, in->path};
-        char *cmd = shell_line(in->become, ATTRS, args, 4);
-        struct kcm_ssh_exec_res r;
-        rc = run_cmd(c, cmd, become_pw(in), what, &r, msg);
-        res_free(&r);
-        free(cmd);
-    } else if (ensure_sftp(c, msg) != 0) {
-        rc = -1;
-    } else {
-        sftp_attributes cur = sftp_lstat(c->sftp, in->path);
-        if (!cur) {
-            rc = sftp_fail(c, msg, what);
-        } else {
-            /* one setstat: ids (the one not asked for kept), then mode */
-            struct sftp_attributes_struct a;
-            memset(&a, 0, sizeof a);
-            if (in->uid >= 0 || in->gid >= 0) {
-                a.flags = SSH_FILEXFER_ATTR_UIDGID;
-                a.uid = in->uid >= 0 ? (uint32_t)in->uid : cur->uid;
-                a.gid = in->gid >= 0 ? (uint32_t)in->gid : cur->gid;
-                if (sftp_setstat(c->sftp, in->path, &a) != 0) rc = sftp_fail(c, msg, what);
-            }
-            sftp_attributes_free(cur);
-            if (rc == 0 && sftp_chmod(c->sftp, in->path, in->mode) != 0) rc = sftp_fail(c, msg, what);
-        }
-    }
-    free(what);
-    return rc;
+    if (kcm_ssh_files(c, &in->as, msg) != 0) return -1;
+    return set_owner_mode(c, in->path, in->path, in->uid, in->gid, in->mode, msg);
 }
 
 enum sop { S_PROBE, S_PUT, S_COMMIT, S_ATTRS, S_CLEAN, S_STATS };
@@ -775,20 +663,6 @@ typedef struct {
     unsigned long long sent;
     unsigned long long tx, rx;
 } syncjob;
-
-/* One of the put scripts (COMMIT, CLEAN) with its three arguments, as the
- * put's user; takes `what` (the message prefix). */
-static int run_script(kcm_ssh_sess *c, const struct put_in *in, const char *script, const char **args,
-                      char *what, char **msg)
-{
-    char *cmd = shell_line(in->become, script, args, 3);
-    struct kcm_ssh_exec_res r;
-    int rc = run_cmd(c, cmd, in->become ? become_pw(in) : NULL, what, &r, msg);
-    res_free(&r);
-    free(cmd);
-    free(what);
-    return rc;
-}
 
 static void sync_work(kcm_job *j)
 {
@@ -814,30 +688,29 @@ static void sync_work(kcm_job *j)
             sj->lst.st_size = (off_t)sj->in.len;
         }
         if (rc == 0)
-            rc = probe_remote(c, sj->in.become, become_pw(&sj->in), sj->path, sj->in.live,
-                              (unsigned long long)sj->lst.st_size, &sj->rm, &msg);
+            rc = probe_remote(c, &sj->in.as, sj->path, sj->in.live, (unsigned long long)sj->lst.st_size,
+                              &sj->rm, &msg);
         break;
     case S_PUT: {
         int fd = -1;
+        struct stat st;
         if (sj->src && (fd = open_src(&sj->in, &msg)) < 0) { rc = -1; break; }
-        rc = sj->in.become ? put_become(c, &sj->in, fd, &sj->sent, &msg)
-                           : put_plain(c, &sj->in, fd, &sj->sent, &msg);
+        unsigned long long size = fd >= 0 ? (fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : 0) : sj->in.len;
+        rc = put_file(c, &sj->in, fd, size, &sj->sent, &msg);
         if (fd >= 0) close(fd);
         break;
     }
-    case S_COMMIT: {
-        const char *args[] = {sj->tmp, sj->path, sj->in.live ? sj->in.live : ""};
-        rc = run_script(c, &sj->in, COMMIT, args, kcm_ssh_fmt("put %s", sj->path), &msg);
+    case S_COMMIT:
+        if ((rc = kcm_ssh_files(c, &sj->in.as, &msg)) == 0)
+            rc = commit(c, sj->tmp, sj->path, sj->in.live, &msg);
         break;
-    }
     case S_ATTRS:
         rc = set_attrs(c, &sj->in, &msg);
         break;
-    case S_CLEAN: {
-        const char *args[] = {sj->path, sj->in.live ? sj->in.live : "", sj->tmp ? sj->tmp : ""};
-        rc = run_script(c, &sj->in, CLEAN, args, kcm_ssh_fmt("put %s: removing stale temp files", sj->path), &msg);
+    case S_CLEAN:
+        if ((rc = kcm_ssh_files(c, &sj->in.as, &msg)) == 0)
+            stale_temps(c, sj->path, sj->in.live, 1, sj->tmp, NULL, NULL);
         break;
-    }
     case S_STATS: {
         struct tcp_info ti;
         socklen_t tl = sizeof ti;
@@ -896,21 +769,12 @@ static int sync_done(lua_State *L, kcm_job *j)
     }
 }
 
-static void free_argv(char **v)
-{
-    for (char **p = v; p && *p; p++) free(*p);
-    free(v);
-}
-
 static void sync_free(kcm_job *j)
 {
     syncjob *sj = (syncjob *)j;
     if (sj->data) { kcm_memzero(sj->data, sj->in.len); free(sj->data); }
     free(sj->src); free(sj->path); free(sj->tmp);
-    free_argv(sj->in.become);
-    if (sj->in.pw) { kcm_memzero(sj->in.pw, strlen(sj->in.pw)); free(sj->in.pw); }
-    free(sj->in.pw_prompt);
-    free(sj->in.pw_ready);
+    kcm_ssh_as_free(&sj->in.as);
     free(sj->in.live);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
@@ -988,33 +852,8 @@ static void fill(lua_State *L, syncjob *sj)
         }
         lua_pop(L, 1);
     }
-    if (lua_getfield(L, 2, "become") == LUA_TTABLE) {
-        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
-        if (n < 1 || n > 64) luaL_error(L, "ssh sync: become must be a non-empty argv prefix");
-        sj->in.become = calloc((size_t)n + 1, sizeof(char *));
-        if (!sj->in.become) kcm_oom(L);
-        for (lua_Integer i = 1; i <= n; i++) {
-            lua_rawgeti(L, -1, i);
-            size_t len;
-            const char *s = lua_tolstring(L, -1, &len);
-            if (!s || lua_type(L, -1) != LUA_TSTRING || strlen(s) != len) luaL_error(L, "ssh sync: become[%d] must be a string", (int)i);
-            sj->in.become[i - 1] = strdup(s);
-            if (!sj->in.become[i - 1]) kcm_oom(L);
-            lua_pop(L, 1);
-        }
-        char **dst[] = {&sj->in.pw, &sj->in.pw_prompt, &sj->in.pw_ready};
-        const char *keys[] = {"secret", "prompt", "ready"};
-        for (int i = 0; i < 3; i++) {
-            if (lua_getfield(L, -1, keys[i]) == LUA_TSTRING) {
-                *dst[i] = strdup(lua_tostring(L, -1));
-                if (!*dst[i]) kcm_oom(L);
-            }
-            lua_pop(L, 1);
-        }
-        sj->in.bpw.secret = sj->in.pw;
-        sj->in.bpw.prompt = sj->in.pw_prompt ? sj->in.pw_prompt : "";
-        sj->in.bpw.ready = sj->in.pw_ready ? sj->in.pw_ready : "";
-    }
+    lua_getfield(L, 2, "become");
+    kcm_ssh_as_read(L, -1, &sj->in.as);
     lua_pop(L, 1);
     sj->in.src = sj->src;
     sj->in.mem = sj->data;

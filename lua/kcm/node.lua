@@ -212,13 +212,6 @@ function Node:_native(s, method, ctx, ...)
             message = self:_denied_hint(msg, becoming, kind) }
 end
 
--- SFTP for an operation that decided not to elevate: a refusal always gets
--- the hint, also when the call's own become=false is why.
-local SFTP_OPS = { read = "get", chmod = "mkdir" }   -- the target operation each serves
-function Node:_sftp(s, method, ...)
-  return self:_native(s, method, { op = SFTP_OPS[method] or method, path = (...), becoming = false }, ...)
-end
-
 -- Environment values never travel on the remote command line (`ps` on the
 -- node shows argv to every user): ENV_WRAPPER, a fixed script, reads
 -- NAME=value lines from stdin (backslash and newline escaped, undone by
@@ -277,17 +270,17 @@ end
 -- that names the node and the fix; nil when stderr is the command's own.
 local function sudo_failure(self, become, err)
   local u, bu = self:login_user(), become.user
-  if err:match("^sudo: a password is required") or err:match("\nsudo: a password is required") then
+  if err:find("sudo: a password is required", 1, true) then
     return string.format("%s: sudo requires a password for %s: give %s NOPASSWD sudo, or set " ..
                          "become_password_file (or become_password_env)", self.name, u, u)
   end
-  if err:match("^sudo: %d+ incorrect password attempt") or err:match("^sudo: no password was provided")
-     or err:match("Sorry, try again") then
+  if err:match("sudo: %d+ incorrect password attempt") or err:find("sudo: no password was provided", 1, true)
+     or err:find("Sorry, try again", 1, true) or err:find("sudo: incorrect password", 1, true) then
     return string.format("%s: sudo rejected the become password for %s (check become_password_file / " ..
                          "become_password_env)", self.name, u)
   end
-  if err:match("^sudo: .*not in the sudoers file") or err:match("^sudo: .*is not allowed to execute")
-     or err:match("^Sorry, user .* may not run sudo") then
+  if err:match("sudo: [^\n]*not in the sudoers file") or err:match("sudo: [^\n]*is not allowed to execute")
+     or err:match("Sorry, user [^\n]* may not run sudo") then
     return string.format("%s: %s may not use sudo to become %s: %s", self.name, u, bu, tail(err, 200))
   end
   if err:match("sudo: not found") or err:match("sudo: command not found") then
@@ -607,88 +600,42 @@ function Node:transfer_stats()
   return self:_call(self:session(), "stats")
 end
 
--- With become, files are reached through elevated commands (SFTP runs as
--- the login user). Values travel as argv words, never inside shell code; the
--- results have the same shape as the SFTP path's.
-local TYPES = { [0x8000] = "file", [0x4000] = "dir", [0xA000] = "link", [0x2000] = "char",
-                [0x6000] = "block", [0x1000] = "fifo", [0xC000] = "socket" }
-
--- "cat: /x: Permission denied" -> "permission denied" (sftp's words) and
--- the error kind a native would have given.
-local function why(err)
-  local e = tail(err, 300):gsub("^.*: ", "")
-  local l = e:lower()
-  if l:find("no such file") then return "no such file", "noent" end
-  if l:find("permission denied") then return "permission denied", "denied" end
-  return e, "error"
-end
-
--- The failure of an elevated file command, as the error object. `word`
--- names the operation in the message as sftp's errors do ("read").
-function Node:_cmd_fail(op, path, stderr, word)
-  local msg, kind = why(stderr)
-  E.raise { kind = kind, node = self.name, op = op, path = path,
-            message = string.format("%s: %s %s: %s", self.name, word or op, path, msg) }
-end
-
-function Node:_become_stat(path, opts)
-  local r = self:run({ "env", "LC_ALL=C", "stat", "-c", "%f %s %u %g %Y", "--", path },
-                     { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
-  if r.code ~= 0 then
-    if r.stderr:find("No such file or directory", 1, true) or r.stderr:find("Not a directory", 1, true) then
-      return nil
-    end
-    self:_cmd_fail("stat", path, r.stderr)
+-- Files go through the connection's file session of the identity the
+-- operation runs as (engine/ssh_files.c): with become, an sftp-server run
+-- under the same privilege prefix as commands, so stat, get, mkdir, chmod and
+-- remove start no process on the node, whoever the target user is.
+function Node:_files(method, op, path, opts, ...)
+  local become = self:_become_argv(opts)
+  local s = self:session()
+  local args = table.pack(...)
+  args.n = args.n + 1
+  args[args.n] = become
+  local r = table.pack(pcall(self._native, self, s, method, { op = op, path = path, becoming = become ~= nil },
+                             path, table.unpack(args, 1, args.n)))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
+  if become and E.is(err) and err.kind ~= "unreachable" then
+    local why = sudo_failure(self, become, err.message)
+    if why then E.raise { kind = "sudo", node = self.name, op = op, path = path, message = why } end
   end
-  local raw, size, uid, gid, mtime = r.stdout:match("^(%x+) (%d+) (%d+) (%d+) (%d+)")
-  if not raw then
-    E.raise { node = self.name, op = "stat", path = path,
-              message = string.format("%s: stat %s: unexpected output %q", self.name, path, tail(r.stdout, 80)) }
-  end
-  local m = tonumber(raw, 16)
-  return { type = TYPES[m & 0xF000] or "unknown", size = math.tointeger(tonumber(size)), mode = m & 4095,
-           uid = math.tointeger(tonumber(uid)), gid = math.tointeger(tonumber(gid)),
-           mtime = math.tointeger(tonumber(mtime)) }
+  error(err, 0)
 end
 
 --- node:get(path, {become}) -> content
 function Node:get(path, opts)
-  if self:_becomes(opts) then
-    local r = self:run({ "env", "LC_ALL=C", "cat", "--", path },
-                       { readonly = true, ok_codes = { 0, 1 }, become = true, become_user = opts and opts.become_user })
-    if r.code ~= 0 then self:_cmd_fail("get", path, r.stderr, "read") end
-    return r.stdout
-  end
   task.log("get " .. path)
-  return self:_sftp(self:session(), "read", path)
+  return self:_files("read", "get", path, opts)
 end
 
 --- node:stat(path, {become}) -> {type,size,mode,uid,gid,mtime} | nil
 function Node:stat(path, opts)
-  if self:_becomes(opts) then return self:_become_stat(path, opts) end
-  return self:_sftp(self:session(), "stat", path)
+  return self:_files("stat", "stat", path, opts)
 end
-
--- Every missing level of path, top down, like the SFTP mkdir -p.
-local function levels(path)
-  local out, cur = {}, ""
-  for part in path:gmatch("[^/]+") do
-    cur = cur .. "/" .. part
-    out[#out + 1] = cur
-  end
-  return out
-end
-
--- mkdir -p where every created level gets `mode` (as the SFTP path does);
--- prints the levels it made. Paths and mode are positional arguments.
-local MKDIR_SH = 'm=$1; shift; for d in "$@"; do [ -d "$d" ] && continue; ' ..
-                 'mkdir -m "$m" -- "$d" && chmod "$m" -- "$d" && echo "$d" || exit 1; done'
 
 --- node:mkdir(path, {mode="0755", become}) -> changed
 function Node:mkdir(path, opts)
   opts = opts or {}
   local mode = octal(opts.mode, tonumber("755", 8))
-  local becomes = self:_becomes(opts)
   local st = self:stat(path, opts)
   if st then
     if st.type ~= "dir" then
@@ -696,40 +643,18 @@ function Node:mkdir(path, opts)
                 message = string.format("%s: mkdir %s: exists and is a %s", self.name, path, st.type) }
     end
     if opts.mode == nil or st.mode == mode then return false end
-    return target.change("chmod " .. path, function()
-      if becomes then
-        self:run({ "chmod", string.format("%04o", mode), "--", path }, { become = true, become_user = opts.become_user })
-      else
-        self:_sftp(self:session(), "chmod", path, mode)
-      end
-    end)
+    return target.change("chmod " .. path, function() self:_files("chmod", "mkdir", path, opts, mode) end)
   end
-  return target.change("mkdir " .. path, function()
-    if not becomes then return self:_sftp(self:session(), "mkdir", path, mode) end
-    local argv = { "sh", "-c", MKDIR_SH, "mkdir", string.format("%04o", mode) }
-    for _, d in ipairs(levels(path)) do argv[#argv + 1] = d end
-    local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
-    if r.code ~= 0 then self:_cmd_fail("mkdir", path, r.stderr) end
-    return r.stdout ~= ""
-  end)
+  return target.change("mkdir " .. path, function() return self:_files("mkdir", "mkdir", path, opts, mode) end)
 end
 
 --- node:remove(path, {recursive=false, become}) -> changed
 function Node:remove(path, opts)
   opts = opts or {}
-  local becomes = self:_becomes(opts)
   local st = self:stat(path, opts)
   if not st then return false end
   return target.change("remove " .. path, function()
-    if st.type == "dir" and opts.recursive then
-      self:run({ "rm", "-rf", "--", path }, { become = becomes, become_user = opts.become_user })
-    elseif becomes then
-      local argv = st.type == "dir" and { "env", "LC_ALL=C", "rmdir", "--", path } or { "env", "LC_ALL=C", "rm", "-f", "--", path }
-      local r = self:run(argv, { become = true, become_user = opts.become_user, ok_codes = { 0, 1 } })
-      if r.code ~= 0 then self:_cmd_fail("remove", path, r.stderr) end
-    else
-      self:_sftp(self:session(), "remove", path)
-    end
+    self:_files("remove", "remove", path, opts, opts.recursive and true or false)
   end)
 end
 

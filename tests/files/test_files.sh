@@ -10,7 +10,10 @@
 # diff:   --diff of a large/binary file prints sizes and checksums; a small
 #         text file gets a unified diff with key material redacted.
 # become: a non-root login user with sudo: owner, mode and content are right,
-#         nothing is left in the user's home, the rerun changes nothing.
+#         nothing is created in the user's home, the rerun changes nothing;
+#         become_user = nobody gets a file owned by nobody; kill -9 in the
+#         middle of a 120 MB become put leaves no file outside the
+#         destination's folder, and the next run removes its temp.
 # Every case puts the lab back on exit (links unshaped, mounts gone, files removed).
 set -e
 . "$(dirname "$0")/../lib.sh"
@@ -33,7 +36,7 @@ restore() {
   [ -n "${BG:-}" ] && kill -9 "$BG" 2>/dev/null
   for n in "${NODES[@]}"; do
     tc qdisc del dev "$(veth "$n")" root 2>/dev/null
-    lx "$n" sh -c 'mountpoint -q /etc/kcm-pair/pair.pem && umount /etc/kcm-pair/pair.pem; rm -rf /opt/kcm-files /etc/kcm-pair /etc/kcm-become'
+    lx "$n" sh -c 'mountpoint -q /etc/kcm-pair/pair.pem && umount /etc/kcm-pair/pair.pem; rm -rf /opt/kcm-files /etc/kcm-pair /etc/kcm-become /run/kcm-files-mark'
   done
 }
 trap 'restore >/dev/null 2>&1; rm -rf "$T"' EXIT
@@ -169,6 +172,10 @@ become)
     lx "$n" su -s /bin/sh deploy -c 'sudo -n true' || fail "$n: sudo does not work for deploy (is sudo installed on the host, node restarted since?)"
   done
   printf 'local inv = dofile(%s)\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' "$(luaq "$INV")" >"$T/inv.lua"
+  # nothing the run does may create anything in the login user's home or
+  # in a shared temp folder (the old engine staged there)
+  for n in "${NODES[@]}"; do lx "$n" touch /run/kcm-files-mark; done
+  new_files() { lx "$1" sh -c 'find /home/deploy /tmp /var/tmp -xdev -newer /run/kcm-files-mark ! -type d 2>/dev/null | grep -v "^/tmp/kcmtest" || true'; }
   head -c 8M /dev/urandom >"$T/b.bin"
   want=$(sha256sum <"$T/b.bin" | cut -c1-64)
   KCM_PUT_SRC=$T/b.bin KCM_PUT_DST=/etc/kcm-become/sub/b.bin KCM_PUT_MODE=0640 kcm -i "$T/inv.lua" "$HERE/put.lua"
@@ -176,7 +183,7 @@ become)
   for n in "${NODES[@]}"; do
     [ "$(sha_on "$n" /etc/kcm-become/sub/b.bin)" = "$want" ] || fail "$n: content differs"
     [ "$(lx "$n" stat -c '%U %a' /etc/kcm-become/sub/b.bin)" = "root 640" ] || fail "$n: owner/mode: $(lx "$n" stat -c '%U %a' /etc/kcm-become/sub/b.bin)"
-    [ -z "$(lx "$n" sh -c 'ls -A /home/deploy | grep kcm-put')" ] || fail "$n: private temp folder left in /home/deploy"
+    [ -z "$(new_files "$n")" ] || fail "$n: files created outside the destination's folder: $(new_files "$n")"
     [ -z "$(tmps_on "$n" /etc/kcm-become/sub)" ] || fail "$n: temp left next to the target"
   done
   pass "become: content, owner root, mode 0640; no temp left"
@@ -188,6 +195,38 @@ become)
   expect_rc 0 "become rerun"
   [ "$(changed_count)" = 0 ] || { cat "$T/out"; fail "become rerun changed something"; }
   pass "become: mode fixed elevated, rerun changes nothing"
+  # become_user = nobody: the file is written as nobody, so nobody owns it
+  for n in "${NODES[@]}"; do lx "$n" install -d -o nobody -g nogroup -m 0755 /etc/kcm-become/nobody; done
+  printf 'local inv = dofile(%s)\ninv.ssh.become_user = "nobody"\nreturn inv\n' "$(luaq "$T/inv.lua")" >"$T/inv-nobody.lua"
+  KCM_PUT_SRC=$T/b.bin KCM_PUT_DST=/etc/kcm-become/nobody/b.bin KCM_PUT_MODE=0600 kcm -i "$T/inv-nobody.lua" "$HERE/put.lua"
+  expect_rc 0 "become_user nobody"
+  for n in "${NODES[@]}"; do
+    [ "$(lx "$n" stat -c '%U %a' /etc/kcm-become/nobody/b.bin)" = "nobody 600" ] || fail "$n: become_user nobody: $(lx "$n" stat -c '%U %a' /etc/kcm-become/nobody/b.bin)"
+  done
+  pass "become_user = nobody: the file is nobody's, mode 0600"
+  # kill -9 in the middle of a 120 MB become put
+  head -c 120M /dev/urandom >"$T/huge.bin"
+  for n in "${NODES[@]}"; do tc qdisc add dev "$(veth "$n")" root tbf rate 200mbit burst 64kb latency 400ms; done
+  KCM_PUT_SRC=$T/huge.bin KCM_PUT_DST=/etc/kcm-become/sub/huge.bin "$KCMRUN" --state-dir "$SD" -i "$T/inv.lua" "$HERE/put.lua" >"$T/out" 2>"$T/err" & BG=$!
+  for _ in $(seq 1 200); do [ -n "$(tmps_on node1 /etc/kcm-become/sub)" ] && break; sleep 0.05; done
+  [ -n "$(tmps_on node1 /etc/kcm-become/sub)" ] || { cat "$T/out" "$T/err"; fail "never saw the become transfer's temp file"; }
+  sleep 0.5
+  kill -9 "$BG"; wait "$BG" 2>/dev/null || true; BG=
+  for n in "${NODES[@]}"; do tc qdisc del dev "$(veth "$n")" root; done
+  [ -n "$(tmps_on node1 /etc/kcm-become/sub)" ] || fail "the killed become put left no temp (was it killed mid-transfer?)"
+  for n in "${NODES[@]}"; do
+    [ -z "$(new_files "$n")" ] || fail "$n: files created outside the destination's folder: $(new_files "$n")"
+  done
+  pass "kill -9 mid become put: its temp is next to the target, nothing in the login user's home or /tmp"
+  KCM_PUT_SRC=$T/huge.bin KCM_PUT_DST=/etc/kcm-become/sub/huge.bin kcm -i "$T/inv.lua" "$HERE/put.lua"
+  expect_rc 0 "become put after the kill"
+  want=$(sha256sum <"$T/huge.bin" | cut -c1-64)
+  for n in "${NODES[@]}"; do
+    [ -z "$(tmps_on "$n" /etc/kcm-become/sub)" ] || fail "$n: temp left after the next run: $(tmps_on "$n" /etc/kcm-become/sub)"
+    [ "$(sha_on "$n" /etc/kcm-become/sub/huge.bin)" = "$want" ] || fail "$n: 120 MB content differs"
+    [ -z "$(new_files "$n")" ] || fail "$n: files created outside the destination's folder: $(new_files "$n")"
+  done
+  pass "next run: 120 MB in place, the killed run's temp removed, still nothing in the login user's home"
   ;;
 *) echo "usage: $0 big|killed|pair|diff|become" >&2; exit 2 ;;
 esac
