@@ -597,33 +597,10 @@ static int l_request(lua_State *L)
     return kcm_job_yield(L, &j->base);
 }
 
-/* Escapes a string for use in a URL path segment or query value. */
-static int l_escape(lua_State *L)
-{
-    size_t n;
-    const char *s = luaL_checklstring(L, 1, &n);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
-            ch == '-' || ch == '_' || ch == '.' || ch == '~') {
-            luaL_addchar(&b, (char)ch);
-        } else {
-            char hex[4];
-            snprintf(hex, sizeof hex, "%%%02X", ch);
-            luaL_addstring(&b, hex);
-        }
-    }
-    luaL_pushresult(&b);
-    return 1;
-}
-
 int kcm_open_http(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"request", l_request},
-        {"escape", l_escape},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -174,22 +174,10 @@ static int l_set_path(lua_State *L)
     return 0;
 }
 
-static int l_builtins(lua_State *L)
-{
-    lua_newtable(L);
-    int i = 0;
-    for (const struct kcm_embedded_lua *m = kcm_embedded_lua; m->name; m++) {
-        lua_pushstring(L, m->name);
-        lua_rawseti(L, -2, ++i);
-    }
-    return 1;
-}
-
 static int open_loader(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"set_path", l_set_path},
-        {"builtins", l_builtins},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -37,7 +37,6 @@ static struct {
     unsigned long total;
     int efd;
     int stopping;
-    int check, diff;
 } pool = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
     .cv = PTHREAD_COND_INITIALIZER,
@@ -558,25 +557,12 @@ static int rt_configure(lua_State *L)
         pool.max_workers = n < 1 ? 1 : n > 1024 ? 1024 : (int)n;
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, 1, "check") != LUA_TNIL)
-        pool.check = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (lua_getfield(L, 1, "diff") != LUA_TNIL)
-        pool.diff = lua_toboolean(L, -1);
-    lua_pop(L, 1);
     if (lua_getfield(L, 1, "grace") == LUA_TNUMBER) {
         double g = lua_tonumber(L, -1);
         grace_ms = g <= 0 ? 0 : g > 86400 ? 86400000L : (long)(g * 1000);
     }
     lua_pop(L, 1);
     return 0;
-}
-
-static int rt_mode(lua_State *L)
-{
-    lua_pushboolean(L, pool.check);
-    lua_pushboolean(L, pool.diff);
-    return 2;
 }
 
 /* runtime.signal() -> nil | signal number, deadline (monotonic seconds at
@@ -590,14 +576,6 @@ static int rt_signal(lua_State *L)
     lua_pushinteger(L, got_signal);
     lua_pushnumber(L, (double)(signal_at_ms + grace_ms) / 1000.0);
     return 2;
-}
-
-/* runtime.kill_children(): local commands still running (an abandoned run) */
-static int rt_kill_children(lua_State *L)
-{
-    (void)L;
-    kcm_exec_kill_children(SIGKILL);
-    return 0;
 }
 
 /* runtime.sleep(s[, str]): a blocking call held by a worker for s seconds
@@ -675,12 +653,6 @@ static int rt_isatty(lua_State *L)
     return 1;
 }
 
-static int rt_getpid(lua_State *L)
-{
-    lua_pushinteger(L, getpid());
-    return 1;
-}
-
 int kcm_open_runtime(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -690,15 +662,12 @@ int kcm_open_runtime(lua_State *L)
         {"stats", rt_stats},
         {"reset_stats", rt_reset_stats},
         {"configure", rt_configure},
-        {"mode", rt_mode},
         {"signal", rt_signal},
-        {"kill_children", rt_kill_children},
         {"sleep", rt_sleep},
         {"timer", kcm_rt_timer},
         {"now", rt_now},
         {"time", rt_time},
         {"isatty", rt_isatty},
-        {"getpid", rt_getpid},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

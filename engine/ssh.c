@@ -55,7 +55,6 @@ typedef struct {
     struct kcm_ssh_as as;   /* file operations: whose SFTP session */
     char *cmd;              /* OP_EXEC: the command line */
     char *data;             /* stdin or file content (copied; wiped on free) */
-    char *pw, *pw_prompt, *pw_ready;   /* OP_EXEC become password (wiped on free) */
     size_t len;
     unsigned mode;
     int recursive;          /* OP_REMOVE */
@@ -106,10 +105,7 @@ static void work(kcm_job *j)
         return;
     switch (sj->op) {
     case OP_EXEC:
-    {
-        struct kcm_ssh_become b = {sj->pw, sj->pw_prompt, sj->pw_ready};
-        rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, sj->pw ? &b : NULL, sj->timeout_ms, &sj->ex, &msg);
-    }
+        rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, &sj->as, sj->timeout_ms, &sj->ex, &msg);
         break;
     default:
         if ((rc = kcm_ssh_files(c, &sj->as, &msg)) != 0) break;
@@ -186,8 +182,6 @@ static void job_free(kcm_job *j)
 {
     sjob *sj = (sjob *)j;
     if (sj->data) { kcm_memzero(sj->data, sj->len); free(sj->data); }
-    if (sj->pw) { kcm_memzero(sj->pw, strlen(sj->pw)); free(sj->pw); }
-    free(sj->pw_prompt); free(sj->pw_ready);
     if (sj->content.p) kcm_memzero(sj->content.p, sj->content.cap);
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
@@ -245,17 +239,10 @@ static int l_exec(lua_State *L)
         sj->len = inlen;
     }
     sj->timeout_ms = t > 0 ? (long)(t * 1000) : 0;
-    /* 5: become with a password {secret=, prompt=, ready=}: the secret goes
-     * to sudo only after its prompt (ssh_exec.c), never on the command's stdin */
-    if (lua_type(L, 5) == LUA_TTABLE) {
-        char **dst[] = {&sj->pw, &sj->pw_prompt, &sj->pw_ready};
-        const char *keys[] = {"secret", "prompt", "ready"};
-        for (int i = 0; i < 3; i++) {
-            if (lua_getfield(L, 5, keys[i]) != LUA_TSTRING) luaL_error(L, "exec: become.%s must be a string", keys[i]);
-            *dst[i] = dupstr(L, -1);
-            lua_pop(L, 1);
-        }
-    }
+    /* 5: the become table the line's prefix came from: whose watcher, and
+     * with a password the secret, which goes to sudo only after its prompt
+     * (ssh_exec.c), never on the command's stdin */
+    kcm_ssh_as_read(L, 5, &sj->as);
     return kcm_job_yield(L, &sj->base);
 }
 

@@ -19,6 +19,7 @@ static int file_exists(const char *p)
 
 void kcm_ssh_disconnect(kcm_ssh_sess *c)
 {
+    kcm_ssh_watch_close(c);
     kcm_ssh_files_close(c);
     if (c->s) {
         if (ssh_is_connected(c->s)) ssh_disconnect(c->s);

@@ -1,20 +1,23 @@
 /* One remote command on an open session: a fresh channel per command
- * (cheap: no new connection), stdin fed, stdout/stderr collected until EOF,
- * exit status, and a per-command deadline.
+ * (cheap: no new connection), stdin fed then closed, stdout/stderr
+ * collected until EOF, exit status, and a per-command deadline.
  *
  * A command must not outlive its channel (a timeout, an interrupted or
- * killed kcmrun): OpenSSH ignores the "signal" channel request, and without
- * a pty it leaves the command running when the channel or the connection
- * goes. A pty would make sshd hang it up, but it merges stderr into stdout
- * and turns "\n" into "\r\n". So every command runs under WRAPPER: the
- * command's stdin is the first N bytes of the channel's stdin (the caller's
- * data); a watcher started after that keeps reading, and we never send
- * EOF, so EOF there means the channel is gone: the watcher then ends its
- * process group (the session sshd made for this channel), TERM then KILL.
- * Once the command has exited the wrapper is gone, and the EOF sshd then
- * gives the watcher kills nothing (kill -0 $$).
- * Values travel as positional arguments only. Measured on the lab: ~5 ms
- * more per command (a fork for the watcher, cat). */
+ * killed kcmrun, a lost link): OpenSSH ignores the "signal" channel
+ * request, and without a pty it leaves the command running when the
+ * channel or the connection goes (a pty would make sshd hang it up, but it
+ * merges stderr into stdout and turns "\n" into "\r\n"). So each
+ * connection keeps one watcher per identity (ssh_watch.c): a loop of shell
+ * builtins on its own channel that knows the process group of every
+ * command in flight and ends them when its input ends, that is when the
+ * connection is gone. A command costs no process of its own for this: the
+ * login shell prints its pid ($$: sshd made it a session and process group
+ * leader) as the first bytes of stderr, then execs the command line. A
+ * command that times out is ended by the watcher.
+ *
+ * Before (a wrapper per command: subshells, head and cat, 4 processes more
+ * than the command) a converged controller-manager rerun started ~45
+ * processes per node; the figures are in the commit and bench/README.md. */
 #include "ssh_int.h"
 
 #include <stdio.h>
@@ -28,6 +31,9 @@ static long now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
+
+/* the first line on a command's stderr: its pid, written by the login shell */
+#define PID_MARK "\036kcm-pid "
 
 /* Drains whatever is buffered on both streams; returns bytes read or -1. */
 static long drain(ssh_channel ch, struct kcm_ssh_exec_res *r)
@@ -46,42 +52,27 @@ static long drain(ssh_channel ch, struct kcm_ssh_exec_res *r)
     return total;
 }
 
-static const char WRAPPER[] =
-    "exec 3<&0; "
-    "{ if [ \"$1\" -gt 0 ]; then head -c \"$1\"; fi; exec >&-; "
-    "{ trap '' TERM; cat; kill -0 $$ && { kill -s TERM 0; sleep 1; kill -s KILL 0; }; } <&3 >/dev/null 2>&1 & "
-    "} <&3 | eval \"$2\" 3<&-";
-
-/* With a become password: before the caller's bytes, the feeder takes one
- * decision byte at a time from the channel. "P" + 4 digits + that many bytes:
- * the password line, which goes to sudo only because sudo's own prompt was
- * read first; "C": sudo is past authentication (the elevated side said so),
- * go on; anything else (or EOF): end, and sudo reads EOF. */
-static const char WRAPPER_PW[] =
-    "exec 3<&0; "
-    "{ while :; do c=$(head -c 1); case $c in P) head -c \"$(head -c 4)\";; C) break;; *) exit 0;; esac; done; "
-    "if [ \"$1\" -gt 0 ]; then head -c \"$1\"; fi; exec >&-; "
-    "{ trap '' TERM; cat; kill -0 $$ && { kill -s TERM 0; sleep 1; kill -s KILL 0; }; } <&3 >/dev/null 2>&1 & "
-    "} <&3 | eval \"$2\" 3<&-";
-
-static char *wrap(const char *cmd, size_t inlen, const char *wrapper)
+/* Takes the pid line off the front of stderr once it is complete; -> the
+ * pid, 0 while it has not come yet, -1 when stderr does not start with it. */
+static long take_pid(struct kcm_buf *err)
 {
-    /* runs in the login shell itself (as the bare command did): no extra
-     * shell to start, and the command keeps the shell it always had */
-    char *qc = kcm_ssh_shquote(cmd);
-    char *line = kcm_ssh_fmt("set -- %zu %s; %s", inlen, qc, wrapper);
-    free(qc);
-    return line;
+    size_t ml = sizeof PID_MARK - 1;
+    if (err->n < ml) return memcmp(err->p, PID_MARK, err->n) == 0 ? 0 : -1;
+    if (memcmp(err->p, PID_MARK, ml) != 0) return -1;
+    char *nl = memchr(err->p + ml, '\n', err->n - ml);
+    if (!nl) return err->n - ml > 24 ? -1 : 0;
+    long pid = strtol(err->p + ml, NULL, 10);
+    size_t cut = (size_t)(nl - err->p) + 1;
+    memmove(err->p, err->p + cut, err->n - cut);
+    err->n -= cut;
+    return pid > 1 ? pid : -1;
 }
-
-char *kcm_ssh_wrap_command(const char *cmd, size_t inlen) { return wrap(cmd, inlen, WRAPPER); }
 
 enum { RUN_DONE, RUN_TIMEOUT, RUN_FAIL };
 
-/* Feeds stdin while collecting output. A command that exits without
- * reading its stdin closes the window: stop feeding then and keep the
- * output. No EOF: the wrapper takes EOF on its stdin for "the channel is
- * gone". */
+/* Feeds stdin, then EOF, while collecting output. A command that exits
+ * without reading its stdin closes the window: stop feeding then and keep
+ * the output. */
 static int feed(ssh_channel ch, const char *in, size_t inlen, long deadline, struct kcm_ssh_exec_res *r)
 {
     size_t off = 0;
@@ -93,16 +84,18 @@ static int feed(ssh_channel ch, const char *in, size_t inlen, long deadline, str
         if (drain(ch, r) < 0) break;
         if (deadline && now_ms() >= deadline) return RUN_TIMEOUT;
     }
+    if (!ssh_channel_is_closed(ch)) ssh_channel_send_eof(ch);
     return RUN_DONE;
 }
 
 /* The password phase of a become command: read what sudo says until the
- * elevated side's ready marker comes (then "C"), answering sudo's own prompt
- * once with the password ("P…"); a second prompt (a wrong password) ends the
- * feeder ("E"), so sudo reports the failure. No prompt, no password: with a
- * NOPASSWD rule or a root login the password is never sent. The markers are
- * cut from stderr. */
-static int authenticate(ssh_session s, ssh_channel ch, const struct kcm_ssh_become *b, long deadline,
+ * elevated side's ready marker comes, answering sudo's own prompt once with
+ * the password; a second prompt (a wrong password) sends EOF, so sudo
+ * reports the failure. No prompt, no password: with a NOPASSWD rule or a
+ * root login the password is never sent. The markers are cut from stderr.
+ * sudo -S reads its stdin a byte at a time, so nothing after the password
+ * line is taken by sudo; the caller's input is sent only after the marker. */
+static int authenticate(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *b, long deadline,
                         struct kcm_ssh_exec_res *r, char **msg)
 {
     int prompts = 0;
@@ -111,21 +104,16 @@ static int authenticate(ssh_session s, ssh_channel ch, const struct kcm_ssh_beco
             *msg = kcm_ssh_fmt("reading sudo's answer: %s", ssh_get_error(s));
             return RUN_FAIL;
         }
-        if (kcm_ssh_cut_marker(&r->err, b->ready) > 0) {
-            return ssh_channel_write(ch, "C", 1) == 1 ? RUN_DONE : RUN_FAIL;
-        }
+        if (kcm_ssh_cut_marker(&r->err, b->ready) > 0) return RUN_DONE;
         int p = kcm_ssh_cut_marker(&r->err, b->prompt);
         if (p > 0) {
             prompts += p;
             if (prompts > 1) {
-                ssh_channel_write(ch, "E", 1);
+                ssh_channel_send_eof(ch);
                 return RUN_DONE;       /* collect sudo's own failure */
             }
             size_t pl = strlen(b->secret);
-            char head[24];
-            snprintf(head, sizeof head, "P%04u", (unsigned)(pl + 1));
-            if (ssh_channel_write(ch, head, 5) != 5 || ssh_channel_write(ch, b->secret, (uint32_t)pl) != (int)pl ||
-                ssh_channel_write(ch, "\n", 1) != 1) {
+            if (ssh_channel_write(ch, b->secret, (uint32_t)pl) != (int)pl || ssh_channel_write(ch, "\n", 1) != 1) {
                 *msg = kcm_ssh_fmt("writing to sudo: %s", ssh_get_error(s));
                 return RUN_FAIL;
             }
@@ -184,17 +172,30 @@ static int collect(ssh_session s, ssh_channel ch, long deadline, struct kcm_ssh_
     return RUN_DONE;
 }
 
-int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
-                 const struct kcm_ssh_become *become, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
+/* Waits (bounded) for the pid line: the watcher must know the command
+ * before anything can go wrong with it. */
+static long await_pid(ssh_channel ch, struct kcm_ssh_exec_res *r, long deadline)
 {
-    if (become && (!become->secret || !become->prompt || !become->ready || !*become->prompt ||
-                   !*become->ready || strlen(become->secret) > 9998)) {
-        *msg = kcm_ssh_fmt("become: a password (at most 9998 bytes), a prompt and a ready marker are needed");
-        return -1;
+    for (;;) {
+        if (drain(ch, r) < 0) return -1;
+        long pid = take_pid(&r->err);
+        if (pid != 0) return pid;
+        if (ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) return -1;
+        long left = deadline ? deadline - now_ms() : 1000;
+        if (left <= 0) return -1;
+        ssh_channel_poll_timeout(ch, left < 50 ? (int)left : 50, 1);
     }
+}
+
+int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
+                 const struct kcm_ssh_as *as, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
+{
+    const struct kcm_ssh_as *who = as && as->argv ? as : NULL;
     ssh_session s = c->s;
     r->code = -1;
     r->timed_out = 0;
+    /* the watcher first: a command never runs unwatched */
+    if (kcm_ssh_watch(c, who, msg) != 0) return -1;
     ssh_channel ch = ssh_channel_new(s);
     if (!ch) { *msg = kcm_ssh_fmt("cannot open channel: %s", ssh_get_error(s)); return -1; }
     if (ssh_channel_open_session(ch) != SSH_OK) {
@@ -202,24 +203,32 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
         ssh_channel_free(ch);
         return -1;
     }
-    char *line = wrap(cmd, in ? inlen : 0, become ? WRAPPER_PW : WRAPPER);
+    /* runs in the login shell itself, which becomes the command: no extra
+     * process, and the command keeps the shell it always had */
+    char *line = kcm_ssh_fmt("printf '" PID_MARK "%%s\\n' $$ >&2; exec %s", cmd);
     int xr = ssh_channel_request_exec(ch, line);
     free(line);
     int st = RUN_FAIL;
+    long pid = -1;
     if (xr != SSH_OK) {
         *msg = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(s));
     } else {
         long deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-        st = become ? authenticate(s, ch, become, deadline, r, msg) : RUN_DONE;
+        pid = await_pid(ch, r, deadline);
+        if (pid > 0) kcm_ssh_watch_add(c, who, pid);
+        st = who && who->secret ? authenticate(s, ch, who, deadline, r, msg) : RUN_DONE;
         if (st == RUN_DONE)
             st = feed(ch, in, inlen, deadline, r);
         if (st == RUN_DONE)
             st = collect(s, ch, deadline, r, msg);
     }
-    /* On a timeout, closing the channel ends the command: its wrapper sees
-     * EOF. The session stays usable. */
-    if (st == RUN_TIMEOUT)
+    if (st == RUN_TIMEOUT) {
+        /* the watcher ends it (TERM, then KILL); the session stays usable */
         r->timed_out = 1;
+        if (pid > 0) kcm_ssh_watch_kill(c, who, pid);
+    } else if (pid > 0) {
+        kcm_ssh_watch_done(c, who, pid);
+    }
     ssh_channel_close(ch);
     ssh_channel_free(ch);
     return st == RUN_FAIL ? -1 : 0;

@@ -26,6 +26,9 @@ typedef struct kcm_ssh_sess {
      * channel). Usually just one of them is ever opened. */
     struct { char *who; sftp_session sf; } files[4];
     int nfiles;
+    /* the watchers of its commands, one per identity (ssh_watch.c) */
+    struct { char *who; ssh_channel ch; } watch[4];
+    int nwatch;
     /* settings copied from the inventory at creation (NULL = unset) */
     char *name, *host, *user, *identity, *known_hosts, *config;
     int port;
@@ -56,8 +59,6 @@ enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_S
 char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* POSIX shell single-quoting of s; malloc'd. */
 char *kcm_ssh_shquote(const char *s);
-/* the line sent for cmd: cmd under the wrapper that dies with its channel */
-char *kcm_ssh_wrap_command(const char *cmd, size_t inlen);
 /* "~/x" -> "$HOME/x"; malloc'd copy otherwise. */
 char *kcm_ssh_expand_home(const char *path);
 
@@ -100,14 +101,19 @@ struct kcm_ssh_exec_res {
     int timed_out;
     struct kcm_buf out, err;
 };
-/* Become with a password: the command line carries `sudo -S -p PROMPT …
- * -- sh -c 'printf READY >&2; exec "$@"' sh …`; kcm_ssh_exec sends secret
- * only after sudo's PROMPT was read, never when READY came first. */
-struct kcm_ssh_become {
-    const char *secret, *prompt, *ready;
-};
+struct kcm_ssh_as;
+/* cmd: the command line (its words quoted), run as `as` (NULL or no argv:
+ * the login user; cmd then carries as->argv's prefix already). With a
+ * password, as->secret is written only after sudo's own prompt was read. */
 int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
-                 const struct kcm_ssh_become *become, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
+                 const struct kcm_ssh_as *as, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
+/* ssh_watch.c: the watcher of identity `as` is running (started when
+ * needed); 0, or -1 with *msg. */
+int kcm_ssh_watch(kcm_ssh_sess *c, const struct kcm_ssh_as *as, char **msg);
+void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
+void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
+void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
+void kcm_ssh_watch_close(kcm_ssh_sess *c);
 
 /* Who a channel runs as. argv NULL: the login user. Else the argv prefix
  * that elevates, built in one place (node.lua's Node:_become_argv), the

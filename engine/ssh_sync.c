@@ -180,9 +180,8 @@ static int run_cmd(kcm_ssh_sess *c, const char *cmd, const struct kcm_ssh_as *a,
                    struct kcm_ssh_exec_res *r, char **msg)
 {
     char *m = NULL;
-    struct kcm_ssh_become pw = {a ? a->secret : NULL, a ? a->prompt : NULL, a ? a->ready : NULL};
     memset(r, 0, sizeof *r);
-    if (kcm_ssh_exec(c, cmd, NULL, 0, a && a->argv && a->secret ? &pw : NULL, 600000, r, &m) != 0) {
+    if (kcm_ssh_exec(c, cmd, NULL, 0, a, 600000, r, &m) != 0) {
         *msg = kcm_ssh_fmt("%s: %s", what, m);
         free(m);
         return -1;

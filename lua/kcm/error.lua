@@ -23,8 +23,6 @@ E.__name = "kcm.error"
 function M.new(t)
   assert(type(t) == "table" and type(t.message) == "string", "error.new: {message=string} expected")
   t.kind = t.kind or "error"
-  -- the runner's long-standing test for an unreachable node
-  if t.kind == "unreachable" then t.unreachable = true end
   return setmetatable(t, E)
 end
 
@@ -39,7 +37,6 @@ function M.raise(t) error(M.new(t), 0) end
 --- error.kind(v) -> the kind of an error value ("error" for a plain one).
 function M.kind(v)
   if getmetatable(v) == E then return v.kind end
-  if type(v) == "table" and v.unreachable then return "unreachable" end
   return "error"
 end
 

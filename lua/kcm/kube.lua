@@ -17,9 +17,11 @@
 -- (the apiserver's words), details, method, url; tostring() gives one line.
 -- kube.is_error(e [, reason]) tells them apart from other errors.
 -- Reads are retried with backoff on connection errors and 5xx/429; writes
--- are not (a retried POST could act twice). In --check mode nothing is
--- written: writes report what they would do through task.changed.
+-- are not (a retried POST could act twice). Writes go through
+-- kcm.target.change like every target's: in --check nothing is written and
+-- the change is reported.
 local http = require "kcm.native.http"
+local target = require "kcm.target"
 local E = require "kcm.error"
 local cjson = require "cjson"
 local task = require "kcm.task"
@@ -184,23 +186,20 @@ function Client:list(path)
   return (l and l.items ~= cjson.null and l.items) or {}, l
 end
 
--- Writes in --check mode: nothing is sent; the would-be change is reported.
-local function dry(self, what)
-  if task.check() then
-    task.changed(what)
-    return true
-  end
-  return false
-end
-
+-- The apiserver is a target like the nodes: every write goes through
+-- kcm.target.change, which decides --check (nothing sent, the change
+-- reported) and records the change.
 function Client:create(path, obj)
-  if dry(self, "would create " .. path .. "/" .. tostring(obj.metadata and obj.metadata.name)) then return obj end
-  return (self:request("POST", path, obj))
+  local res = obj
+  target.change("create " .. path .. "/" .. tostring(obj.metadata and obj.metadata.name),
+                function() res = self:request("POST", path, obj) end)
+  return res
 end
 
 function Client:update(path, obj)
-  if dry(self, "would update " .. path) then return obj end
-  return (self:request("PUT", path, obj))
+  local res = obj
+  target.change("update " .. path, function() res = self:request("PUT", path, obj) end)
+  return res
 end
 
 local PATCH_TYPES = {
@@ -212,13 +211,15 @@ local PATCH_TYPES = {
 function Client:patch(path, obj, ptype)
   local ct = PATCH_TYPES[ptype or "merge"]
   if not ct then error("kube: patch type must be merge, strategic or json, not " .. tostring(ptype), 2) end
-  if dry(self, "would patch " .. path) then return obj end
-  return (self:request("PATCH", path, obj, { content_type = ct }))
+  local res = obj
+  target.change("patch " .. path, function() res = self:request("PATCH", path, obj, { content_type = ct }) end)
+  return res
 end
 
 function Client:delete(path)
-  if dry(self, "would delete " .. path) then return nil end
-  return (self:request("DELETE", path))
+  local res
+  target.change("delete " .. path, function() res = self:request("DELETE", path) end)
+  return res
 end
 
 -- Does `cur` already hold every field `want` sets? Maps are compared on the
@@ -271,50 +272,54 @@ function Client:apply(collection, obj)
     local ok, cur = pcall(self.get, self, path)
     if not ok and not M.is_not_found(cur) then error(cur, 0) end
     if not ok then
-      if task.check() then
-        task.changed("would create " .. path)
-        return true, obj
-      end
-      local cok, res = pcall(self.request, self, "POST", collection, obj)
-      if cok then
-        task.changed("created " .. path)
-        return true, res
-      end
-      -- somebody created it meanwhile: compare against theirs
-      if not M.is_error(res, "AlreadyExists") then error(res, 0) end
+      local res, exists = obj, false
+      target.change("create " .. path, function()
+        local cok, r = pcall(self.request, self, "POST", collection, obj)
+        -- somebody created it meanwhile: compare against theirs
+        if not cok and not M.is_error(r, "AlreadyExists") then error(r, 0) end
+        if not cok then exists = true; return false end
+        res = r
+      end)
+      if not exists then return true, res end
     elseif not desired_differs(obj, cur) then
       return false, cur
-    elseif task.check() then
-      task.changed("would update " .. path)
-      return true, cur
     else
-      -- A binding's roleRef cannot change: the apiserver refuses, so the
-      -- binding is replaced (what `kubectl auth reconcile` does).
-      if obj.roleRef and not covers(obj.roleRef, cur.roleRef) then
-        self:request("DELETE", path)
-        local res = self:request("POST", collection, obj)
-        task.changed("replaced " .. path .. " (roleRef changed)")
-        return true, res
-      end
-      local new = copy(cur)
-      for k, v in pairs(obj) do
-        if k == "metadata" then
-          for mk, mv in pairs(v) do new.metadata[mk] = copy(mv) end
-          new.metadata.resourceVersion = cur.metadata.resourceVersion
-        else
-          new[k] = copy(v)
-        end
-      end
-      local uok, res = pcall(self.request, self, "PUT", path, new)
-      if uok then
-        task.changed("updated " .. path)
-        return true, res
-      end
-      if not M.is_error(res, "Conflict") then error(res, 0) end
+      local done, res = false, cur
+      target.change("update " .. path, function()
+        local what
+        done, res, what = self:_update(collection, path, obj, cur)
+        return done and (what or true)
+      end)
+      if target.check() or done then return true, res end
       -- changed under us: read again and redo the comparison
     end
   end
   error(string.format("kube.apply %s: still conflicting after 3 attempts", path), 2)
+end
+
+-- The update half of apply (the change is recorded by target.change):
+-- true, object[, what it did]; or false when the object changed under us
+-- (Conflict).
+function Client:_update(collection, path, obj, cur)
+  -- A binding's roleRef cannot change: the apiserver refuses, so the
+  -- binding is replaced (what `kubectl auth reconcile` does).
+  if obj.roleRef and not covers(obj.roleRef, cur.roleRef) then
+    self:request("DELETE", path)
+    return true, self:request("POST", collection, obj), "replace " .. path .. " (roleRef changed)"
+  end
+  local new = copy(cur)
+  for k, v in pairs(obj) do
+    if k == "metadata" then
+      for mk, mv in pairs(v) do new.metadata[mk] = copy(mv) end
+      new.metadata.resourceVersion = cur.metadata.resourceVersion
+    else
+      new[k] = copy(v)
+    end
+  end
+  local uok, res = pcall(self.request, self, "PUT", path, new)
+  if uok then return true, res end
+  if not M.is_error(res, "Conflict") then error(res, 0) end
+  return false
 end
 
 local function nonnull(v)

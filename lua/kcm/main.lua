@@ -256,8 +256,8 @@ local function load_playbook(o)
   local kcm = require "kcm"
   -- while loading nothing is in flight worth waiting for: an interrupt
   -- stops the loading at once (grace 0), Lua loops included
-  rt.configure({ check = o.check or false, diff = o.diff or false,
-                 max_workers = math.max(o.forks, 8) + 4, grace = 0 })
+  require("kcm.target").configure { check = o.check, diff = o.diff }
+  rt.configure({ max_workers = math.max(o.forks, 8) + 4, grace = 0 })
 
   -- load and run the playbook file (as a task, so it may call natives)
   -- strict globals, plus `arg` as the lua interpreter gives it to a script

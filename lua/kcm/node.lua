@@ -248,7 +248,9 @@ local function build(cmd, opts, become)
     env_in = env_block(opts.env)
     for _, w in ipairs { "sh", "-c", ENV_WRAPPER, "sh" } do words[#words + 1] = q(w) end
   end
-  if #words == 0 then return cmdline(cmd), env_in end
+  -- the native execs the line in the login shell (engine/ssh_exec.c): a
+  -- string command is shell code, so it gets a shell of its own
+  if #words == 0 then return type(cmd) == "table" and cmdline(cmd) or ("sh -c " .. q(cmd)), env_in end
   if type(cmd) == "table" then
     return table.concat(words, " ") .. " " .. cmdline(cmd), env_in
   end
@@ -327,8 +329,7 @@ function Node:run(cmd, opts)
     local s = self:session()
     begin()
     local timeout = opts.timeout or self.command_timeout
-    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout,
-                                                   become and become.secret and become or nil)
+    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout, become)
     if become and code ~= 0 and not timed_out then
       local why = sudo_failure(self, become, err)
       if why then E.raise { kind = "sudo", node = self.name, op = "run", message = why } end
@@ -344,10 +345,23 @@ function Node:_fail_exit(msg, _, opts)
 end
 
 -- owner/group -> numeric id on this node (cached); numbers pass through.
+-- /etc/passwd and /etc/group are read over the file channel (no process on
+-- the node); a name they lack (LDAP, sssd) is asked of NSS with one command.
 function Node:_id(kind, name)
   if name == nil then return nil end
   if tonumber(name) then return math.tointeger(tonumber(name)) end
   local key = kind .. ":" .. name
+  if self.ids[key] == nil then
+    local file = kind == "user" and "/etc/passwd" or "/etc/group"
+    if not self.ids[file] then
+      self.ids[file] = true
+      local ok, text = pcall(self.get, self, file)
+      for line in (ok and text or ""):gmatch("[^\n]+") do
+        local n, id = line:match("^([^:]+):[^:]*:(%d+):")
+        if n and self.ids[kind .. ":" .. n] == nil then self.ids[kind .. ":" .. n] = math.tointeger(tonumber(id)) end
+      end
+    end
+  end
   if self.ids[key] == nil then
     local r
     if kind == "user" then
@@ -498,7 +512,8 @@ function Node:_put_plan(src, path, opts, lvl)
                                               live = live_runs() })
   local rm = p.rm
   if rm.exists and rm.type ~= "file" then
-    error(string.format("%s: put %s: exists and is a %s, not a file", self.name, path, rm.type), 0)
+    E.raise { kind = "exists", node = self.name, op = "put", path = path,
+              message = string.format("%s: put %s: exists and is a %s, not a file", self.name, path, rm.type) }
   end
   p.same = rm.sha ~= nil and rm.sha == p.lcl.sha
   p.fix_mode = rm.exists and rm.mode ~= p.mode

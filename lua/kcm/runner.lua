@@ -6,6 +6,7 @@ local fs = require "kcm.native.fs"
 local rt = require "kcm.native.runtime"
 local task = require "kcm.task"
 local state = require "kcm.state"
+local E = require "kcm.error"
 
 local M = {}
 
@@ -321,7 +322,7 @@ end
 local function record_failed(run, step, node, t, r, outcome)
   local summary = run.summary
   local err = t.error
-  if type(err) == "table" and err.unreachable then
+  if E.is(err, "unreachable") then
     r.status = "unreachable"
   else
     r.status = "failed"

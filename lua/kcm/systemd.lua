@@ -71,21 +71,26 @@ function Unit:install(content)
   return self.node:put({ content = content }, self:path(), { mode = "0644", mkdir = true })
 end
 
-function Unit:state()
-  local argv = { "show", self.name, "--no-pager" }
-  for _, p in ipairs(SHOW) do argv[#argv + 1] = "-p" .. p end
-  local r = systemctl(self, argv, { readonly = true })
-  local st = {}
-  for k, v in r.stdout:gmatch("([%w]+)=([^\n]*)") do st[k] = v end
-  st.MainPID = tonumber(st.MainPID)
-  st.NRestarts = tonumber(st.NRestarts)
-  st.ExecMainStatus = tonumber(st.ExecMainStatus)
-  st.ActiveEnterTimestampMonotonic = tonumber(st.ActiveEnterTimestampMonotonic)
-  return st
+--- The unit's state: one `systemctl show` with every property any caller
+--- needs, read once per step (start, gate and verify share it) and again
+--- after the step changed something on the node, or when `fresh`.
+function Unit:state(fresh)
+  return task.fact(self.node, "unit:" .. self.name, function()
+    local argv = { "show", self.name, "--no-pager" }
+    for _, p in ipairs(SHOW) do argv[#argv + 1] = "-p" .. p end
+    local r = systemctl(self, argv, { readonly = true })
+    local st = {}
+    for k, v in r.stdout:gmatch("([%w]+)=([^\n]*)") do st[k] = v end
+    st.MainPID = tonumber(st.MainPID)
+    st.NRestarts = tonumber(st.NRestarts)
+    st.ExecMainStatus = tonumber(st.ExecMainStatus)
+    st.ActiveEnterTimestampMonotonic = tonumber(st.ActiveEnterTimestampMonotonic)
+    return st
+  end, fresh)
 end
 
-function Unit:active()
-  local st = self:state()
+function Unit:active(fresh)
+  local st = self:state(fresh)
   return st.ActiveState == "active" and st.SubState == "running", st
 end
 
@@ -149,12 +154,16 @@ function Unit:wait_active(timeout, settle)
   timeout = timeout or 30
   settle = settle or 1
   local st
+  local first = true
   local up = task.retry { timeout = timeout, interval = 0.25 } (function()
     local ok
-    ok, st = self:active()
+    -- the first look may be this step's earlier one; every poll after it reads anew
+    ok, st = self:active(not first)
+    first = false
     if ok then
+      if settle <= 0 then return true end
       task.sleep(settle)
-      local ok2, st2 = self:active()
+      local ok2, st2 = self:active(true)
       if ok2 and st2.MainPID == st.MainPID then return true end
       st = st2
     elseif st.ActiveState == "failed" or st.SubState == "auto-restart" then
@@ -173,7 +182,7 @@ end
 --- and the unit's state says why (a crash loop shows as activating with
 --- restarts). One `systemctl show`.
 function Unit:closed_port(host, port)
-  local st = self:state()
+  local st = self:state(true)
   local state = tostring(st.ActiveState)
   if st.SubState and st.SubState ~= "" and st.SubState ~= st.ActiveState then
     state = state .. " (" .. st.SubState .. ")"

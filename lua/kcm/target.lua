@@ -9,6 +9,16 @@ local E = require "kcm.error"
 
 local M = {}
 
+-- The run's mode, set once by kcm.main (--check, --diff): the one place it
+-- lives. The C runtime knows nothing of it.
+local mode = { check = false, diff = false }
+function M.configure(o)
+  mode.check = o.check and true or false
+  mode.diff = o.diff and true or false
+end
+function M.check() return mode.check end
+function M.diff() return mode.diff end
+
 local function tail(s, n)
   s = (s or ""):gsub("%s+$", "")
   if #s > n then s = "..." .. s:sub(-n) end
@@ -24,8 +34,8 @@ M.tail = tail
 --- In --check nothing is applied and the change is reported as planned.
 function M.change(what, apply, diff)
   if what == nil then return false end
-  if diff and task.diff() then diff() end
-  if task.check() then
+  if diff and mode.diff then diff() end
+  if mode.check then
     for _, w in ipairs(type(what) == "table" and what or { what }) do task.changed(w) end
     return true
   end
@@ -46,7 +56,7 @@ end
 --- message (a node adds the hint that fixes a refusal). Messages start with
 --- t.label ("node1: ") when the target has one.
 function M.run(t, shown, opts, exec)
-  if task.check() and not opts.readonly then
+  if mode.check and not opts.readonly then
     task.changed("run " .. shown)
     return { code = 0, stdout = "", stderr = "", skipped = true }
   end

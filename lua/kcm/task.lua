@@ -247,15 +247,35 @@ function M.current()
   return t and t.ctx or nil
 end
 
-function M.check() return (rt.mode()) end
-function M.diff() return select(2, rt.mode()) end
+-- the run's mode is kcm.target's (required here lazily: target needs task)
+function M.check() return require("kcm.target").check() end
+function M.diff() return require("kcm.target").diff() end
 
 --- A primitive is about to change something for the current task (not in
 --- --check): what must survive the change is made durable first (the runner
 --- marks the handlers a notifying step makes due, write-ahead). Primitives
 --- call it right before they commit (put: before the transfer and rename).
 function M.before_change()
-  if M.on_before_change and not M.check() then M.on_before_change(M.current()) end
+  local ctx = M.current()
+  -- facts read earlier in this step (kcm.systemd's unit state) are stale now
+  if ctx then ctx.mutations = (ctx.mutations or 0) + 1 end
+  if M.on_before_change and not M.check() then M.on_before_change(ctx) end
+end
+
+--- A fact about the current node read once per step: fetch() runs on the
+--- first ask, and again only after the step changed something on the node
+--- (task.before_change) or when `fresh` is asked for (a wait that polls).
+--- Outside a step nothing is cached.
+function M.fact(node, key, fetch, fresh)
+  local ctx = M.current()
+  if not ctx then return fetch() end
+  local f = node._facts
+  if not f or f.ctx ~= ctx or f.gen ~= (ctx.mutations or 0) then
+    f = { ctx = ctx, gen = ctx.mutations or 0, v = {} }
+    node._facts = f
+  end
+  if fresh or f.v[key] == nil then f.v[key] = fetch() end
+  return f.v[key]
 end
 
 --- Records that the current node/step changed (or, in --check, would change)

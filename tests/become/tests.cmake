@@ -4,6 +4,8 @@ add_test(NAME become_ssh_config COMMAND bash ${CMAKE_SOURCE_DIR}/tests/become/te
 set_tests_properties(become_ssh_config PROPERTIES LABELS "become" ENVIRONMENT "KCMRUN=${KCMRUN}" TIMEOUT 60)
 add_test(NAME become_precedence COMMAND ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/become/precedence.lua)
 set_tests_properties(become_precedence PROPERTIES LABELS "become" TIMEOUT 60)
+add_test(NAME become_cmdline COMMAND ${KCMRUN} ${CMAKE_SOURCE_DIR}/tests/become/cmdline.lua)
+set_tests_properties(become_cmdline PROPERTIES LABELS "become;unit" TIMEOUT 60)
 
 # On the lab, in order (each depends on the previous), after the e2e cases (which want a
 # fresh lab): users deploy/deploypw, every primitive through sudo, the errors, the

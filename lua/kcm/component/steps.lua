@@ -4,6 +4,7 @@
 local exec = require "kcm.exec"
 local files = require "kcm.files"
 local task = require "kcm.task"
+local target = require "kcm.target"
 local E = require "kcm.error"
 
 local M = {}
@@ -150,7 +151,7 @@ local function wait_new_process(svc, old_pid, timeout)
   local st
   local up = task.retry { timeout = timeout, interval = 0.2 } (function()
     local ok
-    ok, st = svc:active()
+    ok, st = svc:active(true)
     return ok and st.MainPID ~= old_pid and st.MainPID ~= 0
   end)
   if up then return st end
@@ -170,8 +171,8 @@ function M:start_nowait(node, ctx)
   if not (svc:active()) then
     local st = svc:state()
     if st.ActiveState ~= "activating" then
-      if not task.check() then node:run({ "systemctl", "--no-block", "restart", svc.name }) end
-      task.changed("start " .. svc.name .. " (not waiting)")
+      target.change("start " .. svc.name .. " (not waiting)",
+                    function() node:run({ "systemctl", "--no-block", "restart", svc.name }) end)
     end
     self:state(ctx).started = self:state(ctx).started or {}
     self:state(ctx).started[node.name] = true
@@ -184,11 +185,12 @@ end
 function M:rolling_restart(node, ctx, step)
   if not step.notified or (self:state(ctx).started or {})[node.name] then return end
   local svc = require("kcm.systemd").unit(node, self.name)
-  if task.check() then task.changed("restart " .. svc.name); return end
-  local old = svc:state().MainPID
-  node:run({ "systemctl", "--no-block", "restart", svc.name })
-  task.changed("restart " .. svc.name)
-  wait_new_process(svc, old, tonumber(var(ctx, "start_timeout", 60)))
+  local old
+  target.change("restart " .. svc.name, function()
+    old = svc:state().MainPID
+    node:run({ "systemctl", "--no-block", "restart", svc.name })
+  end)
+  if old then wait_new_process(svc, old, tonumber(var(ctx, "start_timeout", 60))) end
 end
 
 return M
