@@ -2,7 +2,8 @@
  *
  *   local s = ssh.session{name=, host=, port=, user=, identity=, known_hosts=,
  *                         config=, connect_timeout=, io_timeout=, accept_new=}
- *   s:connect()              -> true | false, kind, message, "host:port", user
+ *   s:connect()              -> true, new (false: it was connected already) |
+ *                               nil, message, kind
  *                               (kind: "unreachable"|"hostkey"|"auth"|"error")
  *   s:exec(cmd, stdin, timeout_s [, become]) -> code, stdout, stderr, timed_out
  *   s:stat(path [, as])      -> {type,size,mode,uid,gid,mtime} | nil
@@ -10,6 +11,8 @@
  *   s:mkdir(path, mode [, as]) -> changed
  *   s:remove(path, recursive [, as]) -> changed
  *   s:chmod(path, mode [, as])
+ *   s:lock(wait_s, note [, as]) -> true | false, holder's note   (the node's
+ *                               lock, held until the connection ends: ssh_watch.c)
  *   s:sync_probe{...}, s:sync_put{...}, s:sync_commit{...}, s:stats()   (ssh_sync.c)
  * `as` is the become table node.lua builds (nil: the login user): file
  * operations run on that identity's SFTP session (ssh_files.c).
@@ -45,7 +48,7 @@ void kcm_ssh_sess_unref(kcm_ssh_sess *c)
     free(c);
 }
 
-enum op { OP_CONNECT, OP_EXEC, OP_STAT, OP_READ, OP_MKDIR, OP_REMOVE, OP_CHMOD, OP_CLOSE };
+enum op { OP_CONNECT, OP_EXEC, OP_STAT, OP_READ, OP_MKDIR, OP_REMOVE, OP_CHMOD, OP_LOCK, OP_CLOSE };
 
 typedef struct {
     kcm_job base;
@@ -58,6 +61,8 @@ typedef struct {
     size_t len;
     unsigned mode;
     int recursive;          /* OP_REMOVE */
+    int locked;             /* OP_LOCK: 1 taken, 0 busy */
+    char *holder;           /* OP_LOCK: the holder's note when busy */
     long timeout_ms;
     /* results */
     int kind;
@@ -91,6 +96,7 @@ static void work(kcm_job *j)
     pthread_mutex_lock(&c->mu);
     c->fail_kind = NULL;
     if (sj->op == OP_CONNECT) {
+        sj->changed = !(c->s && ssh_is_connected(c->s));   /* a new connection, or the one we had */
         sj->kind = kcm_ssh_connect(c, &msg);
         sj->kmsg = msg;
         pthread_mutex_unlock(&c->mu);
@@ -106,6 +112,10 @@ static void work(kcm_job *j)
     switch (sj->op) {
     case OP_EXEC:
         rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, &sj->as, sj->timeout_ms, &sj->ex, &msg);
+        break;
+    case OP_LOCK:
+        sj->locked = kcm_ssh_watch_lock(c, &sj->as, sj->timeout_ms / 1000, sj->cmd, &sj->holder, &msg);
+        rc = sj->locked < 0 ? -1 : 0;
         break;
     default:
         if ((rc = kcm_ssh_files(c, &sj->as, &msg)) != 0) break;
@@ -149,7 +159,7 @@ static int done(lua_State *L, kcm_job *j)
          * tried is s:resolved()'s */
         static const char *kinds[] = {"ok", "unreachable", "hostkey", "auth", "error"};
         (void)c;
-        if (sj->kind == KCM_SSH_OK) { lua_pushboolean(L, 1); return 1; }
+        if (sj->kind == KCM_SSH_OK) { lua_pushboolean(L, 1); lua_pushboolean(L, sj->changed); return 2; }
         lua_pushnil(L);
         lua_pushstring(L, sj->kmsg ? sj->kmsg : "failed");
         lua_pushstring(L, kinds[sj->kind]);
@@ -172,6 +182,11 @@ static int done(lua_State *L, kcm_job *j)
     case OP_REMOVE:
         lua_pushboolean(L, sj->changed);
         return 1;
+    case OP_LOCK:
+        lua_pushboolean(L, sj->locked == 1);
+        if (sj->locked == 1) return 1;
+        lua_pushstring(L, sj->holder ? sj->holder : "");
+        return 2;
     default:
         lua_pushboolean(L, 1);
         return 1;
@@ -186,7 +201,7 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
-    free(sj->path); free(sj->cmd); free(sj->kmsg);
+    free(sj->path); free(sj->cmd); free(sj->kmsg); free(sj->holder);
     kcm_ssh_as_free(&sj->as);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
@@ -283,6 +298,16 @@ static int l_chmod(lua_State *L)
     return kcm_job_yield(L, &sj->base);
 }
 
+static int l_lock(lua_State *L)
+{
+    lua_Integer wait = luaL_checkinteger(L, 2);
+    sjob *sj = new_job(L, OP_LOCK);
+    sj->cmd = dupstr(L, 3);
+    sj->timeout_ms = (long)(wait < 0 ? 0 : wait > 86400 ? 86400 : wait) * 1000L;
+    kcm_ssh_as_read(L, 4, &sj->as);
+    return kcm_job_yield(L, &sj->base);
+}
+
 static int l_alive(lua_State *L)
 {
     lua_pushboolean(L, atomic_load(&check_sess(L)->alive));
@@ -317,7 +342,7 @@ static int l_tostring(lua_State *L)
 
 static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
-    {"mkdir", l_mkdir}, {"remove", l_remove},
+    {"mkdir", l_mkdir}, {"remove", l_remove}, {"lock", l_lock},
     {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved},
     {"sync_probe", kcm_ssh_l_sync_probe}, {"sync_put", kcm_ssh_l_sync_put},
     {"sync_commit", kcm_ssh_l_sync_commit}, {"sync_attrs", kcm_ssh_l_sync_attrs},

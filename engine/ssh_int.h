@@ -114,6 +114,10 @@ void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_close(kcm_ssh_sess *c);
+/* The node's lock, held by the watcher of `as` for the connection's life:
+ * 1 taken, 0 another run holds it (*holder: its note, malloc'd), -1 *msg. */
+int kcm_ssh_watch_lock(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long wait_s, const char *note,
+                       char **holder, char **msg);
 
 /* Who a channel runs as. argv NULL: the login user. Else the argv prefix
  * that elevates, built in one place (node.lua's Node:_become_argv), the

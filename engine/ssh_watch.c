@@ -6,7 +6,14 @@
  * lost), it ends every command still registered: TERM, then KILL a second
  * later. It runs under the same privilege prefix as the commands it
  * watches, so it may signal them. One process (two with sudo) per
- * connection instead of a watcher per command. */
+ * connection instead of a watcher per command.
+ *
+ * The node's lock lives here too ("LWAIT NOTE": flock on
+ * /run/lock/kcmrun.lock, its fd kept open by the watcher's shell): it is
+ * held exactly as long as this run's connection, so a run killed with -9
+ * releases it when its connection dies, whichever machine or state folder
+ * the next run comes from. The answer is one line: "LOCKED", or "BUSY "
+ * and the holder's note. */
 #include "ssh_int.h"
 
 #include <stdio.h>
@@ -14,11 +21,17 @@
 #include <string.h>
 
 static const char WATCHER[] =
-    "exec >/dev/null 2>&1; trap '' TERM HUP INT; L=' '; "
+    "exec 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
     "while IFS= read -r l; do case $l in "
+    "L*) set -- ${l#L}; w=$1; shift; "
+    "[ -e $f ] || (umask 022; : >>$f); "
+    "if [ ! -r $f ]; then echo \"BUSY (cannot open $f)\"; "
+    "else exec 9<$f; "
+    "if flock -w \"$w\" 9; then printf '%s\\n' \"$*\" >$f.note; echo LOCKED; "
+    "else echo \"BUSY $(cat $f.note)\"; fi; fi ;; "
     "+*) L=\"$L${l#+} \" ;; "
     "-*) p=${l#-}; case $L in *\" $p \"*) L=\"${L%% $p *} ${L#* $p }\" ;; esac ;; "
-    "k*) p=${l#k}; kill -s TERM -- \"-$p\"; { sleep 2; kill -s KILL -- \"-$p\"; } & ;; "
+    "k*) p=${l#k}; kill -s TERM -- \"-$p\"; { sleep 2; kill -s KILL -- \"-$p\"; } >/dev/null 9<&- & ;; "
     "esac; done; "
     "[ \"$L\" = ' ' ] && exit 0; "
     "for p in $L; do kill -s TERM -- \"-$p\"; done; sleep 1; for p in $L; do kill -s KILL -- \"-$p\"; done";
@@ -113,3 +126,38 @@ static void tell(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char op, long pid)
 void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { tell(c, a, '+', pid); }
 void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { tell(c, a, '-', pid); }
 void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { tell(c, a, 'k', pid); }
+
+/* Takes the node's lock through the watcher of `a` (started when needed),
+ * waiting up to wait_s seconds. 1 taken, 0 held by another run (*holder:
+ * its note), -1 with *msg. */
+int kcm_ssh_watch_lock(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long wait_s, const char *note,
+                       char **holder, char **msg)
+{
+    if (kcm_ssh_watch(c, a, msg) != 0) return -1;
+    ssh_channel w = find(c, a);
+    char *line = kcm_ssh_fmt("L%ld %s\n", wait_s < 0 ? 0 : wait_s, note);
+    for (char *p = line; *p && p[1]; p++) if (*p == '\n' || *p == '\r') *p = ' ';
+    int n = (int)strlen(line);
+    int wr = ssh_channel_write(w, line, (uint32_t)n);
+    free(line);
+    if (wr != n) { *msg = kcm_ssh_fmt("taking the node's lock: %s", ssh_get_error(c->s)); return -1; }
+    struct kcm_buf b = {0};
+    int timeout_ms = (int)((wait_s + (c->io_timeout > 0 ? c->io_timeout : 60)) * 1000L);
+    char ch;
+    int rc = -1;
+    for (;;) {
+        int k = ssh_channel_read_timeout(w, &ch, 1, 0, timeout_ms);
+        if (k <= 0) { *msg = kcm_ssh_fmt("taking the node's lock: no answer (is flock(1) installed on the node?)"); break; }
+        if (ch == '\n') {
+            kcm_buf_add(&b, "", 1);
+            if (strcmp(b.p, "LOCKED") == 0) rc = 1;
+            else if (strncmp(b.p, "BUSY", 4) == 0) { rc = 0; *holder = kcm_ssh_fmt("%s", b.p[4] ? b.p + 5 : ""); }
+            else *msg = kcm_ssh_fmt("taking the node's lock: unexpected answer '%.80s'", b.p);
+            break;
+        }
+        if (b.n > 4096) { *msg = kcm_ssh_fmt("taking the node's lock: answer too long"); break; }
+        kcm_buf_add(&b, &ch, 1);
+    }
+    kcm_buf_free(&b, 0);
+    return rc;
+}

@@ -1,244 +1,119 @@
-/* The state directory's primitives (lua/kcm/state.lua): per-node and per-run
- * locks, listing a folder, durable writes off the main thread. flock(2), not fcntl locks: an fcntl lock is
- * dropped when the process closes any descriptor of the file, so merely
- * asking "is this run alive?" about our own lock file would release it. A
- * holder writes a note (pid, run id, command) into its lock file, so a
- * refused caller can say who holds it. */
-#include <dirent.h>
+/* The control machine's state folder (lua/kcm/state.lua), checked as ssh(1)
+ * checks ~/.ssh: a folder another user owns, or one others may write to,
+ * would let them plant or change what a run trusts, so it is refused with
+ * the fix. Files in it are opened without following a symlink and must be
+ * regular files we own. The uid is getuid()'s: /proc/self can be root-owned
+ * under hardening, which made a non-root run believe it was root.
+ *
+ *   statedir.prepare(dir) -> true | nil, message   (creates it 0700 when missing)
+ *   statedir.read(path)   -> content | nil (no such file) | nil, message
+ *   statedir.user()       -> uid, name */
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "modules.h"
 #include "util.h"
 
-#define LOCK_MT "kcm.statedir.lock"
-
-typedef struct { int fd; } lock_ud;
-
-static int lock_release(lua_State *L)
+static int fail(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(lua_State *L, const char *fmt, ...)
 {
-    lock_ud *u = luaL_checkudata(L, 1, LOCK_MT);
-    if (u->fd >= 0) {
-        close(u->fd);   /* closing the last descriptor releases the flock */
-        u->fd = -1;
-    }
-    return 0;
-}
-
-static int lock_held(lua_State *L)
-{
-    lock_ud *u = luaL_checkudata(L, 1, LOCK_MT);
-    lua_pushboolean(L, u->fd >= 0);
-    return 1;
-}
-
-static const luaL_Reg lock_methods[] = {
-    {"release", lock_release}, {"held", lock_held}, {NULL, NULL},
-};
-
-static void push_errno(lua_State *L, const char *what, const char *path, int e)
-{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
     lua_pushnil(L);
-    lua_pushfstring(L, "%s %s: %s", what, path, strerror(e));
-    lua_pushstring(L, e == EACCES || e == EPERM ? "permission" : "io");
+    lua_pushstring(L, buf);
+    return 2;
 }
 
-/* Up to 4 KiB of a holder's note. */
-static void push_note(lua_State *L, int fd)
+static int l_prepare(lua_State *L)
 {
-    char buf[4096];
-    ssize_t n = pread(fd, buf, sizeof buf, 0);
-    lua_pushlstring(L, buf, n > 0 ? (size_t)n : 0);
-}
-
-/* statedir.acquire(path, note) -> lock | nil, holder_note, "held"
- *                                     | nil, message, kind (cannot open) */
-static int l_acquire(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    size_t nlen;
-    const char *note = luaL_optlstring(L, 2, "", &nlen);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        push_errno(L, "lock", path, errno);
-        return 3;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        if (e != EWOULDBLOCK) {
-            close(fd);
-            push_errno(L, "lock", path, e);
-            return 3;
+    const char *dir = luaL_checkstring(L, 1);
+    struct stat st;
+    if (lstat(dir, &st) != 0) {
+        if (errno != ENOENT) return fail(L, "%s", strerror(errno));
+        /* the parents as mkdir -p makes them, the folder itself private */
+        char *p = strdup(dir);
+        if (!p) return kcm_oom(L);
+        for (char *q = p + 1; *q; q++) {
+            if (*q != '/') continue;
+            *q = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+                int e = errno;
+                free(p);
+                return fail(L, "cannot create its parent folders: %s", strerror(e));
+            }
+            *q = '/';
         }
-        lua_pushnil(L);
-        push_note(L, fd);
-        lua_pushstring(L, "held");
-        close(fd);
-        return 3;
+        free(p);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) return fail(L, "%s", strerror(errno));
+        if (lstat(dir, &st) != 0) return fail(L, "%s", strerror(errno));
     }
-    lock_ud *u = kcm_newudata(L, sizeof *u, LOCK_MT, lock_methods, lock_release);
-    u->fd = fd;
-    /* The note is for people; a failure to write it does not lose the lock. */
-    if (ftruncate(fd, 0) == 0 && pwrite(fd, note, nlen, 0) < 0)
-        (void)0;
-    return 1;
-}
-
-/* statedir.held(path) -> true when another open file description holds
- * an exclusive flock on path (a live run), false when nobody does or the
- * file does not exist, nil, message, kind when it cannot be opened. */
-static int l_held(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        if (errno == ENOENT) {
-            lua_pushboolean(L, 0);
-            return 1;
-        }
-        push_errno(L, "open", path, errno);
-        return 3;
-    }
-    int held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
-    close(fd);
-    lua_pushboolean(L, held);
-    return 1;
-}
-
-/* statedir.note(path) -> the note a lock file holds ("" when none). */
-static int l_note(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) {
-        push_errno(L, "open", path, errno);
-        return 3;
-    }
-    push_note(L, fd);
-    close(fd);
-    return 1;
-}
-
-/* statedir.list(dir) -> {names...} (no "." or ".."), or nil, message, kind. */
-static int l_list(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
-    if (!d) {
-        push_errno(L, "list", path, errno);
-        return 3;
-    }
-    lua_newtable(L);
-    lua_Integer i = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        lua_pushstring(L, e->d_name);
-        lua_rawseti(L, -2, ++i);
-    }
-    closedir(d);
-    return 1;
-}
-
-/* A state file written on a worker thread: the write-ahead mark of one node
- * costs an fsync of the file and of its folder (~10 ms here), and nodes that
- * change at once must not queue behind each other's fsyncs. */
-struct write_job {
-    kcm_job base;
-    char *path, *data;
-    size_t len;
-    mode_t mode;
-};
-
-static void write_free(kcm_job *job)
-{
-    struct write_job *j = (struct write_job *)job;
-    free(j->path);
-    free(j->data);
-    free(j);
-}
-
-/* temp file next to the target, fsync, rename, fsync of the folder */
-static void write_work(kcm_job *job)
-{
-    struct write_job *j = (struct write_job *)job;
-    char dir[PATH_MAX], base[PATH_MAX], tmp[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", j->path);
-    snprintf(base, sizeof base, "%s", j->path);
-    const char *d = dirname(dir);
-    if (snprintf(tmp, sizeof tmp, "%s/.%s.kcm-XXXXXX", d, basename(base)) >= (int)sizeof tmp) {
-        kcm_job_fail(job, "write %s: path too long", j->path);
-        return;
-    }
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        kcm_job_fail(job, "write %s: %s", j->path, strerror(errno));
-        return;
-    }
-    int err = 0;
-    size_t off = 0;
-    while (off < j->len && !err) {
-        ssize_t w = write(fd, j->data + off, j->len - off);
-        if (w < 0 && errno != EINTR) err = errno;
-        if (w > 0) off += (size_t)w;
-    }
-    if (!err && fchmod(fd, j->mode) != 0) err = errno;
-    if (!err && fsync(fd) != 0) err = errno;
-    if (close(fd) != 0 && !err) err = errno;
-    if (!err && rename(tmp, j->path) != 0) err = errno;
-    if (err) {
-        unlink(tmp);
-        kcm_job_fail(job, "write %s: %s", j->path, strerror(err));
-        return;
-    }
-    int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0) err = errno;
-        close(dfd);
-    }
-    if (err) kcm_job_fail(job, "write %s: fsync of its folder: %s", j->path, strerror(err));
-}
-
-static int write_done(lua_State *L, kcm_job *job)
-{
-    (void)job;
+    uid_t me = getuid();
+    if (S_ISLNK(st.st_mode))
+        return fail(L, "is a symbolic link; give the real folder with --state-dir");
+    if (!S_ISDIR(st.st_mode))
+        return fail(L, "is not a folder; give another with --state-dir DIR");
+    if (st.st_uid != me)
+        return fail(L, "is owned by uid %u, not by you (uid %u): chown %u %s, or give your own with --state-dir DIR",
+                    (unsigned)st.st_uid, (unsigned)me, (unsigned)me, dir);
+    if (st.st_mode & 022)
+        return fail(L, "may be written by others (mode %04o): chmod 700 %s", (unsigned)(st.st_mode & 07777), dir);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* statedir.write(path, data, mode) -> true once the file is on disk (raises
- * on failure). Not in --check's reach: callers decide (state.lua). */
-static int l_write(lua_State *L)
+static int l_read(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
-    lua_Integer mode = luaL_optinteger(L, 3, 0600);
-    struct write_job *j = kcm_job_new(L, sizeof *j, write_work, write_done, write_free);
-    j->path = strdup(path);
-    j->data = malloc(len ? len : 1);
-    if (!j->path || !j->data)
-        kcm_oom(L);
-    memcpy(j->data, data, len);
-    j->len = len;
-    j->mode = (mode_t)mode & 07777;
-    return kcm_job_yield(L, &j->base);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        if (errno == ENOENT) { lua_pushnil(L); return 1; }
+        if (errno == ELOOP) return fail(L, "%s is a symbolic link: a state file must be a regular file", path);
+        return fail(L, "%s: %s", path, strerror(errno));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != getuid()) {
+        close(fd);
+        return fail(L, "%s is not a regular file of yours: remove it", path);
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) { int e = errno; close(fd); return fail(L, "%s: %s", path, strerror(e)); }
+        luaL_addlstring(&b, buf, (size_t)n);
+    }
+    close(fd);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_user(lua_State *L)
+{
+    uid_t me = getuid();
+    lua_pushinteger(L, (lua_Integer)me);
+    struct passwd pw, *res = NULL;
+    char buf[4096];
+    if (getpwuid_r(me, &pw, buf, sizeof buf, &res) == 0 && res) lua_pushstring(L, res->pw_name);
+    else lua_pushnil(L);
+    return 2;
 }
 
 int kcm_open_statedir(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"acquire", l_acquire}, {"held", l_held}, {"note", l_note}, {"list", l_list},
-        {"write", l_write}, {NULL, NULL},
+        {"prepare", l_prepare}, {"read", l_read}, {"user", l_user}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     return 1;

@@ -39,6 +39,7 @@ options:
       --state-dir DIR    where run state and locks live (default /var/lib/kcmrun/state
                          as root, else ~/.local/state/kcmrun)
       --no-lock          do not take the per-node locks (another run may work on them)
+      --lock-wait S      wait up to S seconds for a node another run holds (default 0: fail at once)
       --grace S          after SIGINT/SIGTERM, wait S seconds (default 5) for work in
                          flight before abandoning it; a second signal stops at once
   -q, --quiet            only failures and the recap
@@ -121,6 +122,12 @@ local function parse(argv)
     elseif a == "--timeline" then o.timeline = value(a)
     elseif a == "--state-dir" then o.state_dir = value(a)
     elseif a == "--no-lock" then o.no_lock = true
+    elseif a == "--lock-wait" then
+      local v = value(a)
+      o.lock_wait = math.tointeger(tonumber(v))
+      if not o.lock_wait or o.lock_wait < 0 then
+        error({ usage = true, message = "--lock-wait expects whole seconds (0 or more), got '" .. v .. "'" }, 0)
+      end
     elseif a == "--grace" then
       local g = tonumber(value(a))
       if not g or g < 0 then error({ usage = true, message = "--grace expects a number of seconds >= 0" }, 0) end
@@ -161,8 +168,8 @@ end
 -- seen by the next, however it is started.
 local function state_dir(o)
   if o.state_dir then return o.state_dir end
-  local me = fs.stat("/proc/self")
-  if me and me.uid == 0 then return "/var/lib/kcmrun/state" end
+  -- getuid(), not /proc/self's owner (root-owned under hardening)
+  if require("kcm.native.statedir").user() == 0 then return "/var/lib/kcmrun/state" end
   return home_state_dir()
 end
 
@@ -378,7 +385,7 @@ local function run_play(o, play, inv)
     extra_vars = o.extra_vars, ssh = o.ssh, playbook = o.playbook, grace = o.grace,
     playbook_dir = fs.realpath(dirname(o.playbook)) or dirname(o.playbook), state_dir = sdir,
     state_file = state_file,
-    no_lock = o.no_lock,
+    no_lock = o.no_lock, lock_wait = o.lock_wait,
   })
   if not rok then
     local e = summary

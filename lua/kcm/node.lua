@@ -154,10 +154,38 @@ local function where(self)
   return self.name .. " (" .. (self.addr or ((self.host or self.name) .. ":" .. (self.port or 22))) .. ")"
 end
 
--- Opens (once) and returns the session. An unreachable node raises an
--- error object of kind "unreachable" (the runner counts it apart); host key
--- and auth failures are errors of their own kinds.
+-- What the runner does once per node when its connection is first made
+-- (kcm.state: take the node's lock, read what is due there). A failure is
+-- every later operation's on that node.
+Node.on_connect = nil
+local attached = {}     -- session key -> true (done) | "busy" | error
+
+--- node:session() -> the connected session, after the run attached to the
+--- node (on_connect). An unreachable node raises an error object of kind
+--- "unreachable" (the runner counts it apart); host key and auth failures
+--- are errors of their own kinds; a node another run holds, kind "locked".
 function Node:session()
+  local s, fresh = self:_connect()
+  -- a new connection (the first, or after the link came back) holds no lock
+  if fresh and attached[self.key] == true then attached[self.key] = nil end
+  local a = attached[self.key]
+  if a == true or not Node.on_connect then return s end
+  if a == nil then
+    attached[self.key] = "busy"
+    local ok, err = pcall(Node.on_connect, self)
+    attached[self.key] = ok or err
+  else
+    -- another task of this node is attaching: wait for its outcome
+    while attached[self.key] == "busy" do task.sleep(0.005) end
+  end
+  a = attached[self.key]
+  if a ~= true then error(a, 0) end
+  return s
+end
+
+-- Opens (once) and returns the session, nothing more (kcm.state's own I/O
+-- uses it while attaching).
+function Node:_connect()
   local s = sessions[self.key]
   if not s then
     local o = self.ssh_opts
@@ -169,10 +197,11 @@ function Node:session()
     }
     sessions[self.key] = s
   end
-  if s:alive() then return s end
+  if s:alive() then return s, false end
   -- connect is idempotent and pinned: concurrent callers for one node
   -- queue behind the first and see it connected.
   local ok, msg, kind = s:connect()
+  local new = ok and msg
   if not ok then
     local h, port = s:resolved()
     local addr = (h or self.name) .. ":" .. tostring(port)
@@ -184,7 +213,7 @@ function Node:session()
     E.raise { kind = kind, node = self.name, op = "connect", address = addr,
               message = self.name .. " (" .. addr .. "): " .. msg }
   end
-  return s
+  return s, new
 end
 
 -- Calls a session method (natives return `nil, message, kind` on failure);
@@ -329,7 +358,16 @@ function Node:run(cmd, opts)
     local s = self:session()
     begin()
     local timeout = opts.timeout or self.command_timeout
-    local code, out, err, timed_out = self:_native(s, "exec", { op = "run" }, line, stdin, timeout, become)
+    local r = table.pack(pcall(self._native, self, s, "exec", { op = "run" }, line, stdin, timeout, become))
+    if not r[1] then
+      -- sudo refused before the command started (the watcher's or the
+      -- command's own handshake): the error that names the fix
+      local e = r[2]
+      local why = become and E.is(e) and e.kind ~= "unreachable" and sudo_failure(self, become, e.message)
+      if why then E.raise { kind = "sudo", node = self.name, op = "run", message = why } end
+      error(e, 0)
+    end
+    local code, out, err, timed_out = r[2], r[3], r[4], r[5]
     if become and code ~= 0 and not timed_out then
       local why = sudo_failure(self, become, err)
       if why then E.raise { kind = "sudo", node = self.name, op = "run", message = why } end
@@ -469,7 +507,7 @@ end
 -- .<name>.kcm-<run id>.<random>.tmp next to the target (same filesystem, so
 -- the final rename is atomic). The run id says whose it is: after a put,
 -- engine/ssh_sync.c removes this target's temp files whose run is not in
--- state.live_runs() (left by a killed or cut-off run), never one in flight.
+-- state.live_runs(node) (left by a killed or cut-off run), never one in flight.
 local function tmp_name(path)
   local dir, base = path:match("^(.*)/([^/]+)$")
   if not dir then error("put: remote path must be absolute: " .. path, 3) end
@@ -478,9 +516,10 @@ local function tmp_name(path)
   return (dir == "" and "" or dir) .. "/." .. base .. ".kcm-" .. state.run_id() .. "." .. table.concat(rnd) .. ".tmp"
 end
 
--- Temps of a target whose run is still going (this one, or another holding
--- the state) are never removed as stale.
-local function live_runs() return table.concat(state.live_runs(), ",") end
+-- Temps of a target whose run may still be going are never removed as
+-- stale: with this node's lock held that is only this run's, without it
+-- ("*", --no-lock) every run's.
+local function live_runs(self) return table.concat(state.live_runs(self.name), ",") end
 
 -- A sync call of plan p; a refusal by sudo itself names the fix, as node:run does.
 function Node:_sync(p, method, args)
@@ -509,7 +548,7 @@ function Node:_put_plan(src, path, opts, lvl)
   p.uid = self:_id("user", opts.owner)
   p.gid = self:_id("group", opts.group)
   p.lcl, p.rm = self:_sync(p, "sync_probe", { src = p.src, data = p.data, path = path, become = p.become,
-                                              live = live_runs() })
+                                              live = live_runs(self) })
   local rm = p.rm
   if rm.exists and rm.type ~= "file" then
     E.raise { kind = "exists", node = self.name, op = "put", path = path,
@@ -533,7 +572,7 @@ function Node:_put_send(p, stage)
   self:_sync(p, "sync_put", {
     src = p.src, data = p.data, path = p.path, tmp = p.tmp, mode = p.mode, uid = p.uid, gid = p.gid,
     mkdir = p.opts.mkdir ~= false and not p.rm.dir, become = p.become, rename = not stage,
-    expect = p.src and p.lcl or nil, live = live_runs(),
+    expect = p.src and p.lcl or nil, live = live_runs(self),
   })
 end
 
@@ -548,7 +587,7 @@ function Node:put(src, path, opts)
   local p = self:_put_plan(src, path, opts, 2)
   if p.same and not p.fix_mode and not p.fix_owner then
     if p.rm.stale and not task.check() then
-      self:_sync(p, "sync_clean", { path = path, become = p.become, live = live_runs() })
+      self:_sync(p, "sync_clean", { path = path, become = p.become, live = live_runs(self) })
     end
     return false
   end
@@ -581,7 +620,7 @@ function Node:put_pair(pair)
     if whole or p.fix_mode or p.fix_owner then
       whats[#whats + 1] = p.what
     elseif p.rm.stale and not task.check() then
-      self:_sync(p, "sync_clean", { path = p.path, become = p.become, live = live_runs() })
+      self:_sync(p, "sync_clean", { path = p.path, become = p.become, live = live_runs(self) })
     end
   end
   if #whats == 0 then return false end
@@ -600,14 +639,55 @@ function Node:put_pair(pair)
       -- staged temps of this pair go; the targets are untouched
       for _, p in ipairs(plans) do
         if p.tmp and p.s:alive() then
-          pcall(self._sync, self, p, "sync_clean", { path = p.path, become = p.become, live = live_runs(), tmp = p.tmp })
+          pcall(self._sync, self, p, "sync_clean", { path = p.path, become = p.become, live = live_runs(self), tmp = p.tmp })
         end
       end
       error(err, 0)
     end
-    self:_sync(plans[2], "sync_commit", { tmp = plans[2].tmp, path = plans[2].path, become = plans[2].become, live = live_runs() })
-    self:_sync(plans[1], "sync_commit", { tmp = plans[1].tmp, path = plans[1].path, become = plans[1].become, live = live_runs() })
+    self:_sync(plans[2], "sync_commit", { tmp = plans[2].tmp, path = plans[2].path, become = plans[2].become, live = live_runs(self) })
+    self:_sync(plans[1], "sync_commit", { tmp = plans[1].tmp, path = plans[1].path, become = plans[1].become, live = live_runs(self) })
   end, whole and diff or nil)
+end
+
+--- node:lock(wait_s, note) -> true | false, holder's note
+--- The node's lock (flock on /run/lock/kcmrun.lock, held by this run's
+--- connection until it ends, kill -9 included; engine/ssh_watch.c), taken
+--- with the node's own privilege (its become, not a step's).
+function Node:lock(wait, note)
+  local become = self.become and self:_become_argv({ become = true }) or nil
+  local s = self:_connect()
+  local got, holder = self:_native(s, "lock", { op = "lock", becoming = become ~= nil }, math.tointeger(wait) or 0,
+                                   note, become)
+  if got then state.held(self.name, true) end
+  return got, holder
+end
+
+-- kcmrun's own state on the node (kcm.state): read and written with the
+-- node's own privilege, atomically, never as a change a step reports.
+local STATE_DIR_MODE = tonumber("700", 8)
+function Node:_state_become()
+  return self.become and self:_become_argv({ become = true }) or nil
+end
+
+--- node:_read_state(path) -> content | nil (no such file)
+function Node:_read_state(path)
+  local b = self:_state_become()
+  local s = self:_connect()
+  local st = self:_native(s, "stat", { op = "get", path = path }, path, b)
+  if not st then return nil end
+  return self:_native(s, "read", { op = "get", path = path }, path, b)
+end
+
+--- node:_write_state(path, content): temp, fsync, rename; 0600 in a 0700 folder
+function Node:_write_state(path, content)
+  local b = self:_state_become()
+  local s = self:_connect()
+  local dir = path:match("^(.*)/[^/]+$")
+  self:_native(s, "mkdir", { op = "mkdir", path = dir }, dir, STATE_DIR_MODE, b)
+  local tmp = tmp_name(path)
+  self:_native(s, "sync_put", { op = "put", path = path }, {
+    data = content, path = path, tmp = tmp, mode = tonumber("600", 8), become = b, mkdir = false,
+    live = live_runs(self) })
 end
 
 --- node:transfer_stats() -> {bytes_sent, bytes_received} of this run's connection (TCP counters)
@@ -678,6 +758,9 @@ function Node:close()
   local s = sessions[self.key]
   if s then
     sessions[self.key] = nil
+    -- the node's lock goes with the connection: the next one takes it again
+    attached[self.key] = nil
+    state.held(self.name, nil)
     s:close()
   end
 end
@@ -686,8 +769,10 @@ end
 function Node.close_all()
   for k, s in pairs(sessions) do
     sessions[k] = nil
+    attached[k] = nil
     pcall(s.close, s)
   end
+  for n in pairs(all_nodes) do state.held(n.name, nil) end
 end
 
 -- A refusal the login user met gets its fix, whichever put path met it.

@@ -69,10 +69,10 @@ local function migrate_legacy(path, st, play, ids, check)
   local ok, old = pcall(cjson.decode, data)
   if ok and type(old) == "table" and type(old.notify) == "table" then
     for name, set in pairs(old.notify) do
-      if ids[name] and st:holds(ids[name]) and type(set) == "table" then
+      if ids[name] and type(set) == "table" then
         local hs = {}
         for h, v in pairs(set) do if v == true then hs[#hs + 1] = h end end
-        st:mark_due(ids[name], play.name, hs, true)
+        st:legacy_due(ids[name], play.name, hs)
       end
     end
   end
@@ -230,24 +230,31 @@ local function add_group_lookups(run)
   end
 end
 
--- prepare: state and locks, per target (user@host:port after ssh_config).
--- Returns the nodes left out: {node, error}.
+-- prepare: the run's state. A node is attached when its connection is first
+-- made (kcm.node's on_connect): its lock taken on the node itself, what an
+-- earlier run left due there read from it. A node no step connects to is
+-- never locked.
 local function open_state(run)
   local opts, report = run.opts, run.report
   local st = state.open(opts.state_dir or (fs.tempdir() .. "/state"), {
-    check = opts.check, no_lock = opts.no_lock,
+    check = opts.check, no_lock = opts.no_lock, lock_wait = opts.lock_wait,
     warn = function(msg) report:message(nil, msg, "warn") end,
   })
-  local ids, locked_out = {}, {}
+  local ids = {}
   for _, node in ipairs(run.ctx.nodes) do
-    local id, err = state.identity(run.specs[node.name])
-    if id then
-      ids[node.name] = id
-      local ok, why = st:lock(id)
-      if not ok then locked_out[#locked_out + 1] = { node = node.name, error = node.name .. ": " .. why } end
-    else
-      locked_out[#locked_out + 1] = { node = node.name, error = err }
+    ids[node.name] = node.name
+    node.spec = run.specs[node.name]
+    st:know(node.name, node)
+  end
+  run.Node.on_connect = function(node)
+    node.spec = node.spec or run.specs[node.name]
+    local ok, why, kind = st:lock(node.name, node)
+    if not ok then
+      -- a connection error names the node already ("node2 (addr): ...")
+      if why:sub(1, #node.name) ~= node.name then why = node.name .. ": " .. why end
+      E.raise { kind = kind, node = node.name, op = "lock", message = why }
     end
+    st:_record(node.name)   -- what an earlier run left due there
   end
   migrate_legacy(opts.state_file, st, run.play, ids, opts.check)
 
@@ -260,7 +267,7 @@ local function open_state(run)
     w.added = st:mark_due(w.id, run.play.name, w.handlers)
   end
   run.st, run.ids = st, ids
-  return locked_out
+  return {}
 end
 
 -- record: a node another run holds (or whose ssh settings do not resolve)
@@ -273,8 +280,8 @@ local function record_locked_out(run, locked_out)
   for i, l in ipairs(locked_out) do names[i] = l.node end
   report:step_start(lstep, names)
   for _, l in ipairs(locked_out) do
-    report:node_result(lstep, l.node, { status = "failed", error = l.error, duration = 0 })
-    run.down[l.node] = "failed"
+    report:node_result(lstep, l.node, { status = l.status or "failed", error = l.error, duration = 0 })
+    run.down[l.node] = l.status or "failed"
   end
   report:step_end(lstep)
   run.summary.failed = true
@@ -334,7 +341,8 @@ local function record_failed(run, step, node, t, r, outcome)
   end
   -- what this node changed before failing still needs its handlers
   if t.ctx.changes and #t.ctx.changes > 0 and #step.notify > 0 then
-    run.st:mark_due(run.ids[node.name], run.play.name, step.notify, true)
+    -- kept on the node, when it can still be reached
+    pcall(run.st.mark_due, run.st, run.ids[node.name], run.play.name, step.notify, true)
   end
   run.down[node.name] = r.status
   summary.failed = true

@@ -1,17 +1,25 @@
--- Run state that must survive any end of a run, kill -9 included. One state
--- folder, keyed by the target itself (user@host:port after ssh_config), so
--- every inventory form that reaches the same machines (inventory.lua,
--- environment.sh, an ssh_config alias) shares due handlers and locks:
+-- Run state that must survive any end of a run, kill -9 included, kept
+-- where it is true: on the nodes. A run may come from another laptop, another
+-- login user, another state folder, or name the node by an alias or an IP:
+-- what a node holds is the same for all of them.
 --
---   nodes/<target>.json  handlers due on that target, per playbook. A handler
---                        is marked due, and the file fsync'ed, before the
---                        first change a notifying step makes there; it is
---                        cleared once the handler succeeded there.
---   nodes/<target>.lock  flock of the run working on that target; the file
---                        names the holder (pid, run id, command).
---   runs/<run>.lock      flock each live run holds. Temp files on nodes carry
---                        the run id (".NAME.kcm-<run>.<rnd>.tmp"): one whose
---                        run holds no lock here is stale and may go.
+--   on each node (through its file channel: root-owned with become)
+--     /var/lib/kcmrun/due.json   handlers due on this machine, per playbook.
+--                                A handler is marked due, and the file written
+--                                (temp, fsync, rename), before the first change
+--                                a notifying step makes there; cleared once the
+--                                handler succeeded there.
+--     /run/lock/kcmrun.lock      flock held by this run's connection (the
+--                                watcher, engine/ssh_watch.c): released when
+--                                the connection ends, kill -9 included; the
+--                                .note beside it names the holder.
+--   Temp files on nodes carry the run id (".NAME.kcm-<run>.<rnd>.tmp"): the
+--   run holding a node's lock is the only one working there, so every other
+--   run's temp there is stale and goes; without the lock (--no-lock) none is
+--   touched.
+--   The control folder keeps only what is the control machine's: the CA
+--   work folder, caches, and nodes/<user@host:port>.json of older versions,
+--   moved onto the node at first contact.
 local cjson = require "cjson"
 local fs = require "kcm.native.fs"
 local sd = require "kcm.native.statedir"
@@ -58,18 +66,11 @@ function M.command_line(raw)
 end
 
 -- The local user's name (a login with no user anywhere uses it, as ssh(1)).
-local local_user_name
 local function local_user()
-  if local_user_name then return local_user_name end
-  local me = fs.stat("/proc/self")
-  local uid = me and me.uid
-  for line in ((fs.read("/etc/passwd")) or ""):gmatch("[^\n]+") do
-    local name, id = line:match("^([^:]*):[^:]*:(%d+):")
-    if uid and tonumber(id) == uid then local_user_name = name break end
-  end
-  local_user_name = local_user_name or os.getenv("USER") or os.getenv("LOGNAME") or "?"
-  return local_user_name
+  local _, name = sd.user()
+  return name or os.getenv("USER") or os.getenv("LOGNAME") or "?"
 end
+M.local_user = local_user
 
 --- The identity state and locks are keyed by: user@host:port where an ssh
 --- session for this node goes, decided as the connection decides it (the
@@ -94,142 +95,139 @@ local function file_key(id)
   return safe
 end
 
---- state.open(dir, {check=, no_lock=, warn=function(msg)}) -> state
---- Makes the folder (0700, also in --check) and registers this run as live.
+local NODE_DIR = "/var/lib/kcmrun"
+local DUE = NODE_DIR .. "/due.json"
+
+-- This machine and user, for the lock's note.
+local function hostname()
+  return ((fs.read("/proc/sys/kernel/hostname")) or "?"):gsub("%s+$", "")
+end
+
+--- state.open(dir, {check=, no_lock=, lock_wait=, warn=function(msg)}) -> state
+--- Makes the folder (0700, also in --check) after checking it is ours.
 function M.open(dir, opts)
   opts = opts or {}
   local self = setmetatable({ dir = dir, check = opts.check, no_lock = opts.no_lock,
+                              lock_wait = math.tointeger(tonumber(opts.lock_wait) or 0) or 0,
                               warn = opts.warn or function(m) io.stderr:write("warning: ", m, "\n") end,
-                              nodes = {}, locks = {}, live_at = -1 }, S)
-  for _, d in ipairs { dir, dir .. "/nodes", dir .. "/runs" } do
-    local ok, err = fs.mkdir(d, DIR_MODE)
-    if ok == nil then
-      error({ usage = true, message = string.format("state folder %s: %s (give another with --state-dir DIR)",
-                                                    dir, err) }, 0)
-    end
+                              nodes = {}, locks = {}, node_of = {} }, S)
+  local ok, err = sd.prepare(dir)
+  if ok == nil then
+    error({ usage = true, message = string.format("state folder %s: %s", dir, err) }, 0)
   end
-  self.note = string.format("pid %d\nrun %s\nstarted %s\ncommand %s\n", pid(), M.run_id(),
+  self.note = string.format("%s@%s pid %d run %s since %s: %s", local_user(), hostname(), pid(), M.run_id(),
                             os.date("!%Y-%m-%dT%H:%M:%SZ"), M.command_line())
-  local lock, err = sd.acquire(dir .. "/runs/" .. M.run_id() .. ".lock", self.note)
-  if not lock then
-    error({ usage = true, message = string.format("state folder %s: %s", dir, tostring(err)) }, 0)
-  end
-  self.run_lock = lock
-  self:_prune_runs()
   current = self
   return self
 end
 
--- Entries of runs that ended more than an hour ago (never of a run that may
--- be starting: it creates and locks its file at once, and is young).
-function S:_prune_runs()
-  if self.check then return end
-  local runs = self.dir .. "/runs"
-  for _, name in ipairs(sd.list(runs) or {}) do
-    local id = name:match("^(%x+)%.lock$")
-    if id and id ~= M.run_id() then
-      local p = runs .. "/" .. name
-      local st = fs.stat(p)
-      if st and os.time() - st.mtime > 3600 and sd.held(p) == false then pcall(fs.remove, p) end
-    end
-  end
+-- Nodes whose lock this process holds (node:lock; gone with the connection).
+local held = {}
+function M.held(name, yes) held[name] = yes or nil end
+
+--- For node.lua: the run ids whose temp files on node `name` are not stale:
+--- only this run's when it holds the node's lock, every run's ("*") when not.
+function M.live_runs(name)
+  if name and held[name] then return { M.run_id() } end
+  return { "*" }
 end
 
---- Ids of the runs still going, this one included (cached for half a second).
-function S:live_runs()
-  local now = rt.now()
-  if self.live and now - self.live_at < 0.5 then return self.live end
-  local live, seen = { M.run_id() }, { [M.run_id()] = true }
-  local runs = self.dir .. "/runs"
-  for _, name in ipairs(sd.list(runs) or {}) do
-    local id = name:match("^(%x+)%.lock$")
-    -- a lock file we cannot probe counts as live: never delete on a doubt
-    if id and not seen[id] and sd.held(runs .. "/" .. name) ~= false then
-      live[#live + 1] = id
-      seen[id] = true
-    end
-  end
-  self.live, self.live_at = live, now
-  return live
-end
-
---- For node.lua: the run ids whose temp files are not stale.
-function M.live_runs()
-  if current then return current:live_runs() end
-  return { M.run_id() }
-end
-
-local function holder_text(note)
-  local p = note:match("pid (%d+)")
-  local cmd = note:match("command ([^\n]*)")
-  local started = note:match("started ([^\n]*)")
-  if not p then return "another kcmrun run" end
-  return string.format("another kcmrun (pid %s%s%s)", p, started and (", since " .. started) or "",
-                       cmd and cmd ~= "" and (": " .. cmd) or "")
-end
-
---- Takes the lock of a target for the rest of the run. -> true | false, why
-function S:lock(id)
+--- Takes the lock of node `id` (its name) on the node itself, waiting up to
+--- --lock-wait seconds. -> true | false, why, kind
+function S:lock(id, node)
+  self.node_of[id] = node
   if self.no_lock or self.locks[id] then return true end
-  local l, note, kind = sd.acquire(self.dir .. "/nodes/" .. file_key(id) .. ".lock", self.note)
-  if l then
-    self.locks[id] = l
+  local ok, got, holder = pcall(node.lock, node, self.lock_wait, self.note)
+  if not ok then
+    local E = require "kcm.error"
+    return false, tostring(got), E.kind(got)
+  end
+  if got then
+    self.locks[id] = true
     return true
   end
-  if kind == "held" then
-    return false, string.format("%s is locked by %s; wait for it, or use --no-lock", id, holder_text(note))
-  end
-  return false, tostring(note)
+  return false, string.format("locked by another kcmrun run (%s); wait for it (--lock-wait SECONDS), or use --no-lock",
+                              holder ~= "" and holder or "holder unknown"), "locked"
 end
 
---- Does this run work on target `id` (holds its lock, or --no-lock)?
+--- Does this run work on node `id` (holds its lock, or --no-lock)?
 function S:holds(id)
   return self.no_lock or self.locks[id] ~= nil
 end
 
---- Releases every lock this run holds (also done by the process's exit).
+--- Writes what is left; the node locks go with the connections.
 function S:close()
   self:flush()
-  for id, l in pairs(self.locks) do l:release(); self.locks[id] = nil end
-  if self.run_lock then self.run_lock:release(); self.run_lock = nil end
   if current == self then current = nil end
 end
 
--- A target's record, read on first use (after its lock was taken). A file
--- that cannot be read or decoded is not dropped silently: a warning names it
--- and what it may cost, and a corrupt one is kept aside.
+local function decode_due(data)
+  local ok, t = pcall(cjson.decode, data)
+  if not (ok and type(t) == "table" and type(t.due) == "table") then return nil, ok and "not a state record" or tostring(t) end
+  local due = {}
+  for pb, set in pairs(t.due) do
+    if type(pb) == "string" and type(set) == "table" then
+      due[pb] = {}
+      for h, v in pairs(set) do if type(h) == "string" and v == true then due[pb][h] = true end end
+    end
+  end
+  return due
+end
+
+-- A node's record, read from the node on first use (after its lock was
+-- taken). A file that cannot be read or decoded is not dropped silently: a
+-- warning names it and what it may cost, and a corrupt one is kept aside.
+-- A record an older kcmrun kept in this control folder moves onto the node.
 function S:_record(id)
   local rec = self.nodes[id]
   if rec then return rec end
-  local path = self.dir .. "/nodes/" .. file_key(id) .. ".json"
-  rec = { id = id, path = path, due = {}, gen = 0, saved = 0 }
+  local node = self.node_of[id]
+  rec = { id = id, node = node, path = DUE, due = {}, gen = 0, saved = 0 }
   self.nodes[id] = rec
-  local data, err = fs.read(path)
-  if not data then
-    if fs.exists(path) then
-      self.warn(string.format("state file %s cannot be read (%s): a restart an earlier run left due on %s " ..
-                              "may be missed; fix its permissions or restart the services there by hand",
-                              path, tostring(err), id))
+  if not node then return rec end
+  local ok, data = pcall(node._read_state, node, DUE)
+  if not ok then
+    rec.broken = true
+    self.warn(string.format("%s: state file %s cannot be read (%s): a restart an earlier run left due there may be " ..
+                            "missed; fix it or restart the services there by hand", id, DUE, tostring(data)))
+  elseif data then
+    local due, why = decode_due(data)
+    if due then
+      rec.due = due
+    else
+      local aside = DUE .. ".corrupt-" .. os.date("!%Y%m%dT%H%M%SZ")
+      local kept = not self.check and pcall(node._write_state, node, aside, data)
+      self.warn(string.format("%s: state file %s is corrupt (%s): a restart an earlier run left due there may be " ..
+                              "missed; %s. Restart the services there by hand if a run was interrupted",
+                              id, DUE, why:sub(1, 120), kept and ("kept as " .. aside) or "left in place"))
+      if kept then rec.dirty, rec.gen = true, 1 end
     end
-    return rec
   end
-  local ok, t = pcall(cjson.decode, data)
-  if ok and type(t) == "table" and type(t.due) == "table" then
-    for pb, set in pairs(t.due) do
-      if type(pb) == "string" and type(set) == "table" then
-        rec.due[pb] = {}
-        for h, v in pairs(set) do if type(h) == "string" and v == true then rec.due[pb][h] = true end end
-      end
-    end
-    return rec
-  end
-  local aside = path .. ".corrupt-" .. os.date("!%Y%m%dT%H%M%SZ")
-  local kept = not self.check and fs.write(aside, data, { mode = FILE_MODE }) and fs.remove(path)
-  self.warn(string.format("state file %s is corrupt (%s): a restart an earlier run left due on %s may be " ..
-                          "missed; %s. Restart the services there by hand if a run was interrupted",
-                          path, ok and "not a state record" or tostring(t):sub(1, 120), id,
-                          kept and ("kept as " .. aside) or "left in place"))
+  self:_migrate(rec)
+  for _, l in ipairs((self.legacy or {})[id] or {}) do self:mark_due(id, l[1], l[2], true) end
   return rec
+end
+
+-- nodes/<user@host:port>.json of an older kcmrun in this control folder:
+-- its due handlers join the node's record, and the file goes once written.
+function S:_migrate(rec)
+  local node = rec.node
+  if self.check or not node or not node.spec then return end
+  local oid = M.identity(node.spec)
+  if not oid then return end
+  local old = self.dir .. "/nodes/" .. file_key(oid) .. ".json"
+  local data, err = sd.read(old)
+  if not data then
+    if err then self.warn(string.format("%s: %s (not moved onto the node)", rec.id, err)) end
+    return
+  end
+  for pb, set in pairs(decode_due(data) or {}) do
+    rec.due[pb] = rec.due[pb] or {}
+    for h in pairs(set) do rec.due[pb][h] = true end
+  end
+  rec.gen, rec.dirty = rec.gen + 1, true
+  self:_sync(rec)
+  pcall(fs.remove, old)
 end
 
 -- Makes the record durable up to its current content: one write per record
@@ -245,20 +243,40 @@ function S:_sync(rec)
       local g = rec.gen
       local due = {}
       for pb, set in pairs(rec.due) do if next(set) then due[pb] = set end end
-      -- temp file, fsync, rename, fsync of the folder; on a worker thread
-      local ok, done, err = pcall(sd.write, rec.path, cjson.encode({ identity = rec.id, due = due }), FILE_MODE)
+      local ok, err = pcall(rec.node._write_state, rec.node, DUE, cjson.encode({ due = due }))
       rec.writing = false
-      if not ok then error(tostring(done), 0) end
-      if not done then error(err, 0) end
+      if not ok then error(err, 0) end
       rec.saved = g
     end
   end
   rec.dirty = nil
 end
 
---- Is `handler` of `playbook` due on target `id`?
+--- Handlers an older kcmrun's per-inventory state file left due on node
+--- `id`: they join the node's record when the node is attached.
+function S:legacy_due(id, playbook, handlers)
+  self.legacy = self.legacy or {}
+  self.legacy[id] = self.legacy[id] or {}
+  table.insert(self.legacy[id], { playbook, handlers })
+  if self.nodes[id] then self:mark_due(id, playbook, handlers, true) end
+end
+
+-- A node's record; the node is attached first (connected: its lock taken,
+-- its record read) when this run has not reached it yet.
+function S:_attached(id)
+  local rec = self.nodes[id]
+  if rec then return rec end
+  local node = self.node_of[id]
+  if node then node:session() end
+  return self.nodes[id] or self:_record(id)
+end
+
+--- The runner's node objects, by name (attached when first connected).
+function S:know(id, node) self.node_of[id] = node end
+
+--- Is `handler` of `playbook` due on node `id`?
 function S:is_due(id, playbook, handler)
-  local set = self:_record(id).due[playbook]
+  local set = self:_attached(id).due[playbook]
   return set ~= nil and set[handler] == true
 end
 
@@ -267,7 +285,7 @@ end
 --- were not due yet. In --check only this run sees them (a handler step
 --- then reports what it would do).
 function S:mark_due(id, playbook, handlers, later)
-  local rec = self:_record(id)
+  local rec = self:_attached(id)
   local set = rec.due[playbook] or {}
   local added = {}
   for _, h in ipairs(handlers) do
@@ -287,7 +305,7 @@ end
 --- Clears handlers on a target (they ran there, or nothing needed them);
 --- written at the next flush (a clear lost to a kill costs one restart more).
 function S:clear(id, playbook, handlers)
-  local rec = self:_record(id)
+  local rec = self:_attached(id)
   local set = rec.due[playbook]
   if not set then return end
   for _, h in ipairs(handlers) do

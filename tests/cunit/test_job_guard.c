@@ -118,7 +118,7 @@ static const char CHUNK[] =
     "raises('bad header', http.request, { url = 'https://127.0.0.1:1/', headers = { ['a:b'] = 'c' } })\n"
     "raises('refusing', http.request, { url = 'http://127.0.0.1:1/', headers = { Authorization = 'x' } })\n"
     "local statedir = require 'kcm.native.statedir'\n"
-    "raises('number expected', statedir.write, '/tmp/x', 'data', 'rw')\n";
+    "raises('string expected', statedir.prepare, {})\n";
 
 int main(void)
 {

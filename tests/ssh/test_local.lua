@@ -235,7 +235,7 @@ function cases.unreachable()
   for _, f in ipairs({ function() return n:put({ content = "x" }, "/tmp/x") end,
                        function() return n:stat("/") end, function() return n:get("/etc/hostname") end }) do
     local e = T.raises(f)
-    assert(type(e) == "table" and e.unreachable, "primitive raised " .. tostring(e))
+    assert(require("kcm.error").is(e, "unreachable"), "primitive raised " .. tostring(e))
   end
 end
 

@@ -86,7 +86,9 @@ make_binary() {
   chmod 0755 "$out"
   rm -rf "$stage"
 }
-state_file() { echo "$SD/nodes/root@$(node_ip "$1"):22.json"; }
+# what is due on a node lives on the node (whoever runs next reads it there)
+DUE=/var/lib/kcmrun/due.json
+due_on() { lx "$1" cat $DUE 2>/dev/null || true; }
 node_ip() { bash -c '. "$1"; i=${2#node}; echo "${NODE_IPS[$((i-1))]}"' _ "$ENVSH" "$1"; }
 
 restore() {
@@ -134,8 +136,8 @@ killrename)
   for n in node2 node3; do
     [ "$(sha_on "$n" $BIN)" != "$want" ] || fail "$n already had the new binary: the kill came at another instant"
   done
-  grep -q '"kube-controller-manager":{"restart":true}' "$(state_file node1)" ||
-    fail "node1's restart is not in its state file after kill -9: $(cat "$(state_file node1)")"
+  due_on node1 | grep -q '"kube-controller-manager":{"restart":true}' ||
+    fail "node1's restart is not in its state file on the node after kill -9: $(due_on node1)"
   rerun_after_kill "kill -9 after node1's rename" "$T/kcm-a"
   pass "kill -9 after node1's rename (node2/3 mid-transfer): node1's restart was on disk; the rerun restarted all 3 (MainPIDs $BEFORE-> $(pids)), exit 0, no temp file left"
   ;;
@@ -149,8 +151,8 @@ killtransfer)
   wait_node node1 sh -c "ls -la /opt/k8s/bin | awk '/\.kube-controller-manager\.kcm-.*\.tmp$/ && \$5 > 1000000 {f=1} END {exit !f}'"
   kill9
   for n in "${NODES[@]}"; do
-    grep -q '"kube-controller-manager":{"restart":true}' "$(state_file "$n")" ||
-      fail "$n: the restart was not marked due before the transfer: $(cat "$(state_file "$n")")"
+    due_on "$n" | grep -q '"kube-controller-manager":{"restart":true}' ||
+      fail "$n: the restart was not marked due on the node before the transfer: $(due_on "$n")"
   done
   [ -n "$(tmp_left node1 /opt/k8s/bin)" ] || fail "no temp file of the killed run on node1: the kill came at another instant"
   rerun_after_kill "kill -9 mid-transfer" "$T/kcm-b"
@@ -193,9 +195,9 @@ locks)
   kcm -i "$ENVSH" "$PB"
   expect_rc 4 "a second run through environment.sh"
   for n in "${NODES[@]}"; do
-    [ "$(status_of lock "$n")" = FAILED ] || { cat "$T/out"; fail "$n is not reported locked"; }
-    expect_out "$n: root@$(node_ip "$n"):22 is locked by another kcmrun \(pid $first, since [^:]+:[^:]+:[^:]+: .*kcmrun --state-dir $SD -i $LABINV $HOLD\); wait for it, or use --no-lock"
-    [ -z "$(status_of certificate "$n")" ] || fail "the second run worked on locked $n"
+    grep -qE "^  FAILED +$n " "$T/out" || { cat "$T/out"; fail "$n is not reported locked"; }
+    expect_out "$n: locked by another kcmrun run \([^ ]+@[^ ]+ pid $first run [0-9a-f]+ since [^:]+:[^:]+:[^:]+: .*kcmrun --state-dir $SD -i $LABINV $HOLD\); wait for it \(--lock-wait SECONDS\), or use --no-lock"
+    ! grep -qE "^  changed +$n " "$T/out" || fail "the second run changed locked $n"
   done
   clear_holds
   wait_bg 120
@@ -305,14 +307,13 @@ nodevars)
   ;;
 corrupt)
   converge
-  f=$(state_file node2)
-  printf '{"due": {"kube-controller-manager": ' >"$f"
+  lx node2 sh -c "printf '{\"due\": {\"kube-controller-manager\": ' >$DUE"
   kcm -i "$LABINV" "$PB"
   expect_rc 0 "a run with a corrupt state file"
-  expect_out "warning: state file $f is corrupt .*a restart an earlier run left due on root@$(node_ip node2):22 may be missed; kept as $f.corrupt-"
-  ls "$f".corrupt-* >/dev/null 2>&1 || fail "no copy kept aside"
-  grep -q '^{"due": {"kube-controller-manager": $' "$f".corrupt-* || fail "the copy is not the corrupt file"
-  rm -f "$f".corrupt-*
+  expect_out "warning: node2: state file $DUE is corrupt .*a restart an earlier run left due there may be missed; kept as $DUE.corrupt-"
+  lx node2 sh -c "ls $DUE.corrupt-*" >/dev/null 2>&1 || fail "no copy kept aside on node2"
+  lx node2 sh -c "cat $DUE.corrupt-*" | grep -q '^{"due": {"kube-controller-manager": $' || fail "the copy is not the corrupt file"
+  lx node2 sh -c "rm -f $DUE.corrupt-*"
   pass "a corrupt state file: a warning names it and what it may cost, a copy is kept aside, the run goes on"
   ;;
 *) fail "unknown case $1" ;;
