@@ -13,7 +13,7 @@
  * held exactly as long as this run's connection, so a run killed with -9
  * releases it when its connection dies, whichever machine or state folder
  * the next run comes from. The answer is one line: "LOCKED", or "BUSY "
- * and the holder's note. */
+ * and the holder's note, which starts with the holder's watcher pid. */
 #include "ssh_int.h"
 
 #include <stdio.h>
@@ -27,7 +27,7 @@ static const char WATCHER[] =
     "[ -e $f ] || (umask 022; : >>$f); "
     "if [ ! -r $f ]; then echo \"BUSY (cannot open $f)\"; "
     "else exec 9<$f; "
-    "if flock -w \"$w\" 9; then printf '%s\\n' \"$*\" >$f.note; echo LOCKED; "
+    "if flock -w \"$w\" 9; then printf '%s\\n' \"$$ $*\" >$f.note; echo LOCKED; "
     "else echo \"BUSY $(cat $f.note)\"; fi; fi ;; "
     "+*) L=\"$L${l#+} \" ;; "
     "-*) p=${l#-}; case $L in *\" $p \"*) L=\"${L%% $p *} ${L#* $p }\" ;; esac ;; "

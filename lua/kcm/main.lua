@@ -189,13 +189,6 @@ end
 
 -- Where run state and locks go must be a folder we can write: one line
 -- naming it and why not, instead of a failure deep in the run.
-local function check_dir(opt, dir)
-  local st = fs.stat(dir)
-  if st and (st.type == "file" or st.type == "other") then return string.format("%s %s: not a directory", opt, dir) end
-  local ok, err = fs.mkdir(dir, tonumber("700", 8))
-  if ok == nil then return string.format("%s %s: cannot create it (%s)", opt, dir, err) end
-end
-
 -- Subcommands: the first argument names one. A subcommand returns an exit code, or an
 -- argv table that the host (engine/main.c) execs once the Lua state is closed.
 local SUBCOMMANDS = {}
@@ -332,8 +325,9 @@ local function state_paths(o)
   -- playbook before they were kept per target; the runner moves them over
   local abs_inv = o.inventory and (fs.realpath(o.inventory) or o.inventory) or "(none)"
   local pkey = fs.sha256(abs_inv .. "\0" .. (fs.realpath(o.playbook) or o.playbook)):sub(1, 16)
-  local serr = check_dir(o.state_dir and "--state-dir" or "state folder", sdir)
-  if serr then return nil, die(EXIT.usage, serr) end
+  -- ours, private, not a symlink (checked as ssh(1) checks ~/.ssh)
+  local ok, serr = require("kcm.native.statedir").prepare(sdir)
+  if not ok then return nil, die(EXIT.usage, string.format("state folder %s: %s", sdir, serr)) end
   return sdir, (o.state_dir or home_state_dir()) .. "/state-" .. pkey .. ".json"
 end
 
@@ -358,7 +352,7 @@ local function finish_run(summary, report)
   if summary.playbook_error then code = EXIT.playbook end
   local sig = rt.signal()
   if sig then code = interrupted_code() end
-  report:recap({ exit_code = code, interrupted = sig ~= nil })
+  report:recap({ exit_code = code, interrupted = sig ~= nil or summary.interrupted, due = summary.due })
   if summary.stopped and not summary.playbook_error then
     io.stderr:write(string.format("kcmrun: every target of step '%s' failed: the play stopped there " ..
                                   "(a step with continue_on_failure = true lets it go on)\n", summary.stopped))

@@ -355,7 +355,8 @@ function Node:run(cmd, opts)
     if env_in then stdin = env_in .. (stdin or "") end
     -- -v: the argv as given (environment values and stdin are never shown)
     task.log("run " .. shown)
-    local s = self:session()
+    -- _raw: kcm.state's own command while it attaches to the node
+    local s = opts._raw and self:_connect() or self:session()
     begin()
     local timeout = opts.timeout or self.command_timeout
     local r = table.pack(pcall(self._native, self, s, "exec", { op = "run" }, line, stdin, timeout, become))

@@ -175,6 +175,14 @@ function M:recap(info)
     if n.first_error then
       self:line("      first error (" .. n.first_error_step .. "): " .. (n.first_error:match("^[^\n]*")))
     end
+    local due = info.due and info.due[name]
+    if due then
+      self:line("      still due: " .. table.concat(due, ", ") .. " (kept on the node: the next run does it)")
+    end
+  end
+  if info.interrupted then
+    self:line("  " .. self:paint("failed", "interrupted") ..
+              (info.due and next(info.due) and ": the work still due is kept on each node above" or ""))
   end
   if self.verbosity >= 0 and #self.steps > 0 then
     local parts = {}
@@ -190,7 +198,7 @@ function M:recap(info)
                     unreachable = n.unreachable, first_error = n.first_error }
   end
   self:event({ event = "run_end", duration = total, exit_code = info.exit_code, recap = recap,
-               interrupted = info.interrupted })
+               interrupted = info.interrupted, due = info.due })
   if self.json then self.json:close(); self.json = nil end
   if self.timeline then
     local svg = M.redact(require("kcm.timeline").svg(self.spans, self.t0, rt.now()))

@@ -485,6 +485,8 @@ local function finish(run)
   if Node and Node.close_all and not task.abandoned then pcall(Node.close_all) end
   run.st:close()
   summary.down = run.down
+  -- what a later run must still do, per node (kept on the nodes; told here)
+  summary.due = run.st:due_of(run.play.name)
   return summary
 end
 

@@ -132,22 +132,44 @@ function M.live_runs(name)
   return { "*" }
 end
 
+-- A holder's note: "<watcher pid> <user>@<host> pid <pid> run <id> since ...".
+-- A holder on this very machine whose kcmrun is gone left its lock to a
+-- connection the node has not seen die yet (the link was down when it was
+-- killed): its watcher may be ended.
+local function stale_holder(holder)
+  local wpid, text = holder:match("^(%d+) (.*)$")
+  if not wpid then return nil, holder end
+  local host, p = text:match("^[^@ ]+@([^ ]+) pid (%d+) ")
+  if host ~= hostname() or not p then return nil, text end
+  local comm = fs.read("/proc/" .. p .. "/comm")
+  if comm and comm:match("^kcmrun") then return nil, text end
+  return wpid, text
+end
+
 --- Takes the lock of node `id` (its name) on the node itself, waiting up to
 --- --lock-wait seconds. -> true | false, why, kind
 function S:lock(id, node)
   self.node_of[id] = node
   if self.no_lock or self.locks[id] then return true end
-  local ok, got, holder = pcall(node.lock, node, self.lock_wait, self.note)
-  if not ok then
-    local E = require "kcm.error"
-    return false, tostring(got), E.kind(got)
+  local E = require "kcm.error"
+  for attempt = 1, 2 do
+    local ok, got, holder = pcall(node.lock, node, self.lock_wait, self.note)
+    if not ok then return false, tostring(got), E.kind(got) end
+    if got then
+      self.locks[id] = true
+      return true
+    end
+    local wpid, text = stale_holder(holder or "")
+    if not wpid or attempt == 2 then
+      return false, string.format("locked by another kcmrun run (%s); wait for it (--lock-wait SECONDS), or use " ..
+                                  "--no-lock", text ~= "" and text or "holder unknown"), "locked"
+    end
+    self.warn(string.format("%s: the lock of a kcmrun that is gone (%s) is still held by its old connection: ending it",
+                            id, text))
+    -- only kcmrun's own watcher (its command line names the lock file)
+    pcall(node.run, node, { "sh", "-c", 'grep -qs kcmrun.lock "/proc/$1/cmdline" && kill -s KILL "$1"; sleep 0.2',
+                            "unlock", wpid }, { become = node.become, readonly = true, ok_codes = { 0, 1 }, _raw = true })
   end
-  if got then
-    self.locks[id] = true
-    return true
-  end
-  return false, string.format("locked by another kcmrun run (%s); wait for it (--lock-wait SECONDS), or use --no-lock",
-                              holder ~= "" and holder or "holder unknown"), "locked"
 end
 
 --- Does this run work on node `id` (holds its lock, or --no-lock)?
@@ -311,6 +333,18 @@ function S:clear(id, playbook, handlers)
   for _, h in ipairs(handlers) do
     if set[h] then set[h] = nil; rec.gen = rec.gen + 1; rec.dirty = true end
   end
+end
+
+--- node name -> sorted handlers of `playbook` still due there (nodes this
+--- run reached), for the recap.
+function S:due_of(playbook)
+  local out = {}
+  for id, rec in pairs(self.nodes) do
+    local hs = {}
+    for h in pairs(rec.due[playbook] or {}) do hs[#hs + 1] = h end
+    if #hs > 0 then table.sort(hs); out[id] = hs end
+  end
+  return out
 end
 
 --- Writes every record changed since the last flush, all at once.

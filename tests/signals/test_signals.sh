@@ -146,7 +146,7 @@ errors)
   printf 'return { nodes = { { name = "n1", host = "127.0.0.1" } } }\n' >"$T/inv.lua"
   run "$KCMRUN" --state-dir "$T/afile" -i "$T/inv.lua" "$ONCE"
   expect_rc 2 "--state-dir is a file"
-  expect_err "^kcmrun: --state-dir $T/afile: not a directory$"
+  expect_err "^kcmrun: state folder $T/afile: is not a folder; give another with --state-dir DIR$"
   one_line "--state-dir"
   printf 'NODE_IPS=(127.0.0.1)\necho "cannot reach the vault" >&2\nfalse\n' >"$T/environment.sh"
   run "$KCMRUN" --state-dir "$SD" -i "$T/environment.sh" "$ONCE"

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 16 points 4-5 and the state key, without a lab:
-#   test_local.sh identity|members|cmdline
+#   test_local.sh identity|members|cmdline|hygiene
 set -e
 . "$(dirname "$0")/../lib.sh"
 F=$(cd "$(dirname "$0")/fixtures" && pwd)
@@ -35,6 +35,38 @@ members)
   run "$KCMRUN" -i "$T/bad.lua" "$F/members.lua"
   expect_rc 2 "group_vars of an unknown group"; expect_err "bad.lua: group_vars.nope: no group named"
   pass "members ignore --limit, targets follow it; -e > node vars > group vars (later group wins) > inventory vars > defaults; unread keys under -v"
+  ;;
+hygiene)
+  # issue 24 point 6: a state folder others may write, or another user owns,
+  # is refused with one line saying what to fix; a symlinked state file is
+  # never read; a non-root run uses its own folder and knows who it is
+  inv=$F/members-inv.lua
+  mkdir -p "$T/open" && chmod 0777 "$T/open"
+  run "$KCMRUN" --state-dir "$T/open" -i "$inv" "$F/where.lua"
+  expect_rc 2 "a 0777 state folder"
+  expect_err "state folder $T/open: may be written by others \(mode 0777\): chmod 700 $T/open$"
+  [ "$(grep -c . "$T/err")" = 1 ] || { cat "$T/err"; fail "more than one line for a 0777 state folder"; }
+  mkdir -p "$T/theirs" && chmod 0700 "$T/theirs" && chown nobody "$T/theirs"
+  run "$KCMRUN" --state-dir "$T/theirs" -i "$inv" "$F/where.lua"
+  expect_rc 2 "a state folder nobody owns"
+  expect_err "state folder $T/theirs: is owned by uid [0-9]+, not by you \(uid 0\): chown 0 $T/theirs, or give your own with --state-dir DIR$"
+  ln -s "$T/open" "$T/link"
+  run "$KCMRUN" --state-dir "$T/link" -i "$inv" "$F/where.lua"
+  expect_rc 2 "a symlinked state folder"
+  expect_err "state folder $T/link: is a symbolic link"
+  run "$KCMRUN" --state-dir "$T/mine" -i "$inv" "$F/where.lua"
+  expect_rc 0 "a fresh state folder"
+  [ "$(stat -c %a "$T/mine")" = 700 ] || fail "a new state folder is not 0700"
+  run "$KCMRUN" "$F/statefile.lua" "$T"
+  expect_rc 0 statefile; expect_out "^statefile ok$"
+  # as nobody (hardening makes /proc/self root-owned in some containers: the
+  # uid comes from getuid)
+  mkdir -p "$T/home" && chown nobody "$T/home" && chmod 755 "$T"
+  run setpriv --reuid nobody --regid nogroup --clear-groups env HOME="$T/home" "$KCMRUN" -i "$inv" "$F/where.lua"
+  expect_rc 0 "as nobody"
+  expect_out "^state_dir $T/home/.local/state/kcmrun$"
+  expect_out "^user nobody$"
+  pass "0777, foreign-owned and symlinked state folders refused with one line each; a symlinked state file is not read; nobody uses ~/.local/state/kcmrun and is named nobody"
   ;;
 *) fail "unknown case $1" ;;
 esac

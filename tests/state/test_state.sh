@@ -1,6 +1,13 @@
 #!/bin/bash
 # Operator-proof state (issue 16, points 1-5) on the lab:
-#   test_state.sh killrename|killtransfer|killbetween|crossinv|locks|envsh|limit|nodevars|corrupt
+#   test_state.sh killrename|killtransfer|killbetween|crossinv|locks|envsh|limit|nodevars|corrupt|anyone|folders
+# anyone:  kill -9 after the unit changed; the rerun comes from another state
+#          folder, through ssh_config aliases, or as another login user with
+#          become: each time every node is restarted onto the new flags (the
+#          due restart is kept on the node, issue 24).
+# folders: two state folders: a run with state B while a run with state A
+#          transfers 120 MB fails naming A's holder; A completes; after kill -9
+#          of a holder the next run gets the node at once.
 # Each case starts from a converged lab (the controller-manager playbook, exit
 # 0), and puts the lab back on exit (no shaping, holds released, the lab's
 # own binary and values deployed again), also when it fails.
@@ -315,6 +322,71 @@ corrupt)
   lx node2 sh -c "cat $DUE.corrupt-*" | grep -q '^{"due": {"kube-controller-manager": $' || fail "the copy is not the corrupt file"
   lx node2 sh -c "rm -f $DUE.corrupt-*"
   pass "a corrupt state file: a warning names it and what it may cost, a copy is kept aside, the run goes on"
+  ;;
+anyone)
+  for n in "${NODES[@]}"; do
+    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
+      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
+      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
+      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-deploy && chmod 0440 /etc/sudoers.d/kcm-deploy'
+  done
+  # names only: every node reached through the lab's ssh_config alias
+  printf 'local inv = dofile(%s)\nfor _, n in ipairs(inv.nodes) do n.host = nil end\ninv.ssh = inv.ssh or {}\ninv.ssh.config = %s\nreturn inv\n' \
+    "$(luaq "$LABINV")" "$(luaq "$KCMRUN_LAB_SSH_CONFIG")" >"$T/inv-alias.lua"
+  printf 'local inv = dofile(%s)\ninv.ssh = inv.ssh or {}\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' \
+    "$(luaq "$LABINV")" >"$T/inv-deploy.lua"
+  converge
+  lvl=3
+  for how in statedir alias deploy; do
+    lvl=$((lvl + 1))
+    BEFORE=$(pids)
+    KCM_HOLD_BEFORE=start bg -i "$LABINV" -e log_level=$lvl "$HOLD"
+    for n in "${NODES[@]}"; do wait_node "$n" test -e /run/kcm-holding; done
+    kill9
+    clear_holds
+    for n in "${NODES[@]}"; do lx "$n" grep -q -- "--v=$lvl" $UNIT || fail "$how: $n: the killed run had not changed the unit"; done
+    case $how in
+      statedir) run "$KCMRUN" --state-dir "$T/other-state" -i "$LABINV" -e log_level=$lvl "$PB" ;;
+      alias) run "$KCMRUN" --state-dir "$T/alias-state" -i "$T/inv-alias.lua" -e log_level=$lvl "$PB" ;;
+      deploy) run "$KCMRUN" --state-dir "$T/deploy-state" -i "$T/inv-deploy.lua" -e log_level=$lvl "$PB" ;;
+    esac
+    expect_rc 0 "$how: the rerun"
+    expect_restarted "$BEFORE" "$how: the rerun after kill -9"
+    for n in "${NODES[@]}"; do
+      lx "$n" sh -c "tr '\\0' ' ' </proc/\$(systemctl show -p MainPID --value kube-controller-manager)/cmdline" | grep -q -- "--v=$lvl" ||
+        fail "$how: $n does not run with --v=$lvl"
+    done
+    pass "kill -9 after the unit changed, rerun from $how: every node restarted onto --v=$lvl"
+  done
+  ;;
+folders)
+  converge
+  head -c 120M /dev/urandom >"$T/big.bin"
+  want=$(sha256sum <"$T/big.bin" | cut -c1-64)
+  shape node1
+  KCM_BIGPUT_SRC=$T/big.bin "$KCMRUN" --state-dir "$T/state-a" -i "$LABINV" --limit node1 "$BIGPUT" >"$T/bgout" 2>"$T/bgerr" & BG=$!
+  first=$BG
+  wait_node node1 sh -c 'ls -a /etc/kubernetes | grep -q "^\.kcm-big\.bin\.kcm-"'
+  t0=$SECONDS
+  run "$KCMRUN" --state-dir "$T/state-b" -i "$ENVSH" --limit node1 "$PB"
+  expect_rc 4 "a run from state folder B while A holds node1"
+  expect_out "node1: locked by another kcmrun run \([^ ]+ pid $first run [0-9a-f]+ since .*--state-dir $T/state-a .*\); wait for it \(--lock-wait SECONDS\)"
+  ! grep -qE "^  changed +node1 " "$T/out" || fail "B changed node1 while A held it"
+  unshape
+  wait_bg 300
+  [ "$BGRC" = 0 ] || { cat "$T/bgout" "$T/bgerr"; fail "A failed ($BGRC) while B ran"; }
+  [ "$(sha_on node1 /etc/kubernetes/kcm-big.bin)" = "$want" ] || fail "node1 holds a wrong 120 MB file after A"
+  pass "state folder B is refused node1 while A transfers 120 MB (naming A's pid and folder); A completes with the right checksum"
+  # a holder killed with -9: its connection goes, and so does the lock
+  KCM_HOLD_BEFORE=start bg -i "$LABINV" "$HOLD"
+  for n in "${NODES[@]}"; do wait_node "$n" test -e /run/kcm-holding; done
+  kill9
+  clear_holds
+  t0=$SECONDS
+  run "$KCMRUN" --state-dir "$T/state-b" --lock-wait 30 -i "$LABINV" "$PB"
+  expect_rc 0 "the run after the holder was killed"
+  [ $((SECONDS - t0)) -lt 30 ] || fail "the killed holder's lock was not released within 30 s"
+  pass "after kill -9 of the holder the next run (another state folder) got every node in $((SECONDS - t0)) s"
   ;;
 *) fail "unknown case $1" ;;
 esac

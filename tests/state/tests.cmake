@@ -3,7 +3,7 @@
 # environment.sh values, --limit and members, per-node vars. The cases change
 # the lab (links, binaries, units) and put it back: they run serially.
 # After the e2e cases, which want a fresh lab (state_limit empties the controller manager's files).
-foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt)
+foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt anyone folders)
   add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_state.sh ${case})
   set_tests_properties(state_${case} PROPERTIES LABELS "state;lab" TIMEOUT 300
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
@@ -11,7 +11,7 @@ foreach(case killrename killtransfer killbetween crossinv locks envsh limit node
 endforeach()
 
 # Without a lab: the state key (ssh_config applied), members vs targets, variable layers.
-foreach(case identity members cmdline)
+foreach(case identity members cmdline hygiene)
   add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_local.sh ${case})
   set_tests_properties(state_${case} PROPERTIES LABELS "unit;state" TIMEOUT 60
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
