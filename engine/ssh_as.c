@@ -117,19 +117,23 @@ static char *said(const struct kcm_buf *e)
     return kcm_ssh_fmt("%.*s", (int)n, n ? e->p : "");
 }
 
-int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *a, long timeout_ms,
-                         char **msg, const char **kind)
+int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *a, const char *started,
+                         long timeout_ms, char **msg, const char **kind)
 {
-    if (!a || !a->argv || !a->secret) return 0;
+    int pw = a && a->argv && a->secret;
+    if (!pw && !started) return 0;
     struct kcm_buf err = {0};
     long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 60000);
-    int prompts = 0, rc = -1;
+    int prompts = 0, ready = !pw, up = !started, rc = -1;
     char buf[4096];
     for (;;) {
         int k;
         while ((k = ssh_channel_read_nonblocking(ch, buf, sizeof buf, 1)) > 0) kcm_buf_add(&err, buf, (size_t)k);
-        if (kcm_ssh_cut_marker(&err, a->ready) > 0) { rc = 0; break; }
-        int p = kcm_ssh_cut_marker(&err, a->prompt);
+        /* one buffer for both markers: they may come in one packet */
+        if (!ready && kcm_ssh_cut_marker(&err, a->ready) > 0) ready = 1;
+        if (!up && kcm_ssh_cut_marker(&err, started) > 0) up = 1;
+        if (ready && up) { rc = 0; break; }
+        int p = ready ? 0 : kcm_ssh_cut_marker(&err, a->prompt);
         if (p > 0 && (prompts += p) > 1) {
             /* asked again: the password was wrong; close, sudo reads EOF */
             *msg = kcm_ssh_fmt("sudo: incorrect password (sudo asked again)");
@@ -146,12 +150,12 @@ int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as 
         }
         if (k == SSH_ERROR || ssh_channel_is_eof(ch) || ssh_channel_is_closed(ch)) {
             char *e = said(&err);
-            *msg = *e ? kcm_ssh_fmt("%s", e) : kcm_ssh_fmt("sudo ended before the command started");
+            *msg = *e ? kcm_ssh_fmt("%s", e) : kcm_ssh_fmt("ended before it started: %s", ssh_get_error(s));
             *kind = "exit";
             free(e);
             break;
         }
-        if (now_ms() > deadline) { *msg = kcm_ssh_fmt("sudo did not answer in time"); *kind = "timeout"; break; }
+        if (now_ms() > deadline) { *msg = kcm_ssh_fmt("did not start in time"); *kind = "timeout"; break; }
         ssh_channel_poll_timeout(ch, 50, 1);
     }
     kcm_buf_free(&err, 1);

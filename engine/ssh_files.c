@@ -15,7 +15,9 @@
 
 /* Where distributions put sftp-server; the first executable one runs (the
  * shell execs it: no process stays behind for the search). */
+#define SERVER_READY "[kcm-sftp-server]"
 static const char FIND_SERVER[] =
+    "printf '%s\\n' '" SERVER_READY "' >&2; "
     "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server "
     "/usr/libexec/sftp-server /usr/lib/sftp-server /usr/local/libexec/sftp-server; do "
     "[ -x \"$p\" ] && exec \"$p\"; done; "
@@ -73,7 +75,11 @@ static sftp_session open_as(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **
     char *why = NULL;
     if (xr != SSH_OK) {
         why = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(c->s));
-    } else if (kcm_ssh_as_handshake(c->s, ch, a, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, &why, &kind) == 0) {
+    } else if (kcm_ssh_as_handshake(c->s, ch, a, SERVER_READY, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L,
+                                    &why, &kind) == 0) {
+        /* the server runs: sudo said yes (with -n it may not; then its words
+         * came instead, and sftp_init is never asked to read a channel that
+         * ended) */
         sftp_session sf = sftp_new_channel(c->s, ch);
         if (sf && sftp_init(sf) == SSH_OK) return sf;
         /* sudo refused (sudo -n without a rule, not in sudoers...), or no

@@ -136,13 +136,15 @@ void kcm_ssh_as_read(struct lua_State *L, int idx, struct kcm_ssh_as *a);
 /* "PREFIX... sh -c SCRIPT sh ARGS..." with every word quoted (PREFIX only
  * when a elevates); malloc'd. */
 char *kcm_ssh_as_line(const struct kcm_ssh_as *a, const char *script, const char **args, int nargs);
-/* On a channel just exec'd under a's prefix: with a password, reads stderr
- * until the elevated side's ready marker, writing the password once, and
- * only after sudo's own prompt was read. Nothing else is read or written.
- * 0 ready; -1 with *msg (sudo's own words, kind in *kind). */
-int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *a, long timeout_ms,
-                         char **msg, const char **kind);
-/* Removes every "marker\n" (or trailing "marker") from b; -> how many. */
+/* On a channel just exec'd under a's prefix: reads stderr until the
+ * elevated side's ready marker (with a password, written once and only
+ * after sudo's own prompt was read) and, when `started` is given, the
+ * command's own start marker (sudo -n may refuse instead: then its words
+ * are the error). Nothing else is read or written. 0; -1 with *msg and
+ * *kind. */
+int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as *a, const char *started,
+                         long timeout_ms, char **msg, const char **kind);
+/* Removes every "marker\\n" (or trailing "marker") from b; -> how many. */
 int kcm_ssh_cut_marker(struct kcm_buf *b, const char *marker);
 
 /* ssh_files.c: makes c->sftp the file session of identity a (NULL: the

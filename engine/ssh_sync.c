@@ -478,7 +478,7 @@ static int stream_into(kcm_ssh_sess *c, const struct kcm_ssh_as *as, const char 
     free(cmd);
     const char *kind = NULL;
     char *why = NULL;
-    if (kcm_ssh_as_handshake(s, ch, as, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, &why, &kind) != 0) {
+    if (kcm_ssh_as_handshake(s, ch, as, NULL, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, &why, &kind) != 0) {
         c->fail_kind = kind;
         *msg = kcm_ssh_fmt("%s: %s", what, why);
         free(why);

@@ -20,8 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define WATCH_READY "[kcm-watcher]"
 static const char WATCHER[] =
-    "exec 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
+    "printf '%s\\n' '" WATCH_READY "' >&2; exec 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
     "while IFS= read -r l; do case $l in "
     "L*) set -- ${l#L}; w=$1; shift; "
     "[ -e $f ] || (umask 022; : >>$f); "
@@ -99,8 +100,9 @@ int kcm_ssh_watch(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **msg)
     const char *kind = NULL;
     if (xr != SSH_OK) {
         *msg = kcm_ssh_fmt("exec request refused: %s", ssh_get_error(c->s));
-    } else if (kcm_ssh_as_handshake(c->s, ch, a && a->argv ? a : NULL,
+    } else if (kcm_ssh_as_handshake(c->s, ch, a && a->argv ? a : NULL, WATCH_READY,
                                     (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, &why, &kind) != 0) {
+        /* sudo -n may refuse: its words are the error */
         c->fail_kind = kind;
         *msg = why;
         why = NULL;

@@ -426,10 +426,12 @@ local function info_subject(list)
   return out
 end
 
--- Why an existing cert/key pair does not satisfy the request (nil: it does).
+-- Why an existing cert/key pair does not satisfy the request (nil: it does),
+-- in the words an operator checks: "key mismatch", "CA changed", "SAN
+-- 10.0.0.4 missing", "expires in 12 days".
 local function stale_reason(cert, key, want)
   local info = cert:info()
-  if not cert:matches_key(key) then return "key does not match certificate" end
+  if not cert:matches_key(key) then return "key mismatch" end
   local k = info.key
   local want_bits = want.key.size
   if k.type ~= want.key.algo or (k.type == "rsa" and k.bits ~= want_bits)
@@ -438,19 +440,27 @@ local function stale_reason(cert, key, want)
   end
   if want.ca_cert then
     local ok, why = cert:verify(want.ca_cert)
-    if not ok then return "not valid under the CA: " .. tostring(why) end
+    if not ok then return "CA changed (not valid under the CA: " .. tostring(why) .. ")" end
   end
   if not same_list(info_subject(info.subject), flat_subject(want.subject)) then return "subject changed" end
   local sans = crypto.hosts_sans(want.hosts)
   if want.drop_dns then sans.dns, sans.email = {}, {} end
   for _, kind in ipairs { "dns", "email", "ip", "uri" } do
-    if not same_list(info.sans[kind] or {}, sans[kind] or {}, true) then return "hosts changed" end
+    local have, need = {}, {}
+    for _, v in ipairs(info.sans[kind] or {}) do have[v] = true end
+    for _, v in ipairs(sans[kind] or {}) do
+      need[v] = true
+      if not have[v] then return ("SAN %s missing"):format(v) end
+    end
+    for _, v in ipairs(info.sans[kind] or {}) do
+      if not need[v] then return ("SAN %s no longer wanted"):format(v) end
+    end
   end
   if info.ku ~= want.ku or not same_list(info.eku, want.eku, true) then return "usages changed" end
   if info.is_ca ~= (want.is_ca or false) then return "CA flag changed" end
   local left = info.not_after - os.time()
   if left <= want.renew_before then
-    return ("expires in %dh (renew_before %dh)"):format(left // 3600, want.renew_before // 3600)
+    return ("expires in %d days (renewed %d days ahead)"):format(left // 86400, want.renew_before // 86400)
   end
   return nil
 end
@@ -509,6 +519,27 @@ local function produce(o, want, sign_args)
     reason = (cert_pem and key_path or cert_path) .. " is missing"
   end
 
+  -- A pair already on the nodes that satisfies the request is adopted: the
+  -- nodes are the truth, this work folder only a cache (a second laptop, a
+  -- lost folder). Nothing on the nodes changes, so it is no change.
+  for _, c in ipairs(o.adopt and o.adopt() or {}) do
+    local cert, key = crypto.parse_cert(c.pem or ""), c.key and crypto.load_key(c.key)
+    if cert and key and not stale_reason(cert, key, want) then
+      res.pem, res.info, res.adopted = c.pem, cert:info(), c.from
+      res.csr = crypto.make_csr(key, want.subject, want.hosts, want.csr_opts)
+      rawset(res, "key", c.key)
+      task.log(("pki: adopted %s's certificate of %s (%s) into %s; was: %s"):format(c.from, o.name,
+               "valid under the CA, its hosts, subject and key", o.dir, reason))
+      if not task.check() then
+        ensure_dir(o.dir)
+        E.check({ op = "write", path = key_path }, key:write_pem(key_path, tonumber("600", 8)))
+        write(csr_path, res.csr, "644")
+        write(cert_path, c.pem, "644")
+      end
+      return res
+    end
+  end
+
   res.changed, res.reason = true, reason
   target.change(("pki: issue %s (%s)"):format(cert_path, reason), function()
     ensure_dir(o.dir)
@@ -528,8 +559,11 @@ local function produce(o, want, sign_args)
   return res
 end
 
---- pki.issue{ca=, ca_key=, csr=, config=, profile=, dir=, name=, renew_before=}
---- -> {pem, key, csr, cert_path, key_path, csr_path, changed, reason, info}
+--- pki.issue{ca=, ca_key=, csr=, config=, profile=, dir=, name=, renew_before=, adopt=}
+--- -> {pem, key, csr, cert_path, key_path, csr_path, changed, reason, info, adopted}
+--- adopt(): {{pem=, key=, from=}, ...}, pairs already installed somewhere
+--- (the nodes): when the work folder has no good pair, the first that
+--- satisfies the request is taken instead of issuing a new one.
 function M.issue(o)
   if type(o) ~= "table" then error("pki.issue: expected a table of options", 2) end
   local req = M.load_csr(o.csr)
@@ -552,7 +586,7 @@ function M.issue(o)
     ku = prof.ku, eku = prof.eku, is_ca = prof.is_ca, drop_dns = prof.is_ca,
     renew_before = o.renew_before or M.RENEW_BEFORE,
   }
-  return produce({ dir = o.dir, name = name }, want, {
+  return produce({ dir = o.dir, name = name, adopt = o.adopt }, want, {
     ca_cert = ca_cert, ca_key = ca_key, hosts = req.hosts, ku = prof.ku, eku = prof.eku,
     is_ca = prof.is_ca, max_path_len = prof.max_path_len, max_path_len_zero = prof.max_path_len_zero,
     not_before = nb, not_after = na,

@@ -159,6 +159,12 @@ function S:lock(id, node)
       self.locks[id] = true
       return true
     end
+    -- two names of one machine in this run: the machine is one node, and
+    -- this run holds it already
+    if (holder or ""):find(" run " .. M.run_id() .. " ", 1, true) then
+      self.locks[id] = true
+      return true
+    end
     local wpid, text = stale_holder(holder or "")
     if not wpid or attempt == 2 then
       return false, string.format("locked by another kcmrun run (%s); wait for it (--lock-wait SECONDS), or use " ..

@@ -89,6 +89,15 @@ rerun)
   [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "second run changed: $(changed_steps)"; }
   [ "$(pids)" = "$before" ] || fail "second run restarted etcd ($before -> $(pids))"
   pass "second run: 0 changed, no restart (MainPIDs $before)"
+  # issue 24: from an empty state folder (another laptop, a lost folder) the
+  # members' certificate is adopted: nothing reissued, nothing restarted
+  run "$KCMRUN" --state-dir "$T/empty-state" -v -i "$INV" "$PB"
+  expect_rc 0 "a run from an empty state folder"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a run from an empty state folder changed: $(changed_steps)"; }
+  expect_out "pki: adopted node[0-9]'s certificate of etcd"
+  ! grep -q "pki: issue" "$T/out" || { cat "$T/out"; fail "the etcd certificate was reissued"; }
+  [ "$(pids)" = "$before" ] || fail "a member restarted ($before -> $(pids))"
+  pass "from an empty state folder: the members' certificate adopted, 0 changed, no member restarted"
   ;;
 forks1)
   # fresh data dirs, every member stopped: the first start needs a quorum,

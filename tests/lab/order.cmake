@@ -9,7 +9,7 @@ kcm_lab_order(lab
   runtime_step_retries systemd_lab)
 kcm_lab_order(lab_state
   state_killrename state_killtransfer state_killbetween state_crossinv state_locks state_envsh
-  state_limit state_nodevars state_corrupt state_anyone state_folders)
+  state_limit state_nodevars state_corrupt state_anyone state_folders state_certs state_interrupted)
 kcm_lab_order(lab_faults
   faults_linkdown faults_cmdtimeout faults_sshd faults_apiserver faults_diskfull faults_signal
   faults_lock faults_secrets faults_insecure faults_hostile)

@@ -387,6 +387,72 @@ folders)
   expect_rc 0 "the run after the holder was killed"
   [ $((SECONDS - t0)) -lt 30 ] || fail "the killed holder's lock was not released within 30 s"
   pass "after kill -9 of the holder the next run (another state folder) got every node in $((SECONDS - t0)) s"
+  # two control identities (another $HOME, state folder and ssh user) exclude each other on the nodes
+  for n in "${NODES[@]}"; do
+    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
+      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
+      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
+      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-deploy && chmod 0440 /etc/sudoers.d/kcm-deploy'
+  done
+  printf 'local inv = dofile(%s)\ninv.ssh = inv.ssh or {}\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' \
+    "$(luaq "$LABINV")" >"$T/inv-deploy.lua"
+  mkdir -p "$T/home-a" "$T/home-b"
+  KCM_HOLD_BEFORE=start HOME=$T/home-a bg -i "$LABINV" "$HOLD"
+  first=$BG
+  for n in "${NODES[@]}"; do wait_node "$n" test -e /run/kcm-holding; done
+  HOME=$T/home-b run "$KCMRUN" --state-dir "$T/home-b/state" -i "$T/inv-deploy.lua" "$PB"
+  expect_rc 4 "another identity while the first holds the nodes"
+  for n in "${NODES[@]}"; do
+    expect_out "$n: locked by another kcmrun run \([^ ]+ pid $first run "
+  done
+  clear_holds
+  wait_bg 120
+  [ "$BGRC" = 0 ] || { cat "$T/bgout" "$T/bgerr"; fail "the first identity's run failed ($BGRC)"; }
+  pass "two control identities (other HOME, state folder, ssh user deploy with become): the second is refused every node, naming the first"
+  ;;
+certs)
+  # issue 24 point 4: the certificates on the nodes are the truth. A run
+  # from an empty state folder adopts them: nothing changes, nothing
+  # restarts. A real reason (a new member's address) reissues once, named.
+  converge
+  BEFORE=$(pids)
+  run "$KCMRUN" --state-dir "$T/empty-state" -v -i "$LABINV" "$PB"
+  expect_rc 0 "a run from an empty state folder"
+  [ -z "$(changed_rows)" ] || { cat "$T/out"; fail "a run from an empty state folder changed: $(changed_rows)"; }
+  expect_out "pki: adopted node[0-9]'s certificate of kube-controller-manager"
+  ! grep -q "pki: issue" "$T/out" || { cat "$T/out"; fail "a certificate was issued although the nodes hold a valid one"; }
+  [ "$(pids)" = "$BEFORE" ] || fail "a member restarted: $BEFORE-> $(pids)"
+  pass "from an empty state folder: the nodes' certificate adopted, 0 changed, no restart"
+  # a 4th member, left out of this run with --limit: its address is a SAN
+  # the installed certificate lacks
+  printf 'local inv = dofile(%s)\ntable.insert(inv.nodes, { name = "node4", host = "169.254.250.250" })\ntable.insert(inv.groups.masters, "node4")\nreturn inv\n' \
+    "$(luaq "$LABINV")" >"$T/inv4.lua"
+  run "$KCMRUN" --state-dir "$T/empty-state" -i "$T/inv4.lua" --limit node1,node2,node3 "$PB"
+  expect_rc 0 "with a 4th member"
+  expect_out "pki: issue .*kube-controller-manager\.pem \(SAN 169\.254\.250\.250 missing\)"
+  [ "$(grep -c 'pki: issue' "$T/out")" = 1 ] || { cat "$T/out"; fail "not issued exactly once"; }
+  run "$KCMRUN" --state-dir "$T/empty-state" -i "$T/inv4.lua" --limit node1,node2,node3 "$PB"
+  expect_rc 0 "again with a 4th member"
+  ! grep -q "pki: issue" "$T/out" || fail "reissued a second time"
+  converge "back to 3 members"
+  pass "a new member's address: reissued once, the reason named (SAN 169.254.250.250 missing); the rerun keeps it"
+  ;;
+interrupted)
+  # Ctrl-C after the unit changed: the recap says interrupted and lists the
+  # restarts still due, per node (they are kept on the nodes)
+  converge
+  KCM_HOLD_BEFORE=start bg -i "$LABINV" -e log_level=7 "$HOLD"
+  for n in "${NODES[@]}"; do wait_node "$n" test -e /run/kcm-holding; done
+  kill -INT "$BG"
+  wait_bg 60
+  clear_holds
+  grep -q "interrupted" "$T/bgout" || { cat "$T/bgout"; fail "the recap does not say interrupted"; }
+  for n in "${NODES[@]}"; do
+    sed -n "/^RECAP/,\$p" "$T/bgout" | grep -A3 -E "^  $n " | grep -q "still due: restart" ||
+      { cat "$T/bgout"; fail "$n: the recap does not list its due restart"; }
+  done
+  converge "after the interrupted run"
+  pass "interrupted run: the recap says interrupted and lists each node's due restart; the next run does it"
   ;;
 *) fail "unknown case $1" ;;
 esac

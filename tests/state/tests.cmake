@@ -3,7 +3,7 @@
 # environment.sh values, --limit and members, per-node vars. The cases change
 # the lab (links, binaries, units) and put it back: they run serially.
 # After the e2e cases, which want a fresh lab (state_limit empties the controller manager's files).
-foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt anyone folders)
+foreach(case killrename killtransfer killbetween crossinv locks envsh limit nodevars corrupt anyone folders certs interrupted)
   add_test(NAME state_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/state/test_state.sh ${case})
   set_tests_properties(state_${case} PROPERTIES LABELS "state;lab" TIMEOUT 300
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")

@@ -30,8 +30,28 @@ local function ca_paths(ctx)
   return ca, var(ctx, "ca_key", dir .. "/ca-key.pem"), var(ctx, "ca_config", dir .. "/ca-config.json")
 end
 
+-- The certificate and key already installed on the run's nodes (read in
+-- parallel, over each node's file channel): candidates pki.issue adopts
+-- when its work folder has no good pair.
+local function installed(self, ctx)
+  return function()
+    local p, out = self:paths(ctx), {}
+    local nodes = ctx.hosts and ctx:hosts() or {}
+    local got = task.map(nodes, 16, function(node)
+      local ok, pem = pcall(node.get, node, p.cert)
+      local ok2, key = pcall(node.get, node, p.key)
+      if ok and ok2 then return { pem = pem, key = key, from = node.name } end
+    end)
+    for _, t in ipairs(got) do
+      if t.ok and t.results and t.results[1] then out[#out + 1] = t.results[1] end
+    end
+    return out
+  end
+end
+
 -- step "certificate", control part: cfssl gencert -profile=kubernetes | cfssljson -bare NAME,
--- in the work folder (component.work_dir), never in the CA's.
+-- in the work folder (component.work_dir), never in the CA's; a valid pair
+-- the nodes already hold is adopted instead (the cluster is the truth).
 function M:issue_certificate(ctx)
   local st = self:state(ctx)
   if st.cert then return st.cert end
@@ -39,6 +59,8 @@ function M:issue_certificate(ctx)
   st.cert = require("kcm.pki").issue {
     ca = ca, ca_key = ca_key, config = config, profile = var(ctx, "cert_profile", "kubernetes"),
     csr = self:csr(ctx), dir = component().work_dir(ctx), name = self.name,
+    renew_before = (tonumber(var(ctx, "cert_renew_before", 30)) or 30) * 86400,   -- days
+    adopt = installed(self, ctx),
   }
   st.ca_pem = files.read(ca)
   if self.ca_key_on_nodes then st.ca_key_pem = files.read(ca_key) end
@@ -70,7 +92,9 @@ function M:put_certificate(node, ctx)
   -- as a pair: both sent first, the key renamed before the certificate, a
   -- pair left half-installed by a dead run reinstalled whole by the next.
   -- The key goes from its file (streamed, hashed natively), also in --check.
-  local key = rawget(st.cert, "key_path") or { content = st.cert.key }
+  -- an adopted key not written to the work folder (--check) goes as content
+  local key = (rawget(st.cert, "key") and { content = st.cert.key }) or rawget(st.cert, "key_path")
+              or { content = st.cert.key }
   node:put_pair { { { content = st.cert.pem }, p.cert, { mode = "0644" } },
                   { key, p.key, { mode = "0600" } } }
 end
