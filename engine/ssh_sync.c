@@ -292,6 +292,15 @@ static void stale_temps(kcm_ssh_sess *c, const char *path, const char *live, int
     free(prefix);
 }
 
+/* "put PATH: DETAIL: why" (the node, the file, the stage, the reason) */
+static int put_fail(kcm_ssh_sess *c, char **msg, const char *path, const char *detail)
+{
+    char *where = kcm_ssh_fmt("%s: %s", path, detail);
+    int rc = kcm_ssh_sftp_fail(c, msg, "put", where);
+    free(where);
+    return rc;
+}
+
 static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsigned long long lsize,
                       struct remote *rm, int *need_hash, char **msg)
 {
@@ -314,7 +323,7 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     if (!rm->exists || strcmp(rm->type, "file") != 0 || rm->size != lsize) return 0;
     if (lsize > SMALL) { *need_hash = 1; return 0; }
     sftp_file f = sftp_open(c->sftp, path, O_RDONLY, 0);
-    if (!f) return kcm_ssh_sftp_fail(c, msg, "put (reading the node's copy)", path);
+    if (!f) return put_fail(c, msg, path, "reading the node's copy");
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     char *buf = malloc(32768);
     if (!md || !buf || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) abort();
@@ -322,7 +331,7 @@ static int sftp_probe(kcm_ssh_sess *c, const char *path, const char *live, unsig
     int rc = 0;
     for (;;) {
         ssize_t n = sftp_read(f, buf, 32768);
-        if (n < 0) { rc = kcm_ssh_sftp_fail(c, msg, "put (reading the node's copy)", path); break; }
+        if (n < 0) { rc = put_fail(c, msg, path, "reading the node's copy"); break; }
         if (n == 0) break;
         got += (unsigned long long)n;
         EVP_DigestUpdate(md, buf, (size_t)n);
@@ -374,6 +383,24 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* The next piece of the content: read from fd into buf, or the next slice
+ * of mem. -> its length (0 at the end) with *p at it, or -1 (errno). */
+static ssize_t next_piece(int fd, const char *mem, size_t len, size_t *off, char *buf, size_t cap, const char **p)
+{
+    if (fd < 0) {
+        size_t n = len - *off > cap ? cap : len - *off;
+        *p = mem + *off;
+        *off += n;
+        return (ssize_t)n;
+    }
+    for (;;) {
+        ssize_t got = read(fd, buf, cap);
+        if (got < 0 && errno == EINTR) continue;
+        *p = buf;
+        return got;
+    }
+}
+
 /* Writes the content (fd, or mem/len) to the channel. Returns -1 with *msg
  * when the local file cannot be read; *write_failed when the command stopped
  * taking input (its stderr says why). */
@@ -386,15 +413,9 @@ static int send_content(ssh_channel ch, int fd, const char *mem, size_t len, con
     int rc = 0;
     for (;;) {
         const char *p;
-        size_t n;
-        if (fd >= 0) {
-            ssize_t got = read(fd, buf, CHUNK);
-            if (got < 0 && errno == EINTR) continue;
-            if (got < 0) { *msg = kcm_ssh_fmt("%s: reading the local file: %s", what, strerror(errno)); rc = -1; break; }
-            p = buf, n = (size_t)got;
-        } else {
-            p = mem + off, n = len - off > CHUNK ? CHUNK : len - off;
-        }
+        ssize_t got = next_piece(fd, mem, len, &off, buf, CHUNK, &p);
+        if (got < 0) { *msg = kcm_ssh_fmt("%s: reading the local file: %s", what, strerror(errno)); rc = -1; break; }
+        size_t n = (size_t)got;
         if (n == 0) break;
         /* Blocks while sshd's window is full; libssh's timeout (io_timeout)
          * bounds a stalled link. */
@@ -404,7 +425,6 @@ static int send_content(ssh_channel ch, int fd, const char *mem, size_t len, con
             w += (size_t)k;
         }
         if (*write_failed) break;
-        off += n;
         *sent += n;
         /* dd writes nothing on success: stderr only matters at the end, but
          * it must not fill the window meanwhile. */
@@ -511,15 +531,9 @@ static int write_into(kcm_ssh_sess *c, sftp_file f, int fd, const char *mem, siz
     int rc = 0;
     for (;;) {
         const char *p;
-        size_t n;
-        if (fd >= 0) {
-            ssize_t got = read(fd, buf, 32768);
-            if (got < 0 && errno == EINTR) continue;
-            if (got < 0) { *msg = kcm_ssh_fmt("put %s: reading the local file: %s", path, strerror(errno)); rc = -1; break; }
-            p = buf, n = (size_t)got;
-        } else {
-            p = mem + off, n = len - off > 32768 ? 32768 : len - off;
-        }
+        ssize_t got = next_piece(fd, mem, len, &off, buf, 32768, &p);
+        if (got < 0) { *msg = kcm_ssh_fmt("put %s: reading the local file: %s", path, strerror(errno)); rc = -1; break; }
+        size_t n = (size_t)got;
         if (n == 0) break;
         for (size_t w = 0; w < n;) {
             ssize_t k = sftp_write(f, p + w, n - w);
@@ -527,12 +541,11 @@ static int write_into(kcm_ssh_sess *c, sftp_file f, int fd, const char *mem, siz
             w += (size_t)k;
         }
         if (rc != 0) break;
-        off += n;
         *sent += n;
     }
     if (buf) { kcm_memzero(buf, 32768); free(buf); }   /* may be a key */
     if (rc == 0 && sftp_extension_supported(c->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0)
-        rc = kcm_ssh_sftp_fail(c, msg, "put (fsync)", path);
+        rc = put_fail(c, msg, path, "fsync");
     return rc;
 }
 
@@ -543,16 +556,16 @@ static int set_owner_mode(kcm_ssh_sess *c, const char *file, const char *path, l
 {
     if (uid >= 0 || gid >= 0) {
         sftp_attributes cur = sftp_lstat(c->sftp, file);
-        if (!cur) return kcm_ssh_sftp_fail(c, msg, "put (owner)", path);
+        if (!cur) return put_fail(c, msg, path, "owner");
         struct sftp_attributes_struct a;
         memset(&a, 0, sizeof a);
         a.flags = SSH_FILEXFER_ATTR_UIDGID;
         a.uid = uid >= 0 ? (uint32_t)uid : cur->uid;
         a.gid = gid >= 0 ? (uint32_t)gid : cur->gid;
         sftp_attributes_free(cur);
-        if (sftp_setstat(c->sftp, file, &a) != 0) return kcm_ssh_sftp_fail(c, msg, "put (owner)", path);
+        if (sftp_setstat(c->sftp, file, &a) != 0) return put_fail(c, msg, path, "owner");
     }
-    if (sftp_chmod(c->sftp, file, mode) != 0) return kcm_ssh_sftp_fail(c, msg, "put (mode)", path);
+    if (sftp_chmod(c->sftp, file, mode) != 0) return put_fail(c, msg, path, "mode");
     return 0;
 }
 

@@ -118,7 +118,13 @@ function M:build_kubeconfig(ctx)
     context = self.user, embed = true,
   }
   st.kubeconfig = kubeconfig.encode(cfg)
-  files.write(path, st.kubeconfig, { mode = "0600" })
+  -- the work folder is a cache of what the nodes get: writing it is no
+  -- change of the cluster (a run from an empty state folder changes nothing)
+  local fs = require "kcm.native.fs"
+  if fs.read(path) ~= st.kubeconfig and not task.check() then
+    task.log("write " .. path)
+    require("kcm.error").ok(fs.write(path, st.kubeconfig, { mode = tonumber("600", 8) }))
+  end
 end
 
 function M:put_kubeconfig(node, ctx)
