@@ -9,6 +9,7 @@ local rt = require "kcm.native.runtime"
 local task = require "kcm.task"
 local play = kcm.playbook { name = "bench-ops", hosts = "masters" }
 local sync = os.getenv("KCM_OPS_SYNC")
+if sync == "" then sync = nil end
 local what = os.getenv("KCM_OPS") or "true10"
 local small = string.rep("kubeconfig line\n", 384)   -- 6 KiB, like a kubeconfig
 

@@ -76,6 +76,18 @@ expect_restarted() {
 }
 status_of() { sed -n "/^== $1\( \|$\)/,/^== \|^RECAP/p" "$T/out" | awk -v n="$2" '$2 == n {print $1}'; }
 changed_rows() { awk '/^== /{s=$2} /^  changed /{print s ":" $2}' "$T/out" | sort | tr '\n' ' '; }
+# the login user deploy (NOPASSWD sudo, the lab key) on every node, and
+# $T/inv-deploy.lua logging in as deploy with become
+deploy_user() {
+  for n in "${NODES[@]}"; do
+    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
+      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
+      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
+      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-deploy && chmod 0440 /etc/sudoers.d/kcm-deploy'
+  done
+  printf 'local inv = dofile(%s)\ninv.ssh = inv.ssh or {}\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' \
+    "$(luaq "$LABINV")" >"$T/inv-deploy.lua"
+}
 converge() {
   kcm -i "$LABINV" "$PB"
   [ "$RC" = 0 ] || { cat "$T/out" "$T/err"; fail "${1:-setup}: the playbook does not converge on the lab"; }
@@ -324,17 +336,10 @@ corrupt)
   pass "a corrupt state file: a warning names it and what it may cost, a copy is kept aside, the run goes on"
   ;;
 anyone)
-  for n in "${NODES[@]}"; do
-    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
-      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
-      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
-      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-deploy && chmod 0440 /etc/sudoers.d/kcm-deploy'
-  done
+  deploy_user
   # names only: every node reached through the lab's ssh_config alias
   printf 'local inv = dofile(%s)\nfor _, n in ipairs(inv.nodes) do n.host = nil end\ninv.ssh = inv.ssh or {}\ninv.ssh.config = %s\nreturn inv\n' \
     "$(luaq "$LABINV")" "$(luaq "$KCMRUN_LAB_SSH_CONFIG")" >"$T/inv-alias.lua"
-  printf 'local inv = dofile(%s)\ninv.ssh = inv.ssh or {}\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' \
-    "$(luaq "$LABINV")" >"$T/inv-deploy.lua"
   converge
   lvl=3
   for how in statedir alias deploy; do
@@ -388,14 +393,7 @@ folders)
   [ $((SECONDS - t0)) -lt 30 ] || fail "the killed holder's lock was not released within 30 s"
   pass "after kill -9 of the holder the next run (another state folder) got every node in $((SECONDS - t0)) s"
   # two control identities (another $HOME, state folder and ssh user) exclude each other on the nodes
-  for n in "${NODES[@]}"; do
-    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
-      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
-      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
-      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-deploy && chmod 0440 /etc/sudoers.d/kcm-deploy'
-  done
-  printf 'local inv = dofile(%s)\ninv.ssh = inv.ssh or {}\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' \
-    "$(luaq "$LABINV")" >"$T/inv-deploy.lua"
+  deploy_user
   mkdir -p "$T/home-a" "$T/home-b"
   KCM_HOLD_BEFORE=start HOME=$T/home-a bg -i "$LABINV" "$HOLD"
   first=$BG
