@@ -57,6 +57,7 @@ static long drain(ssh_channel ch, struct kcm_ssh_exec_res *r)
 static long take_pid(struct kcm_buf *err)
 {
     size_t ml = sizeof PID_MARK - 1;
+    if (err->n == 0) return 0;   /* nothing yet (and p may be NULL) */
     if (err->n < ml) return memcmp(err->p, PID_MARK, err->n) == 0 ? 0 : -1;
     if (memcmp(err->p, PID_MARK, ml) != 0) return -1;
     char *nl = memchr(err->p + ml, '\n', err->n - ml);
