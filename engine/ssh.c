@@ -5,7 +5,9 @@
  *   s:connect()              -> true, new (false: it was connected already) |
  *                               nil, message, kind
  *                               (kind: "unreachable"|"hostkey"|"auth"|"error")
- *   s:exec(cmd, stdin, timeout_s [, become]) -> code, stdout, stderr, timed_out
+ *   s:exec(cmd, stdin, timeout_s [, become [, bare]]) -> code, stdout, stderr, timed_out
+ *                            (bare: cmd without become's prefix: then a command
+ *                            without stdin runs through the watcher)
  *   s:stat(path [, as])      -> {type,size,mode,uid,gid,mtime} | nil
  *   s:read(path [, as])      -> content
  *   s:mkdir(path, mode [, as]) -> changed
@@ -57,6 +59,7 @@ typedef struct {
     char *path;
     struct kcm_ssh_as as;   /* file operations: whose SFTP session */
     char *cmd;              /* OP_EXEC: the command line */
+    char *bare;             /* OP_EXEC: the same without the become prefix */
     char *data;             /* stdin or file content (copied; wiped on free) */
     size_t len;
     unsigned mode;
@@ -111,7 +114,7 @@ static void work(kcm_job *j)
         return;
     switch (sj->op) {
     case OP_EXEC:
-        rc = kcm_ssh_exec(c, sj->cmd, sj->data, sj->len, &sj->as, sj->timeout_ms, &sj->ex, &msg);
+        rc = kcm_ssh_exec(c, sj->cmd, sj->bare, sj->data, sj->len, &sj->as, sj->timeout_ms, &sj->ex, &msg);
         break;
     case OP_LOCK:
         sj->locked = kcm_ssh_watch_lock(c, &sj->as, sj->timeout_ms / 1000, sj->cmd, &sj->holder, &msg);
@@ -201,7 +204,7 @@ static void job_free(kcm_job *j)
     kcm_buf_free(&sj->content, 0);
     kcm_buf_free(&sj->ex.out, 1);   /* output may be a key (cat key.pem) */
     kcm_buf_free(&sj->ex.err, 1);
-    free(sj->path); free(sj->cmd); free(sj->kmsg); free(sj->holder);
+    free(sj->path); free(sj->cmd); free(sj->bare); free(sj->kmsg); free(sj->holder);
     kcm_ssh_as_free(&sj->as);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
@@ -258,6 +261,9 @@ static int l_exec(lua_State *L)
      * with a password the secret, which goes to sudo only after its prompt
      * (ssh_exec.c), never on the command's stdin */
     kcm_ssh_as_read(L, 5, &sj->as);
+    /* 6: the line without the prefix, for the watcher, which runs as
+     * the identity already */
+    if (!lua_isnoneornil(L, 6)) sj->bare = dupstr(L, 6);
     return kcm_job_yield(L, &sj->base);
 }
 

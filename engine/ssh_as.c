@@ -63,15 +63,25 @@ void kcm_ssh_as_read(lua_State *L, int idx, struct kcm_ssh_as *a)
         luaL_error(L, "become: a password (at most 9998 bytes) needs a prompt and a ready marker");
 }
 
-char *kcm_ssh_as_line(const struct kcm_ssh_as *a, const char *script, const char **args, int nargs)
+char *kcm_ssh_as_prefix(const struct kcm_ssh_as *a)
 {
     struct kcm_buf b = {0};
+    kcm_buf_add(&b, "", 0);
     for (char **p = a ? a->argv : NULL; p && *p; p++) {
         char *q = kcm_ssh_shquote(*p);
         kcm_buf_add(&b, q, strlen(q));
         kcm_buf_add(&b, " ", 1);
         free(q);
     }
+    return b.p;
+}
+
+char *kcm_ssh_as_line(const struct kcm_ssh_as *a, const char *script, const char **args, int nargs)
+{
+    struct kcm_buf b = {0};
+    char *pre = kcm_ssh_as_prefix(a);
+    kcm_buf_add(&b, pre, strlen(pre));
+    free(pre);
     char *qs = kcm_ssh_shquote(script);
     kcm_buf_add(&b, "sh -c ", 6);
     kcm_buf_add(&b, qs, strlen(qs));

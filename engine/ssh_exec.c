@@ -188,7 +188,7 @@ static long await_pid(ssh_channel ch, struct kcm_ssh_exec_res *r, long deadline)
     }
 }
 
-int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
+int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *bare, const char *in, size_t inlen,
                  const struct kcm_ssh_as *as, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg)
 {
     const struct kcm_ssh_as *who = as && as->argv ? as : NULL;
@@ -197,6 +197,13 @@ int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
     r->timed_out = 0;
     /* the watcher first: a command never runs unwatched */
     if (kcm_ssh_watch(c, who, msg) != 0) return -1;
+    ssh_channel w = inlen == 0 && (bare || !who) ? kcm_ssh_watch_runner(c, who) : NULL;
+    if (w) {
+        int retire = 0;
+        int rc = kcm_ssh_agent_exec(c, w, who, bare ? bare : cmd, timeout_ms, r, &retire, msg);
+        if (retire) kcm_ssh_watch_retire(c, who);
+        return rc;
+    }
     ssh_channel ch = ssh_channel_new(s);
     if (!ch) { *msg = kcm_ssh_fmt("cannot open channel: %s", ssh_get_error(s)); return -1; }
     if (ssh_channel_open_session(ch) != SSH_OK) {

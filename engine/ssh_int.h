@@ -26,8 +26,9 @@ typedef struct kcm_ssh_sess {
      * channel). Usually just one of them is ever opened. */
     struct { char *who; sftp_session sf; } files[4];
     int nfiles;
-    /* the watchers of its commands, one per identity (ssh_watch.c) */
-    struct { char *who; ssh_channel ch; } watch[4];
+    /* the watchers of its commands, one per identity (ssh_watch.c); a
+     * retired one still watches and holds the lock but runs no command */
+    struct { char *who; ssh_channel ch; int retired; } watch[4];
     int nwatch;
     /* settings copied from the inventory at creation (NULL = unset) */
     char *name, *host, *user, *identity, *known_hosts, *config;
@@ -102,10 +103,12 @@ struct kcm_ssh_exec_res {
     struct kcm_buf out, err;
 };
 struct kcm_ssh_as;
-/* cmd: the command line (its words quoted), run as `as` (NULL or no argv:
- * the login user; cmd then carries as->argv's prefix already). With a
- * password, as->secret is written only after sudo's own prompt was read. */
-int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *in, size_t inlen,
+/* cmd: the command line (its words quoted) with as->argv's prefix (NULL or
+ * no argv: the login user), bare: the same without the prefix. Without
+ * stdin it runs through the identity's watcher (ssh_agent.c, bare); else
+ * on a channel of its own (cmd), where with a password as->secret is
+ * written only after sudo's own prompt was read. */
+int kcm_ssh_exec(kcm_ssh_sess *c, const char *cmd, const char *bare, const char *in, size_t inlen,
                  const struct kcm_ssh_as *as, long timeout_ms, struct kcm_ssh_exec_res *r, char **msg);
 /* ssh_watch.c: the watcher of identity `as` is running (started when
  * needed); 0, or -1 with *msg. */
@@ -114,6 +117,14 @@ void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_close(kcm_ssh_sess *c);
+/* The watcher's channel when it may run a command (ssh_agent.c), else NULL;
+ * retire: it runs no more (a command that outlived its timeout). */
+ssh_channel kcm_ssh_watch_runner(kcm_ssh_sess *c, const struct kcm_ssh_as *as);
+void kcm_ssh_watch_retire(kcm_ssh_sess *c, const struct kcm_ssh_as *as);
+/* ssh_agent.c: cmd (no stdin) through the watcher's channel w. 0 (r filled),
+ * or -1 with *msg; *retire when w must run no more commands. */
+int kcm_ssh_agent_exec(kcm_ssh_sess *c, ssh_channel w, const struct kcm_ssh_as *who, const char *cmd,
+                       long timeout_ms, struct kcm_ssh_exec_res *r, int *retire, char **msg);
 /* The node's lock, held by the watcher of `as` for the connection's life:
  * 1 taken, 0 another run holds it (*holder: its note, malloc'd), -1 *msg. */
 int kcm_ssh_watch_lock(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long wait_s, const char *note,
@@ -136,6 +147,9 @@ void kcm_ssh_as_read(struct lua_State *L, int idx, struct kcm_ssh_as *a);
 /* "PREFIX... sh -c SCRIPT sh ARGS..." with every word quoted (PREFIX only
  * when a elevates); malloc'd. */
 char *kcm_ssh_as_line(const struct kcm_ssh_as *a, const char *script, const char **args, int nargs);
+/* "PREFIX... " (every word quoted, a trailing space; "" when a does not
+ * elevate); malloc'd. */
+char *kcm_ssh_as_prefix(const struct kcm_ssh_as *a);
 /* On a channel just exec'd under a's prefix: reads stderr until the
  * elevated side's ready marker (with a password, written once and only
  * after sudo's own prompt was read) and, when `started` is given, the

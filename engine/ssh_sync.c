@@ -176,12 +176,12 @@ static char *trimmed(const struct kcm_buf *b)
 }
 
 /* Runs a command that must exit 0 as `a`; its output in *r (caller frees). */
-static int run_cmd(kcm_ssh_sess *c, const char *cmd, const struct kcm_ssh_as *a, const char *what,
-                   struct kcm_ssh_exec_res *r, char **msg)
+static int run_cmd(kcm_ssh_sess *c, const char *cmd, const char *bare, const struct kcm_ssh_as *a,
+                   const char *what, struct kcm_ssh_exec_res *r, char **msg)
 {
     char *m = NULL;
     memset(r, 0, sizeof *r);
-    if (kcm_ssh_exec(c, cmd, NULL, 0, a, 600000, r, &m) != 0) {
+    if (kcm_ssh_exec(c, cmd, bare, NULL, 0, a, 600000, r, &m) != 0) {
         *msg = kcm_ssh_fmt("%s: %s", what, m);
         free(m);
         return -1;
@@ -359,11 +359,12 @@ static int probe_remote(kcm_ssh_sess *c, const struct kcm_ssh_as *as, const char
     if (sftp_probe(c, path, live, lsize, rm, &need_hash, msg) != 0) return -1;
     if (!need_hash) return 0;
     const char *args[] = {path};
-    char *cmd = kcm_ssh_as_line(as, HASH, args, 1);
+    char *cmd = kcm_ssh_as_line(as, HASH, args, 1), *bare = kcm_ssh_as_line(NULL, HASH, args, 1);
     char *what = kcm_ssh_fmt("put %s: hashing the node's copy", path);
     struct kcm_ssh_exec_res r;
-    int rc = run_cmd(c, cmd, as, what, &r, msg);
+    int rc = run_cmd(c, cmd, bare, as, what, &r, msg);
     free(cmd);
+    free(bare);
     free(what);
     char hex[65];
     if (rc == 0 && r.out.n >= 64 && sscanf(r.out.p, "%64[0-9a-f]", hex) == 1 && strlen(hex) == 64) {

@@ -22,8 +22,14 @@
 
 #define WATCH_READY "[kcm-watcher]"
 static const char WATCHER[] =
-    "printf '%s\\n' '" WATCH_READY "' >&2; exec 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
-    "while IFS= read -r l; do case $l in "
+    "printf '%s\\n' '" WATCH_READY "' >&2; exec 3>&2 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
+    "N='\n'; while IFS= read -r l; do case $l in "
+    /* a command (ssh_agent.c): its own session (setsid), default signals,
+     * neither the channel's stderr copy nor the lock's fd */
+    "x*) n=${l#x}; c=; while IFS= read -r m && [ \"$m\" != \"$n\" ]; do c=\"$c$m$N\"; done; "
+    "{ trap - TERM HUP INT; setsid sh -c \"$c\" </dev/null 2>&3 3>&- 9<&- & "
+    "printf '\\036%sP%s\\n' \"$n\" $!; wait $!; s=$?; printf '\\036%sE\\n' \"$n\" >&3; "
+    "printf '\\036%s %s\\n' \"$n\" $s; } 9<&- & ;; "
     "L*) set -- ${l#L}; w=$1; shift; "
     "[ -e $f ] || (umask 022; : >>$f); "
     "if [ ! -r $f ]; then echo \"BUSY (cannot open $f)\"; "
@@ -43,12 +49,30 @@ static const char *who_of(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
     return a && a->argv ? (a->user ? a->user : "?") : "";
 }
 
-static ssh_channel find(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
+static int slot_of(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
 {
     const char *who = who_of(c, a);
     for (int i = 0; i < c->nwatch; i++)
-        if (strcmp(c->watch[i].who, who) == 0) return c->watch[i].ch;
-    return NULL;
+        if (strcmp(c->watch[i].who, who) == 0) return i;
+    return -1;
+}
+
+static ssh_channel find(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
+{
+    int i = slot_of(c, a);
+    return i < 0 ? NULL : c->watch[i].ch;
+}
+
+ssh_channel kcm_ssh_watch_runner(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
+{
+    int i = slot_of(c, a);
+    return i < 0 || c->watch[i].retired ? NULL : c->watch[i].ch;
+}
+
+void kcm_ssh_watch_retire(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
+{
+    int i = slot_of(c, a);
+    if (i >= 0) c->watch[i].retired = 1;
 }
 
 void kcm_ssh_watch_close(kcm_ssh_sess *c)
@@ -108,6 +132,7 @@ int kcm_ssh_watch(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **msg)
         why = NULL;
     } else {
         c->watch[slot].ch = ch;
+        c->watch[slot].retired = 0;
         return 0;
     }
     free(why);

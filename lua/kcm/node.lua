@@ -278,12 +278,12 @@ local function build(cmd, opts, become)
     for _, w in ipairs { "sh", "-c", ENV_WRAPPER, "sh" } do words[#words + 1] = q(w) end
   end
   -- the native execs the line in the login shell (engine/ssh_exec.c): a
-  -- string command is shell code, so it gets a shell of its own
-  if #words == 0 then return type(cmd) == "table" and cmdline(cmd) or ("sh -c " .. q(cmd)), env_in end
-  if type(cmd) == "table" then
-    return table.concat(words, " ") .. " " .. cmdline(cmd), env_in
-  end
-  return table.concat(words, " ") .. " sh -c " .. q(cmd), env_in
+  -- string command is shell code, so it gets a shell of its own. Third
+  -- result: the line without the become prefix, for the watcher, which
+  -- runs as the target user already (engine/ssh_agent.c)
+  local bare = type(cmd) == "table" and cmdline(cmd) or ("sh -c " .. q(cmd))
+  if #words == 0 then return bare, env_in, bare end
+  return table.concat(words, " ") .. " " .. bare, env_in, not env_in and bare or nil
 end
 
 -- The login user, for messages: the inventory's, else what ssh_config gave.
@@ -350,7 +350,7 @@ function Node:run(cmd, opts)
   local shown = cmdline(cmd)
   return target.run(self, shown, opts, function(begin)
     local become = self:_become_argv(opts)
-    local line, env_in = build(cmd, opts, become)
+    local line, env_in, bare = build(cmd, opts, become)
     local stdin = opts.stdin
     if env_in then stdin = env_in .. (stdin or "") end
     -- -v: the argv as given (environment values and stdin are never shown)
@@ -359,7 +359,8 @@ function Node:run(cmd, opts)
     local s = opts._raw and self:_connect() or self:session()
     begin()
     local timeout = opts.timeout or self.command_timeout
-    local r = table.pack(pcall(self._native, self, s, "exec", { op = "run" }, line, stdin, timeout, become))
+    local r = table.pack(pcall(self._native, self, s, "exec", { op = "run" }, line, stdin, timeout, become,
+                                  not opts.sudo and bare or nil))
     if not r[1] then
       -- sudo refused before the command started (the watcher's or the
       -- command's own handshake): the error that names the fix
