@@ -17,7 +17,12 @@
  *
  * Before (a wrapper per command: subshells, head and cat, 4 processes more
  * than the command) a converged controller-manager rerun started ~45
- * processes per node; the figures are in the commit and bench/README.md. */
+ * processes per node; the figures are in the commit and bench/README.md.
+ *
+ * A command without stdin does not get a channel at all: the watcher runs
+ * it (ssh_agent.c), which saves sshd's session, the login shell and, with
+ * become, a sudo per command. This file is the path of a command with
+ * stdin (or env values, which travel on stdin). */
 #include "ssh_int.h"
 
 #include <stdio.h>

@@ -94,6 +94,17 @@ function Unit:active(fresh)
   return st.ActiveState == "active" and st.SubState == "running", st
 end
 
+--- Whether the main process of the state `st` still runs: a stat of
+--- /proc/PID over the file channel (no process on the node) instead of
+--- another `systemctl show`. False when it cannot tell (hidepid): the caller
+--- then looks with systemctl.
+function Unit:still_running(st)
+  local pid = st and st.MainPID
+  if not pid or pid <= 1 then return false end
+  local ok, s = pcall(self.node.stat, self.node, "/proc/" .. math.tointeger(pid))
+  return ok and s ~= nil and s.type == "dir"
+end
+
 function Unit:daemon_reload()
   local st = self:state()
   if st.NeedDaemonReload == "yes" or st.LoadState == "not-found" or st.LoadState == "masked" then

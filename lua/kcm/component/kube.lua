@@ -96,8 +96,9 @@ function M.verify(self, node, ctx)
   if not r.body:find("leader_election_master_status", 1, true) then
     error(string.format("%s: GET %s -> 200 but the metrics lack leader_election_master_status", node.name, url), 0)
   end
-  -- a process that died while /metrics was read: one fresh look
-  if not (svc:active(true)) then svc:wait_active(5, 0) end
+  -- a process that died while /metrics was read: its /proc entry, and a
+  -- fresh look only when it is gone
+  if not svc:still_running(svc:state()) and not (svc:active(true)) then svc:wait_active(5, 0) end
 end
 
 local function holder_node(ctx, holder)
