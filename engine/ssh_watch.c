@@ -24,10 +24,12 @@
 static const char WATCHER[] =
     "printf '%s\\n' '" WATCH_READY "' >&2; exec 3>&2 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
     "N='\n'; while IFS= read -r l; do case $l in "
-    /* a command (ssh_agent.c): its own session (setsid), default signals,
-     * neither the channel's stderr copy nor the lock's fd */
+    /* a command (ssh_agent.c; always one simple command, so sh execs it:
+     * one process besides the subshell that reports its status): its own
+     * session (setsid), default signals, neither the channel's stderr copy
+     * nor the lock's fd */
     "x*) n=${l#x}; c=; while IFS= read -r m && [ \"$m\" != \"$n\" ]; do c=\"$c$m$N\"; done; "
-    "{ trap - TERM HUP INT; setsid sh -c \"$c\" </dev/null 2>&3 3>&- 9<&- & "
+    "{ trap - TERM HUP INT; setsid sh -c \"exec $c\" </dev/null 2>&3 3>&- 9<&- & "
     "printf '\\036%sP%s\\n' \"$n\" $!; wait $!; s=$?; printf '\\036%sE\\n' \"$n\" >&3; "
     "printf '\\036%s %s\\n' \"$n\" $s; } 9<&- & ;; "
     "L*) set -- ${l#L}; w=$1; shift; "

@@ -67,6 +67,7 @@ function Node.new(spec)
     ssh_opts = o,
     command_timeout = tonumber(o.command_timeout) or DEFAULT_COMMAND_TIMEOUT,
     ids = {},     -- owner/group name -> numeric id (per node)
+    sums = {},    -- path -> sha256 of what this run put there (node:put_sum)
     become = become and true or false,
     become_user = spec.become_user or o.become_user or "root",
     become_password_file = spec.become_password_file or o.become_password_file,
@@ -591,15 +592,24 @@ function Node:put(src, path, opts)
     if p.rm.stale and not task.check() then
       self:_sync(p, "sync_clean", { path = path, become = p.become, live = live_runs(self) })
     end
+    self.sums[path] = p.lcl.sha
     return false
   end
   return target.change(p.what, function()
-    if p.same then return self:_put_attrs(p) end
-    local n = p.lcl.size or 0
-    task.log(string.format("put %s (%s)", path, n >= 1024 and string.format("%d KiB", n // 1024) or string.format("%d B", n)))
-    self:_put_send(p)
+    if not p.same then
+      local n = p.lcl.size or 0
+      task.log(string.format("put %s (%s)", path, n >= 1024 and string.format("%d KiB", n // 1024) or string.format("%d B", n)))
+      self:_put_send(p)
+    else
+      self:_put_attrs(p)
+    end
+    self.sums[path] = p.lcl.sha
   end, not p.same and function() show_diff(self, path, p) end or nil)
 end
+
+--- node:put_sum(path) -> the sha256 (hex) of what this run's put left at
+--- path (checked or sent), or nil: lets a step skip hashing the file again.
+function Node:put_sum(path) return self.sums[path] end
 
 --- node:put_pair{ {src, path, opts}, {src, path, opts} } -> changed
 --- A certificate (first) and its key (second), installed as a pair: when
