@@ -7,6 +7,8 @@
 --     if step.notified then ... end
 --   end)
 --   return play
+local keys = require "kcm.keys"
+
 local M = {}
 
 local Playbook = {}
@@ -18,8 +20,12 @@ local function caller_location(level)
   return info and (info.short_src .. ":" .. (info.currentline or 0)) or "?"
 end
 
+-- The fields of kcm.playbook{} (a `host = ...` typo would run on every node).
+local PLAYBOOK_FIELDS = { "name", "hosts", "vars" }
+
 function M.playbook(spec)
   if type(spec) ~= "table" then error("kcm.playbook: expected a table {name=, hosts=}", 2) end
+  keys.check(spec, PLAYBOOK_FIELDS, "kcm.playbook", 2)
   local p = setmetatable({
     name = spec.name or "playbook",
     hosts = spec.hosts or "all",
@@ -72,8 +78,6 @@ local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", 
                        "become", "serial", "gate", "max_fail", "continue_on_failure",
                        "retries", "delay", "until" }
 M.STEP_OPTIONS = STEP_OPTIONS
-local VALID_OPTION = {}
-for _, k in ipairs(STEP_OPTIONS) do VALID_OPTION[k] = true end
 
 -- retries=N, delay=s, until=function(result, ...) -> bool (as Ansible's
 -- `until`): the step's function runs again, `delay` seconds later (default
@@ -126,12 +130,7 @@ function Playbook:step(name, opts, fn)
   if self.by_name[name] then error("play:step: duplicate step name '" .. name .. "'", 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("play:step " .. name .. ": options must be a table", 2) end
-  for k in pairs(opts) do
-    if not VALID_OPTION[k] then
-      error(string.format("play:step %s: unknown option '%s' (valid: %s)", name, tostring(k),
-                          table.concat(STEP_OPTIONS, ", ")), 2)
-    end
-  end
+  keys.check(opts, STEP_OPTIONS, "play:step " .. name, 2)
   if opts.serial ~= nil then
     local ok, err = pcall(require("kcm.runner").batch_size, opts.serial, 1)
     if not ok then error("play:step " .. name .. ": " .. tostring(err), 2) end

@@ -15,8 +15,10 @@ local CONTROL = "localhost"
 -- A Lua error in a step (a typo, a missing method or field, a bad argument
 -- to a library call) is a playbook error, exit 3. error("...") and
 -- assert(ok, msg) are how a step says a node failed: exit 4, that node only.
+-- An unknown option of an operation (kcm.keys) is a typo too.
 local VM_ERRORS = { "attempt to ", "undefined global '", "bad argument #", "stack overflow",
-                    "table index is ", "number has no integer representation", "'for' " }
+                    "table index is ", "number has no integer representation", "'for' ",
+                    "unknown option '" }
 local function script_error(t)
   local e = t.error
   if type(e) ~= "string" then return false end

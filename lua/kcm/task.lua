@@ -210,8 +210,11 @@ M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
 --- fn returns task.STOP to give up at once. Giving up returns nil, a message
 --- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
 --- before each wait (progress lines). Waits hold no worker thread (task.sleep).
+local RETRY_OPTIONS = { "attempts", "timeout", "interval", "backoff", "max_interval", "on_retry" }
+
 function M.retry(opts)
   opts = opts or {}
+  require("kcm.keys").check(opts, RETRY_OPTIONS, "task.retry", 2)
   local attempts = opts.attempts or (opts.timeout and math.huge or 3)
   local interval, backoff = opts.interval or 1, opts.backoff or 1
   local by_attempt = type(interval) == "function"
