@@ -180,7 +180,7 @@ end
 
 --- when = component.asked("ha_test"): true when -e ha_test=true
 function M.asked(name)
-  return function(ctx) return ctx.vars[name] == true or ctx.vars[name] == "true" end
+  return function(ctx) return require("kcm.value").bool(ctx.vars[name], "-e " .. name) == true end
 end
 
 -- the parts, as methods

@@ -96,7 +96,7 @@ local function parse(argv)
       local kv = value(a)
       local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
       if not k then error({ usage = true, message = "-e expects KEY=VALUE, got '" .. kv .. "'" }, 0) end
-      if v == "true" then v = true elseif v == "false" then v = false end
+      -- kept as text: its reader asks for the type it needs (kcm.value)
       o.extra_vars[k] = v
     elseif a == "--list-steps" then o.list_steps = true
     elseif a == "--list-playbooks" then o.list_playbooks = true
@@ -383,7 +383,7 @@ local function run_play(o, play, inv)
   })
   if not rok then
     local e = summary
-    if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
+    if type(e) == "table" and (e.usage or e.config) then return die(EXIT.usage, e.message) end
     return die(EXIT.playbook, err_message(e))
   end
   return finish_run(summary, report)

@@ -141,8 +141,9 @@ end
 local function allow_insecure_http(inv, opts)
   local ev = opts.extra_vars or {}
   local iv = inv.vars or {}
-  if inv.allow_insecure_http == true or ev.allow_insecure_http == true or ev.allow_insecure_http == "true"
-     or iv.allow_insecure_http == true then
+  local value = require "kcm.value"
+  if inv.allow_insecure_http == true or value.bool(ev.allow_insecure_http, "-e allow_insecure_http")
+     or value.bool(iv.allow_insecure_http, "vars.allow_insecure_http") then
     require("kcm.kube").allow_insecure_http = true
   end
 end

@@ -63,5 +63,59 @@ keys)
   expect_err "p.lua:4: unknown option 'colour' for node:put \(known: mode, owner"
   pass "unknown keys of kcm.playbook, node:put/run/get/mkdir/remove, task.retry and component.new: exit 3 at the line, closest known key"
   ;;
+bool)
+  # the step shows what the node was built with; nothing is connected to
+  play 'print("become=" .. tostring(node.become))'
+  for v in yes YES On 1 true; do
+    run K -q -i "$T/inv.lua" -e become=$v "$T/p.lua"
+    expect_rc 0 "-e become=$v"; expect_out "^become=true$"
+  done
+  for v in no NO off 0 False; do
+    run K -q -i "$T/inv.lua" -e become=$v "$T/p.lua"
+    expect_rc 0 "-e become=$v"; expect_out "^become=false$"
+  done
+  for v in maybe "" y 2; do
+    run K -q -i "$T/inv.lua" -e "become=$v" "$T/p.lua"
+    expect_rc 2 "-e become=$v"
+    expect_err "^kcmrun: -e become: \"$v\" is not a boolean \(use true/false, yes/no, on/off or 1/0\)$"
+    one_line "-e become=$v"
+  done
+  printf '#!/bin/bash\nNODE_IPS=(127.0.0.1)\nKCMRUN_BECOME=perhaps\n' >"$T/environment.sh"
+  run K -i "$T/environment.sh" "$T/p.lua"
+  expect_rc 2 "KCMRUN_BECOME=perhaps"
+  expect_err "^kcmrun: .*environment.sh:3: KCMRUN_BECOME: \"perhaps\" is not a boolean"
+  one_line "KCMRUN_BECOME=perhaps"
+  printf '#!/bin/bash\nNODE_IPS=(127.0.0.1)\nKCMRUN_BECOME=Yes\n' >"$T/environment.sh"
+  run K -q -i "$T/environment.sh" "$T/p.lua"
+  expect_rc 0 "KCMRUN_BECOME=Yes"; expect_out "^become=true$"
+  # component.asked reads a boolean too: -e ha_test=maybe is refused
+  printf 'local c = require "kcm.component"\nlocal kcm = require "kcm"\nlocal play = kcm.playbook { name = "x" }\nplay:step("a", { once = true, optional = true, when = c.asked("ha_test") }, function() print("ran") end)\nreturn play\n' >"$T/asked.lua"
+  run K -q -e ha_test=on "$T/asked.lua"
+  expect_rc 0 "-e ha_test=on"; expect_out "^ran$"
+  run K -q -e ha_test=sure "$T/asked.lua"
+  expect_rc 2 "-e ha_test=sure"
+  expect_err "-e ha_test: \"sure\" is not a boolean"
+  pass "booleans from -e and environment.sh: true/false/yes/no/on/off/1/0 in any case, anything else exit 2"
+  ;;
+port)
+  play 'print("port=" .. tostring(node.port))'
+  for p in 0 65536 -1 22x 99999999999999999999 ""; do
+    run K -q -i "$T/inv.lua" -e "ssh_port=$p" "$T/p.lua"
+    expect_rc 2 "-e ssh_port=$p"
+    expect_err "^kcmrun: -e ssh_port: \"$p\" is not a TCP port \(1-65535\)$"
+    one_line "-e ssh_port=$p"
+  done
+  for p in 1 65535; do
+    run K -q -i "$T/inv.lua" -e "ssh_port=$p" "$T/p.lua"
+    expect_rc 0 "-e ssh_port=$p"; expect_out "^port=$p$"
+  done
+  # an ssh table's port: the layer is named
+  printf 'return { ssh = { port = 0 }, nodes = { { name = "n1", host = "127.0.0.1" } } }\n' >"$T/inv0.lua"
+  run K -q -i "$T/inv0.lua" "$T/p.lua"
+  expect_rc 2 "ssh.port = 0"
+  expect_err "^kcmrun: n1: port \(ssh table\): \"0\" is not a TCP port"
+  one_line "ssh.port = 0"
+  pass "ports 1-65535 from -e ssh_port and the ssh tables; 0, 65536, -1, 22x refused, exit 2"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
