@@ -117,5 +117,23 @@ port)
   one_line "ssh.port = 0"
   pass "ports 1-65535 from -e ssh_port and the ssh tables; 0, 65536, -1, 22x refused, exit 2"
   ;;
+outpath)
+  # an output that cannot be written is refused before any step runs
+  play 'print("step ran")'
+  mkdir "$T/adir"
+  for c in "--timeline|$T/nonexistent/x.svg|No such file or directory" "--timeline|$T/adir|Is a directory" \
+           "--log-json|$T/nonexistent/x.json|No such file or directory"; do
+    IFS='|' read -r opt path why <<<"$c"
+    run K -i "$T/inv.lua" "$opt" "$path" "$T/p.lua"
+    expect_rc 2 "$opt $path"
+    expect_err "^kcmrun: $opt: .*$path: $why$"
+    one_line "$opt $path"
+    ! grep -q "step ran" "$T/out" || fail "$opt $path: the step ran before the refusal"
+  done
+  run K -q -i "$T/inv.lua" --timeline "$T/t.svg" "$T/p.lua"
+  expect_rc 0 "--timeline t.svg"
+  expect_file "$T/t.svg" "kcmrun timeline: "
+  pass "--timeline and --log-json paths that cannot be written: exit 2 before the run"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
