@@ -21,6 +21,9 @@ local VM_ERRORS = { "attempt to ", "undefined global '", "bad argument #", "stac
                     "unknown option '" }
 local function script_error(t)
   local e = t.error
+  -- what the operator configured is wrong (a kubeconfig, an -e value):
+  -- no node is to blame
+  if type(e) == "table" and not E.is(e) and e.config then return true end
   if type(e) ~= "string" then return false end
   local msg = e:match("^[^\n:]+:%d+: (.*)")
   if not msg then return false end

@@ -135,5 +135,32 @@ outpath)
   expect_file "$T/t.svg" "kcmrun timeline: "
   pass "--timeline and --log-json paths that cannot be written: exit 2 before the run"
   ;;
+basicauth)
+  cat >"$T/kc.yaml" <<'YAML'
+apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster:
+    server: https://127.0.0.1:9
+users:
+- name: admin
+  user:
+    username: admin
+    password: hunter2-not-shown
+contexts:
+- name: x
+  context: {cluster: c, user: admin}
+current-context: x
+YAML
+  printf 'local kcm = require "kcm"\nlocal play = kcm.playbook { name = "x" }\nplay:step("a", { once = true }, function(ctx)\n  require("kcm.kube").client { kubeconfig = ctx.vars.kc }\n  print("no refusal")\nend)\nreturn play\n' >"$T/kc.lua"
+  run K -e kc="$T/kc.yaml" "$T/kc.lua"
+  expect_rc 3 "kubeconfig with username/password"
+  expect_err "^kcmrun: playbook error in step 'a': .*/kc.yaml:11: user 'admin' has username/password: basic authentication is gone from Kubernetes"
+  one_line "basic auth"
+  ! grep -q "no refusal" "$T/out" || fail "the client was made"
+  ! grep -q "hunter2" "$T/out" "$T/err" || fail "the password was shown"
+  pass "a kubeconfig user with username/password is refused at its line, exit 3"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
