@@ -174,8 +174,9 @@ local function state_dir(o)
 end
 
 local function err_message(e)
-  if type(e) == "table" then return tostring(e.message or e) end
-  return tostring(e)
+  local describe = require("kcm.error").describe
+  if type(e) == "table" then return describe(rawget(e, "message") or e) end
+  return describe(e)
 end
 
 local function interrupted_code()

@@ -24,6 +24,8 @@ local function script_error(t)
   -- what the operator configured is wrong (a kubeconfig, an -e value):
   -- no node is to blame
   if type(e) == "table" and not E.is(e) and e.config then return true end
+  -- an error object that cannot say what it is: the playbook's own bug
+  if type(e) == "table" and not E.is(e) and select(2, E.describe(e)) then return true end
   if type(e) ~= "string" then return false end
   local msg = e:match("^[^\n:]+:%d+: (.*)")
   if not msg then return false end

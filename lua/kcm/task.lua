@@ -48,13 +48,15 @@ local function finish(t, ok, res)
     -- a target's error object says where in the playbook, as a message does
     if type(err) ~= "table" or (E.is(err) and err.kind ~= "unreachable") then
       local loc = user_location(t.co)
-      local msg = tostring(err)
+      local msg = E.describe(err)
       if loc and not msg:find(loc, 1, true) then
         msg = msg .. " (at " .. loc .. ")"
       end
       t.message = msg
     else
-      t.message = tostring(err.message or err)
+      local msg, by_fields = E.describe(err.message or err)
+      local loc = by_fields and user_location(t.co)
+      t.message = loc and (msg .. " (at " .. loc .. ")") or msg
     end
     t.where = user_location(t.co)
   end

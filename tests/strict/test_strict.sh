@@ -162,5 +162,19 @@ YAML
   ! grep -q "hunter2" "$T/out" "$T/err" || fail "the password was shown"
   pass "a kubeconfig user with username/password is refused at its line, exit 3"
   ;;
+errobj)
+  # __tostring that raises, in a step; one that returns no string, while loading
+  printf 'local kcm = require "kcm"\nlocal play = kcm.playbook { name = "x" }\nplay:step("a", { once = true }, function(ctx)\n  error(setmetatable({ code = 42, reason = "Conflict" }, { __tostring = function() error("tostring broke") end }))\nend)\nreturn play\n' >"$T/eo.lua"
+  run K "$T/eo.lua"
+  expect_rc 3 "__tostring raises"
+  expect_err "^kcmrun: playbook error in step 'a': error object \{ code = 42, reason = \"Conflict\" \} \(its __tostring failed: .*eo.lua:4: tostring broke\) \(at .*eo.lua:4\)$"
+  one_line "__tostring raises"
+  printf 'error(setmetatable({ code = 7, [1] = "x" }, { __tostring = function() return {} end, __pairs = function() error("no") end }))\n' >"$T/eo2.lua"
+  run K "$T/eo2.lua"
+  expect_rc 3 "__tostring returns a table"
+  expect_err "^kcmrun: error object \\{ code = 7, \\[1\\] = \"x\" \\} \\(its __tostring failed: '__tostring' must return a string\\) \\(at .*eo2.lua:1\\)$"
+  one_line "__tostring returns a table"
+  pass "an error object whose __tostring fails is shown by its fields, exit 3, never internal error"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
