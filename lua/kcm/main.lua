@@ -353,10 +353,15 @@ local function finish_run(summary, report)
   if summary.playbook_error then code = EXIT.playbook end
   local sig = rt.signal()
   if sig then code = interrupted_code() end
+  -- an -e name nothing read: the run did not do what was asked
+  if summary.unread_extra and code == EXIT.ok then code = EXIT.usage end
   report:recap({ exit_code = code, interrupted = sig ~= nil or summary.interrupted, due = summary.due })
   if summary.stopped and not summary.playbook_error then
     io.stderr:write(string.format("kcmrun: every target of step '%s' failed: the play stopped there " ..
                                   "(a step with continue_on_failure = true lets it go on)\n", summary.stopped))
+  end
+  if summary.unread_extra and code == EXIT.usage then
+    return die(EXIT.usage, summary.unread_extra .. " (a misspelt name? the run used the defaults instead)")
   end
   if summary.playbook_error and not sig then
     return die(EXIT.playbook, string.format("playbook error in step '%s': %s",

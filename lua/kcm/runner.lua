@@ -473,6 +473,27 @@ local function run_steps(run)
   end
 end
 
+-- -e names the run never read in summary.unread_extra, one line; only
+-- when every step ran to its end (a step --only left out, or one a failure
+-- stopped, may be the one that reads a name), else a note with -v.
+local LOGIN_VARS = { ssh_user = true, ssh_port = true, ssh_identity = true, ssh_known_hosts = true,
+                     become = true, become_user = true, allow_insecure_http = true }
+local function unread_extra(run)
+  local list = run.layering:unread_extra(LOGIN_VARS)
+  if #list == 0 then return end
+  local parts = {}
+  for _, u in ipairs(list) do
+    parts[#parts + 1] = string.format("-e %s: no step read it (%s)", u.name, #u.close > 0 and
+                                      ("close known names: " .. table.concat(u.close, ", ")) or "no known name is close")
+  end
+  local line = table.concat(parts, "; ")
+  local o, sm = run.opts, run.summary
+  local whole = not (o.only or o.skip or o.start_at) and not sm.failed and not sm.playbook_error
+                and not sm.stopped and not sm.interrupted and not rt.signal()
+  if whole then sm.unread_extra = line
+  else run.report:message(nil, line .. " (not an error: not every step ran)", "log") end
+end
+
 -- record: the recap (unread inventory keys, per-node stats); sessions and
 -- locks released. -> the run's summary
 local function finish(run)
@@ -484,6 +505,7 @@ local function finish(run)
     report:message(nil, string.format("inventory keys nothing read (%s): %s", tostring(run.inv.file),
                                       table.concat(unread, ", ")), "log")
   end
+  unread_extra(run)
   for _, node in ipairs(run.ctx.nodes) do
     report:node_stats(node.name)
     -- abandoned work still holds its session on a worker: exit closes them

@@ -101,4 +101,31 @@ function V:unread()
   return out
 end
 
+--- -e names no code read during the run (a misspelt name would otherwise
+--- be ignored while the default it meant to replace is used), each with the
+--- known names close to it: what the run read, what the inventory and the
+--- playbook define, and `consumed` (names read outside the views, such as
+--- the login settings). -> { {name=, close={...}}, ... } sorted by name
+function V:unread_extra(consumed)
+  local keys = require "kcm.keys"
+  local known, seen = {}, {}
+  local function add(t)
+    for k in pairs(t or {}) do
+      if type(k) == "string" and not seen[k] and self.extra[k] == nil then seen[k] = true; known[#known + 1] = k end
+    end
+  end
+  add(self.reads); add(consumed); add(self.inv.vars); add(self.defaults)
+  for _, gv in pairs(self.group_vars) do add(gv) end
+  for _, n in ipairs(self.inv.nodes or {}) do add(n.vars) end
+  table.sort(known)
+  local out = {}
+  for k in pairs(self.extra) do
+    if not self.reads[k] and not (consumed or {})[k] then
+      out[#out + 1] = { name = k, close = keys.close(k, known, 3) }
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
 return M

@@ -176,5 +176,39 @@ errobj)
   one_line "__tostring returns a table"
   pass "an error object whose __tostring fails is shown by its fields, exit 3, never internal error"
   ;;
+extravars)
+  cat >"$T/ev.lua" <<'LUA'
+local kcm = require "kcm"
+local play = kcm.playbook { name = "x", vars = { etcd_data_dir = "/var/lib/etcd" } }
+play:step("a", { once = true }, function(ctx)
+  local flags = ctx.vars.etcd_extra_flags or ""
+  local r = require("kcm.control"):run(ctx.vars.cmd or "true", { ok_codes = { 0, 1 } })
+  print("flags=" .. flags .. " cmd=" .. type(ctx.vars.cmd) .. " code=" .. r.code)
+end)
+play:step("b", { once = true, optional = true }, function(ctx) print(ctx.vars.only_b) end)
+return play
+LUA
+  # the singular of a name the step reads: the run used the default; exit 2
+  run K -e etcd_extra_flag=--quota-backend-bytes=1 "$T/ev.lua"
+  expect_rc 2 "-e etcd_extra_flag"
+  expect_err "^kcmrun: -e etcd_extra_flag: no step read it \(close known names: etcd_extra_flags\) \(a misspelt name\? the run used the defaults instead\)$"
+  one_line "-e etcd_extra_flag"
+  expect_out "exit code 2|RECAP"
+  # close to a playbook default nothing read; one far from every name
+  run K -e etcd_data_dri=/x -e zzzz=1 "$T/ev.lua"
+  expect_rc 2 "-e etcd_data_dri"
+  expect_err "^kcmrun: -e etcd_data_dri: no step read it \(close known names: etcd_data_dir\); -e zzzz: no step read it \(no known name is close\)"
+  one_line "-e etcd_data_dri"
+  # a name read, and a login setting (read by the inventory, not a step): fine
+  run K -q -e etcd_extra_flags=--x -e become=yes "$T/ev.lua"
+  expect_rc 0 "-e etcd_extra_flags"; expect_out "^flags=--x "
+  # -e cmd=false stays the text "false": the command false runs (exit 1)
+  run K -q -e cmd=false "$T/ev.lua"
+  expect_rc 0 "-e cmd=false"; expect_out "^flags= cmd=string code=1$"
+  # a name read only by a step --only leaves out is not an error then (-v notes it)
+  run K -v --only a -e only_b=1 "$T/ev.lua"
+  expect_rc 0 "--only a -e only_b"; expect_out "-e only_b: no step read it .*not an error: not every step ran"
+  pass "an -e name no step read: exit 2 with the close known names; -e values stay text"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
