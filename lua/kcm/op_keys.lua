@@ -14,7 +14,7 @@ end
 
 M.node = {
   run = with_become { "stdin", "env", "ok_codes", "timeout", "readonly", "changed", "_raw" },
-  put = with_become { "mode", "owner", "group", "mkdir" },
+  put = with_become { "mode", "owner", "group", "mkdir", "secret" },
   get = with_become {},
   mkdir = with_become { "mode" },
   remove = with_become { "recursive" },
@@ -22,7 +22,7 @@ M.node = {
 
 M.control = {
   run = with_become { "stdin", "env", "cwd", "ok_codes", "timeout", "readonly", "changed" },
-  put = with_become { "mode", "mkdir", "verb" },
+  put = with_become { "mode", "mkdir", "verb", "secret" },
   mkdir = with_become { "mode" },
   remove = with_become { "recursive" },
 }

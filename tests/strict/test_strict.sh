@@ -210,5 +210,15 @@ LUA
   expect_rc 0 "--only a -e only_b"; expect_out "-e only_b: no step read it .*not an error: not every step ran"
   pass "an -e name no step read: exit 2 with the close known names; -e values stay text"
   ;;
+redact)
+  # a real --diff to the throwaway sshd of tests/ssh (fixture ssh_local)
+  : "${KCM_SSH_DIR:?}"
+  SRC=$(cd "$(dirname "$0")/../.." && pwd)
+  run env KCM_SSH_INV="$KCM_SSH_DIR/inventory.lua" KCM_SSH_DIR="$KCM_SSH_DIR" \
+    "$KCMRUN" --diff --lua-path "$SRC/tests/ssh" "$SRC/tests/strict/diff_token.lua"
+  expect_rc 0 "diff_token.lua"
+  expect_out "^ok: diff_token"
+  pass "--diff shows --initial-cluster-token (a name), hides the bootstrap token and the password"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
