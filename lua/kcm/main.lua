@@ -262,7 +262,7 @@ local function load_playbook(o)
 
   -- load and run the playbook file (as a task, so it may call natives)
   -- strict globals, plus `arg` as the lua interpreter gives it to a script
-  local env = kcm.strict_env(true)
+  local env = kcm.strict_env()
   rawset(env, "arg", { [0] = o.playbook, table.unpack(o.args or {}) })
   local chunk, lerr = loadfile(o.playbook, "t", env)
   if not chunk then return nil, die(EXIT.playbook, lerr) end

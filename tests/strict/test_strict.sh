@@ -220,5 +220,57 @@ redact)
   expect_out "^ok: diff_token"
   pass "--diff shows --initial-cluster-token (a name), hides the bootstrap token and the password"
   ;;
+env)
+  # probe: a module (modules run with the engine's globals) that reports
+  # whether the engine's globals were touched
+  mkdir "$T/mods"
+  cat >"$T/mods/probe.lua" <<'LUA'
+return function()
+  return string.format("engine: tostring=%s pairs=%s PLAYBOOK_GLOBAL=%s INV_GLOBAL=%s",
+                       tostring(1), type(pairs), tostring(rawget(_G, "PLAYBOOK_GLOBAL")), tostring(rawget(_G, "INV_GLOBAL")))
+end
+LUA
+  cat >"$T/inv-env.lua" <<'LUA'
+INV_GLOBAL = "set by the inventory"
+ipairs = nil                        -- the inventory's own, not the engine's
+return { nodes = { { name = "n1", host = "127.0.0.1", port = 1 } } }
+LUA
+  cat >"$T/env.lua" <<'LUA'
+local kcm = require "kcm"
+local probe = require "probe"
+-- globals named like engine functions: the playbook's own from here on
+tostring = function() return "hijacked" end
+pairs = nil
+PLAYBOOK_GLOBAL = "set by the playbook"
+_G.ALSO_MINE = 1
+local play = kcm.playbook { name = "x", hosts = "all" }
+play:step("a", function(node, ctx)
+  print(probe())
+  print("playbook: tostring=" .. tostring(1) .. " PLAYBOOK_GLOBAL=" .. PLAYBOOK_GLOBAL .. " ALSO_MINE=" .. ALSO_MINE ..
+        " kcm=" .. type(kcm.playbook) .. " global kcm=" .. type(rawequal(kcm, _G.kcm) and kcm))
+end)
+play:step("b", function(node, ctx) return INV_GLOBAL end)
+return play
+LUA
+  run K -i "$T/inv-env.lua" --lua-path "$T/mods" "$T/env.lua"
+  expect_rc 3 "a playbook reading the inventory's global"
+  expect_out "^engine: tostring=1 pairs=function PLAYBOOK_GLOBAL=nil INV_GLOBAL=nil$"
+  expect_out "^playbook: tostring=hijacked PLAYBOOK_GLOBAL=set by the playbook ALSO_MINE=1 kcm=function global kcm=table$"
+  # an unknown global (here the inventory's, which the playbook cannot see) is an error at its line
+  expect_err "^kcmrun: playbook error in step 'b': .*env.lua:14: undefined global 'INV_GLOBAL'$"
+  one_line "undefined global"
+  # the engine's own globals are not reachable: package is not on the allow-list
+  printf 'return package.loaded\n' >"$T/pkg.lua"
+  run K "$T/pkg.lua"
+  expect_rc 3 "package"
+  expect_err "^kcmrun: .*pkg.lua:1: undefined global 'package' \(a playbook or inventory sees Lua's standard libraries and kcm"
+  one_line "package"
+  # dofile runs a helper in the playbook's own environment: it sees and sets the playbook's globals
+  printf 'HELPER_SAW = SHARED\n' >"$T/helper.lua"
+  printf 'SHARED = "yes"\ndofile(arg[0]:match("^(.*)/") .. "/helper.lua")\nprint("helper saw " .. HELPER_SAW)\n' >"$T/usehelper.lua"
+  run K "$T/usehelper.lua"
+  expect_rc 0 "dofile"; expect_out "^helper saw yes$"
+  pass "playbook and inventory globals stay in their own environment; reads see the allow-list and kcm; unknown globals are errors"
+  ;;
 *) fail "unknown case $case_name" ;;
 esac
