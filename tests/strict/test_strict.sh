@@ -205,6 +205,9 @@ LUA
   # -e cmd=false stays the text "false": the command false runs (exit 1)
   run K -q -e cmd=false "$T/ev.lua"
   expect_rc 0 "-e cmd=false"; expect_out "^flags= cmd=string code=1$"
+  # a name the playbook's vars define is a known setting, read or not
+  run K -q -e etcd_data_dir=/x "$T/ev.lua"
+  expect_rc 0 "-e etcd_data_dir (a playbook default)"
   # a name read only by a step --only leaves out is not an error then (-v notes it)
   run K -v --only a -e only_b=1 "$T/ev.lua"
   expect_rc 0 "--only a -e only_b"; expect_out "-e only_b: no step read it .*not an error: not every step ran"
