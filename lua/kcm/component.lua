@@ -29,8 +29,15 @@ M.var = var
 ---   binaries = { {name=, var=}, ... } (default: the component's own, binary_var),
 ---   version_var=, values = function(C, node, ctx, vars) (component-specific unit values),
 ---   checks = { verify=, leader=, ha_test=, healthy= } (pluggable), lease=, rbac=, secure_port= }
+local FIELDS = { "name", "template", "user", "cert", "ca_key_on_nodes", "binaries", "binary_var",
+                 "version_var", "values", "checks", "lease", "rbac", "secure_port", "dirs", "dir_mode" }
+M.FIELDS = FIELDS
+local CERT_FIELDS = { "CN", "O", "dir" }
+
 function M.new(spec)
   assert(type(spec) == "table" and spec.name and spec.template, "component.new: name and template are required")
+  require("kcm.keys").check(spec, FIELDS, "component.new", 2)
+  require("kcm.keys").check(spec.cert, CERT_FIELDS, "component.new cert", 2)
   spec.cert = spec.cert or { CN = spec.user, O = spec.user }
   assert(spec.cert.CN, "component.new: cert.CN (or user) is required")
   if not spec.binaries then
@@ -173,7 +180,7 @@ end
 
 --- when = component.asked("ha_test"): true when -e ha_test=true
 function M.asked(name)
-  return function(ctx) return ctx.vars[name] == true or ctx.vars[name] == "true" end
+  return function(ctx) return require("kcm.value").bool(ctx.vars[name], "-e " .. name) == true end
 end
 
 -- the parts, as methods

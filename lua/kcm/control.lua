@@ -33,6 +33,7 @@ end
 --- control:run(argv | string, {stdin, env, cwd, timeout, ok_codes={0}, readonly, changed})
 --- -> {code, stdout, stderr[, changed]}, as node:run.
 function Control:run(cmd, opts)
+  require("kcm.op_keys").check("control", "run", opts)
   opts = opts or {}
   local argv = type(cmd) == "string" and { "/bin/sh", "-c", cmd } or cmd
   if type(argv) ~= "table" or #argv == 0 then error("control:run: empty argv", 2) end
@@ -49,6 +50,7 @@ end
 --- control:put(local_path | {content=...}, path, {mode="0644", mkdir}) -> changed
 --- Replaced atomically (temp file, fsync, rename) when content or mode differ.
 function Control:put(src, path, opts)
+  require("kcm.op_keys").check("control", "put", opts)
   opts = opts or {}
   local p = target.source(src, "", path, 2)
   local data = p.data or fs_call("put", path, fs.read(p.src))
@@ -74,6 +76,7 @@ end
 
 --- control:mkdir(path, {mode="0755"}) -> changed (mkdir -p)
 function Control:mkdir(path, opts)
+  require("kcm.op_keys").check("control", "mkdir", opts)
   local mode = mode_of(opts and opts.mode, tonumber("755", 8))
   local st = self:stat(path)
   if st then
@@ -88,6 +91,7 @@ end
 
 --- control:remove(path, {recursive=false}) -> changed
 function Control:remove(path, opts)
+  require("kcm.op_keys").check("control", "remove", opts)
   local st = self:stat(path)
   if not st then return false end
   return target.change("remove " .. path, function()

@@ -56,4 +56,37 @@ end
 --- failure raised as an error object (no context beyond the message).
 function M.ok(...) return M.check(nil, ...) end
 
+-- A field's value as an error line shows it: scalars as written, anything
+-- else by its type (a table's own __tostring may be what failed).
+local function field(v)
+  if type(v) == "string" then
+    return (string.format("%q", #v > 200 and v:sub(1, 200) .. "..." or v):gsub("\\\n", "\\n"))
+  end
+  if type(v) == "number" or type(v) == "boolean" then return tostring(v) end
+  return type(v)
+end
+
+--- error.describe(v) -> text, shown_by_fields: tostring(v), or, when
+--- that raises or gives no string (a playbook's own error object with a
+--- broken __tostring), its fields, so the operator still sees what failed.
+function M.describe(v)
+  local ok, s = pcall(tostring, v)
+  if ok and type(s) == "string" then return s end
+  local why = ok and "its __tostring gave no string" or ("its __tostring failed: " .. (type(s) == "string" and s or type(s)))
+  if type(v) ~= "table" then return string.format("a %s error value (%s)", type(v), why), true end
+  local keys = {}
+  local k = next(v)            -- next, not pairs: __pairs may be broken too
+  while k ~= nil and #keys < 20 do
+    keys[#keys + 1] = k
+    k = next(v, k)
+  end
+  table.sort(keys, function(a, b) return field(a) < field(b) end)
+  local parts = {}
+  for i, key in ipairs(keys) do
+    local name = type(key) == "string" and key:match("^[%a_][%w_]*$") and key or "[" .. field(key) .. "]"
+    parts[i] = name .. " = " .. field(rawget(v, key))
+  end
+  return string.format("error object { %s } (%s)", table.concat(parts, ", "), why), true
+end
+
 return M

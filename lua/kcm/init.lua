@@ -7,6 +7,8 @@
 --     if step.notified then ... end
 --   end)
 --   return play
+local keys = require "kcm.keys"
+
 local M = {}
 
 local Playbook = {}
@@ -18,8 +20,12 @@ local function caller_location(level)
   return info and (info.short_src .. ":" .. (info.currentline or 0)) or "?"
 end
 
+-- The fields of kcm.playbook{} (a `host = ...` typo would run on every node).
+local PLAYBOOK_FIELDS = { "name", "hosts", "vars" }
+
 function M.playbook(spec)
   if type(spec) ~= "table" then error("kcm.playbook: expected a table {name=, hosts=}", 2) end
+  keys.check(spec, PLAYBOOK_FIELDS, "kcm.playbook", 2)
   local p = setmetatable({
     name = spec.name or "playbook",
     hosts = spec.hosts or "all",
@@ -35,19 +41,62 @@ function M.is_playbook(v)
   return getmetatable(v) == Playbook
 end
 
---- The environment of a playbook or inventory file: the usual globals, and
---- reading one that does not exist is an error at that line (a typo such as
---- `return paly` would otherwise pass silently as nil). write_through: the
---- globals a file sets land in _G, as they did when playbooks ran in _G
---- (a file it dofile()s sees them); otherwise they stay in the file's own.
-function M.strict_env(write_through)
-  return setmetatable({}, {
+-- What a playbook or inventory file reads beyond its own globals: Lua's
+-- standard libraries and base functions, and `kcm` (the allow-list idea of
+-- Redis's script_lua.c). The engine's own globals are not among them, and
+-- what a file assigns stays in its environment, so a playbook that names
+-- a global like an engine function cannot replace it. package is left
+-- out (require is the way to modules); load, loadfile and dofile are
+-- bound to the file's environment, so a file it runs shares its globals.
+local ALLOWED = {}
+for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "print", "select",
+                     "tonumber", "tostring", "type", "rawequal", "rawget", "rawset", "rawlen", "setmetatable",
+                     "getmetatable", "require", "collectgarbage", "warn", "_VERSION",
+                     "string", "table", "math", "utf8", "coroutine", "os", "io", "debug" } do
+  ALLOWED[k] = true
+end
+M.ENV_ALLOWED = ALLOWED
+
+--- The environment of a playbook or inventory file: its own globals (a
+--- file's assignments land here, never in the engine's _G), reads falling
+--- back to the allow-list above (looked up in _G when read: a fuzzer may
+--- point _G at a narrower table), and reading anything else is an error at
+--- that line (a typo such as `return paly` would otherwise pass as nil).
+function M.strict_env()
+  local env = {}
+  -- text only unless the file asks otherwise (a binary chunk is unchecked)
+  local function bound(f)
+    return function(chunk, a, b, e)
+      if f == load then return load(chunk, a, b or "t", e == nil and env or e) end
+      return f(chunk, a or "t", b == nil and env or b)
+    end
+  end
+  local own = {
+    kcm = function() return _G.require and _G.require("kcm") end,
+    load = function() return _G.load and bound(load) end,
+    loadfile = function() return _G.loadfile and bound(loadfile) end,
+    dofile = function()
+      if not _G.loadfile then return nil end
+      return function(path)
+        local chunk, err = loadfile(path, "t", env)
+        if not chunk then error(err, 2) end
+        return chunk()
+      end
+    end,
+  }
+  return setmetatable(env, {
     __index = function(_, k)
-      local v = _G[k]
-      if v == nil then error(string.format("undefined global '%s'", tostring(k)), 2) end
+      local v
+      if k == "_G" then v = env
+      elseif own[k] then v = own[k]()
+      elseif ALLOWED[k] then v = _G[k] end
+      if v == nil then
+        local why = _G[k] ~= nil and " (a playbook or inventory sees Lua's standard libraries and kcm; " ..
+                    "the engine's own globals are not reachable)" or ""
+        error(string.format("undefined global '%s'%s", tostring(k), why), 2)
+      end
       return v
     end,
-    __newindex = write_through and function(_, k, v) _G[k] = v end or nil,
   })
 end
 
@@ -72,8 +121,6 @@ local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", 
                        "become", "serial", "gate", "max_fail", "continue_on_failure",
                        "retries", "delay", "until" }
 M.STEP_OPTIONS = STEP_OPTIONS
-local VALID_OPTION = {}
-for _, k in ipairs(STEP_OPTIONS) do VALID_OPTION[k] = true end
 
 -- retries=N, delay=s, until=function(result, ...) -> bool (as Ansible's
 -- `until`): the step's function runs again, `delay` seconds later (default
@@ -126,12 +173,7 @@ function Playbook:step(name, opts, fn)
   if self.by_name[name] then error("play:step: duplicate step name '" .. name .. "'", 2) end
   opts = opts or {}
   if type(opts) ~= "table" then error("play:step " .. name .. ": options must be a table", 2) end
-  for k in pairs(opts) do
-    if not VALID_OPTION[k] then
-      error(string.format("play:step %s: unknown option '%s' (valid: %s)", name, tostring(k),
-                          table.concat(STEP_OPTIONS, ", ")), 2)
-    end
-  end
+  keys.check(opts, STEP_OPTIONS, "play:step " .. name, 2)
   if opts.serial ~= nil then
     local ok, err = pcall(require("kcm.runner").batch_size, opts.serial, 1)
     if not ok then error("play:step " .. name .. ": " .. tostring(err), 2) end

@@ -11,6 +11,7 @@ local function fail(fmt, ...)
 end
 
 local check_become
+local value = require "kcm.value"
 
 -- The line of `file` where a hostile value was written (best effort: the
 -- first line holding it verbatim, or `fallback`), for "file:LINE:" in errors.
@@ -278,7 +279,7 @@ function M.load_env_sh(file)
     identity = vars.KCMRUN_SSH_IDENTITY,
     config = vars.KCMRUN_SSH_CONFIG,
     user = vars.KCMRUN_SSH_USER or "root",
-    become = vars.KCMRUN_BECOME == "true" or vars.KCMRUN_BECOME == "1" or nil,
+    become = value.bool(vars.KCMRUN_BECOME, line_of(file, "KCMRUN_BECOME") .. ": KCMRUN_BECOME"),
   }
   local inv = validate({ vars = vars, nodes = nodes, ssh = ssh, groups = { masters = members, etcd = members } }, file)
   -- what the loader itself used is not reported as unread (kcm.vars)
@@ -343,9 +344,9 @@ function M.node_spec(inv, spec, cli, extra_vars)
   layer(spec.ssh, "node " .. spec.name .. " ssh", nil, true)
   layer(spec, "node " .. spec.name, NODE_KEYS, true)
   local ev = extra_vars or {}
-  local from_e = { user = ev.ssh_user, port = ev.ssh_port and tonumber(ev.ssh_port), identity = ev.ssh_identity,
-                   known_hosts = ev.ssh_known_hosts, become = ev.become, become_user = ev.become_user }
-  if type(from_e.become) == "string" then from_e.become = from_e.become == "true" or from_e.become == "1" end
+  local from_e = { user = ev.ssh_user, port = value.port(ev.ssh_port, "-e ssh_port"), identity = ev.ssh_identity,
+                   known_hosts = ev.ssh_known_hosts, become = value.bool(ev.become, "-e become"),
+                   become_user = ev.become_user }
   layer(cli, "command line", nil, true)
   layer(from_e, "-e", nil, true)
   if merged.become_method ~= nil and merged.become_method ~= "sudo" then
@@ -358,6 +359,8 @@ function M.node_spec(inv, spec, cli, extra_vars)
   -- ssh_config itself (and knows Host blocks' identity/known_hosts)
   local user = from.user ~= "ssh_config" and merged.user or nil
   local port = from.port ~= "ssh_config" and merged.port or nil
+  if port ~= nil then port = value.port(port, spec.name .. ": port (" .. tostring(from.port) .. ")") end
+  if merged.become ~= nil then merged.become = value.bool(merged.become, spec.name .. ": become (" .. tostring(from.become) .. ")") end
   merged.user, merged.port = nil, nil
   for i, n in ipairs(notes) do notes[i] = spec.name .. ": " .. n end
   return { name = spec.name, host = host, address = host, port = port and tonumber(port), user = user,

@@ -167,6 +167,18 @@ local function material(t, field, base, src)
   return raw
 end
 
+-- "path:line" of the first line of a kubeconfig matching `pattern`, for
+-- errors about what the operator wrote there; nil when unreadable.
+local function line_of(path, pattern)
+  local text = fs.read(path)
+  if not text then return nil end
+  local n = 0
+  for line in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if line:match(pattern) then return path .. ":" .. n end
+  end
+end
+
 --- resolve(cfg_or_path [, context]) -> everything needed to talk to the API server.
 function M.resolve(cfg, context)
   if type(cfg) == "string" then cfg = M.load(cfg) end
@@ -185,6 +197,12 @@ function M.resolve(cfg, context)
   local cluster = find(cfg, "clusters", cluster_name, src)
   local user = {}
   if user_name ~= nil and user_name ~= "" then user = find(cfg, "users", user_name, src) end
+  if val(user.username) ~= nil or val(user.password) ~= nil then
+    error({ config = true, message = string.format(
+      "%s: user '%s' has username/password: basic authentication is gone from Kubernetes (removed in " ..
+      "1.19), so no credentials would be sent; give the user client-certificate/client-key or a token",
+      line_of(src, "^%s*password:") or line_of(src, "^%s*username:") or src, tostring(user_name)) }, 0)
+  end
   local server = str(cluster.server, src, "cluster '" .. cluster_name .. "': server")
   if server == nil or server == "" then
     error(string.format("kubeconfig %s: cluster '%s' has no server", src, cluster_name), 2)

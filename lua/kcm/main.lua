@@ -96,7 +96,7 @@ local function parse(argv)
       local kv = value(a)
       local k, v = kv:match("^([%a_][%w_]*)=(.*)$")
       if not k then error({ usage = true, message = "-e expects KEY=VALUE, got '" .. kv .. "'" }, 0) end
-      if v == "true" then v = true elseif v == "false" then v = false end
+      -- kept as text: its reader asks for the type it needs (kcm.value)
       o.extra_vars[k] = v
     elseif a == "--list-steps" then o.list_steps = true
     elseif a == "--list-playbooks" then o.list_playbooks = true
@@ -174,8 +174,9 @@ local function state_dir(o)
 end
 
 local function err_message(e)
-  if type(e) == "table" then return tostring(e.message or e) end
-  return tostring(e)
+  local describe = require("kcm.error").describe
+  if type(e) == "table" then return describe(rawget(e, "message") or e) end
+  return describe(e)
 end
 
 local function interrupted_code()
@@ -261,7 +262,7 @@ local function load_playbook(o)
 
   -- load and run the playbook file (as a task, so it may call natives)
   -- strict globals, plus `arg` as the lua interpreter gives it to a script
-  local env = kcm.strict_env(true)
+  local env = kcm.strict_env()
   rawset(env, "arg", { [0] = o.playbook, table.unpack(o.args or {}) })
   local chunk, lerr = loadfile(o.playbook, "t", env)
   if not chunk then return nil, die(EXIT.playbook, lerr) end
@@ -352,10 +353,15 @@ local function finish_run(summary, report)
   if summary.playbook_error then code = EXIT.playbook end
   local sig = rt.signal()
   if sig then code = interrupted_code() end
+  -- an -e name nothing read: the run did not do what was asked
+  if summary.unread_extra and code == EXIT.ok then code = EXIT.usage end
   report:recap({ exit_code = code, interrupted = sig ~= nil or summary.interrupted, due = summary.due })
   if summary.stopped and not summary.playbook_error then
     io.stderr:write(string.format("kcmrun: every target of step '%s' failed: the play stopped there " ..
                                   "(a step with continue_on_failure = true lets it go on)\n", summary.stopped))
+  end
+  if summary.unread_extra and code == EXIT.usage then
+    return die(EXIT.usage, summary.unread_extra .. " (a misspelt name? the run used the defaults instead)")
   end
   if summary.playbook_error and not sig then
     return die(EXIT.playbook, string.format("playbook error in step '%s': %s",
@@ -383,7 +389,7 @@ local function run_play(o, play, inv)
   })
   if not rok then
     local e = summary
-    if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
+    if type(e) == "table" and (e.usage or e.config) then return die(EXIT.usage, e.message) end
     return die(EXIT.playbook, err_message(e))
   end
   return finish_run(summary, report)

@@ -346,6 +346,7 @@ end
 --- changed=function(res) -> bool|string: a truthy answer records a change (the
 --- string, or "run <cmd>"), so the step reports "changed" instead of "ok".
 function Node:run(cmd, opts)
+  require("kcm.op_keys").check("node", "run", opts)
   opts = opts or {}
   if type(cmd) == "table" and #cmd == 0 then error("node:run: empty argv", 2) end
   local shown = cmdline(cmd)
@@ -587,6 +588,7 @@ end
 --- -> changed. A local file is streamed (never loaded whole), compared by
 --- checksums computed on each side, replaced atomically.
 function Node:put(src, path, opts)
+  require("kcm.op_keys").check("node", "put", opts)
   local p = self:_put_plan(src, path, opts, 2)
   if p.same and not p.fix_mode and not p.fix_owner then
     if p.rm.stale and not task.check() then
@@ -730,6 +732,7 @@ end
 
 --- node:get(path, {become}) -> content
 function Node:get(path, opts)
+  require("kcm.op_keys").check("node", "get", opts)
   task.log("get " .. path)
   return self:_files("read", "get", path, opts)
 end
@@ -741,6 +744,7 @@ end
 
 --- node:mkdir(path, {mode="0755", become}) -> changed
 function Node:mkdir(path, opts)
+  require("kcm.op_keys").check("node", "mkdir", opts)
   opts = opts or {}
   local mode = octal(opts.mode, tonumber("755", 8))
   local st = self:stat(path, opts)
@@ -757,6 +761,7 @@ end
 
 --- node:remove(path, {recursive=false, become}) -> changed
 function Node:remove(path, opts)
+  require("kcm.op_keys").check("node", "remove", opts)
   opts = opts or {}
   local st = self:stat(path, opts)
   if not st then return false end

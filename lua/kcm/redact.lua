@@ -53,6 +53,19 @@ local function field_rules()
 end
 local RULES = field_rules()
 
+-- Names that end in a credential word but name no credential: hiding them
+-- hides what an operator needs to read (a --diff of etcd's unit showed
+-- --initial-cluster-token=[redacted]). etcd's initial-cluster-token only
+-- keeps the members of two clusters apart: it is on every member's command
+-- line and in its `ps`, and etcd's docs treat it as a name, not a secret.
+local NOT_SECRET = { ["initial-cluster-token"] = true, ["initial_cluster_token"] = true }
+
+-- The field name in a rule's head (`--name=`, `name: `, `"name": "`).
+local function not_secret(head)
+  local name = head:match("([%w%-_%.]+)[\"']?%s*[:=]")
+  return name ~= nil and NOT_SECRET[name:gsub("^%-+", ""):lower()] == true
+end
+
 -- A token.csv line (kube-apiserver --token-auth-file): token,user,uid[,"groups"],
 -- also quoted inside a message: a long token of letters and digits before ",user,uid".
 local function token_csv(line)
@@ -68,6 +81,7 @@ end
 local function json_fields(s)
   return (s:gsub('("([^"]*)"%s*:%s*")([^"]*)(")', function(head, key, val, tail)
     local k = key:lower()
+    if NOT_SECRET[k] then return nil end
     for _, w in ipairs(FIELD_WORDS) do
       if k:find(w) then return head .. M.MARK .. tail end
     end
@@ -86,6 +100,7 @@ function M.line(s)
   for _, r in ipairs(RULES) do
     s = s:gsub(r[1], function(head, val)
       if val == M.MARK or val == '"' .. M.MARK .. '"' or val:match("^%[redacted") then return nil end
+      if not_secret(head) then return nil end
       -- yaml/flag values that are just a reference stay: `secret: true`, `key: {`
       if val == "true" or val == "false" or val == "|" or val == ">" or val == "{" or val == "[" or val == "null"
          or val == "''" or val == '""' then return nil end

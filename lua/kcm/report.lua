@@ -27,6 +27,13 @@ function M.new(opts)
   self.t0 = rt.now()
   self.spans = {}
   self.timeline = opts.timeline
+  if opts.timeline then
+    -- written the way the recap writes it (temp file + rename), so a path
+    -- that cannot take it fails now rather than after the run did its work
+    local ok, err = fs.write(opts.timeline, "<svg xmlns=\"http://www.w3.org/2000/svg\"/>\n",
+                             { mode = tonumber("600", 8) })
+    if ok == nil then error({ config = true, message = "--timeline: " .. tostring(err) }, 0) end
+  end
   if opts.log_json then
     -- never through a symlink planted at the path; 0600 (events carry errors)
     local f, err = fs.open_private(opts.log_json)

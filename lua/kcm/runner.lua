@@ -15,10 +15,17 @@ local CONTROL = "localhost"
 -- A Lua error in a step (a typo, a missing method or field, a bad argument
 -- to a library call) is a playbook error, exit 3. error("...") and
 -- assert(ok, msg) are how a step says a node failed: exit 4, that node only.
+-- An unknown option of an operation (kcm.keys) is a typo too.
 local VM_ERRORS = { "attempt to ", "undefined global '", "bad argument #", "stack overflow",
-                    "table index is ", "number has no integer representation", "'for' " }
+                    "table index is ", "number has no integer representation", "'for' ",
+                    "unknown option '" }
 local function script_error(t)
   local e = t.error
+  -- what the operator configured is wrong (a kubeconfig, an -e value):
+  -- no node is to blame
+  if type(e) == "table" and not E.is(e) and e.config then return true end
+  -- an error object that cannot say what it is: the playbook's own bug
+  if type(e) == "table" and not E.is(e) and select(2, E.describe(e)) then return true end
   if type(e) ~= "string" then return false end
   local msg = e:match("^[^\n:]+:%d+: (.*)")
   if not msg then return false end
@@ -139,8 +146,9 @@ end
 local function allow_insecure_http(inv, opts)
   local ev = opts.extra_vars or {}
   local iv = inv.vars or {}
-  if inv.allow_insecure_http == true or ev.allow_insecure_http == true or ev.allow_insecure_http == "true"
-     or iv.allow_insecure_http == true then
+  local value = require "kcm.value"
+  if inv.allow_insecure_http == true or value.bool(ev.allow_insecure_http, "-e allow_insecure_http")
+     or value.bool(iv.allow_insecure_http, "vars.allow_insecure_http") then
     require("kcm.kube").allow_insecure_http = true
   end
 end
@@ -465,6 +473,27 @@ local function run_steps(run)
   end
 end
 
+-- -e names the run never read in summary.unread_extra, one line; only
+-- when every step ran to its end (a step --only left out, or one a failure
+-- stopped, may be the one that reads a name), else a note with -v.
+local LOGIN_VARS = { ssh_user = true, ssh_port = true, ssh_identity = true, ssh_known_hosts = true,
+                     become = true, become_user = true, allow_insecure_http = true }
+local function unread_extra(run)
+  local list = run.layering:unread_extra(LOGIN_VARS)
+  if #list == 0 then return end
+  local parts = {}
+  for _, u in ipairs(list) do
+    parts[#parts + 1] = string.format("-e %s: no step read it (%s)", u.name, #u.close > 0 and
+                                      ("close known names: " .. table.concat(u.close, ", ")) or "no known name is close")
+  end
+  local line = table.concat(parts, "; ")
+  local o, sm = run.opts, run.summary
+  local whole = not (o.only or o.skip or o.start_at) and not sm.failed and not sm.playbook_error
+                and not sm.stopped and not sm.interrupted and not rt.signal()
+  if whole then sm.unread_extra = line
+  else run.report:message(nil, line .. " (not an error: not every step ran)", "log") end
+end
+
 -- record: the recap (unread inventory keys, per-node stats); sessions and
 -- locks released. -> the run's summary
 local function finish(run)
@@ -476,6 +505,7 @@ local function finish(run)
     report:message(nil, string.format("inventory keys nothing read (%s): %s", tostring(run.inv.file),
                                       table.concat(unread, ", ")), "log")
   end
+  unread_extra(run)
   for _, node in ipairs(run.ctx.nodes) do
     report:node_stats(node.name)
     -- abandoned work still holds its session on a worker: exit closes them

@@ -48,13 +48,15 @@ local function finish(t, ok, res)
     -- a target's error object says where in the playbook, as a message does
     if type(err) ~= "table" or (E.is(err) and err.kind ~= "unreachable") then
       local loc = user_location(t.co)
-      local msg = tostring(err)
+      local msg = E.describe(err)
       if loc and not msg:find(loc, 1, true) then
         msg = msg .. " (at " .. loc .. ")"
       end
       t.message = msg
     else
-      t.message = tostring(err.message or err)
+      local msg, by_fields = E.describe(err.message or err)
+      local loc = by_fields and user_location(t.co)
+      t.message = loc and (msg .. " (at " .. loc .. ")") or msg
     end
     t.where = user_location(t.co)
   end
@@ -210,8 +212,11 @@ M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
 --- fn returns task.STOP to give up at once. Giving up returns nil, a message
 --- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
 --- before each wait (progress lines). Waits hold no worker thread (task.sleep).
+local RETRY_OPTIONS = { "attempts", "timeout", "interval", "backoff", "max_interval", "on_retry" }
+
 function M.retry(opts)
   opts = opts or {}
+  require("kcm.keys").check(opts, RETRY_OPTIONS, "task.retry", 2)
   local attempts = opts.attempts or (opts.timeout and math.huge or 3)
   local interval, backoff = opts.interval or 1, opts.backoff or 1
   local by_attempt = type(interval) == "function"

@@ -101,4 +101,37 @@ function V:unread()
   return out
 end
 
+--- -e names no code read during the run (a misspelt name would otherwise
+--- be ignored while the default it meant to replace is used), each with the
+--- known names close to it: what the run read, what the inventory and the
+--- playbook define, and `consumed` (names read outside the views, such as
+--- the login settings). A name the inventory or the playbook's vars define
+--- is never listed. -> { {name=, close={...}}, ... } sorted by name
+function V:unread_extra(consumed)
+  local keys = require "kcm.keys"
+  local known, seen, defined = {}, {}, {}
+  local function add(t, def)
+    for k in pairs(t or {}) do
+      if type(k) == "string" then
+        if def then defined[k] = true end
+        if not seen[k] and self.extra[k] == nil then seen[k] = true; known[#known + 1] = k end
+      end
+    end
+  end
+  add(self.reads); add(consumed); add(self.inv.vars, true); add(self.defaults, true)
+  for _, gv in pairs(self.group_vars) do add(gv, true) end
+  for _, n in ipairs(self.inv.nodes or {}) do add(n.vars, true) end
+  table.sort(known)
+  local out = {}
+  for k in pairs(self.extra) do
+    -- a name the playbook or inventory defines overrides a known setting,
+    -- even when this run had no use for it
+    if not self.reads[k] and not (consumed or {})[k] and not defined[k] then
+      out[#out + 1] = { name = k, close = keys.close(k, known, 3) }
+    end
+  end
+  table.sort(out, function(a, b) return a.name < b.name end)
+  return out
+end
+
 return M

@@ -114,7 +114,7 @@ strict)
   printf 'local kcm = require "kcm"\nlocal p = kcm.playbook { name = "x" }\np:step("a", { notfy = "restart" }, function() end)\nreturn p\n' >"$T/opt.lua"
   run "$KCMRUN" "$T/opt.lua"
   expect_rc 3 "unknown step option"
-  expect_err "opt.lua:3: play:step a: unknown option 'notfy' \(valid: once, hosts, [a-z_, ]*continue_on_failure[a-z_, ]*\)"
+  expect_err "opt.lua:3: unknown option 'notfy' for play:step a \(did you mean 'notify'\? known: once, hosts, [a-z_, ]*continue_on_failure[a-z_, ]*\)"
   one_line "unknown option"
   printf 'local kcm = require "kcm"\nlocal p = kcm.playbook { name = "x" }\np:step("a", { notify = "restart" }, function() end)\nreturn p\n' >"$T/noh.lua"
   run "$KCMRUN" "$T/noh.lua"

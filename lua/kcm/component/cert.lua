@@ -137,7 +137,7 @@ end
 function M.admin_kubeconfig(ctx)
   if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
   local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
-  local allow = var(ctx, "allow_insecure_kubeconfig") == true or var(ctx, "allow_insecure_kubeconfig") == "true"
+  local allow = require("kcm.value").bool(var(ctx, "allow_insecure_kubeconfig"), "allow_insecure_kubeconfig") == true
   local r = require("kcm.kubeconfig").resolve(path)
   if r.insecure and not allow then
     error(string.format("admin_kubeconfig %s: cluster '%s' sets insecure-skip-tls-verify: refusing to send the " ..
