@@ -110,6 +110,14 @@ count_stop() {   # -> processes started under sshd while counting
   lx node1 sh -c "awk '\$2 ~ /^(execve|exit_group|clone|clone3|fork|vfork|wait4)\\(/ || /resumed>/ {print \$1}' $STRACE_OUT | sort -u" >"$RES/ops-pids"
   lx node1 sh -c "grep -E '(clone|clone3|fork|vfork)\\(' $STRACE_OUT | grep -v CLONE_THREAD | grep -cE '= [0-9]+\$'" || true
 }
+# commands among them: programs exec'd other than sshd, shells, sudo, setsid, sftp-server and
+# the login's PAM motd scripts (run-parts, update-motd.d, uname), one per process
+count_cmds() {
+  lx node1 sh -c "grep -E 'execve\\(\"[^\"]+\", \\[' $STRACE_OUT | grep ' = 0\$' | sed -E 's/^([0-9]+) +execve\\(\"([^\"]+)\".*/\\1 \\2/' \
+    | awk '{ n=\$2; sub(/.*\\//, \"\", n); last[\$1]=n } END { for (p in last) print last[p] }' \
+    | grep -vxE 'sshd|sh|dash|bash|sudo|setsid|sftp-server|run-parts|env|uname|10-uname' | sort | uniq -c | sort -rn" >"$RES/ops-cmds.txt" || true
+  awk '{ s += $1 } END { print s + 0 }' "$RES/ops-cmds.txt"
+}
 
 # ops ENGINE WHAT [SYNC]: the ops playbook once; prints its "ops" lines
 ops() {
@@ -173,6 +181,8 @@ for r in $(seq 1 "$RUNS"); do
     count_start
     play "$bin" "$pb" "$INV" "$sd" >/dev/null
     add "procs-rerun-$e" "$(count_stop)"
+    add "cmds-rerun-$e" "$(count_cmds)"
+    [ $e = new ] && cp "$RES/ops-cmds.txt" "$RES/ops-cmds-new.txt"
     # become: the old engine predates it
     if [ $e = new ]; then
       read -r ms ch < <(play "$bin" "$pb" "$INV_NOPW" "$sd"); add "rerun-nopw-$e" "$ms"
@@ -200,6 +210,7 @@ ratio() { awk -v a="$(m "$1")" -v b="$(m "$2")" 'BEGIN { if (b > 0) printf "%.2f
   row "processes on node1: a small put (warm connection)" procs-put
   row "processes on node1: a stat (warm connection)" procs-stat
   row "processes on node1: a converged rerun (its login included)" procs-rerun
+  row "commands among them (not sshd, shells, sudo, setsid, sftp-server, PAM motd)" cmds-rerun
   row "controller-manager, fresh, ms" fresh
   row "controller-manager, rerun (root login), ms" rerun
   row "rerun as deploy (NOPASSWD sudo), ms" rerun-nopw
@@ -208,4 +219,6 @@ ratio() { awk -v a="$(m "$1")" -v b="$(m "$2")" 'BEGIN { if (b > 0) printf "%.2f
   echo "Ratios (medians): ten \`true\` on 3 nodes / through the mux on one node: $(ratio true10x3-new true10mux) (target ≤ 1);"
   echo "fresh this/old: $(ratio fresh-new fresh-old) (target ≤ 1); rerun this/old: $(ratio rerun-new rerun-old) (target ≤ 0.6);"
   echo "password rerun / NOPASSWD rerun: $(ratio rerun-pw-new rerun-nopw-new) (target ≤ 1.3; $OLD has no become)."
+  echo
+  echo "Commands of this engine's converged rerun on node1 (last round): $(awk '{ printf "%s%s x%s", NR > 1 ? ", " : "", $2, $1 }' "$RES/ops-cmds-new.txt")."
 } | tee "$RES/ops.md"
