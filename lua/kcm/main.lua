@@ -24,7 +24,8 @@ options:
       --only A,B         run only these steps
       --skip C           skip these steps
       --start-at D       start at this step
-      --limit N1,N2      only these nodes
+      --limit PATTERN    only these nodes: names, groups, node*, node[1:2], a,b,
+                         all:!node2, masters:&etcd (as Ansible's)
   -f, --forks N          at most N nodes in flight (default 64)
   -C, --check            change nothing; report what would change
   -D, --diff             show file diffs (key material redacted)
@@ -105,7 +106,7 @@ local function parse(argv)
       o.skip = o.skip or {}
       for _, s in ipairs(split_csv(value(a))) do o.skip[#o.skip + 1] = s end
     elseif a == "--start-at" then o.start_at = value(a)
-    elseif a == "--limit" then o.limit = split_csv(value(a))
+    elseif a == "--limit" then o.limit = value(a)
     elseif a == "-f" or a == "--forks" then
       local n = math.tointeger(tonumber(value(a)))
       if not n or n < 1 then error({ usage = true, message = "--forks expects a positive integer" }, 0) end

@@ -2,3 +2,7 @@ foreach(case forks serial isolation override check steps lock coroutine signal)
   add_test(NAME engine_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/unit/test_engine.sh ${case})
   set_tests_properties(engine_${case} PROPERTIES LABELS "unit" ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>" TIMEOUT 120)
 endforeach()
+
+# Host patterns (kcm.pattern) as Ansible reads them: groups, globs, ranges, unions, &, !
+add_test(NAME unit_pattern COMMAND $<TARGET_FILE:kcmrun> ${CMAKE_SOURCE_DIR}/tests/unit/pattern_test.lua)
+set_tests_properties(unit_pattern PROPERTIES LABELS "unit" TIMEOUT 30)
