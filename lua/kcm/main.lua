@@ -133,6 +133,8 @@ local function parse(argv)
       local g = tonumber(value(a))
       if not g or g < 0 then error({ usage = true, message = "--grace expects a number of seconds >= 0" }, 0) end
       o.grace = g
+    elseif a == "--mode" then o.mode = value(a)
+    elseif a == "--json" then o.json = true
     elseif a == "-q" or a == "--quiet" then o.verbosity = -1
     elseif a == "--verbose" then o.verbosity = o.verbosity + 1
     elseif a:match("^%-v+$") then o.verbosity = math.max(o.verbosity, 0) + #a - 1
@@ -193,6 +195,7 @@ end
 -- Subcommands: the first argument names one. A subcommand returns an exit code, or an
 -- argv table that the host (engine/main.c) execs once the Lua state is closed.
 local SUBCOMMANDS = {}
+local first_word
 
 function SUBCOMMANDS.lab(host, args)
   local script = host.datadir and host.datadir .. "/lab/kcmlab.sh"
@@ -299,7 +302,9 @@ local function load_inventory(o, play)
   local fok, inv_path, inv_why = pcall(find_inventory, o, play)
   if not fok then return nil, die(EXIT.usage, err_message(inv_path)) end
   o.inventory = inv_path
-  if inv_path and o.verbosity >= 0 then print(string.format("inventory: %s (%s)", inv_path, inv_why)) end
+  -- even with -q: a run never acts on a cluster it did not name
+  -- (on stderr when stdout is JSON)
+  if inv_path then (o.json and io.stderr or io.stdout):write(string.format("inventory: %s (%s)\n", inv_path, inv_why)) end
   local iok, inv
   if o.inventory then
     iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
@@ -366,11 +371,12 @@ local function finish_run(summary, report)
 end
 
 -- The play on its inventory. -> exit code
-local function run_play(o, play, inv)
+local function run_play(o, play, inv, adhoc)
   local sdir, state_file = state_paths(o)
   if not sdir then return state_file end
   local report, rcode = open_report(o)
   if not report then return rcode end
+  if adhoc then adhoc.watch(report) end
 
   local runner = require "kcm.runner"
   rt.configure({ grace = o.grace })
@@ -387,7 +393,124 @@ local function run_play(o, play, inv)
     if type(e) == "table" and e.usage then return die(EXIT.usage, e.message) end
     return die(EXIT.playbook, err_message(e))
   end
+  if adhoc then return adhoc.finish(summary, report) end
   return finish_run(summary, report)
+end
+
+-- kcmrun run|put|get|facts PATTERN ...: a one-step play (kcm.adhoc) through
+-- the same inventory, runner, login and become as a playbook's.
+local ADHOC_USAGE = {
+  run = "kcmrun run PATTERN [options] -- CMD [ARGS...]",
+  put = "kcmrun put PATTERN SRC DEST [--mode 0644] [options]",
+  get = "kcmrun get PATTERN SRC DESTDIR [options]   (files land as DESTDIR/<node>/SRC)",
+  facts = "kcmrun facts PATTERN [--json] [options]",
+}
+local ADHOC_ARGS = { run = 0, put = 2, get = 2, facts = 0 }
+
+-- The options that take a value (parse), to find the first word after them.
+local VALUE_OPTIONS = {}
+for o in ("-i --inventory -e --extra-var --only --skip --start-at --limit -f --forks --ssh-config --known-hosts " ..
+          "--identity --lua-path --log-json --timeline --state-dir --lock-wait --grace --mode"):gmatch("%S+") do
+  VALUE_OPTIONS[o] = true
+end
+
+function first_word(argv)
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then return nil end
+    if a:sub(1, 1) ~= "-" or a == "-" then return i end
+    if VALUE_OPTIONS[a] then i = i + 1 end
+    i = i + 1
+  end
+end
+
+local function adhoc_main(kind, host, args)
+  local before, argv = args, nil
+  if kind == "run" then
+    for i, a in ipairs(args) do
+      if a == "--" then before, argv = { table.unpack(args, 1, i - 1) }, { table.unpack(args, i + 1) }; break end
+    end
+  end
+  local ok, o = pcall(parse, before)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then print("usage: " .. ADHOC_USAGE[kind]); return EXIT.ok end
+  local usage = "usage: " .. ADHOC_USAGE[kind]
+  if not o.playbook then return die(EXIT.usage, "no PATTERN (a node, a group, all, node*, all:!node2); " .. usage) end
+  if #o.args ~= ADHOC_ARGS[kind] then
+    return die(EXIT.usage, string.format("%s takes %s after PATTERN, got %d (%s); %s", kind,
+      kind == "run" and "nothing but -- CMD" or "SRC and DEST", #o.args, table.concat(o.args, " "), usage))
+  end
+  if kind == "run" and (not argv or #argv == 0) then return die(EXIT.usage, "no command after --; " .. usage) end
+  if o.mode and kind ~= "put" then return die(EXIT.usage, "--mode is for put only") end
+  if o.json and kind ~= "facts" then return die(EXIT.usage, "--json is for facts only") end
+  local a = { argv = argv, src = o.args[1], dest = o.args[2], destdir = o.args[2], mode = o.mode }
+  if kind == "put" then
+    local st = fs.stat(a.src)
+    if not st or st.type ~= "file" then
+      return die(EXIT.usage, "put: SRC " .. a.src .. (st and (" is a " .. st.type) or " does not exist") ..
+                 "; give a local file")
+    end
+    if a.dest:sub(1, 1) ~= "/" then return die(EXIT.usage, "put: DEST " .. a.dest .. " must be an absolute path on the nodes") end
+    if a.dest:sub(-1) == "/" then a.dest = a.dest .. a.src:match("([^/]+)$") end
+    if o.mode and not o.mode:match("^0?[0-7][0-7][0-7][0-7]?$") then
+      return die(EXIT.usage, "--mode expects octal permissions such as 0644, got '" .. o.mode .. "'")
+    end
+  elseif kind == "get" and a.src:sub(1, 1) ~= "/" then
+    return die(EXIT.usage, "get: SRC " .. a.src .. " must be an absolute path on the nodes")
+  end
+  local pattern = o.playbook
+  o.playbook = "kcmrun-" .. kind
+  o.args = {}
+  local adhoc = require "kcm.adhoc"
+  local play, results = adhoc.play(kind, pattern, a)
+  local inv, code = load_inventory(o, play)
+  if not inv then return code end
+  local names, why = require("kcm.pattern").match(inv, pattern)
+  if not names then
+    return die(EXIT.usage, string.format("%s '%s': %s in %s; %s", kind, pattern, why, tostring(inv.file),
+                                         require("kcm.pattern").known(inv)))
+  end
+  local status = {}
+  return run_play(o, play, inv, {
+    watch = function(report)
+      report.hide_steps = true
+      if o.json then report.out = io.stderr end   -- stdout is the JSON alone
+      local node_result = report.node_result
+      report.node_result = function(self, step, node, r)
+        status[node] = { status = r.status, error = r.error }
+        return node_result(self, step, node, r)
+      end
+    end,
+    finish = function(summary, report)
+      local rcode = EXIT.ok
+      if summary.failed then rcode = EXIT.nodes end
+      if rt.signal() then rcode = interrupted_code() end
+      if kind == "facts" and o.json then
+        print(adhoc.facts_json(names, results))
+      elseif kind == "facts" then
+        for _, l in ipairs(adhoc.facts_table(names, results)) do print(l) end
+      end
+      local lines, failed = adhoc.render(names, results, status)
+      if kind == "facts" then lines = select(1, adhoc.render(failed, results, status)) end
+      for _, l in ipairs(lines) do if o.verbosity >= 0 or #failed > 0 then report:line(l) end end
+      report:recap({ exit_code = rcode, interrupted = rt.signal() ~= nil or summary.interrupted,
+                     lines = adhoc.recap(names, results, status) })
+      if #failed > 0 then
+        local parts = {}
+        for _, n in ipairs(failed) do
+          local r = results[n]
+          parts[#parts + 1] = n .. " (" .. (r and r.code and ("exit " .. r.code) or status[n].status) .. ")"
+        end
+        io.stderr:write("kcmrun: ", kind, " failed on ", table.concat(parts, ", "), "\n")
+      end
+      return rcode
+    end,
+  })
+end
+
+for kind in pairs(ADHOC_ARGS) do
+  SUBCOMMANDS[kind] = function(host, args) return adhoc_main(kind, host, args) end
 end
 
 local main
@@ -395,6 +518,13 @@ local main
 function main(argv, host)
   host = host or {}
   if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
+  -- options may come before an ad-hoc subcommand: kcmrun -i inv.lua run all -- uptime
+  local at = first_word(argv)
+  if at and ADHOC_ARGS[argv[at]] then
+    local rest = {}
+    for i, a in ipairs(argv) do if i ~= at then rest[#rest + 1] = a end end
+    return SUBCOMMANDS[argv[at]](host, rest)
+  end
   local ok, o = pcall(parse, argv)
   if not ok then return die(EXIT.usage, err_message(o)) end
   if o.help then io.stdout:write(USAGE); return EXIT.ok end
