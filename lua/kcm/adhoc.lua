@@ -27,7 +27,7 @@ function M.play(kind, hosts, a)
   elseif kind == "put" then
     fn = function(node)
       local changed = node:put(a.src, a.dest, { mode = a.mode })
-      results[node.name] = { code = 0, out = changed and ("changed: " .. a.dest) or ("ok: " .. a.dest .. " (same)") }
+      results[node.name] = { out = changed and ("changed: " .. a.dest) or ("ok: " .. a.dest .. " (same)") }
     end
   elseif kind == "get" then
     fn = function(node)
@@ -39,10 +39,11 @@ function M.play(kind, hosts, a)
       -- the node's permission bits, without set-id ones (a local copy is data)
       local ok, err = fs.write(local_path, content, { mode = st.mode & tonumber("777", 8), mkdir = true })
       if ok == nil then error(node.name .. ": get " .. a.src .. ": " .. local_path .. ": " .. tostring(err), 0) end
-      results[node.name] = { code = 0, out = string.format("%s (%d bytes)", local_path, #content) }
+      -- shown with <node> for the node's name, so nodes that agree collapse
+      results[node.name] = { out = string.format("%s/<node>/%s (%d bytes)", a.destdir, a.src:gsub("^/+", ""), #content) }
     end
   elseif kind == "facts" then
-    fn = function(node) results[node.name] = { code = 0, facts = node.facts } end
+    fn = function(node) results[node.name] = { facts = node.facts } end
   else
     error("kcm.adhoc: unknown kind " .. tostring(kind))
   end
@@ -100,7 +101,8 @@ function M.render(order, results, status)
   local lines, failed = {}, {}
   local function key(name)
     local r, s = results[name], status[name] or {}
-    if r and not r.facts then return string.format("%d\0%s\0%s", r.code, r.out or "", r.err or "") end
+    if r and r.code then return string.format("%d\0%s\0%s", r.code, r.out or "", r.err or "") end
+    if r and r.out then return "\0" .. r.out end
     if s.status == "failed" or s.status == "unreachable" then
       -- the error names the node; the rest of it is what nodes may share
       local e = (s.error or s.status):gsub("^" .. name:gsub("%p", "%%%0") .. "[^:]*: ", "")
@@ -112,7 +114,9 @@ function M.render(order, results, status)
     local head = {}
     local body = {}
     local label
-    if r and not r.facts then
+    if r and r.out and not r.code then
+      block(body, head, r.out, "")
+    elseif r and r.code then
       if r.code ~= 0 then label = string.format(" [exit %d]", r.code) end
       block(body, head, r.out, "")
       block(body, head, r.err, head.multi == nil and head.inline and " | stderr: " or "stderr: ")
@@ -137,13 +141,25 @@ function M.recap(order, results, status)
   local function key(name)
     local r, s = results[name], status[name] or {}
     if r and r.code then return string.format("exit %d", r.code) end
-    return s.status or "not run"
+    return s.status or (r and "ok") or "not run"
   end
   local lines = {}
   for _, g in ipairs(grouped(order, key)) do
     lines[#lines + 1] = string.format("  %-12s %s", g.key, M.names(g.nodes))
   end
   return lines
+end
+
+--- The failed nodes for the last line: "node2 (exit 3)", "node1..node3 (3) unreachable".
+function M.failed_line(failed, results, status)
+  local parts = {}
+  for _, g in ipairs(grouped(failed, function(n)
+    local r = results[n]
+    return r and r.code and ("exit " .. r.code) or (status[n] or {}).status or "failed"
+  end)) do
+    parts[#parts + 1] = M.names(g.nodes):gsub(" %(1%)$", "") .. " (" .. g.key .. ")"
+  end
+  return table.concat(parts, ", ")
 end
 
 --- facts as a table (one row per node) or as JSON {node: {...}}.

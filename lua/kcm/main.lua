@@ -497,12 +497,7 @@ local function adhoc_main(kind, host, args)
       report:recap({ exit_code = rcode, interrupted = rt.signal() ~= nil or summary.interrupted,
                      lines = adhoc.recap(names, results, status) })
       if #failed > 0 then
-        local parts = {}
-        for _, n in ipairs(failed) do
-          local r = results[n]
-          parts[#parts + 1] = n .. " (" .. (r and r.code and ("exit " .. r.code) or status[n].status) .. ")"
-        end
-        io.stderr:write("kcmrun: ", kind, " failed on ", table.concat(parts, ", "), "\n")
+        io.stderr:write("kcmrun: ", kind, " failed on ", adhoc.failed_line(failed, results, status), "\n")
       end
       return rcode
     end,

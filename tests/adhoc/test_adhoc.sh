@@ -1,0 +1,174 @@
+#!/bin/bash
+# Ad-hoc commands on the lab's real nodes (issue 27):
+#   test_adhoc.sh run|limit|facts|putget|down|patterns
+# run:      `run masters -- systemctl is-active UNIT`: one collapsed line, exit 0;
+#           the unit stopped on node2: exit 4 naming node2
+# limit:    --limit 'all:!node2' and `run 'all:!node2'` act on node1 and node3 only
+# facts:    `facts all --json` is JSON, machine_id for every node, all different,
+#           each the node's own /etc/machine-id
+# putget:   put --mode 0640, checked with stat on the node; get brings it back
+#           as DESTDIR/<node>/path with the same bytes
+# down:     node2 powered off: exit 4 naming node2 as unreachable, the others answer
+# patterns: --limit etcd / masters:&etcd / node[1:2] on a playbook; a pattern that
+#           matches nothing exits 2 listing groups and nodes; a hosts typo names file:line
+set -e
+. "$(dirname "$0")/../lib.sh"
+eval "$("$KCMRUN" lab env)"
+NODES=($KCMRUN_LAB_NODES)
+SD=$T/state
+UNIT=kcm-adhoc-probe
+kcm() { run "$KCMRUN" --state-dir "$SD" "$@"; }
+lx() { "$KCMRUN" lab exec "$@"; }
+# a unit active on every node, for as long as the test needs it
+probe_up() {
+  for n in "${NODES[@]}"; do
+    lx "$n" systemctl stop "$UNIT" >/dev/null 2>&1 || true
+    lx "$n" systemctl reset-failed "$UNIT" >/dev/null 2>&1 || true
+    lx "$n" systemd-run --quiet --unit="$UNIT" sleep 600
+  done
+}
+probe_down() { for n in "${NODES[@]}"; do lx "$n" systemctl stop "$UNIT" >/dev/null 2>&1 || true; done; }
+
+case "${1:?usage: test_adhoc.sh CASE}" in
+run)
+  trap 'probe_down; rm -rf "$T"' EXIT
+  probe_up
+  kcm run masters -- systemctl is-active "$UNIT"
+  expect_rc 0 "run masters -- systemctl is-active"
+  expect_out "^inventory: $KCMRUN_LAB_INVENTORY "
+  expect_out "^node1\.\.node3 \(3\): active$"
+  expect_out "^  exit 0 +node1\.\.node3 \(3\)$"
+  [ "$(grep -c ': active' "$T/out")" = 1 ] || { cat "$T/out"; fail "nodes that agree were not collapsed into one line"; }
+  # -q: still the inventory line and the answers
+  kcm -q run masters -- systemctl is-active "$UNIT"
+  expect_rc 0 "run -q"
+  expect_out "^inventory: $KCMRUN_LAB_INVENTORY "
+  lx node2 systemctl stop "$UNIT"
+  kcm run masters -- systemctl is-active "$UNIT"
+  expect_rc 4 "run with the unit stopped on node2"
+  expect_out "^node1,node3 \(2\): active$"
+  expect_out "^node2 \(1\) \[exit 3\]: inactive$"
+  expect_out "^  exit 3 +node2 \(1\)$"
+  expect_err "^kcmrun: run failed on node2 \(exit 3\)$"
+  # the command's words reach the node as argv: nothing is a shell's
+  kcm run node1 -- echo 'a  b;$(id)' '*'
+  expect_rc 0 "argv"
+  expect_out '^node1 \(1\): a  b;\$\(id\) \*$'
+  # usage errors: no command, no pattern
+  kcm run masters
+  expect_rc 2 "run without --"; expect_err "no command after --"
+  pass "run: collapsed answers, recap by exit code, exit 4 naming node2 when its unit is stopped"
+  ;;
+limit)
+  kcm run 'all:!node2' -- cat /proc/sys/kernel/hostname
+  expect_rc 0 "run all:!node2"
+  expect_out "^node1 \(1\): node1$"; expect_out "^node3 \(1\): node3$"
+  ! grep -q node2 "$T/out" || { cat "$T/out"; fail "node2 was run on"; }
+  cat > "$T/who.lua" <<'LUA'
+local play = require("kcm").playbook { name = "who", hosts = "all" }
+play:step("who", function(node) print("ran on " .. node:run({ "hostname" }).stdout:gsub("\n", "")) end)
+return play
+LUA
+  kcm --limit 'all:!node2' "$T/who.lua"
+  expect_rc 0 "--limit all:!node2"
+  [ "$(grep '^ran on' "$T/out" | sort | tr '\n' ' ')" = "ran on node1 ran on node3 " ] ||
+    { cat "$T/out"; fail "--limit 'all:!node2' did not run on exactly node1 and node3"; }
+  pass "--limit 'all:!node2' and run 'all:!node2': node1 and node3 only"
+  ;;
+patterns)
+  cat > "$T/who.lua" <<'LUA'
+local play = require("kcm").playbook { name = "who", hosts = os.getenv("HOSTS") or "all" }
+play:step("who", function(node) print("ran on " .. node.name) end)
+return play
+LUA
+  ran() { grep '^ran on' "$T/out" | sort | sed 's/ran on //' | tr '\n' ' '; }
+  for case in "etcd|node1 node2 node3 " "masters:&etcd:!node1|node2 node3 " "node[1:2]|node1 node2 " \
+              "node*,!node3|node1 node2 " "masters[0]|node1 "; do
+    kcm --limit "${case%%|*}" "$T/who.lua"
+    expect_rc 0 "--limit ${case%%|*}"
+    [ "$(ran)" = "${case#*|}" ] || { cat "$T/out"; fail "--limit '${case%%|*}' ran on '$(ran)', expected '${case#*|}'"; }
+  done
+  kcm --limit nodes "$T/who.lua"
+  expect_rc 2 "--limit nodes"
+  expect_err "^kcmrun: --limit 'nodes': it matches no node \('nodes' names no group or node\) in .*; groups: all, etcd, masters; nodes: node1, node2, node3$"
+  kcm --limit '' "$T/who.lua"
+  expect_rc 2 "--limit ''"; expect_err "groups: all, etcd, masters; nodes: node1, node2, node3"
+  HOSTS=master kcm "$T/who.lua"
+  expect_rc 2 "hosts = master"
+  expect_err "^kcmrun: $T/who.lua:1: hosts 'master': it matches no node .*groups: all, etcd, masters; nodes: node1, node2, node3$"
+  ! grep -q "builtin:" "$T/err" || fail "the error names kcmrun's own code"
+  kcm run nodes -- true
+  expect_rc 2 "run nodes"; expect_err "run 'nodes': it matches no node"
+  pass "--limit: group, &, !, ranges, globs, subscripts; no match exits 2 listing groups and nodes; hosts typo names file:line"
+  ;;
+facts)
+  run "$KCMRUN" --state-dir "$SD" facts all --json
+  expect_rc 0 "facts all --json"
+  /usr/bin/python3 -m json.tool "$T/out" >/dev/null || { cat "$T/out"; fail "facts --json is not JSON"; }
+  /usr/bin/python3 - "$T/out" "${NODES[@]}" <<'PY' || fail "facts --json"
+import json, sys
+f = json.load(open(sys.argv[1]))
+nodes = sys.argv[2:]
+assert sorted(f) == sorted(nodes), f.keys()
+ids = [f[n]["machine_id"] for n in nodes]
+assert all(len(i) == 32 for i in ids), ids
+assert len(set(ids)) == len(ids), "machine_ids are not all different: %s" % ids
+for n in nodes:
+    assert f[n]["hostname"] == n, f[n]
+    assert f[n]["init"] == "systemd" and isinstance(f[n]["systemd"], int), f[n]
+    assert f[n]["cpus"] >= 1 and f[n]["memory_mb"] > 0 and f[n]["os_id"] and f[n]["kernel"], f[n]
+    assert f[n]["ips"], f[n]
+PY
+  for n in "${NODES[@]}"; do
+    id=$(lx "$n" cat /etc/machine-id)
+    grep -q "\"$n\": .*\"machine_id\":\"$id\"" "$T/out" || { cat "$T/out"; fail "$n: machine_id is not its /etc/machine-id ($id)"; }
+  done
+  kcm facts 'node[1:2]'
+  expect_rc 0 "facts table"
+  expect_out "^node +os_id +os_version +kernel +arch +cpus +memory_mb +systemd +init +hostname +ips +machine_id$"
+  expect_out "^node1 +[a-z]+ "; expect_out "^node2 +[a-z]+ "
+  ! grep -q "^node3 " "$T/out" || fail "facts node[1:2] showed node3"
+  pass "facts all --json: JSON, a different machine_id per node (the node's own); a table without --json"
+  ;;
+putget)
+  trap 'for n in "${NODES[@]}"; do lx "$n" rm -f /root/kcm-adhoc.bin; done; rm -rf "$T"' EXIT
+  head -c 70000 /dev/urandom > "$T/blob"
+  chmod 0600 "$T/blob"
+  kcm put all "$T/blob" /root/kcm-adhoc.bin --mode 0640
+  expect_rc 0 "put"
+  expect_out "^node1\.\.node3 \(3\): changed: /root/kcm-adhoc.bin$"
+  for n in "${NODES[@]}"; do
+    [ "$(lx "$n" stat -c '%a %s' /root/kcm-adhoc.bin)" = "640 70000" ] || fail "$n: mode or size after put --mode 0640"
+  done
+  kcm put all "$T/blob" /root/kcm-adhoc.bin --mode 0640
+  expect_rc 0 "put again"; expect_out "^  ok +node1\.\.node3 \(3\)$"
+  kcm put all "$T/blob" /root/kcm-adhoc.bin --mode 0604
+  expect_rc 0 "put, new mode"; expect_out "^  changed +node1\.\.node3 \(3\)$"
+  [ "$(lx node2 stat -c '%a' /root/kcm-adhoc.bin)" = 604 ] || fail "node2: mode after put --mode 0604"
+  kcm get 'all:!node3' /root/kcm-adhoc.bin "$T/got"
+  expect_rc 0 "get"
+  expect_out "^node1,node2 \(2\): $T/got/<node>/root/kcm-adhoc.bin \(70000 bytes\)$"
+  for n in node1 node2; do
+    cmp "$T/blob" "$T/got/$n/root/kcm-adhoc.bin" || fail "$n: get brought back other bytes"
+    [ "$(stat -c %a "$T/got/$n/root/kcm-adhoc.bin")" = 604 ] || fail "$n: the local copy lacks the node's mode"
+  done
+  [ ! -e "$T/got/node3" ] || fail "get 'all:!node3' fetched from node3"
+  kcm get all /root/no-such-file "$T/got"
+  expect_rc 4 "get of a missing file"; expect_out "FAILED: get /root/no-such-file: no such file"
+  kcm put all "$T/nope" /root/x
+  expect_rc 2 "put of a missing local file"; expect_err "put: SRC $T/nope does not exist"
+  pass "put --mode (stat on the nodes), idempotent, mode change; get lands as DESTDIR/<node>/path, same bytes and mode"
+  ;;
+down)
+  trap '"$KCMRUN" lab start node2 >/dev/null 2>&1 || true; rm -rf "$T"' EXIT
+  "$KCMRUN" lab stop node2 >/dev/null
+  kcm run masters -- systemctl is-active ssh
+  expect_rc 4 "run with node2 powered off"
+  expect_out "^node1,node3 \(2\): active$"
+  expect_out "^node2 \(1\) UNREACHABLE: "
+  expect_out "^  unreachable +node2 \(1\)$"
+  expect_err "^kcmrun: run failed on node2 \(unreachable\)$"
+  pass "node2 powered off: exit 4 naming node2 unreachable; node1 and node3 answered"
+  ;;
+*) fail "unknown case $1" ;;
+esac
