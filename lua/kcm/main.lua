@@ -467,7 +467,7 @@ local function adhoc_main(kind, host, args)
   local inv, code = load_inventory(o, play)
   if not inv then return code end
   local names, why = require("kcm.pattern").match(inv, pattern)
-  if not names then
+  if not names or #names == 0 then
     return die(EXIT.usage, string.format("%s '%s': %s in %s; %s", kind, pattern, why, tostring(inv.file),
                                          require("kcm.pattern").known(inv)))
   end

@@ -116,8 +116,9 @@ function M.view(inv)
 end
 
 --- M.match(inv, pattern) -> names (inventory order) | nil, why.
---- Terms that select nothing are named in `why` when the whole pattern
---- matches nothing; inv is a loaded inventory or M.view of one.
+--- nil when the pattern is empty or a term names no group and no node (a
+--- typo) and nothing matched; {}, why when the terms exist but select no
+--- node (an empty group, all:!all). inv is a loaded inventory or M.view of one.
 function M.match(inv, pattern)
   if not inv.is_node then inv = M.view(inv) end
   if type(pattern) ~= "string" then return nil, "a host pattern must be a string, not " .. type(pattern) end
@@ -134,7 +135,9 @@ function M.match(inv, pattern)
   local set, empty = {}, {}
   local function sel(t)
     local names = select_term(inv, t)
-    if #names == 0 then empty[#empty + 1] = t end
+    -- an empty group exists (a playbook on it has nothing to do); a name
+    -- that is no group and no node is a typo
+    if #names == 0 and not inv.groups[t] then empty[#empty + 1] = t end
     return names
   end
   for _, t in ipairs(unions) do for _, n in ipairs(sel(t)) do set[n] = true end end
@@ -146,13 +149,11 @@ function M.match(inv, pattern)
   for _, t in ipairs(excls) do for _, n in ipairs(sel(t)) do set[n] = nil end end
   local out = {}
   for _, n in ipairs(inv.nodes) do if set[n] then out[#out + 1] = n end end
-  if #out == 0 then
-    local why = "it matches no node"
-    if #empty > 0 then why = why .. " ('" .. table.concat(empty, "', '") .. "' name" ..
-      (#empty == 1 and "s" or "") .. " no group or node)" end
-    return nil, why
+  if #out == 0 and #empty > 0 then
+    return nil, "it matches no node ('" .. table.concat(empty, "', '") .. "' name" .. (#empty == 1 and "s" or "") ..
+                " no group or node)"
   end
-  return out
+  return out, #out == 0 and "it matches no node" or nil
 end
 
 --- What exists, for an error about a pattern that matched nothing.

@@ -155,7 +155,7 @@ local function select_nodes(run)
   if opts.limit then
     local pat = type(opts.limit) == "table" and table.concat(opts.limit, ",") or opts.limit
     local names, why = pattern.match(inv, pat)
-    if not names then
+    if not names or #names == 0 then
       error({ usage = true, message = string.format("--limit '%s': %s in %s; %s", pat, why,
                                                     tostring(inv.file), pattern.known(inv)) }, 0)
     end

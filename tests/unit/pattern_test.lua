@@ -3,14 +3,14 @@ local pattern = require "kcm.pattern"
 
 local inv = {
   nodes = { { name = "node1" }, { name = "node2" }, { name = "node3" }, { name = "web01" }, { name = "web02" } },
-  groups = { masters = { "node1", "node2", "node3" }, etcd = { "node2", "node3" }, webservers = { "web01", "web02" } },
+  groups = { masters = { "node1", "node2", "node3" }, etcd = { "node2", "node3" }, webservers = { "web01", "web02" }, empty = {} },
 }
 inv.groups.all = { "node1", "node2", "node3", "web01", "web02" }
 
 local failures = 0
 local function check(pat, want)
   local got, why = pattern.match(inv, pat)
-  local shown = got and table.concat(got, ",") or ("nil: " .. tostring(why))
+  local shown = got and (#got > 0 and table.concat(got, ",") or "{}: " .. tostring(why)) or ("nil: " .. tostring(why))
   if shown ~= want then
     failures = failures + 1
     print(string.format("FAIL %-22s got %s, want %s", "'" .. pat .. "'", shown, want))
@@ -41,11 +41,12 @@ check("nodes", "nil: it matches no node ('nodes' names no group or node)")
 check("master", "nil: it matches no node ('master' names no group or node)")
 check("", "nil: the pattern is empty")
 check(",", "nil: the pattern is empty")
-check("node2:!node2", "nil: it matches no node")
+check("node2:!node2", "{}: it matches no node")   -- no typo: nothing to do, the caller decides
+check("empty", "{}: it matches no node")          -- an empty group exists
 check("node[7:9]", "nil: it matches no node ('node[7:9]' names no group or node)")
 check("node%", "nil: it matches no node ('node%' names no group or node)")   -- a Lua magic char is literal
 local known = pattern.known(inv)
-if known ~= "groups: all, etcd, masters, webservers; nodes: node1, node2, node3, web01, web02" then
+if known ~= "groups: all, empty, etcd, masters, webservers; nodes: node1, node2, node3, web01, web02" then
   failures = failures + 1
   print("FAIL known: " .. known)
 end
