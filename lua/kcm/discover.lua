@@ -77,8 +77,11 @@ function M.inventory(cli)
   if #found == 0 then return nil, tried end
   local others = {}
   for i = 2, #found do others[#others + 1] = found[i][1] .. " (" .. found[i][2] .. ")" end
-  for _, name in ipairs(running_labs()) do
-    if name ~= lab_name then others[#others + 1] = "lab " .. name .. " is up too, in another folder than " .. lab_dir end
+  local labs = {}
+  for _, name in ipairs(running_labs()) do if name ~= lab_name then labs[#labs + 1] = name end end
+  if #labs > 0 then
+    others[#others + 1] = string.format("lab%s %s up in another folder than %s", #labs > 1 and "s" or "",
+                                        table.concat(labs, ", "), lab_dir)
   end
   return with_others(found[1][1], found[1][2], others)
 end

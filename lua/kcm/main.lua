@@ -9,6 +9,11 @@ local USAGE = [[
 usage: kcmrun [options] PLAYBOOK          a playbook file, or a name: NAME finds playbooks/NAME.lua
                                           here, then the installed playbooks
        kcmrun --list-playbooks
+       kcmrun run PATTERN [options] -- CMD [ARGS...]   one command on the matching nodes
+       kcmrun put PATTERN SRC DEST [--mode 0644]       a local file to the nodes
+       kcmrun get PATTERN SRC DESTDIR                  a file from each node, as DESTDIR/<node>/SRC
+       kcmrun facts PATTERN [--json]                   OS, kernel, arch, CPUs, memory, systemd, IPs, machine-id
+       kcmrun hosts [PATTERN] | --graph                the nodes a pattern matches; the groups
        kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd] | exec NODE cmd | env
 
 Runs PLAYBOOK's steps in order; each step runs on all its nodes in parallel.
@@ -48,6 +53,14 @@ options:
                          (-vv: and tracebacks of errors)
   -V, --version          print the version
   -h, --help             this help
+
+PATTERN (run, put, get, facts, hosts, --limit, a playbook's hosts), as Ansible's: a node or
+group name, all, globs (node*), ranges (node[1:3], or masters[0:1] by position in a group),
+unions (a,b or a:b), intersection (masters:&etcd), exclusion (all:!node2). Ad-hoc commands
+run through the same inventory, login, become and locks as a playbook; their answers are
+grouped (`node1..node3 (3): active`), then a recap by exit code; exit 4 when a node failed.
+  --mode M               put: the file's mode on the nodes (octal, e.g. 0640)
+  --json                 facts: one JSON object {node: {facts}} on stdout
 
 lab: local nodes (real sshd and systemd in namespaces) to rehearse a deployment on;
 `kcmrun lab up` prints the paths it wrote, and its inventory is then found without -i.
@@ -504,6 +517,40 @@ local function adhoc_main(kind, host, args)
   })
 end
 
+-- kcmrun hosts [PATTERN] | --graph: the nodes a pattern matches (ansible
+-- PATTERN --list-hosts), or the groups and their nodes (ansible-inventory
+-- --graph); bash completion reads the latter. The inventory line goes to
+-- stderr: stdout is names only.
+function SUBCOMMANDS.hosts(_, args)
+  local graph = false
+  local rest = {}
+  for _, a in ipairs(args) do if a == "--graph" then graph = true else rest[#rest + 1] = a end end
+  local ok, o = pcall(parse, rest)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then print("usage: kcmrun hosts [PATTERN] | --graph [options]"); return EXIT.ok end
+  local pat = o.playbook or "all"
+  o.playbook, o.args, o.json = "kcmrun-hosts", {}, true
+  local play = require("kcm").playbook { name = "hosts", hosts = pat }
+  play:step("hosts", function() end)
+  local inv, code = load_inventory(o, play)
+  if not inv then return code end
+  local P = require "kcm.pattern"
+  if graph then
+    local v = P.view(inv)
+    for _, g in ipairs(v.group_names) do
+      print("@" .. g .. ":")
+      for _, n in ipairs(v.groups[g]) do print("  |--" .. n) end
+    end
+    return EXIT.ok
+  end
+  local names, why = P.match(inv, pat)
+  if not names or #names == 0 then
+    return die(EXIT.usage, string.format("hosts '%s': %s in %s; %s", pat, why, tostring(inv.file), P.known(inv)))
+  end
+  for _, n in ipairs(names) do print(n) end
+  return EXIT.ok
+end
+
 for kind in pairs(ADHOC_ARGS) do
   SUBCOMMANDS[kind] = function(host, args) return adhoc_main(kind, host, args) end
 end
@@ -515,7 +562,7 @@ function main(argv, host)
   if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
   -- options may come before an ad-hoc subcommand: kcmrun -i inv.lua run all -- uptime
   local at = first_word(argv)
-  if at and ADHOC_ARGS[argv[at]] then
+  if at and (ADHOC_ARGS[argv[at]] or argv[at] == "hosts") then
     local rest = {}
     for i, a in ipairs(argv) do if i ~= at then rest[#rest + 1] = a end end
     return SUBCOMMANDS[argv[at]](host, rest)
