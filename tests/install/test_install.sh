@@ -98,6 +98,13 @@ case_tree() {
     COMP_WORDS=(kcmrun lab st); COMP_CWORD=2; _kcmrun; echo "${COMPREPLY[*]}"
     COMP_WORDS=(kcmrun --list-p); COMP_CWORD=1; _kcmrun; echo "${COMPREPLY[*]}"' _ "$T/moved/share/bash-completion/completions/kcmrun")
   [ "$out" = "$(printf 'lab\ncontroller-manager\nstatus stop start\n--list-playbooks')" ] || fail "completion gave: $out"
+  # ad-hoc subcommands, and node and group names from the inventory (-i honoured; nothing connects)
+  printf 'return { nodes = { { name = "web1", host = "127.0.0.1" }, { name = "web2", host = "127.0.0.1" } }, groups = { webs = { "web1", "web2" } } }\n' > "$T/cinv.lua"
+  out=$(PATH="$T/moved/bin:$PATH" bash -c '. "$1"; COMP_WORDS=(kcmrun ru); COMP_CWORD=1; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" run we); COMP_CWORD=4; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" --limit we); COMP_CWORD=4; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" facts all --j); COMP_CWORD=5; _kcmrun; echo "${COMPREPLY[*]}"' _ "$T/moved/share/bash-completion/completions/kcmrun" "$T/cinv.lua")
+  [ "$out" = "$(printf 'run\nweb1 web2 webs\nweb1 web2 webs\n--json')" ] || fail "ad-hoc completion gave: $out"
   # the man page: gzipped troff, and it documents every long option --help lists
   gzip -t "$T/moved/share/man/man1/kcmrun.1.gz" || fail "man page is not gzip"
   zcat "$T/moved/share/man/man1/kcmrun.1.gz" | sed 's/\\-/-/g' > "$T/man.txt"
