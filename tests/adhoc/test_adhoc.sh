@@ -9,6 +9,7 @@
 # putget:   put --mode 0640, checked with stat on the node; get brings it back
 #           as DESTDIR/<node>/path with the same bytes
 # down:     node2 powered off: exit 4 naming node2 as unreachable, the others answer
+# varorigin: a wrong ca_cert/ca_key/ca_config names the variable and where it was set
 # patterns: --limit etcd / masters:&etcd / node[1:2] on a playbook; a pattern that
 #           matches nothing exits 2 listing groups and nodes; a hosts typo names file:line
 set -e
@@ -169,6 +170,25 @@ down)
   expect_out "^  unreachable +node2 \(1\)$"
   expect_err "^kcmrun: run failed on node2 \(unreachable\)$"
   pass "node2 powered off: exit 4 naming node2 unreachable; node1 and node3 answered"
+  ;;
+varorigin)
+  # a wrong CA path names the variable, where it was set (file:line, -e), and its value
+  REPO=$(cd "$(dirname "$0")/../.." && pwd)
+  sed 's|\["ca_cert"\] = "[^"]*"|["ca_cert"] = "/opt/k8s/work/nope-ca.pem"|' "$KCMRUN_LAB_INVENTORY" > "$T/inv.lua"
+  line=$(grep -n '"ca_cert"' "$T/inv.lua" | cut -d: -f1)
+  kcm -C -i "$T/inv.lua" "$REPO/playbooks/controller-manager.lua"
+  expect_rc 4 "wrong ca_cert"
+  expect_out "ca_cert \(from $T/inv.lua:$line\) = /opt/k8s/work/nope-ca.pem: no such file; set ca_cert"
+  kcm -C -i "$KCMRUN_LAB_ENVIRONMENT" -e ca_key=/nonexistent/ca-key.pem "$REPO/playbooks/controller-manager.lua"
+  expect_rc 4 "wrong ca_key"
+  expect_out "ca_key \(from -e\) = /nonexistent/ca-key.pem: no such file"
+  sed 's|^export ca_config=.*|export ca_config=/tmp|' "$KCMRUN_LAB_ENVIRONMENT" > "$T/environment.sh"
+  line=$(grep -n '^export ca_config=' "$T/environment.sh" | cut -d: -f1)
+  [ -n "$line" ] || fail "the lab's environment.sh sets no ca_config"
+  kcm -C -i "$T/environment.sh" "$REPO/playbooks/controller-manager.lua"
+  expect_rc 4 "ca_config a folder"
+  expect_out "ca_config \(from $T/environment.sh:$line\) = /tmp: is a dir, not a file"
+  pass "a wrong CA path names the variable, where it was set (inventory.lua:N, environment.sh:N, -e) and its value"
   ;;
 *) fail "unknown case $1" ;;
 esac

@@ -30,6 +30,29 @@ local function ca_paths(ctx)
   return ca, var(ctx, "ca_key", dir .. "/ca-key.pem"), var(ctx, "ca_config", dir .. "/ca-config.json")
 end
 
+--- A CA file that is missing or unreadable is named by the variable that
+--- points at it and where that was set, so the fix is the inventory line:
+---   ca_cert (from inventory.lua:4) = /opt/k8s/work/ca.pem: no such file
+--- PEM text given in place of a path is left to kcm.pki.
+function M.check_ca_files(ctx, paths)
+  local fs = require "kcm.native.fs"
+  for _, key in ipairs { "ca_cert", "ca_key", "ca_config" } do
+    local path = paths[key]
+    if type(path) == "string" and not path:find("-----BEGIN", 1, true) then
+      local st = fs.stat(path)
+      local why = not st and "no such file" or st.type ~= "file" and ("is a " .. st.type .. ", not a file") or nil
+      if why then
+        local origin = require("kcm.vars").origin(ctx.vars, key)
+        if origin == "kcmrun's default" and key ~= "ca_cert" then
+          origin = "kcmrun's default: next to ca_cert"
+        end
+        error(string.format("%s (from %s) = %s: %s; set %s to the cluster CA's file (-e %s=PATH or the inventory)",
+                            key, origin, path, why, key, key), 0)
+      end
+    end
+  end
+end
+
 -- The certificate and key already installed on the run's nodes (read in
 -- parallel, over each node's file channel): candidates pki.issue adopts
 -- when its work folder has no good pair.
@@ -56,6 +79,7 @@ function M:issue_certificate(ctx)
   local st = self:state(ctx)
   if st.cert then return st.cert end
   local ca, ca_key, config = ca_paths(ctx)
+  M.check_ca_files(ctx, { ca_cert = ca, ca_key = ca_key, ca_config = config })
   st.cert = require("kcm.pki").issue {
     ca = ca, ca_key = ca_key, config = config, profile = var(ctx, "cert_profile", "kubernetes"),
     csr = self:csr(ctx), dir = component().work_dir(ctx), name = self.name,
