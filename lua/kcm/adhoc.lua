@@ -21,7 +21,7 @@ function M.play(kind, hosts, a)
   if kind == "run" then
     fn = function(node)
       local r = node:run(a.argv, { ok_codes = ANY_CODE })
-      results[node.name] = { code = r.code, out = r.stdout, err = r.stderr, skipped = r.skipped }
+      results[node.name] = { code = r.code, out = r.skipped and "(not run: --check)" or r.stdout, err = r.stderr }
       if r.code ~= 0 then error(string.format("exit %d", r.code), 0) end
     end
   elseif kind == "put" then
@@ -125,7 +125,9 @@ function M.render(order, results, status)
       label = st == "unreachable" and " UNREACHABLE" or " FAILED"
       block(body, head, e, "")
     end
-    lines[#lines + 1] = M.names(g.nodes) .. (label or "") .. ":" .. (head.inline and not head.multi and (" " .. head.inline) or "")
+    local said = head.inline or head.multi
+    lines[#lines + 1] = M.names(g.nodes) .. (label or "") .. (said and ":" or "") ..
+                        (head.inline and not head.multi and (" " .. head.inline) or "")
     if head.multi and head.inline then table.insert(body, 1, "    " .. head.inline) end
     for _, l in ipairs(body) do lines[#lines + 1] = l end
   end

@@ -476,6 +476,9 @@ local function adhoc_main(kind, host, args)
   o.playbook = "kcmrun-" .. kind
   o.args = {}
   local adhoc = require "kcm.adhoc"
+  -- what load_playbook sets for a playbook: the run's mode, workers for --forks
+  require("kcm.target").configure { check = o.check, diff = o.diff }
+  rt.configure({ max_workers = math.max(o.forks, 8) + 4, grace = 0 })
   local play, results = adhoc.play(kind, pattern, a)
   local inv, code = load_inventory(o, play)
   if not inv then return code end

@@ -55,6 +55,11 @@ run)
   kcm run node1 -- echo 'a  b;$(id)' '*'
   expect_rc 0 "argv"
   expect_out '^node1 \(1\): a  b;\$\(id\) \*$'
+  # --check: nothing runs
+  lx node1 rm -f /root/kcm-adhoc-check
+  kcm -C run node1 -- touch /root/kcm-adhoc-check
+  expect_rc 0 "run --check"; expect_out "^node1 \(1\): \(not run: --check\)$"
+  ! lx node1 test -e /root/kcm-adhoc-check || fail "run -C ran the command"
   # usage errors: no command, no pattern
   kcm run masters
   expect_rc 2 "run without --"; expect_err "no command after --"
@@ -124,6 +129,24 @@ PY
     id=$(lx "$n" cat /etc/machine-id)
     grep -q "\"$n\": .*\"machine_id\":\"$id\"" "$T/out" || { cat "$T/out"; fail "$n: machine_id is not its /etc/machine-id ($id)"; }
   done
+  # node.facts in a playbook: gathered once per node for the run (one systemctl --version
+  # each, however often it is read), and a step can branch on it
+  cat > "$T/facts.lua" <<'LUA'
+local play = require("kcm").playbook { name = "facts", hosts = "all" }
+play:step("one", function(node) print(node.name .. " id " .. node.facts.machine_id) end)
+play:step("two", function(node)
+  if node.facts.init == "systemd" and node.facts.machine_id then print(node.name .. " again " .. node.facts.machine_id) end
+end)
+return play
+LUA
+  kcm -v "$T/facts.lua"
+  expect_rc 0 "node.facts in a playbook"
+  for n in "${NODES[@]}"; do
+    a=$(sed -n "s/^$n id //p" "$T/out"); b=$(sed -n "s/^$n again //p" "$T/out")
+    [ -n "$a" ] && [ "$a" = "$b" ] || { cat "$T/out"; fail "$n: node.facts.machine_id '$a' then '$b'"; }
+  done
+  [ "$(grep -c "run 'systemctl' '--version'" "$T/out")" = "${#NODES[@]}" ] ||
+    { cat "$T/out"; fail "facts were not gathered exactly once per node"; }
   kcm facts 'node[1:2]'
   expect_rc 0 "facts table"
   expect_out "^node +os_id +os_version +kernel +arch +cpus +memory_mb +systemd +init +hostname +ips +machine_id$"
