@@ -438,57 +438,45 @@ function first_word(argv)
   end
 end
 
-local function adhoc_main(kind, host, args)
-  local before, argv = args, nil
-  if kind == "run" then
-    for i, a in ipairs(args) do
-      if a == "--" then before, argv = { table.unpack(args, 1, i - 1) }, { table.unpack(args, i + 1) }; break end
-    end
-  end
-  local ok, o = pcall(parse, before)
-  if not ok then return die(EXIT.usage, err_message(o)) end
-  if o.help then print("usage: " .. ADHOC_USAGE[kind]); return EXIT.ok end
+-- The ad-hoc command's own arguments, checked before any connection.
+-- -> {argv, src, dest, destdir, mode} | nil, exit code
+local function adhoc_args(kind, o, argv)
   local usage = "usage: " .. ADHOC_USAGE[kind]
-  if not o.playbook then return die(EXIT.usage, "no PATTERN (a node, a group, all, node*, all:!node2); " .. usage) end
+  if not o.playbook then return nil, die(EXIT.usage, "no PATTERN (a node, a group, all, node*, all:!node2); " .. usage) end
   if #o.args ~= ADHOC_ARGS[kind] then
-    return die(EXIT.usage, string.format("%s takes %s after PATTERN, got %d (%s); %s", kind,
+    return nil, die(EXIT.usage, string.format("%s takes %s after PATTERN, got %d (%s); %s", kind,
       kind == "run" and "nothing but -- CMD" or "SRC and DEST", #o.args, table.concat(o.args, " "), usage))
   end
-  if kind == "run" and (not argv or #argv == 0) then return die(EXIT.usage, "no command after --; " .. usage) end
-  if o.mode and kind ~= "put" then return die(EXIT.usage, "--mode is for put only") end
-  if o.json and kind ~= "facts" then return die(EXIT.usage, "--json is for facts only") end
+  if kind == "run" and (not argv or #argv == 0) then return nil, die(EXIT.usage, "no command after --; " .. usage) end
+  if o.mode and kind ~= "put" then return nil, die(EXIT.usage, "--mode is for put only") end
+  if o.json and kind ~= "facts" then return nil, die(EXIT.usage, "--json is for facts only") end
   local a = { argv = argv, src = o.args[1], dest = o.args[2], destdir = o.args[2], mode = o.mode }
   if kind == "put" then
     local st = fs.stat(a.src)
     if not st or st.type ~= "file" then
-      return die(EXIT.usage, "put: SRC " .. a.src .. (st and (" is a " .. st.type) or " does not exist") ..
-                 "; give a local file")
+      return nil, die(EXIT.usage, "put: SRC " .. a.src .. (st and (" is a " .. st.type) or " does not exist") ..
+                      "; give a local file")
     end
-    if a.dest:sub(1, 1) ~= "/" then return die(EXIT.usage, "put: DEST " .. a.dest .. " must be an absolute path on the nodes") end
+    if a.dest:sub(1, 1) ~= "/" then
+      return nil, die(EXIT.usage, "put: DEST " .. a.dest .. " must be an absolute path on the nodes")
+    end
     if a.dest:sub(-1) == "/" then a.dest = a.dest .. a.src:match("([^/]+)$") end
     if o.mode and not o.mode:match("^0?[0-7][0-7][0-7][0-7]?$") then
-      return die(EXIT.usage, "--mode expects octal permissions such as 0644, got '" .. o.mode .. "'")
+      return nil, die(EXIT.usage, "--mode expects octal permissions such as 0644, got '" .. o.mode .. "'")
     end
   elseif kind == "get" and a.src:sub(1, 1) ~= "/" then
-    return die(EXIT.usage, "get: SRC " .. a.src .. " must be an absolute path on the nodes")
+    return nil, die(EXIT.usage, "get: SRC " .. a.src .. " must be an absolute path on the nodes")
   end
-  local pattern = o.playbook
-  o.playbook = "kcmrun-" .. kind
-  o.args = {}
+  return a
+end
+
+-- run_play's hooks for an ad-hoc run: the report keeps each node's status
+-- and shows no step lines; the end shows the answers grouped, the recap by
+-- exit code, and names the failed nodes.
+local function adhoc_hooks(kind, o, names, results)
   local adhoc = require "kcm.adhoc"
-  -- what load_playbook sets for a playbook: the run's mode, workers for --forks
-  require("kcm.target").configure { check = o.check, diff = o.diff }
-  rt.configure({ max_workers = math.max(o.forks, 8) + 4, grace = 0 })
-  local play, results = adhoc.play(kind, pattern, a)
-  local inv, code = load_inventory(o, play)
-  if not inv then return code end
-  local names, why = require("kcm.pattern").match(inv, pattern)
-  if not names or #names == 0 then
-    return die(EXIT.usage, string.format("%s '%s': %s in %s; %s", kind, pattern, why, tostring(inv.file),
-                                         require("kcm.pattern").known(inv)))
-  end
   local status = {}
-  return run_play(o, play, inv, {
+  return {
     watch = function(report)
       report.hide_steps = true
       if o.json then report.out = io.stderr end   -- stdout is the JSON alone
@@ -517,7 +505,35 @@ local function adhoc_main(kind, host, args)
       end
       return rcode
     end,
-  })
+  }
+end
+
+local function adhoc_main(kind, _, args)
+  local before, argv = args, nil
+  if kind == "run" then
+    for i, a in ipairs(args) do
+      if a == "--" then before, argv = { table.unpack(args, 1, i - 1) }, { table.unpack(args, i + 1) }; break end
+    end
+  end
+  local ok, o = pcall(parse, before)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then print("usage: " .. ADHOC_USAGE[kind]); return EXIT.ok end
+  local a, acode = adhoc_args(kind, o, argv)
+  if not a then return acode end
+  local pattern = o.playbook
+  o.playbook, o.args = "kcmrun-" .. kind, {}
+  -- what load_playbook sets for a playbook: the run's mode, workers for --forks
+  require("kcm.target").configure { check = o.check, diff = o.diff }
+  rt.configure({ max_workers = math.max(o.forks, 8) + 4, grace = 0 })
+  local play, results = require("kcm.adhoc").play(kind, pattern, a)
+  local inv, code = load_inventory(o, play)
+  if not inv then return code end
+  local P = require "kcm.pattern"
+  local names, why = P.match(inv, pattern)
+  if not names or #names == 0 then
+    return die(EXIT.usage, string.format("%s '%s': %s in %s; %s", kind, pattern, why, tostring(inv.file), P.known(inv)))
+  end
+  return run_play(o, play, inv, adhoc_hooks(kind, o, names, results))
 end
 
 -- kcmrun hosts [PATTERN] | --graph: the nodes a pattern matches (ansible
