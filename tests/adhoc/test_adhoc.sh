@@ -9,6 +9,7 @@
 # putget:   put --mode 0640, checked with stat on the node; get brings it back
 #           as DESTDIR/<node>/path with the same bytes
 # down:     node2 powered off: exit 4 naming node2 as unreachable, the others answer
+# become:   logged in as deploy with become: run, put, get, facts as root
 # varorigin: a wrong ca_cert/ca_key/ca_config names the variable and where it was set
 # patterns: --limit etcd / masters:&etcd / node[1:2] on a playbook; a pattern that
 #           matches nothing exits 2 listing groups and nodes; a hosts typo names file:line
@@ -193,6 +194,34 @@ down)
   expect_out "^  unreachable +node2 \(1\)$"
   expect_err "^kcmrun: run failed on node2 \(unreachable\)$"
   pass "node2 powered off: exit 4 naming node2 unreachable; node1 and node3 answered"
+  ;;
+become)
+  # logged in as deploy (NOPASSWD sudo): become as the inventory says, for commands,
+  # files and facts alike; -e become=false turns it off
+  trap 'for n in "${NODES[@]}"; do lx "$n" sh -c "rm -f /etc/sudoers.d/kcm-adhoc /root/kcm-adhoc-b.txt; userdel -r deploy" >/dev/null 2>&1 || true; done; rm -rf "$T"' EXIT
+  for n in "${NODES[@]}"; do
+    lx "$n" sh -c 'id deploy >/dev/null 2>&1 || useradd -m -s /bin/sh deploy
+      install -d -o deploy -g deploy -m 0700 /home/deploy/.ssh
+      install -o deploy -g deploy -m 0600 /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys
+      echo "deploy ALL=(ALL) NOPASSWD: ALL" >/etc/sudoers.d/kcm-adhoc && chmod 0440 /etc/sudoers.d/kcm-adhoc'
+  done
+  printf 'local inv = dofile("%s")\ninv.ssh.user = "deploy"\ninv.ssh.become = true\nreturn inv\n' "$KCMRUN_LAB_INVENTORY" > "$T/inv.lua"
+  kcm -i "$T/inv.lua" run all -- id -un
+  expect_rc 0 "run with become"; expect_out "^node1\.\.node3 \(3\): root$"
+  kcm -i "$T/inv.lua" -e become=false run all -- id -un
+  expect_rc 0 "run without become"; expect_out "^node1\.\.node3 \(3\): deploy$"
+  echo secret > "$T/b.txt"
+  kcm -i "$T/inv.lua" put all "$T/b.txt" /root/kcm-adhoc-b.txt --mode 0600
+  expect_rc 0 "put into /root with become"
+  [ "$(lx node3 stat -c '%a %U' /root/kcm-adhoc-b.txt)" = "600 root" ] || fail "node3: /root/kcm-adhoc-b.txt not 600 root"
+  kcm -i "$T/inv.lua" get all /root/kcm-adhoc-b.txt "$T/got"
+  expect_rc 0 "get from /root with become"
+  cmp "$T/b.txt" "$T/got/node2/root/kcm-adhoc-b.txt" || fail "get with become brought back other bytes"
+  kcm -i "$T/inv.lua" facts all --json
+  expect_rc 0 "facts with become"
+  /usr/bin/python3 -c 'import json,sys; f=json.load(open(sys.argv[1])); assert all(len(v["machine_id"]) == 32 and v["systemd"] for v in f.values()), f' "$T/out" ||
+    fail "facts with become"
+  pass "logged in as deploy: run, put, get and facts become root as the inventory says; -e become=false runs as deploy"
   ;;
 varorigin)
   # a wrong CA path names the variable, where it was set (file:line, -e), and its value
