@@ -152,14 +152,14 @@ function M.recap(order, results, status)
   return lines
 end
 
---- The failed nodes for the last line: "node2 (exit 3)", "node1..node3 (3) unreachable".
+--- The failed nodes for the last line: "node2 (exit 3)", "node1..node3 (unreachable)".
 function M.failed_line(failed, results, status)
   local parts = {}
   for _, g in ipairs(grouped(failed, function(n)
     local r = results[n]
     return r and r.code and ("exit " .. r.code) or (status[n] or {}).status or "failed"
   end)) do
-    parts[#parts + 1] = M.names(g.nodes):gsub(" %(1%)$", "") .. " (" .. g.key .. ")"
+    parts[#parts + 1] = M.names(g.nodes):gsub(" %(%d+%)$", "") .. " (" .. g.key .. ")"
   end
   return table.concat(parts, ", ")
 end

@@ -56,6 +56,13 @@ run)
   kcm run node1 -- echo 'a  b;$(id)' '*'
   expect_rc 0 "argv"
   expect_out '^node1 \(1\): a  b;\$\(id\) \*$'
+  # Ctrl-C: the recap says interrupted, exit 130
+  "$KCMRUN" --state-dir "$SD" --grace 1 run masters -- sleep 60 >"$T/iout" 2>"$T/ierr" & P=$!
+  for _ in $(seq 100); do lx node1 pgrep -f 'sleep 60' >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -INT "$P"; set +e; wait "$P"; IRC=$?; set -e
+  [ "$IRC" = 130 ] || { cat "$T/iout" "$T/ierr"; fail "interrupted run: exit $IRC, expected 130"; }
+  sed -n '/^RECAP/,$p' "$T/iout" | grep -q '^  interrupted' || { cat "$T/iout"; fail "the recap does not say interrupted"; }
+  grep -q '^kcmrun: run failed on node1\.\.node3 (failed)$' "$T/ierr" || { cat "$T/ierr"; fail "the interrupted nodes are not named"; }
   # --check: nothing runs
   lx node1 rm -f /root/kcm-adhoc-check
   kcm -C run node1 -- touch /root/kcm-adhoc-check
