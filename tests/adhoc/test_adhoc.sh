@@ -116,8 +116,18 @@ LUA
   pass "--limit: group, &, !, ranges, globs, subscripts; no match exits 2 listing groups and nodes; hosts typo names file:line"
   ;;
 facts)
+  # one login per node for the whole gathering (ten reads and a command), read from each
+  # node's sshd journal (lab exec enters the node without logging in)
+  for n in "${NODES[@]}"; do
+    lx "$n" journalctl -u ssh -n 0 --show-cursor -q | sed -n 's/^-- cursor: //p' > "$T/cur-$n"
+    [ -s "$T/cur-$n" ] || fail "$n: no journal cursor"
+  done
   run "$KCMRUN" --state-dir "$SD" facts all --json
   expect_rc 0 "facts all --json"
+  for n in "${NODES[@]}"; do
+    c=$(lx "$n" journalctl -q -u ssh --after-cursor "$(cat "$T/cur-$n")" | grep -c "Accepted publickey" || true)
+    [ "$c" = 1 ] || fail "$n: facts logged in $c times, expected once"
+  done
   /usr/bin/python3 -m json.tool "$T/out" >/dev/null || { cat "$T/out"; fail "facts --json is not JSON"; }
   /usr/bin/python3 - "$T/out" "${NODES[@]}" <<'PY' || fail "facts --json"
 import json, sys
@@ -160,7 +170,7 @@ LUA
   expect_out "^node +os_id +os_version +kernel +arch +cpus +memory_mb +systemd +init +hostname +ips +machine_id$"
   expect_out "^node1 +[a-z]+ "; expect_out "^node2 +[a-z]+ "
   ! grep -q "^node3 " "$T/out" || fail "facts node[1:2] showed node3"
-  pass "facts all --json: JSON, a different machine_id per node (the node's own); a table without --json"
+  pass "facts all --json: one login per node, JSON, a different machine_id per node (the node's own), node.facts gathered once; a table without --json"
   ;;
 putget)
   trap 'for n in "${NODES[@]}"; do lx "$n" rm -f /root/kcm-adhoc.bin; done; rm -rf "$T"' EXIT
