@@ -9,6 +9,8 @@
 # putget:   put --mode 0640, checked with stat on the node; get brings it back
 #           as DESTDIR/<node>/path with the same bytes
 # down:     node2 powered off: exit 4 naming node2 as unreachable, the others answer
+# which:    without -i, the first line names what else matched (another lab, a lab
+#           beside $KCMRUN_INVENTORY) and why this one won
 # become:   logged in as deploy with become: run, put, get, facts as root
 # varorigin: a wrong ca_cert/ca_key/ca_config names the variable and where it was set
 # patterns: --limit etcd / masters:&etcd / node[1:2] on a playbook; a pattern that
@@ -211,6 +213,23 @@ down)
   expect_out "^  unreachable +node2 \(1\)$"
   expect_err "^kcmrun: run failed on node2 \(unreachable\)$"
   pass "node2 powered off: exit 4 naming node2 unreachable; node1 and node3 answered"
+  ;;
+which)
+  # without -i, when more than one inventory matches or another lab is up, the first
+  # line says which one was picked and why, and names the others
+  other=zq$((RANDOM % 100000))
+  trap 'ip link del "kcm-$other" 2>/dev/null || true; rm -rf "$T"' EXIT
+  ip link add "kcm-$other" type bridge    # what `lab up` leaves for a lab: its bridge
+  run "$KCMRUN" --state-dir "$SD" hosts all
+  expect_rc 0 "hosts, two labs up"
+  expect_err "^inventory: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua \(the running lab; also found: labs? [a-z0-9, ]*$other[a-z0-9, ]* up in another folder than $KCMRUN_LAB_DIR; picked as the first of -i, .*; -i picks another\)$"
+  run env KCMRUN_INVENTORY="$KCMRUN_LAB_ENVIRONMENT" "$KCMRUN" --state-dir "$SD" -q run node1 -- true
+  expect_rc 0 "KCMRUN_INVENTORY and a lab"
+  expect_out "^inventory: $KCMRUN_LAB_ENVIRONMENT \(\\\$KCMRUN_INVENTORY; also found: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua \(the running lab\); "
+  ip link del "kcm-$other"
+  run "$KCMRUN" --state-dir "$SD" hosts all
+  ! grep -q "$other" "$T/err" || fail "a removed lab is still named"
+  pass "without -i: the picked inventory, why, and what else matched (another lab up, \$KCMRUN_INVENTORY beside a lab), even with -q"
   ;;
 become)
   # logged in as deploy (NOPASSWD sudo): become as the inventory says, for commands,
