@@ -115,12 +115,21 @@ function M.view(inv)
   return { nodes = names, is_node = is_node, groups = groups, group_names = gnames }
 end
 
+-- one view per loaded inventory: ctx.hosts() asks for every step and node
+local views = setmetatable({}, { __mode = "k" })
+local function view_of(inv)
+  if inv.is_node then return inv end
+  local v = views[inv]
+  if not v then v = M.view(inv); views[inv] = v end
+  return v
+end
+
 --- M.match(inv, pattern) -> names (inventory order) | nil, why.
 --- nil when the pattern is empty or a term names no group and no node (a
 --- typo) and nothing matched; {}, why when the terms exist but select no
 --- node (an empty group, all:!all). inv is a loaded inventory or M.view of one.
 function M.match(inv, pattern)
-  if not inv.is_node then inv = M.view(inv) end
+  inv = view_of(inv)
   if type(pattern) ~= "string" then return nil, "a host pattern must be a string, not " .. type(pattern) end
   local list = terms(pattern)
   if #list == 0 then return nil, "the pattern is empty" end
@@ -158,7 +167,7 @@ end
 
 --- What exists, for an error about a pattern that matched nothing.
 function M.known(inv)
-  if not inv.is_node then inv = M.view(inv) end
+  inv = view_of(inv)
   local gs = {}
   for _, g in ipairs(inv.group_names) do gs[#gs + 1] = g end
   if not inv.groups.all or #gs == 0 then gs[#gs + 1] = "all" end
