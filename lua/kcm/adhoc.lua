@@ -26,8 +26,12 @@ function M.play(kind, hosts, a)
     end
   elseif kind == "put" then
     fn = function(node)
-      local changed = node:put(a.src, a.dest, { mode = a.mode })
-      results[node.name] = { out = changed and ("changed: " .. a.dest) or ("ok: " .. a.dest .. " (same)") }
+      -- into a folder that exists on the node, as cp and Ansible's copy do
+      local dest = a.dest
+      local st = node:stat(dest)
+      if st and st.type == "dir" then dest = dest:gsub("/+$", "") .. "/" .. a.src:match("([^/]+)$") end
+      local changed = node:put(a.src, dest, { mode = a.mode })
+      results[node.name] = { out = changed and ("changed: " .. dest) or ("ok: " .. dest .. " (same)") }
     end
   elseif kind == "get" then
     fn = function(node)

@@ -189,6 +189,11 @@ putget)
   kcm put all "$T/blob" /root/kcm-adhoc.bin --mode 0604
   expect_rc 0 "put, new mode"; expect_out "^  changed +node1\.\.node3 \(3\)$"
   [ "$(lx node2 stat -c '%a' /root/kcm-adhoc.bin)" = 604 ] || fail "node2: mode after put --mode 0604"
+  # into a folder that exists on the node: the file keeps its name there
+  kcm put node1 "$T/blob" /root --mode 0600
+  expect_rc 0 "put into a folder"; expect_out "^node1 \(1\): changed: /root/blob$"
+  [ "$(lx node1 stat -c '%a %s' /root/blob)" = "600 70000" ] || fail "node1: put into /root did not make /root/blob 0600"
+  lx node1 rm -f /root/blob
   kcm get 'all:!node3' /root/kcm-adhoc.bin "$T/got"
   expect_rc 0 "get"
   expect_out "^node1,node2 \(2\): $T/got/<node>/root/kcm-adhoc.bin \(70000 bytes\)$"
