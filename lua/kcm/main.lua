@@ -48,7 +48,7 @@ options:
       --lock-wait S      wait up to S seconds for a node another run holds (default 0: fail at once)
       --grace S          after SIGINT/SIGTERM, wait S seconds (default 5) for work in
                          flight before abandoning it; a second signal stops at once
-  -q, --quiet            only failures and the recap
+  -q, --quiet            only the inventory line, failures and the recap
   -v, --verbose          more detail: each remote command and transfer as it runs
                          (-vv: and tracebacks of errors)
   -V, --version          print the version
