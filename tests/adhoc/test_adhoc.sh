@@ -281,7 +281,16 @@ varorigin)
   kcm -C -i "$T/environment.sh" "$REPO/playbooks/controller-manager.lua"
   expect_rc 4 "ca_config a folder"
   expect_out "ca_config \(from $T/environment.sh:$line\) = /tmp: is a dir, not a file"
-  pass "a wrong CA path names the variable, where it was set (inventory.lua:N, environment.sh:N, -e) and its value"
+  # the same for a component's binary and the admin kubeconfig
+  sed 's|\["kcm_binary"\] = "[^"]*"|["kcm_binary"] = "/opt/k8s/nope/kube-controller-manager"|' "$KCMRUN_LAB_INVENTORY" > "$T/inv2.lua"
+  line=$(grep -n '"kcm_binary"' "$T/inv2.lua" | cut -d: -f1)
+  kcm -C -i "$T/inv2.lua" --only binary "$REPO/playbooks/controller-manager.lua"
+  expect_rc 4 "wrong kcm_binary"
+  expect_out "kcm_binary \(from $T/inv2.lua:$line\) = /opt/k8s/nope/kube-controller-manager: no such file"
+  kcm -C -e admin_kubeconfig=/nonexistent/admin.kubeconfig --only rbac "$REPO/playbooks/controller-manager.lua"
+  expect_rc 4 "wrong admin_kubeconfig"
+  expect_out "admin_kubeconfig \(from -e\) = /nonexistent/admin.kubeconfig: no such file"
+  pass "a wrong CA, binary or kubeconfig path names the variable, where it was set (inventory.lua:N, environment.sh:N, -e) and its value"
   ;;
 *) fail "unknown case $1" ;;
 esac

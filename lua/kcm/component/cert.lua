@@ -30,25 +30,15 @@ local function ca_paths(ctx)
   return ca, var(ctx, "ca_key", dir .. "/ca-key.pem"), var(ctx, "ca_config", dir .. "/ca-config.json")
 end
 
---- A CA file that is missing or unreadable is named by the variable that
---- points at it and where that was set, so the fix is the inventory line:
----   ca_cert (from inventory.lua:4) = /opt/k8s/work/ca.pem: no such file
---- PEM text given in place of a path is left to kcm.pki.
+--- A CA file that is missing is named by the variable that points at it and
+--- where that was set (component.need_file). PEM text given in place of a
+--- path is left to kcm.pki.
 function M.check_ca_files(ctx, paths)
-  local fs = require "kcm.native.fs"
   for _, key in ipairs { "ca_cert", "ca_key", "ca_config" } do
     local path = paths[key]
     if type(path) == "string" and not path:find("-----BEGIN", 1, true) then
-      local st = fs.stat(path)
-      local why = not st and "no such file" or st.type ~= "file" and ("is a " .. st.type .. ", not a file") or nil
-      if why then
-        local origin = require("kcm.vars").origin(ctx.vars, key)
-        if origin == "kcmrun's default" and key ~= "ca_cert" then
-          origin = "kcmrun's default: next to ca_cert"
-        end
-        error(string.format("%s (from %s) = %s: %s; set %s to the cluster CA's file (-e %s=PATH or the inventory)",
-                            key, origin, path, why, key, key), 0)
-      end
+      component().need_file(ctx, key, path, "set " .. key .. " to the cluster CA's file (-e " .. key ..
+                            "=PATH or the inventory)")
     end
   end
 end
@@ -161,6 +151,7 @@ end
 function M.admin_kubeconfig(ctx)
   if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
   local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
+  component().need_file(ctx, "admin_kubeconfig", path)
   local allow = var(ctx, "allow_insecure_kubeconfig") == true or var(ctx, "allow_insecure_kubeconfig") == "true"
   local r = require("kcm.kubeconfig").resolve(path)
   if r.insecure and not allow then
