@@ -23,6 +23,19 @@ local function var(ctx, name, default)
 end
 M.var = var
 
+--- need_file(ctx, key, path, fix): the local file variable `key` names must
+--- exist; if not, the error names the variable, where it was set and its
+--- value, so the fix is that line:
+---   ca_cert (from inventory.lua:4) = /opt/k8s/work/ca.pem: no such file
+function M.need_file(ctx, key, path, fix)
+  local st = require("kcm.native.fs").stat(path)
+  local why = not st and "no such file" or st.type ~= "file" and ("is a " .. st.type .. ", not a file") or nil
+  if not why then return path end
+  local origin = require("kcm.vars").origin(ctx.vars, key)
+  error(string.format("%s (from %s) = %s: %s; %s", key, origin, path, why,
+                      fix or ("set " .. key .. " to the right file (-e " .. key .. "=PATH or the inventory)")), 0)
+end
+
 --- component.new{ name=, template=, user= (CN and O of a Kubernetes component),
 ---   cert = { CN=, O=, dir= } (dir on the nodes; default K8S_CONFIG_DIR/cert),
 ---   ca_key_on_nodes = false (only a unit that signs with the CA needs it),

@@ -28,27 +28,62 @@ function M.lab_state(dir)
   return true, name
 end
 
+-- Labs up on this machine (their bridges kcm-NAME), whichever folder they live in.
+local function running_labs()
+  local out = {}
+  for _, dev in ipairs(fs.list("/sys/class/net") or {}) do
+    local name = dev:match("^kcm%-(%w+)$")
+    if name and fs.exists("/sys/class/net/" .. dev .. "/bridge") then out[#out + 1] = name end
+  end
+  table.sort(out)
+  return out
+end
+
+-- The reason a found inventory was picked, naming what else would have
+-- matched (a lab and environment.sh, two labs up): a run never acts on a
+-- cluster the operator did not expect without saying so.
+local function with_others(path, why, others)
+  if #others == 0 then return path, why end
+  return path, string.format("%s; also found: %s; picked as the first of -i, $KCMRUN_INVENTORY, " ..
+                             "./inventory.lua, environment.sh, the lab; -i picks another", why, table.concat(others, "; "))
+end
+
 --- inventory(cli_value) -> path, reason | nil, {tried lines}
 function M.inventory(cli)
   local tried = {}
   local function miss(what, why) tried[#tried + 1] = string.format("  %-34s %s", what, why) end
   if cli then return cli, "-i" end
   miss("-i FILE", "not given")
+  local found = {}   -- {path, why} in the order they win
   local env = os.getenv("KCMRUN_INVENTORY")
-  if env and env ~= "" then return env, "$KCMRUN_INVENTORY" end
-  miss("$KCMRUN_INVENTORY", "not set")
+  if env and env ~= "" then found[#found + 1] = { env, "$KCMRUN_INVENTORY" } else miss("$KCMRUN_INVENTORY", "not set") end
   if is_file("inventory.lua") then
-    return fs.realpath("inventory.lua") or "inventory.lua", "./inventory.lua in the current folder"
+    found[#found + 1] = { fs.realpath("inventory.lua") or "inventory.lua", "./inventory.lua in the current folder" }
+  else
+    miss("./inventory.lua", "not found in " .. (fs.getcwd()))
   end
-  miss("./inventory.lua", "not found in " .. (fs.getcwd()))
-  if is_file(M.ENVIRONMENT_SH) then return M.ENVIRONMENT_SH, "the procedure's environment.sh" end
-  miss(M.ENVIRONMENT_SH, "not found")
+  if is_file(M.ENVIRONMENT_SH) then found[#found + 1] = { M.ENVIRONMENT_SH, "the procedure's environment.sh" }
+  else miss(M.ENVIRONMENT_SH, "not found") end
   local lab_dir = os.getenv("KCMRUN_LAB_DIR")
   if not lab_dir or lab_dir == "" then lab_dir = M.DEFAULT_LAB_DIR end
   local up, why = M.lab_state(lab_dir)
-  if up then return (fs.realpath(lab_dir) or lab_dir) .. "/inventory.lua", "the running lab" end
-  miss(lab_dir .. "/inventory.lua", why)
-  return nil, tried
+  local lab_name
+  if up then
+    lab_name = why
+    found[#found + 1] = { (fs.realpath(lab_dir) or lab_dir) .. "/inventory.lua", "the running lab" }
+  else
+    miss(lab_dir .. "/inventory.lua", why)
+  end
+  if #found == 0 then return nil, tried end
+  local others = {}
+  for i = 2, #found do others[#others + 1] = found[i][1] .. " (" .. found[i][2] .. ")" end
+  local labs = {}
+  for _, name in ipairs(running_labs()) do if name ~= lab_name then labs[#labs + 1] = name end end
+  if #labs > 0 then
+    others[#others + 1] = string.format("lab%s %s up in another folder than %s", #labs > 1 and "s" or "",
+                                        table.concat(labs, ", "), lab_dir)
+  end
+  return with_others(found[1][1], found[1][2], others)
 end
 
 local function strip(name) return (name:gsub("%.lua$", "")) end

@@ -9,6 +9,11 @@ local USAGE = [[
 usage: kcmrun [options] PLAYBOOK          a playbook file, or a name: NAME finds playbooks/NAME.lua
                                           here, then the installed playbooks
        kcmrun --list-playbooks
+       kcmrun run PATTERN [options] -- CMD [ARGS...]   one command on the matching nodes
+       kcmrun put PATTERN SRC DEST [--mode 0644]       a local file to the nodes
+       kcmrun get PATTERN SRC DESTDIR                  a file from each node, as DESTDIR/<node>/SRC
+       kcmrun facts PATTERN [--json]                   OS, kernel, arch, CPUs, memory, systemd, IPs, machine-id
+       kcmrun hosts [PATTERN] | --graph                the nodes a pattern matches; the groups
        kcmrun lab up [--nodes N] | down | status | stop NODE | start NODE | ssh NODE [cmd] | exec NODE cmd | env
 
 Runs PLAYBOOK's steps in order; each step runs on all its nodes in parallel.
@@ -24,7 +29,8 @@ options:
       --only A,B         run only these steps
       --skip C           skip these steps
       --start-at D       start at this step
-      --limit N1,N2      only these nodes
+      --limit PATTERN    only these nodes: names, groups, node*, node[1:2], a,b,
+                         all:!node2, masters:&etcd (as Ansible's)
   -f, --forks N          at most N nodes in flight (default 64)
   -C, --check            change nothing; report what would change
   -D, --diff             show file diffs (key material redacted)
@@ -42,11 +48,19 @@ options:
       --lock-wait S      wait up to S seconds for a node another run holds (default 0: fail at once)
       --grace S          after SIGINT/SIGTERM, wait S seconds (default 5) for work in
                          flight before abandoning it; a second signal stops at once
-  -q, --quiet            only failures and the recap
+  -q, --quiet            only the inventory line, failures and the recap
   -v, --verbose          more detail: each remote command and transfer as it runs
                          (-vv: and tracebacks of errors)
   -V, --version          print the version
   -h, --help             this help
+
+PATTERN (run, put, get, facts, hosts, --limit, a playbook's hosts), as Ansible's: a node or
+group name, all, globs (node*), ranges (node[1:3], or masters[0:1] by position in a group),
+unions (a,b or a:b), intersection (masters:&etcd), exclusion (all:!node2). Ad-hoc commands
+run through the same inventory, login, become and locks as a playbook; their answers are
+grouped (`node1..node3 (3): active`), then a recap by exit code; exit 4 when a node failed.
+  --mode M               put: the file's mode on the nodes (octal, e.g. 0640)
+  --json                 facts: one JSON object {node: {facts}} on stdout
 
 lab: local nodes (real sshd and systemd in namespaces) to rehearse a deployment on;
 `kcmrun lab up` prints the paths it wrote, and its inventory is then found without -i.
@@ -105,7 +119,7 @@ local function parse(argv)
       o.skip = o.skip or {}
       for _, s in ipairs(split_csv(value(a))) do o.skip[#o.skip + 1] = s end
     elseif a == "--start-at" then o.start_at = value(a)
-    elseif a == "--limit" then o.limit = split_csv(value(a))
+    elseif a == "--limit" then o.limit = value(a)
     elseif a == "-f" or a == "--forks" then
       local n = math.tointeger(tonumber(value(a)))
       if not n or n < 1 then error({ usage = true, message = "--forks expects a positive integer" }, 0) end
@@ -132,6 +146,8 @@ local function parse(argv)
       local g = tonumber(value(a))
       if not g or g < 0 then error({ usage = true, message = "--grace expects a number of seconds >= 0" }, 0) end
       o.grace = g
+    elseif a == "--mode" then o.mode = value(a)
+    elseif a == "--json" then o.json = true
     elseif a == "-q" or a == "--quiet" then o.verbosity = -1
     elseif a == "--verbose" then o.verbosity = o.verbosity + 1
     elseif a:match("^%-v+$") then o.verbosity = math.max(o.verbosity, 0) + #a - 1
@@ -193,6 +209,7 @@ end
 -- Subcommands: the first argument names one. A subcommand returns an exit code, or an
 -- argv table that the host (engine/main.c) execs once the Lua state is closed.
 local SUBCOMMANDS = {}
+local first_word
 
 function SUBCOMMANDS.lab(host, args)
   local script = host.datadir and host.datadir .. "/lab/kcmlab.sh"
@@ -299,7 +316,9 @@ local function load_inventory(o, play)
   local fok, inv_path, inv_why = pcall(find_inventory, o, play)
   if not fok then return nil, die(EXIT.usage, err_message(inv_path)) end
   o.inventory = inv_path
-  if inv_path and o.verbosity >= 0 then print(string.format("inventory: %s (%s)", inv_path, inv_why)) end
+  -- even with -q: a run never acts on a cluster it did not name
+  -- (on stderr when stdout is JSON)
+  if inv_path then (o.json and io.stderr or io.stdout):write(string.format("inventory: %s (%s)\n", inv_path, inv_why)) end
   local iok, inv
   if o.inventory then
     iok, inv = pcall(function() return task.wait(task.spawn(inventory.load, nil, o.inventory)) end)
@@ -371,11 +390,12 @@ local function finish_run(summary, report)
 end
 
 -- The play on its inventory. -> exit code
-local function run_play(o, play, inv)
+local function run_play(o, play, inv, adhoc)
   local sdir, state_file = state_paths(o)
   if not sdir then return state_file end
   local report, rcode = open_report(o)
   if not report then return rcode end
+  if adhoc then adhoc.watch(report) end
 
   local runner = require "kcm.runner"
   rt.configure({ grace = o.grace })
@@ -392,7 +412,172 @@ local function run_play(o, play, inv)
     if type(e) == "table" and (e.usage or e.config) then return die(EXIT.usage, e.message) end
     return die(EXIT.playbook, err_message(e))
   end
+  if adhoc then return adhoc.finish(summary, report) end
   return finish_run(summary, report)
+end
+
+-- kcmrun run|put|get|facts PATTERN ...: a one-step play (kcm.adhoc) through
+-- the same inventory, runner, login and become as a playbook's.
+local ADHOC_USAGE = {
+  run = "kcmrun run PATTERN [options] -- CMD [ARGS...]",
+  put = "kcmrun put PATTERN SRC DEST [--mode 0644] [options]",
+  get = "kcmrun get PATTERN SRC DESTDIR [options]   (files land as DESTDIR/<node>/SRC)",
+  facts = "kcmrun facts PATTERN [--json] [options]",
+}
+local ADHOC_ARGS = { run = 0, put = 2, get = 2, facts = 0 }
+
+-- The options that take a value (parse), to find the first word after them.
+local VALUE_OPTIONS = {}
+for o in ("-i --inventory -e --extra-var --only --skip --start-at --limit -f --forks --ssh-config --known-hosts " ..
+          "--identity --lua-path --log-json --timeline --state-dir --lock-wait --grace --mode"):gmatch("%S+") do
+  VALUE_OPTIONS[o] = true
+end
+
+function first_word(argv)
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then return nil end
+    if a:sub(1, 1) ~= "-" or a == "-" then return i end
+    if VALUE_OPTIONS[a] then i = i + 1 end
+    i = i + 1
+  end
+end
+
+-- The ad-hoc command's own arguments, checked before any connection.
+-- -> {argv, src, dest, destdir, mode} | nil, exit code
+local function adhoc_args(kind, o, argv)
+  local usage = "usage: " .. ADHOC_USAGE[kind]
+  if not o.playbook then return nil, die(EXIT.usage, "no PATTERN (a node, a group, all, node*, all:!node2); " .. usage) end
+  if #o.args ~= ADHOC_ARGS[kind] then
+    return nil, die(EXIT.usage, string.format("%s takes %s after PATTERN, got %d (%s); %s", kind,
+      kind == "run" and "nothing but -- CMD" or "SRC and DEST", #o.args, table.concat(o.args, " "), usage))
+  end
+  if kind == "run" and (not argv or #argv == 0) then return nil, die(EXIT.usage, "no command after --; " .. usage) end
+  if o.mode and kind ~= "put" then return nil, die(EXIT.usage, "--mode is for put only") end
+  if o.json and kind ~= "facts" then return nil, die(EXIT.usage, "--json is for facts only") end
+  local a = { argv = argv, src = o.args[1], dest = o.args[2], destdir = o.args[2], mode = o.mode }
+  if kind == "put" then
+    local st = fs.stat(a.src)
+    if not st or st.type ~= "file" then
+      return nil, die(EXIT.usage, "put: SRC " .. a.src .. (st and (" is a " .. st.type) or " does not exist") ..
+                      "; give a local file")
+    end
+    if a.dest:sub(1, 1) ~= "/" then
+      return nil, die(EXIT.usage, "put: DEST " .. a.dest .. " must be an absolute path on the nodes")
+    end
+    if a.dest:sub(-1) == "/" then a.dest = a.dest .. a.src:match("([^/]+)$") end
+    if o.mode and not o.mode:match("^0?[0-7][0-7][0-7][0-7]?$") then
+      return nil, die(EXIT.usage, "--mode expects octal permissions such as 0644, got '" .. o.mode .. "'")
+    end
+  elseif kind == "get" and a.src:sub(1, 1) ~= "/" then
+    return nil, die(EXIT.usage, "get: SRC " .. a.src .. " must be an absolute path on the nodes")
+  end
+  return a
+end
+
+-- run_play's hooks for an ad-hoc run: the report keeps each node's status
+-- and shows no step lines; the end shows the answers grouped, the recap by
+-- exit code, and names the failed nodes.
+local function adhoc_hooks(kind, o, names, results)
+  local adhoc = require "kcm.adhoc"
+  local status = {}
+  return {
+    watch = function(report)
+      report.hide_steps = true
+      if o.json then report.out = io.stderr end   -- stdout is the JSON alone
+      local node_result = report.node_result
+      report.node_result = function(self, step, node, r)
+        status[node] = { status = r.status, error = r.error }
+        return node_result(self, step, node, r)
+      end
+    end,
+    finish = function(summary, report)
+      local rcode = EXIT.ok
+      if summary.failed then rcode = EXIT.nodes end
+      if rt.signal() then rcode = interrupted_code() end
+      if kind == "facts" and o.json then
+        print(adhoc.facts_json(names, results))
+      elseif kind == "facts" then
+        for _, l in ipairs(adhoc.facts_table(names, results)) do print(l) end
+      end
+      local lines, failed = adhoc.render(names, results, status)
+      if kind == "facts" then lines = select(1, adhoc.render(failed, results, status)) end
+      for _, l in ipairs(lines) do if o.verbosity >= 0 or #failed > 0 then report:line(l) end end
+      report:recap({ exit_code = rcode, interrupted = rt.signal() ~= nil or summary.interrupted,
+                     lines = adhoc.recap(names, results, status) })
+      if #failed > 0 then
+        io.stderr:write("kcmrun: ", kind, " failed on ", adhoc.failed_line(failed, results, status), "\n")
+      end
+      return rcode
+    end,
+  }
+end
+
+local function adhoc_main(kind, _, args)
+  local before, argv = args, nil
+  if kind == "run" then
+    for i, a in ipairs(args) do
+      if a == "--" then before, argv = { table.unpack(args, 1, i - 1) }, { table.unpack(args, i + 1) }; break end
+    end
+  end
+  local ok, o = pcall(parse, before)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then print("usage: " .. ADHOC_USAGE[kind]); return EXIT.ok end
+  local a, acode = adhoc_args(kind, o, argv)
+  if not a then return acode end
+  local pattern = o.playbook
+  o.playbook, o.args = "kcmrun-" .. kind, {}
+  -- what load_playbook sets for a playbook: the run's mode, workers for --forks
+  require("kcm.target").configure { check = o.check, diff = o.diff }
+  rt.configure({ max_workers = math.max(o.forks, 8) + 4, grace = 0 })
+  local play, results = require("kcm.adhoc").play(kind, pattern, a)
+  local inv, code = load_inventory(o, play)
+  if not inv then return code end
+  local P = require "kcm.pattern"
+  local names, why = P.match(inv, pattern)
+  if not names or #names == 0 then
+    return die(EXIT.usage, string.format("%s '%s': %s in %s; %s", kind, pattern, why, tostring(inv.file), P.known(inv)))
+  end
+  return run_play(o, play, inv, adhoc_hooks(kind, o, names, results))
+end
+
+-- kcmrun hosts [PATTERN] | --graph: the nodes a pattern matches (ansible
+-- PATTERN --list-hosts), or the groups and their nodes (ansible-inventory
+-- --graph); bash completion reads the latter. The inventory line goes to
+-- stderr: stdout is names only.
+function SUBCOMMANDS.hosts(_, args)
+  local graph = false
+  local rest = {}
+  for _, a in ipairs(args) do if a == "--graph" then graph = true else rest[#rest + 1] = a end end
+  local ok, o = pcall(parse, rest)
+  if not ok then return die(EXIT.usage, err_message(o)) end
+  if o.help then print("usage: kcmrun hosts [PATTERN] | --graph [options]"); return EXIT.ok end
+  local pat = o.playbook or "all"
+  o.playbook, o.args, o.json = "kcmrun-hosts", {}, true
+  local play = require("kcm").playbook { name = "hosts", hosts = pat }
+  play:step("hosts", function() end)
+  local inv, code = load_inventory(o, play)
+  if not inv then return code end
+  local P = require "kcm.pattern"
+  if graph then
+    local v = P.view(inv)
+    for _, g in ipairs(v.group_names) do
+      print("@" .. g .. ":")
+      for _, n in ipairs(v.groups[g]) do print("  |--" .. n) end
+    end
+    return EXIT.ok
+  end
+  local names, why = P.match(inv, pat)
+  if not names or #names == 0 then
+    return die(EXIT.usage, string.format("hosts '%s': %s in %s; %s", pat, why, tostring(inv.file), P.known(inv)))
+  end
+  for _, n in ipairs(names) do print(n) end
+  return EXIT.ok
+end
+
+for kind in pairs(ADHOC_ARGS) do
+  SUBCOMMANDS[kind] = function(host, args) return adhoc_main(kind, host, args) end
 end
 
 local main
@@ -400,6 +585,13 @@ local main
 function main(argv, host)
   host = host or {}
   if SUBCOMMANDS[argv[1]] then return SUBCOMMANDS[argv[1]](host, { table.unpack(argv, 2) }) end
+  -- options may come before an ad-hoc subcommand: kcmrun -i inv.lua run all -- uptime
+  local at = first_word(argv)
+  if at and (ADHOC_ARGS[argv[at]] or argv[at] == "hosts") then
+    local rest = {}
+    for i, a in ipairs(argv) do if i ~= at then rest[#rest + 1] = a end end
+    return SUBCOMMANDS[argv[at]](host, rest)
+  end
   local ok, o = pcall(parse, argv)
   if not ok then return die(EXIT.usage, err_message(o)) end
   if o.help then io.stdout:write(USAGE); return EXIT.ok end

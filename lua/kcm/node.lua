@@ -11,7 +11,13 @@ local E = require "kcm.error"
 local target = require "kcm.target"
 
 local Node = {}
-Node.__index = Node
+-- node.facts: gathered on first read (kcm.facts), then kept on the node
+Node.__index = function(self, k)
+  if k ~= "facts" then return Node[k] end
+  local f = require("kcm.facts").gather(self)
+  rawset(self, "facts", f)
+  return f
+end
 
 local sessions = {}     -- "user@host:port|name" -> native session, shared by Node objects
 local all_nodes = setmetatable({}, { __mode = "k" })

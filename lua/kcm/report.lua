@@ -90,7 +90,7 @@ end
 function M:run_start(info)
   self:event({ event = "run_start", playbook = info.playbook, inventory = info.inventory,
                check = info.check, nodes = info.nodes })
-  if self.verbosity >= 0 then
+  if self.verbosity >= 0 and not self.hide_steps then
     self:line(self:paint("bold", string.format("PLAY %s%s", info.name, info.check and " (check mode)" or "")))
   end
 end
@@ -98,7 +98,7 @@ end
 function M:step_start(step, targets)
   self.steps[#self.steps + 1] = { name = step.name, t0 = rt.now() }
   self:event({ event = "step_start", step = step.name, targets = targets })
-  if self.verbosity >= 0 then
+  if self.verbosity >= 0 and not self.hide_steps then
     self:line(self:paint("bold", "== " .. step.name) .. (step.once and " (once)" or ""))
   end
 end
@@ -131,7 +131,7 @@ function M:node_result(step, node, r)
                where = r.where, changes = r.changes })
   local show = self.verbosity >= 0 and (self.verbosity > 0 or r.status ~= "skipped")
   if self.verbosity < 0 then show = r.status == "failed" or r.status == "unreachable" end
-  if show then
+  if show and not self.hide_steps then
     local label = r.status == "failed" and "FAILED" or r.status == "unreachable" and "UNREACHABLE" or r.status
     local line = string.format("  %s %-16s %s", self:paint(r.status, string.format("%-11s", label)),
                                node, fmt_duration(r.duration or 0))
@@ -172,8 +172,12 @@ function M:recap(info)
   local total = rt.now() - self.t0
   self:line("")
   self:line(self:paint("bold", "RECAP") .. string.format("  (%s)", fmt_duration(total):gsub("^%s+", "")))
-  self:line(string.format("  %-16s %4s %8s %7s %8s %12s", "node", "ok", "changed", "failed", "skipped", "unreachable"))
-  for _, name in ipairs(self.order) do
+  -- an ad-hoc run (kcm.adhoc) brings its own lines: its nodes by exit code
+  for _, l in ipairs(info.lines or {}) do self:line(l) end
+  if not info.lines then
+    self:line(string.format("  %-16s %4s %8s %7s %8s %12s", "node", "ok", "changed", "failed", "skipped", "unreachable"))
+  end
+  for _, name in ipairs(info.lines and {} or self.order) do
     local n = self.nodes[name]
     local status = (n.unreachable > 0 and "unreachable") or (n.failed > 0 and "failed")
                    or (n.changed > 0 and "changed") or "ok"
@@ -191,7 +195,7 @@ function M:recap(info)
     self:line("  " .. self:paint("failed", "interrupted") ..
               (info.due and next(info.due) and ": the work still due is kept on each node above" or ""))
   end
-  if self.verbosity >= 0 and #self.steps > 0 then
+  if self.verbosity >= 0 and #self.steps > 0 and not info.lines then
     local parts = {}
     for _, s in ipairs(self.steps) do
       parts[#parts + 1] = string.format("%s %s", s.name, fmt_duration(s.duration or 0):gsub("^%s+", ""))

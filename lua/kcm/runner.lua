@@ -7,6 +7,7 @@ local rt = require "kcm.native.runtime"
 local task = require "kcm.task"
 local state = require "kcm.state"
 local E = require "kcm.error"
+local pattern = require "kcm.pattern"
 
 local M = {}
 
@@ -158,11 +159,15 @@ end
 -- --limit keeps are the run's nodes.
 local function select_nodes(run)
   local inv, opts, ctx = run.inv, run.opts, run.ctx
-  local limit = opts.limit and split_set(opts.limit)
-  if limit then
-    for name in pairs(limit) do
-      if not inv.by_name[name] then error({ usage = true, message = "--limit: no node named '" .. name .. "' in the inventory" }, 0) end
+  local limit
+  if opts.limit then
+    local pat = type(opts.limit) == "table" and table.concat(opts.limit, ",") or opts.limit
+    local names, why = pattern.match(inv, pat)
+    if not names or #names == 0 then
+      error({ usage = true, message = string.format("--limit '%s': %s in %s; %s", pat, why,
+                                                    tostring(inv.file), pattern.known(inv)) }, 0)
     end
+    limit = split_set(names)
   end
   local specs = {}      -- node name -> the spec its Node was made from
   for _, spec in ipairs(inv.nodes) do
@@ -192,14 +197,20 @@ end
 -- select: ctx.hosts and ctx.members, the groups as steps see them.
 local function add_group_lookups(run)
   local ctx, inv, play, limit, specs = run.ctx, run.inv, run.play, run.limit, run.specs
-  local function group_names(target)
+  -- a step's (or the play's) hosts pattern; a typo names where it was written
+  local function group_names(target, where)
     target = target or play.hosts
-    local names = inv.groups[target]
+    local names, why = pattern.match(inv, target)
     if not names then
-      if inv.by_name[target] then names = { target }
-      else error("no group or node named '" .. tostring(target) .. "' in " .. tostring(inv.file), 3) end
+      error({ usage = true, message = string.format("%s: hosts '%s': %s in %s; %s", where or play.defined_at,
+                                                    tostring(target), why, tostring(inv.file), pattern.known(inv)) }, 0)
     end
     return names
+  end
+  run.group_names = group_names
+  local function caller()
+    local info = debug.getinfo(3, "Sl")
+    return info and info.short_src .. ":" .. (info.currentline or 0) or "?"
   end
 
   --- ctx.hosts("group") -> node objects of a group (or one node by name), --limit applied:
@@ -208,7 +219,7 @@ local function add_group_lookups(run)
     local target = a
     if type(a) == "table" then target = b end     -- ctx:hosts(...)
     local out = {}
-    for _, n in ipairs(group_names(target)) do
+    for _, n in ipairs(group_names(target, caller())) do
       if not limit or limit[n] then out[#out + 1] = ctx.by_name[n] end
     end
     return out
@@ -223,7 +234,7 @@ local function add_group_lookups(run)
     local target = a
     if type(a) == "table" then target = b end
     local out = {}
-    for _, n in ipairs(group_names(target)) do
+    for _, n in ipairs(group_names(target, caller())) do
       local m = member_cache[n]
       if not m then
         local spec = specs[n]
@@ -418,8 +429,10 @@ end
 local function run_node_step(run, step)
   local report, summary, down = run.report, run.summary, run.down
   local targets = {}
-  for _, node in ipairs(run.ctx.hosts(step.hosts)) do
-    if not down[node.name] then targets[#targets + 1] = node end
+  local where = step.hosts and step.defined_at or run.play.defined_at
+  for _, n in ipairs(run.group_names(step.hosts, where)) do
+    local node = run.ctx.by_name[n]
+    if (not run.limit or run.limit[n]) and not down[n] then targets[#targets + 1] = node end
   end
   -- one step_start naming both parts: the control machine's, the nodes'
   local names = step.prepare and { CONTROL } or {}

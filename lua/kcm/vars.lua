@@ -12,8 +12,11 @@ local M = {}
 local V = {}
 V.__index = V
 
-local function view(chain, reads, written)
-  return setmetatable({}, {
+-- view -> {chain, labels}: where each layer came from, for M.origin
+local layers_of = setmetatable({}, { __mode = "k" })
+
+local function view(chain, reads, written, labels)
+  local v = setmetatable({}, {
     __index = function(_, k)
       reads[k] = true
       for i = 1, #chain do
@@ -33,6 +36,43 @@ local function view(chain, reads, written)
     end,
     __name = "kcm.vars",
   })
+  layers_of[v] = { chain = chain, labels = labels or {} }
+  return v
+end
+
+-- The first line of `file` that sets `key` (key = ..., ["key"] = ..., KEY=...).
+local function line_of(file, key)
+  local f = type(file) == "string" and io.open(file, "rb")
+  if not f then return nil end
+  local n = 0
+  local pat = "%f[%w_]" .. key:gsub("%p", "%%%0") .. "%f[^%w_][\"%]]*%s*="
+  for line in f:lines() do
+    n = n + 1
+    if line:find(pat) then f:close(); return n end
+  end
+  f:close()
+end
+
+--- origin(ctx.vars, key) -> where that key's value comes from, for an error
+--- that names the variable to fix: "inventory.lua:4", "-e", "group_vars.masters
+--- (inventory.lua:9)", "the playbook's defaults", or "kcmrun's default" when
+--- no layer sets it.
+function M.origin(vars, key)
+  local l = layers_of[vars]
+  if not l then return "kcmrun's default" end
+  for i, layer in ipairs(l.chain) do
+    local v = layer[key]
+    if v ~= nil and v ~= "" then
+      local label = l.labels[i]
+      if type(label) == "table" then
+        local line = line_of(label.file, key)
+        local at = label.file and (label.file .. (line and (":" .. line) or "")) or "the inventory"
+        return label.what and (label.what .. " (" .. at .. ")") or at
+      end
+      return label or "the playbook"
+    end
+  end
+  return "kcmrun's default"
 end
 
 --- vars.new(inventory, play, extra_vars) -> layering for one run
@@ -57,27 +97,32 @@ end
 
 --- The view of control-machine code: the play's group's vars apply.
 function V:control(group)
-  local chain = { self.written, self.extra }
-  if group and self.group_vars[group] then chain[#chain + 1] = self.group_vars[group] end
-  if group ~= "all" and self.group_vars.all then chain[#chain + 1] = self.group_vars.all end
-  chain[#chain + 1] = self.inv.vars or {}
-  chain[#chain + 1] = self.defaults
-  return view(chain, self.reads, self.written)
+  local file = self.inv.file
+  local chain, labels = { self.written, self.extra }, { "set by the playbook", "-e" }
+  local function add(t, label) chain[#chain + 1] = t; labels[#chain] = label end
+  if group and self.group_vars[group] then add(self.group_vars[group], { what = "group_vars." .. group, file = file }) end
+  if group ~= "all" and self.group_vars.all then add(self.group_vars.all, { what = "group_vars.all", file = file }) end
+  add(self.inv.vars or {}, { file = file })
+  add(self.defaults, "the playbook's defaults")
+  return view(chain, self.reads, self.written, labels)
 end
 
 --- The view of one node's steps.
 function V:node(name)
   local spec = self.inv.by_name and self.inv.by_name[name] or {}
-  local own = {}
+  local own, file = {}, self.inv.file
   local chain = { own, self.written, self.extra, spec.vars or {} }
+  local labels = { "set by the playbook", "set by the playbook", "-e", { what = "node " .. name .. " vars", file = file } }
   local groups = self.node_groups[name] or {}
   for i = #groups, 1, -1 do
     local gv = self.group_vars[groups[i]]
-    if gv then chain[#chain + 1] = gv end
+    if gv then chain[#chain + 1] = gv; labels[#chain] = { what = "group_vars." .. groups[i], file = file } end
   end
   chain[#chain + 1] = self.inv.vars or {}
+  labels[#chain] = { file = file }
   chain[#chain + 1] = self.defaults
-  return view(chain, self.reads, own)
+  labels[#chain] = "the playbook's defaults"
+  return view(chain, self.reads, own, labels)
 end
 
 --- Inventory keys no code read during the run, as "where.key" strings

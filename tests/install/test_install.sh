@@ -98,6 +98,13 @@ case_tree() {
     COMP_WORDS=(kcmrun lab st); COMP_CWORD=2; _kcmrun; echo "${COMPREPLY[*]}"
     COMP_WORDS=(kcmrun --list-p); COMP_CWORD=1; _kcmrun; echo "${COMPREPLY[*]}"' _ "$T/moved/share/bash-completion/completions/kcmrun")
   [ "$out" = "$(printf 'lab\ncontroller-manager\nstatus stop start\n--list-playbooks')" ] || fail "completion gave: $out"
+  # ad-hoc subcommands, and node and group names from the inventory (-i honoured; nothing connects)
+  printf 'return { nodes = { { name = "web1", host = "127.0.0.1" }, { name = "web2", host = "127.0.0.1" } }, groups = { webs = { "web1", "web2" } } }\n' > "$T/cinv.lua"
+  out=$(PATH="$T/moved/bin:$PATH" bash -c '. "$1"; COMP_WORDS=(kcmrun ru); COMP_CWORD=1; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" run we); COMP_CWORD=4; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" --limit we); COMP_CWORD=4; _kcmrun; echo "${COMPREPLY[*]}"
+    COMP_WORDS=(kcmrun -i "$2" facts all --j); COMP_CWORD=5; _kcmrun; echo "${COMPREPLY[*]}"' _ "$T/moved/share/bash-completion/completions/kcmrun" "$T/cinv.lua")
+  [ "$out" = "$(printf 'run\nweb1 web2 webs\nweb1 web2 webs\n--json')" ] || fail "ad-hoc completion gave: $out"
   # the man page: gzipped troff, and it documents every long option --help lists
   gzip -t "$T/moved/share/man/man1/kcmrun.1.gz" || fail "man page is not gzip"
   zcat "$T/moved/share/man/man1/kcmrun.1.gz" | sed 's/\\-/-/g' > "$T/man.txt"
@@ -127,15 +134,23 @@ LUA
   run clean env KCMRUN_INVENTORY="$T/env.lua" "$KCMRUN" -i "$T/cli.lua" "$T/which.lua"
   expect_rc 0 "-i"; expect_out "which=cli"
   [ "$(head -1 "$T/out")" = "inventory: $T/cli.lua (-i)" ] || fail "line 1: $(head -1 "$T/out")"
+  # ./inventory.lua matches too: the line says which one won, why, and what else was found
   run clean env KCMRUN_INVENTORY="$T/env.lua" "$KCMRUN" "$T/which.lua"
   expect_rc 0 "KCMRUN_INVENTORY"; expect_out "which=env"
-  [ "$(head -1 "$T/out")" = "inventory: $T/env.lua (\$KCMRUN_INVENTORY)" ] || fail "line 1: $(head -1 "$T/out")"
+  # (labs up on this machine, other tests', may be named after it)
+  case "$(head -1 "$T/out")" in
+    "inventory: $T/env.lua (\$KCMRUN_INVENTORY; also found: $(readlink -f "$E")/inventory.lua (./inventory.lua in the current folder); "*"picked as the first of -i, \$KCMRUN_INVENTORY, ./inventory.lua, environment.sh, the lab; -i picks another)") ;;
+    *) fail "line 1: $(head -1 "$T/out")" ;;
+  esac
   run clean "$KCMRUN" "$T/which.lua"
   expect_rc 0 "./inventory.lua"; expect_out "which=cwd"
-  [ "$(head -1 "$T/out")" = "inventory: $(readlink -f "$E")/inventory.lua (./inventory.lua in the current folder)" ] || fail "line 1: $(head -1 "$T/out")"
-  # -q: no line, the same inventory
+  case "$(head -1 "$T/out")" in
+    "inventory: $(readlink -f "$E")/inventory.lua (./inventory.lua in the current folder"*) ;;
+    *) fail "line 1: $(head -1 "$T/out")" ;;
+  esac
+  # -q: still the line (a run never acts on a cluster it did not name), the same inventory
   run clean "$KCMRUN" -q "$T/which.lua"
-  expect_rc 0 "-q"; ! grep -q '^inventory:' "$T/out" || fail "-q printed the inventory line"
+  expect_rc 0 "-q"; grep -q "^inventory: $(readlink -f "$E")/inventory.lua " "$T/out" || fail "-q did not print the inventory line"
   # a lab whose state survived it (a reboot): not a running lab
   rm "$E/inventory.lua"
   printf 'LAB_NAME=zq9stal\nLAB_NODES=3\n' > "$T/nolab/lab.state"; inv "$T/nolab/inventory.lua" stale
@@ -229,7 +244,8 @@ case_lab() {
   cat "$T/out"
   expect_rc 0 "deploy without -i"
   first=$(head -1 "$T/out")
-  [ "$first" = "inventory: $(readlink -f "$LAB")/inventory.lua (the running lab)" ] || fail "line 1: $first"
+  # (other labs up on this machine are named after it)
+  case "$first" in "inventory: $(readlink -f "$LAB")/inventory.lua (the running lab"*) ;; *) fail "line 1: $first" ;; esac
   for s in certificate unit start verify leader; do grep -q "^== $s" "$T/out" || fail "step $s did not run"; done
   [ "$(K lab ssh node2 systemctl is-active kube-controller-manager)" = active ] || fail "kcm not active on node2"
   # the unit came from the installed template, next to the installed playbook
@@ -252,7 +268,7 @@ case_readme() {
   cat "$T/out"
   expect_rc 0 "kcmrun playbooks/controller-manager.lua"
   first=$(head -1 "$T/out")
-  [ "$first" = "inventory: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua (the running lab)" ] || fail "line 1: $first"
+  case "$first" in "inventory: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua (the running lab"*) ;; *) fail "line 1: $first" ;; esac
   pass "from the repo root with the lab up: exit 0, $first"
 }
 

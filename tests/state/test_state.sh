@@ -444,7 +444,9 @@ interrupted)
   kill -INT "$BG"
   wait_bg 60
   clear_holds
-  grep -q "interrupted" "$T/bgout" || { cat "$T/bgout"; fail "the recap does not say interrupted"; }
+  # the recap's own line, not any word of the run's output; and the exit of SIGINT
+  sed -n "/^RECAP/,\$p" "$T/bgout" | grep -qE "^  interrupted" || { cat "$T/bgout"; fail "the recap does not say interrupted"; }
+  [ "$BGRC" = 130 ] || { cat "$T/bgout" "$T/bgerr"; fail "interrupted run: exit $BGRC, expected 130"; }
   for n in "${NODES[@]}"; do
     sed -n "/^RECAP/,\$p" "$T/bgout" | grep -A3 -E "^  $n " | grep -q "still due: restart" ||
       { cat "$T/bgout"; fail "$n: the recap does not list its due restart"; }

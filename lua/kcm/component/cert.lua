@@ -30,6 +30,19 @@ local function ca_paths(ctx)
   return ca, var(ctx, "ca_key", dir .. "/ca-key.pem"), var(ctx, "ca_config", dir .. "/ca-config.json")
 end
 
+--- A CA file that is missing is named by the variable that points at it and
+--- where that was set (component.need_file). PEM text given in place of a
+--- path is left to kcm.pki.
+function M.check_ca_files(ctx, paths)
+  for _, key in ipairs { "ca_cert", "ca_key", "ca_config" } do
+    local path = paths[key]
+    if type(path) == "string" and not path:find("-----BEGIN", 1, true) then
+      component().need_file(ctx, key, path, "set " .. key .. " to the cluster CA's file (-e " .. key ..
+                            "=PATH or the inventory)")
+    end
+  end
+end
+
 -- The certificate and key already installed on the run's nodes (read in
 -- parallel, over each node's file channel): candidates pki.issue adopts
 -- when its work folder has no good pair.
@@ -56,6 +69,7 @@ function M:issue_certificate(ctx)
   local st = self:state(ctx)
   if st.cert then return st.cert end
   local ca, ca_key, config = ca_paths(ctx)
+  M.check_ca_files(ctx, { ca_cert = ca, ca_key = ca_key, ca_config = config })
   st.cert = require("kcm.pki").issue {
     ca = ca, ca_key = ca_key, config = config, profile = var(ctx, "cert_profile", "kubernetes"),
     csr = self:csr(ctx), dir = component().work_dir(ctx), name = self.name,
@@ -137,6 +151,7 @@ end
 function M.admin_kubeconfig(ctx)
   if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
   local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
+  component().need_file(ctx, "admin_kubeconfig", path)
   local allow = require("kcm.value").bool(var(ctx, "allow_insecure_kubeconfig"), "allow_insecure_kubeconfig") == true
   local r = require("kcm.kubeconfig").resolve(path)
   if r.insecure and not allow then

@@ -19,6 +19,7 @@ function M:put_binary(node, ctx)
   for _, b in ipairs(self.binaries) do
     local local_bin = var(ctx, b.var)
     if local_bin then
+      component().need_file(ctx, b.var, local_bin)
       node:put(local_bin, dir .. "/" .. b.name, { mode = "0755", mkdir = true })
     else
       task.log("no local " .. b.name .. " binary given (" .. b.var .. "): keeping the node's")
