@@ -9,6 +9,7 @@ const struct kcm_native_module kcm_native_modules[] = {
     {"template", kcm_open_template},
     {"yaml",     kcm_open_yaml},
     {"ssh",      kcm_open_ssh},
+    {"sshconfig", kcm_open_sshconfig},
     {"http",     kcm_open_http},
     {"statedir", kcm_open_statedir},
     {NULL, NULL},

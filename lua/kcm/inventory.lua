@@ -2,7 +2,7 @@
 -- procedure's own environment.sh, evaluated by bash itself.
 local exec = require "kcm.native.exec"
 local E = require "kcm.error"
-local ssh = require "kcm.native.ssh"
+local sshconfig = require "kcm.native.sshconfig"
 
 local M = {}
 
@@ -77,7 +77,9 @@ local function validate_node(inv, file, n, i, by_name)
   if n.host == nil then
     -- an ssh_config alias: the address is its HostName (certificates and
     -- bind addresses need the address, not the alias)
-    local cfg, err = ssh.resolve_config(n.name, inv.ssh.config)
+    -- the login user as far as known here, for `Match user` (ssh -l USER)
+    local user = n.user or (type(n.ssh) == "table" and n.ssh.user) or inv.ssh.user
+    local cfg, err = sshconfig.resolve(n.name, inv.ssh.config, type(user) == "string" and user or nil)
     if not cfg then fail("%s: node %s: %s", file, n.name, err) end
     n.host = cfg.hostname or n.name
     n.alias = true
@@ -328,7 +330,7 @@ function M.node_spec(inv, spec, cli, extra_vars)
   end
   -- ssh_config's own values, so an override of them is reported too
   local config = (cli and cli.config) or (spec.ssh and spec.ssh.config) or inv.ssh.config
-  local cfg = ssh.resolve_config(spec.name, config) or {}
+  local cfg = sshconfig.resolve(spec.name, config) or {}
   local base = { user = cfg.user, port = cfg.port }
   layer(base, "ssh_config", { "user", "port" })
   layer(inv.ssh, "ssh table", nil, true)
