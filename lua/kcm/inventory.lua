@@ -168,6 +168,8 @@ local function with_file(file, msg)
 end
 
 function M.load_lua(file)
+  local _, untrusted = require("kcm.discover").trusted(file, "inventory")
+  if untrusted then fail("%s", untrusted) end
   local chunk, err = loadfile(file, "t", require("kcm").strict_env())
   if not chunk then fail("%s", with_file(file, err)) end
   local ok, inv = pcall(chunk)
@@ -353,6 +355,12 @@ function M.node_spec(inv, spec, cli, extra_vars)
   if merged.become_method ~= nil and merged.become_method ~= "sudo" then
     fail("%s: become_method %q is not supported (only \"sudo\")", spec.name, tostring(merged.become_method))
   end
+  if merged.become_password_file ~= nil then
+    local ok, why = require("kcm.native.loader").secret_file(tostring(merged.become_password_file))
+    if not ok then fail("%s: become_password_file %s (from %s)", spec.name, why, from.become_password_file) end
+  end
+  -- read now and dropped from the environment: no local child inherits it
+  if type(merged.become_password_env) == "string" then exec.take_env(merged.become_password_env) end
   -- an alias resolved against another ssh_config than the inventory's
   local host = spec.host
   if spec.alias and config ~= inv.ssh.config then host = cfg.hostname or spec.name end
