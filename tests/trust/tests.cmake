@@ -18,3 +18,6 @@ foreach(case code secret)
   set_tests_properties(trust_localfiles_${case} PROPERTIES LABELS "unit;trust" TIMEOUT 120
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
 endforeach()
+# Redaction complete (the 14 shapes) and linear (hostile sizes timed).
+add_test(NAME trust_redact_shapes COMMAND ${KCMRUN} ${_trust}/redact_shapes.lua)
+set_tests_properties(trust_redact_shapes PROPERTIES LABELS "unit;trust" TIMEOUT 120)
