@@ -201,6 +201,7 @@ local function decode_due(data)
   end
   return due
 end
+M._decode_due = decode_due   -- for the state JSON fuzz driver (tests/fuzz/state_json.lua)
 
 -- A node's record, read from the node on first use (after its lock was
 -- taken). A file that cannot be read or decoded is not dropped silently: a
