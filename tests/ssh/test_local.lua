@@ -382,6 +382,12 @@ function cases.hostkeyalias()
   n = T.node(inv, 1, { known_hosts = "/dev/zero" })
   err = T.raises(n.run, n, "true")
   T.contains(err, "known_hosts /dev/zero: not a regular file", "known_hosts /dev/zero")
+  -- a line over 64 KiB: refused with its file:line, not read into memory
+  local long = DIR .. "/kh-long-" .. CASE
+  T.write(long, "# x\nhost ssh-ed25519 " .. ("A"):rep(70000) .. "\n")
+  n = T.node(inv, 1, { known_hosts = long })
+  err = T.raises(n.run, n, "true")
+  T.contains(err, "known_hosts " .. long .. ":2: line longer than 64 KiB", "known_hosts long line")
 end
 
 -- ssh-agent (the driver starts one holding client_key, and points HOME at
