@@ -373,6 +373,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"sign", kcm_crypto_sign},
     {"parse_cert", kcm_crypto_parse_cert},
     {"hosts_sans", kcm_crypto_hosts_sans},
+    {"host_kind", kcm_crypto_l_host_kind},
     {NULL, NULL},
 };
 

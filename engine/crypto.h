@@ -39,5 +39,12 @@ int kcm_crypto_make_csr(lua_State *L);
 int kcm_crypto_sign(lua_State *L);
 int kcm_crypto_parse_cert(lua_State *L);
 int kcm_crypto_hosts_sans(lua_State *L);
+/* The one rule for a hosts entry (cfssl's classification, then RFC 1123
+ * DNS names, no IPv6 zones, URIs only spiffe/https): NULL and *kind (ip:
+ * filled, *iplen 4 or 16), or why it is refused ("<what> 'h' <why>"). */
+enum { KCM_HOST_DNS = 0, KCM_HOST_EMAIL = 1, KCM_HOST_IP = 2, KCM_HOST_URI = 3 };
+const char *kcm_crypto_host_kind(const char *h, size_t len, int *kind, unsigned char ip[16], int *iplen,
+                                 const char **what, char *buf, size_t buflen);
+int kcm_crypto_l_host_kind(lua_State *L);
 extern const luaL_Reg kcm_crypto_cert_methods[];
 #endif

@@ -1,6 +1,7 @@
 /* Subject names and subjectAltNames encoded the way Go's crypto/x509 (and
  * so cfssl) encodes them, so certificates compare equal byte for byte. */
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 #include "crypto.h"
 
@@ -135,8 +136,8 @@ static int looks_like_email(const char *s)
     return strpbrk(s, " \t<>,;\"()[]\\") == NULL;
 }
 
-/* Go's url.ParseRequestURI accepts what cfssl then puts in a URI SAN: an
- * absolute URI (scheme ":" ...) or an absolute path. */
+/* Go's url.ParseRequestURI shape (scheme ":" ... or an absolute path): a
+ * hosts entry of this shape is meant as a URI, allowed or not. */
 static int looks_like_uri(const char *s)
 {
     if (s[0] == '/')
@@ -153,31 +154,128 @@ static int looks_like_uri(const char *s)
     return 0;
 }
 
-/* RFC 1035 sizes (labels 1..63, at most 253 in all), LDH plus '_' and a
- * leading "*" label for wildcards. */
-static const char *dns_problem(const char *h, size_t len)
+/* spiffe:// and https:// with an authority: the URI SANs workloads and
+ * webhooks use. file:, data:, paths... carry nothing a TLS peer checks. */
+static int uri_allowed(const char *s)
 {
-    if (len > 253)
-        return "longer than 253 characters";
-    size_t label = 0;
+    const char *rest = !strncasecmp(s, "spiffe://", 9) ? s + 9 : !strncasecmp(s, "https://", 8) ? s + 8 : NULL;
+    return rest && *rest && *rest != '/';
+}
+
+/* RFC 1123 labels (letters, digits, '-' not first or last; '_' as Go's
+ * x509 allows), 1..63 each, 253 in all, one leading "*." for wildcards,
+ * and a last label that is not all digits (that is an IP literal, or
+ * nothing). */
+static const char *dns_problem(const char *h, size_t len, char *buf, size_t buflen)
+{
+    if (len > 253) {
+        snprintf(buf, buflen, "is %zu characters long (a DNS name has at most 253)", len);
+        return buf;
+    }
+    size_t start = 0;
+    int digits_only = 1;
     for (size_t i = 0; i <= len; i++) {
         char c = i < len ? h[i] : '.';
-        if (c == '.') {
-            if (label == 0)
-                return "has an empty label";
-            if (label > 63)
-                return "has a label longer than 63 characters";
-            label = 0;
+        if (c != '.') {
+            if (!(c >= '0' && c <= '9'))
+                digits_only = 0;
             continue;
         }
-        label++;
-        if (c == '*' && i == 0 && (len == 1 || h[1] == '.'))
-            continue;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return "has a character not allowed in a DNS name";
+        size_t n = i - start;
+        const char *label = h + start;
+        if (n == 0)
+            return "has an empty label";
+        if (n > 63) {
+            snprintf(buf, buflen, "has a label of %zu characters (at most 63)", n);
+            return buf;
+        }
+        int wildcard = start == 0 && n == 1 && label[0] == '*' && i < len;
+        for (size_t k = 0; k < n && !wildcard; k++) {
+            char d = label[k];
+            if (!((d >= 'a' && d <= 'z') || (d >= 'A' && d <= 'Z') || (d >= '0' && d <= '9') || d == '-' ||
+                  d == '_')) {
+                snprintf(buf, buflen, "has the label '%.*s': DNS names take letters, digits, '-' and '_' "
+                         "(and a leading '*.')", (int)(n > 63 ? 63 : n), label);
+                return buf;
+            }
+        }
+        if (label[0] == '-' || label[n - 1] == '-') {
+            snprintf(buf, buflen, "has the label '%.*s': a label neither starts nor ends with '-'", (int)n, label);
+            return buf;
+        }
+        if (i == len && digits_only)
+            return "ends in an all-digit label: it is no host name, and no valid IP address either";
+        start = i + 1;
+        digits_only = 1;
     }
     return NULL;
+}
+
+const char *kcm_crypto_host_kind(const char *h, size_t len, int *kind, unsigned char ip[16], int *iplen,
+                                 const char **what, char *buf, size_t buflen)
+{
+    *iplen = 0;
+    *what = "host";
+    if (len == 0 || strlen(h) != len)
+        return "is empty or holds a NUL byte";
+    for (size_t k = 0; k < len; k++)
+        if ((unsigned char)h[k] >= 0x80 || (unsigned char)h[k] <= 0x20 || h[k] == 0x7f)
+            return "is not printable ASCII without spaces";
+    if (inet_pton(AF_INET, h, ip) == 1) {
+        *iplen = 4;
+    } else if (inet_pton(AF_INET6, h, ip) == 1) {
+        *iplen = 16;
+        if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)ip)) {
+            memmove(ip, ip + 12, 4);   /* Go's To4() */
+            *iplen = 4;
+        }
+    }
+    if (*iplen) {
+        *kind = KCM_HOST_IP;
+        return NULL;
+    }
+    *what = "IP address";
+    const char *pct = strchr(h, '%');
+    if (pct && strchr(h, ':') && strspn(h, "0123456789abcdefABCDEF:.") == (size_t)(pct - h))
+        return "has an IPv6 zone: a certificate holds no zone; give the address alone";
+    if (strspn(h, "0123456789.") == len || (strchr(h, ':') && strspn(h, "0123456789abcdefABCDEF:.") == len))
+        return "looks like an IP address but is not a valid one";
+    if (looks_like_email(h)) {
+        *kind = KCM_HOST_EMAIL;
+        return NULL;
+    }
+    if (looks_like_uri(h)) {
+        *what = "URI";
+        if (!uri_allowed(h))
+            return "is not allowed: URI SANs take only spiffe://HOST/... and https://HOST/...";
+        *kind = KCM_HOST_URI;
+        return NULL;
+    }
+    *what = "DNS name";
+    *kind = KCM_HOST_DNS;
+    return dns_problem(h, len, buf, buflen);
+}
+
+/* crypto.host_kind(h) -> "dns"|"email"|"ip"|"uri" | nil, what, why: the one
+ * rule pki.lua's CSR loader and the signer below it both apply. */
+int kcm_crypto_l_host_kind(lua_State *L)
+{
+    size_t len;
+    const char *h = luaL_checklstring(L, 1, &len);
+    int kind = 0, iplen;
+    unsigned char ip[16];
+    const char *what;
+    char buf[256];
+    const char *why = kcm_crypto_host_kind(h, len, &kind, ip, &iplen, &what, buf, sizeof buf);
+    if (why) {
+        lua_pushnil(L);
+        lua_pushstring(L, what);
+        lua_pushstring(L, why);
+        return 3;
+    }
+    static const char *const names[] = {"dns", "email", "ip", "uri"};
+    lua_pushstring(L, names[kind]);
+    return 1;
 }
 
 static int push_gen(GENERAL_NAMES *gens, int type, const void *data, int len)
@@ -221,35 +319,21 @@ int kcm_crypto_san_from_hosts(lua_State *L, int idx, int drop_dns_email,
                 goto fail;
             }
             unsigned char ip[16];
-            int iplen = 0;
-            if (inet_pton(AF_INET, h, ip) == 1) {
-                iplen = 4;
-            } else if (inet_pton(AF_INET6, h, ip) == 1) {
-                iplen = 16;
-                if (IN6_IS_ADDR_V4MAPPED((struct in6_addr *)ip)) {
-                    memmove(ip, ip + 12, 4);   /* Go's To4() */
-                    iplen = 4;
-                }
+            int iplen = 0, kind = 0;
+            const char *what;
+            char why_buf[256];
+            const char *bad = kcm_crypto_host_kind(h, len, &kind, ip, &iplen, &what, why_buf, sizeof why_buf);
+            if (bad) {
+                snprintf(err, errlen, "hosts[%d]: %s '%.80s%s' %s", (int)i, what, h, len > 80 ? "..." : "", bad);
+                goto fail;
             }
-            int kind = iplen ? 2 : looks_like_email(h) ? 1 : looks_like_uri(h) ? 3 : 0;
             if (kind == pass && !(drop_dns_email && kind < 2)) {
                 int ok;
-                if (kind == 2) {
+                if (kind == KCM_HOST_IP)
                     ok = push_gen(gens, GEN_IPADD, ip, iplen);
-                } else {
-                    for (size_t k = 0; k < len; k++)
-                        if ((unsigned char)h[k] >= 0x80 || (unsigned char)h[k] <= 0x20 || h[k] == 0x7f) {
-                            snprintf(err, errlen, "hosts[%d] is not printable ASCII without spaces", (int)i);
-                            goto fail;
-                        }
-                    const char *bad = kind == 0 ? dns_problem(h, len) : NULL;
-                    if (bad) {
-                        snprintf(err, errlen, "hosts[%d]: DNS name '%.80s%s' %s", (int)i, h,
-                                 len > 80 ? "..." : "", bad);
-                        goto fail;
-                    }
-                    ok = push_gen(gens, kind == 1 ? GEN_EMAIL : kind == 3 ? GEN_URI : GEN_DNS, h, (int)len);
-                }
+                else
+                    ok = push_gen(gens, kind == KCM_HOST_EMAIL ? GEN_EMAIL : kind == KCM_HOST_URI ? GEN_URI : GEN_DNS,
+                                  h, (int)len);
                 if (!ok) {
                     snprintf(err, errlen, "out of memory");
                     goto fail;

@@ -351,10 +351,42 @@ static int l_run(lua_State *L)
     return kcm_job_yield(L, &j->base);
 }
 
+/* exec.take_env(name) -> value | nil: a secret from the environment
+ * (become_password_env), read once and removed from kcmrun's own
+ * environment, so no local child (commands, ProxyCommand, bash for
+ * environment.sh) inherits it. Later calls return the value kept. Main
+ * thread only. */
+static struct { char *name, *value; } taken[16];
+static int ntaken;
+
+static int l_take_env(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    for (int i = 0; i < ntaken; i++)
+        if (strcmp(taken[i].name, name) == 0) {
+            lua_pushstring(L, taken[i].value);
+            return 1;
+        }
+    const char *v = getenv(name);
+    if (!v) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushstring(L, v);
+    if (ntaken == (int)(sizeof taken / sizeof taken[0]))
+        return luaL_error(L, "more than %d become_password_env variables", ntaken);
+    if (!(taken[ntaken].name = strdup(name)) || !(taken[ntaken].value = strdup(v)))
+        kcm_oom(L);
+    ntaken++;
+    unsetenv(name);
+    return 1;
+}
+
 int kcm_open_exec(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"run", l_run},
+        {"take_env", l_take_env},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

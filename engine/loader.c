@@ -174,10 +174,60 @@ static int l_set_path(lua_State *L)
     return 0;
 }
 
+/* loader.trusted(path) -> true | nil, why: the module rule for a file of
+ * code kcmrun runs (a playbook, an inventory): a regular file owned by root
+ * or the caller, writable by nobody else. */
+static int l_trusted(lua_State *L)
+{
+    char why[512];
+    const char *w = unsafe(luaL_checkstring(L, 1), 0, why, sizeof why);
+    if (!w) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, w);
+    return 2;
+}
+
+/* loader.secret_file(path) -> true | nil, why: a file holding a password
+ * is the caller's own, mode 0600 or 0400 (as ssh wants of a private key). */
+static int l_secret_file(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    struct stat st;
+    const char *why = NULL;
+    char buf[512];
+    if (stat(path, &st) != 0) {
+        snprintf(buf, sizeof buf, "%s: %s", path, strerror(errno));
+        why = buf;
+    } else if (!S_ISREG(st.st_mode)) {
+        snprintf(buf, sizeof buf, "%s is not a regular file", path);
+        why = buf;
+    } else if (st.st_uid != geteuid()) {
+        snprintf(buf, sizeof buf, "%s is owned by uid %u, not by you (uid %u); chown it", path,
+                 (unsigned)st.st_uid, (unsigned)geteuid());
+        why = buf;
+    } else if ((st.st_mode & 07777) != 0600 && (st.st_mode & 07777) != 0400) {
+        snprintf(buf, sizeof buf, "%s has mode %04o, must be 0600 or 0400; chmod 600 it", path,
+                 (unsigned)(st.st_mode & 07777));
+        why = buf;
+    }
+    if (!why) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+}
+
 static int open_loader(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"set_path", l_set_path},
+        {"trusted", l_trusted},
+        {"secret_file", l_secret_file},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -9,6 +9,8 @@ const struct kcm_native_module kcm_native_modules[] = {
     {"template", kcm_open_template},
     {"yaml",     kcm_open_yaml},
     {"ssh",      kcm_open_ssh},
+    {"sshconfig", kcm_open_sshconfig},
+    {"redact",   kcm_open_redact},
     {"http",     kcm_open_http},
     {"statedir", kcm_open_statedir},
     {NULL, NULL},

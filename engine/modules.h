@@ -18,6 +18,8 @@ int kcm_open_crypto(lua_State *L);
 int kcm_open_template(lua_State *L);
 int kcm_open_yaml(lua_State *L);
 int kcm_open_ssh(lua_State *L);
+int kcm_open_sshconfig(lua_State *L);
+int kcm_open_redact(lua_State *L);
 int kcm_open_http(lua_State *L);
 int kcm_open_statedir(lua_State *L);
 #endif

@@ -203,10 +203,17 @@ static void setup_free(struct setup *u)
 }
 
 /* ssh_config is matched against the node's name (like `ssh node1`), then
- * every value the inventory gives overrides it (set_target). */
+ * every value the inventory gives overrides it (set_target). libssh never
+ * reads a config file itself: its parser runs `Match exec` commands and
+ * matches differently from OpenSSH. It gets only what ssh_config.c
+ * resolved. */
 static int read_config(kcm_ssh_sess *c, struct setup *u, char **msg)
 {
     ssh_session s = u->s;
+    int no = 0;
+    /* before anything else: ssh_connect() would otherwise parse
+     * ~/.ssh/config and /etc/ssh/ssh_config on its own */
+    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
     u->alias = c->name ? c->name : c->host;
     /* A node name that is no valid host name matches by address instead. */
     if (ssh_options_set(s, SSH_OPTIONS_HOST, u->alias) < 0 && c->host) u->alias = c->host;
@@ -221,22 +228,31 @@ static int read_config(kcm_ssh_sess *c, struct setup *u, char **msg)
         u->cfg = kcm_ssh_expand_home("~/.ssh/config");
         if (!file_exists(u->cfg)) { free(u->cfg); u->cfg = NULL; }
     }
-    if (u->cfg && ssh_options_parse_config(s, u->cfg) < 0) {
-        *msg = kcm_ssh_fmt("cannot parse ssh config %s: %s", u->cfg, ssh_get_error(s));
+    return kcm_ssh_config_resolve_as(u->cfg, u->alias, c->user, c->host, &u->oc, msg) != 0 ? -1 : 0;
+}
+
+/* ProxyCommand/ProxyJump and the IdentityFile list, as libssh's parser
+ * would have set them (libssh expands %h %p %r in the command itself). */
+static int set_proxy_identities(struct setup *u, char **msg)
+{
+    char *cmd = NULL;
+    if (u->oc.proxyjump && !(cmd = kcm_ssh_jump_command(u->oc.proxyjump, msg))) return -1;
+    const char *pc = cmd ? cmd : u->oc.proxycommand;
+    if (pc && ssh_options_set(u->s, SSH_OPTIONS_PROXYCOMMAND, pc) < 0) {
+        *msg = kcm_ssh_fmt("ProxyCommand %s: %s", pc, ssh_get_error(u->s));
+        free(cmd);
         return -1;
     }
-    /* libssh matches later Host blocks against a HostName it already
-     * substituted; the values that decide where and as whom we log in come
-     * from our own OpenSSH-like reading instead (ssh_config.c). */
-    return kcm_ssh_config_resolve(u->cfg, u->alias, &u->oc, msg) != 0 ? -1 : 0;
+    free(cmd);
+    for (int i = 0; i < u->oc.n_identity; i++) ssh_options_set(u->s, SSH_OPTIONS_ADD_IDENTITY, u->oc.identity[i]);
+    return 0;
 }
 
 /* Where and as whom: the inventory's values, else ssh_config's. */
 static int set_target(kcm_ssh_sess *c, struct setup *u, char **msg)
 {
     ssh_session s = u->s;
-    int no = 0, yes = 1, verbosity = SSH_LOG_NOLOG;
-    ssh_options_set(s, SSH_OPTIONS_PROCESS_CONFIG, &no);
+    int yes = 1, verbosity = SSH_LOG_NOLOG;
     /* ssh_config LogLevel would turn on libssh's (process-wide) logging to
      * stderr; kcmrun reports errors itself. */
     ssh_options_set(s, SSH_OPTIONS_LOG_VERBOSITY, &verbosity);
@@ -258,7 +274,7 @@ static int set_target(kcm_ssh_sess *c, struct setup *u, char **msg)
     long tmo = c->connect_timeout > 0 ? c->connect_timeout : 10;
     ssh_options_set(s, SSH_OPTIONS_TIMEOUT, &tmo);
     ssh_options_set(s, SSH_OPTIONS_NODELAY, &yes);
-    return 0;
+    return set_proxy_identities(u, msg);
 }
 
 /* known_hosts, as OpenSSH reads them: the user files (inventory >
@@ -307,7 +323,11 @@ static int open_session(kcm_ssh_sess *c, struct setup *u, char **msg)
         *msg = kcm_ssh_fmt("%s", ssh_get_error(s));
         return KCM_SSH_UNREACHABLE;
     }
-    if (kcm_ssh_verify_hostkey(s, c->r_host, c->r_port, (const char *const *)u->khf, u->nkh, u->nuser,
+    /* HostKeyAlias: the name known_hosts is looked up and recorded under,
+     * bare (OpenSSH adds no [ ]:port to it) */
+    const char *kh_name = u->oc.hostkeyalias ? u->oc.hostkeyalias : c->r_host;
+    int kh_port = u->oc.hostkeyalias ? 22 : c->r_port;
+    if (kcm_ssh_verify_hostkey(s, kh_name, kh_port, (const char *const *)u->khf, u->nkh, u->nuser,
                                c->accept_new, msg) != 0)
         return KCM_SSH_HOSTKEY;
     if (authenticate(c, s, u->cfg_identity, msg) != 0)

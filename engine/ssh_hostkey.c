@@ -129,17 +129,20 @@ struct kh_result {
 static int scan(const char *file, const char *name, const char *type, const char *b64,
                 struct kh_result *r, char **msg)
 {
-    FILE *f = fopen(file, "re");
-    if (!f) {
-        if (errno == ENOENT) return 0;
-        *msg = kcm_ssh_fmt("cannot read known_hosts %s: %s", file, strerror(errno));
-        return -1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int lineno = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    FILE *f = kcm_ssh_open_text(file, "known_hosts", msg);
+    if (!f) return errno == ENOENT ? 0 : -1;
+    char *line = malloc(KCM_SSH_LINE_MAX + 2);
+    if (!line) abort();
+    int lineno = 0, rc = 0;
+    long len;
+    while ((len = kcm_ssh_read_line(f, line)) != -1) {
         lineno++;
+        if (len == -2) {
+            *msg = kcm_ssh_fmt("known_hosts %s:%d: line longer than %d KiB; is this the right file?", file,
+                               lineno, KCM_SSH_LINE_MAX / 1024);
+            rc = -1;
+            break;
+        }
         char *save = NULL;
         char *tok = strtok_r(line, " \t\r\n", &save);
         if (!tok || tok[0] == '#') continue;
@@ -175,7 +178,7 @@ static int scan(const char *file, const char *name, const char *type, const char
     }
     free(line);
     fclose(f);
-    return 0;
+    return rc;
 }
 
 /* The folder of a known_hosts file, private as ~/.ssh is. */

@@ -62,6 +62,14 @@ char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *kcm_ssh_shquote(const char *s);
 /* "~/x" -> "$HOME/x"; malloc'd copy otherwise. */
 char *kcm_ssh_expand_home(const char *path);
+/* A local text file of the operator's (ssh_config, known_hosts): opened
+ * only when it is a regular file (a FIFO or /dev/zero would block or grow
+ * memory). NULL with errno ENOENT when missing, else NULL with *msg. */
+#define KCM_SSH_LINE_MAX (64 * 1024)
+void *kcm_ssh_open_text(const char *path, const char *what, char **msg);
+/* Next line into buf (cap KCM_SSH_LINE_MAX + 2, NUL-terminated): its
+ * length, -1 at the end, -2 when longer than KCM_SSH_LINE_MAX. */
+long kcm_ssh_read_line(void *f, char *buf);
 
 /* ssh_conn.c: connect + verify host key + authenticate. Idempotent while
  * the connection is alive. On failure returns a kind and sets *msg. */
@@ -70,6 +78,8 @@ void kcm_ssh_disconnect(kcm_ssh_sess *c);
 
 /* ssh_config.c: what ssh_config says for `name` (OpenSSH semantics: blocks
  * matched against the name as given, first value wins). path NULL = none.
+ * user/host: the inventory's values, set first as `ssh -l USER -o
+ * HostName=HOST` would, so `Match user`/`Match host` see them (NULL: unset).
  * 0 ok (fields NULL/0 when unset), -1 with *msg ("file:line: why"). */
 #define KCM_SSH_CFG_MAX_ID 16
 #define KCM_SSH_CFG_MAX_KH 8
@@ -81,8 +91,18 @@ struct kcm_ssh_cfg {
     /* UserKnownHostsFile / GlobalKnownHostsFile lists ("none" = set, empty) */
     char *user_kh[KCM_SSH_CFG_MAX_KH], *global_kh[KCM_SSH_CFG_MAX_KH];
     int n_user_kh, n_global_kh, user_kh_set, global_kh_set;
+    /* lowercased, as OpenSSH uses it: the known_hosts name (no [ ]:port) */
+    char *hostkeyalias;
+    /* the first of ProxyCommand/ProxyJump wins; "none" leaves both NULL */
+    char *proxycommand, *proxyjump;
+    int proxy_set;
 };
 int kcm_ssh_config_resolve(const char *path, const char *name, struct kcm_ssh_cfg *out, char **msg);
+int kcm_ssh_config_resolve_as(const char *path, const char *name, const char *user, const char *host,
+                              struct kcm_ssh_cfg *out, char **msg);
+/* ProxyJump "[user@]host[:port][,...]" as the ProxyCommand libssh 0.10
+ * would make of it; NULL with *msg when a hop is not a plain host spec. */
+char *kcm_ssh_jump_command(const char *jump, char **msg);
 void kcm_ssh_cfg_free(struct kcm_ssh_cfg *c);
 
 /* ssh_hostkey.c: check the server key of a fresh connection against every

@@ -3,9 +3,14 @@
  * this file instead of on each other. */
 #include "ssh_int.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 char *kcm_ssh_fmt(const char *fmt, ...)
 {
@@ -53,4 +58,45 @@ const char *kcm_ssh_fail_kind(kcm_ssh_sess *c)
 {
     if (!c->s || !ssh_is_connected(c->s)) return "unreachable";
     return c->fail_kind ? c->fail_kind : "error";
+}
+
+void *kcm_ssh_open_text(const char *path, const char *what, char **msg)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        if (e != ENOENT) *msg = kcm_ssh_fmt("%s %s: %s", what, path, strerror(e));
+        errno = e;
+        return NULL;
+    }
+    struct stat st, null;
+    /* /dev/null is the usual "no file" (ssh -F /dev/null): it reads empty */
+    int is_null = fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) && stat("/dev/null", &null) == 0 &&
+                  S_ISCHR(null.st_mode) && st.st_rdev == null.st_rdev;
+    if (!is_null && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+        *msg = kcm_ssh_fmt("%s %s: not a regular file; give the path of a plain file", what, path);
+        close(fd);
+        errno = EINVAL;
+        return NULL;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "r");
+    if (!f) { *msg = kcm_ssh_fmt("%s %s: %s", what, path, strerror(errno)); close(fd); errno = EINVAL; }
+    return f;
+}
+
+long kcm_ssh_read_line(void *fp, char *buf)
+{
+    FILE *f = fp;
+    long n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF) {
+        if (n >= KCM_SSH_LINE_MAX) return -2;
+        buf[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (n == 0 && c == EOF) return -1;
+    buf[n] = '\0';
+    return n;
 }

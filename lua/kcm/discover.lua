@@ -2,6 +2,7 @@
 -- playbook named without a path lives. Every answer comes with the reason, and every
 -- miss with what was tried, so the user sees why and what to do.
 local fs = require "kcm.native.fs"
+local loader = require "kcm.native.loader"
 
 local M = {}
 
@@ -86,6 +87,17 @@ function M.inventory(cli)
   return with_others(found[1][1], found[1][2], others)
 end
 
+--- trusted(path, what) -> path | nil, message: code kcmrun runs (as root,
+--- often) follows the rule for module overrides: owned by root or you, not
+--- group- or world-writable. A missing file is left to the loader's message.
+function M.trusted(path, what)
+  if not fs.exists(path) then return path end
+  local ok, why = loader.trusted(path)
+  if ok then return path end
+  return nil, string.format("refusing to run %s %s: %s (code kcmrun runs must be owned by root or you and "
+                            .. "writable only by its owner)", what, path, why)
+end
+
 local function strip(name) return (name:gsub("%.lua$", "")) end
 
 --- The folders playbooks are looked up in by name, in order.
@@ -99,11 +111,12 @@ end
 --- file) is taken as given; a bare name is NAME.lua in ./playbooks, then in the
 --- installed playbooks.
 function M.playbook(arg, datadir)
-  if arg == "-" or arg:find("/", 1, true) or fs.exists(arg) then return arg end
+  if arg == "-" then return arg end
+  if arg:find("/", 1, true) or fs.exists(arg) then return M.trusted(arg, "playbook") end
   local tried = { "./" .. arg }
   for _, d in ipairs(M.playbook_dirs(datadir)) do
     local p = d .. "/" .. strip(arg) .. ".lua"
-    if is_file(p) then return p end
+    if is_file(p) then return M.trusted(p, "playbook") end
     tried[#tried + 1] = (d:sub(1, 1) == "/" and "" or "./") .. p
   end
   return nil, string.format("no playbook '%s': tried %s (kcmrun --list-playbooks shows them)", arg,

@@ -2,7 +2,7 @@
 -- procedure's own environment.sh, evaluated by bash itself.
 local exec = require "kcm.native.exec"
 local E = require "kcm.error"
-local ssh = require "kcm.native.ssh"
+local sshconfig = require "kcm.native.sshconfig"
 
 local M = {}
 
@@ -78,7 +78,9 @@ local function validate_node(inv, file, n, i, by_name)
   if n.host == nil then
     -- an ssh_config alias: the address is its HostName (certificates and
     -- bind addresses need the address, not the alias)
-    local cfg, err = ssh.resolve_config(n.name, inv.ssh.config)
+    -- the login user as far as known here, for `Match user` (ssh -l USER)
+    local user = n.user or (type(n.ssh) == "table" and n.ssh.user) or inv.ssh.user
+    local cfg, err = sshconfig.resolve(n.name, inv.ssh.config, type(user) == "string" and user or nil)
     if not cfg then fail("%s: node %s: %s", file, n.name, err) end
     n.host = cfg.hostname or n.name
     n.alias = true
@@ -167,6 +169,8 @@ local function with_file(file, msg)
 end
 
 function M.load_lua(file)
+  local _, untrusted = require("kcm.discover").trusted(file, "inventory")
+  if untrusted then fail("%s", untrusted) end
   local chunk, err = loadfile(file, "t", require("kcm").strict_env())
   if not chunk then fail("%s", with_file(file, err)) end
   local ok, inv = pcall(chunk)
@@ -329,7 +333,7 @@ function M.node_spec(inv, spec, cli, extra_vars)
   end
   -- ssh_config's own values, so an override of them is reported too
   local config = (cli and cli.config) or (spec.ssh and spec.ssh.config) or inv.ssh.config
-  local cfg = ssh.resolve_config(spec.name, config) or {}
+  local cfg = sshconfig.resolve(spec.name, config) or {}
   local base = { user = cfg.user, port = cfg.port }
   layer(base, "ssh_config", { "user", "port" })
   layer(inv.ssh, "ssh table", nil, true)
@@ -352,6 +356,12 @@ function M.node_spec(inv, spec, cli, extra_vars)
   if merged.become_method ~= nil and merged.become_method ~= "sudo" then
     fail("%s: become_method %q is not supported (only \"sudo\")", spec.name, tostring(merged.become_method))
   end
+  if merged.become_password_file ~= nil then
+    local ok, why = require("kcm.native.loader").secret_file(tostring(merged.become_password_file))
+    if not ok then fail("%s: become_password_file %s (from %s)", spec.name, why, from.become_password_file) end
+  end
+  -- read now and dropped from the environment: no local child inherits it
+  if type(merged.become_password_env) == "string" then exec.take_env(merged.become_password_env) end
   -- an alias resolved against another ssh_config than the inventory's
   local host = spec.host
   if spec.alias and config ~= inv.ssh.config then host = cfg.hostname or spec.name end

@@ -109,7 +109,7 @@ local function become_password(self)
     pw = (f:read("a") or ""):match("^([^\r\n]*)")
     f:close()
   elseif self.become_password_env then
-    local v = os.getenv(self.become_password_env)
+    local v = require("kcm.native.exec").take_env(self.become_password_env)
     if v == nil then
       error(string.format("%s: become_password_env: the environment variable %s is not set", self.name,
                           self.become_password_env), 0)

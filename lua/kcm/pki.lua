@@ -142,30 +142,14 @@ local function check_name(src, field, v)
   if #v > 1024 then fail(src, field, ("%s is %d bytes long (at most 1024)"):format(shown(v), #v)) end
 end
 
--- cfssl's classification of a hosts entry: IP address, e-mail, URI (Go's
--- url.ParseRequestURI: scheme ":" ... or an absolute path), else DNS name;
--- DNS names checked against RFC 1035 sizes.
+-- A hosts entry: cfssl's classification (IP, e-mail, URI, else DNS name)
+-- and what Go's x509 refuses, by the same C function the signer applies
+-- (crypto_names.c): RFC 1123 DNS labels, no IP-looking names that are no
+-- address, no IPv6 zones, URIs only spiffe:// and https://.
 local function check_host(src, field, h)
-  if h:find("[%c\127 ]") or h:find("[\128-\255]") then
-    fail(src, field, ("%s is not printable ASCII without spaces"):format(shown(h)))
-  end
-  if h:match("^%d+%.%d+%.%d+%.%d+$") or (h:find(":") and h:match("^[%x:%.]+$")) then return "ip" end
-  if h:find("@") then return "email" end
-  if h:sub(1, 1) == "/" or h:match("^%a[%w+%-%.]*:") then return "uri" end
-  local why
-  if #h > 253 then why = ("is %d characters long (a DNS name has at most 253)"):format(#h)
-  else
-    for label in (h .. "."):gmatch("([^.]*)%.") do
-      if label == "" then why = "has an empty label"; break end
-      if #label > 63 then why = ("has a label of %d characters (at most 63)"):format(#label); break end
-      if not label:match("^[%w%-_]+$") and not (label == "*" and h:sub(1, 2) == "*.") then
-        why = ("has the label %s: DNS names take letters, digits, '-' and '_' (and a leading '*.')"):format(shown(label))
-        break
-      end
-    end
-  end
-  if why then fail(src, field, ("DNS name %s %s"):format(shown(h), why)) end
-  return "dns"
+  local kind, what, why = crypto.host_kind(h)
+  if not kind then fail(src, field, ("%s %s %s"):format(what, shown(h), why)) end
+  return kind
 end
 
 -- An integer field within [lo, hi]; JSON numbers like 2048.0 count, 1e308 does not.

@@ -10,141 +10,102 @@ local M = {}
 
 M.MARK = "[redacted]"
 
-local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local B64V = {}
-for i = 1, #B64 do B64V[B64:sub(i, i)] = i - 1 end
+local native = require "kcm.native.redact"
 
--- Decodes the first bytes of a base64 text (enough to see a PEM header).
-local function b64_head(s, nbytes)
-  local out, bits, acc = {}, 0, 0
-  for c in s:gmatch("[%w+/]") do
-    acc = (acc << 6) | B64V[c]
-    bits = bits + 6
-    if bits >= 8 then
-      bits = bits - 8
-      out[#out + 1] = string.char((acc >> bits) & 0xff)
-      if #out >= nbytes then break end
+--- redact.line(s): one line with every credential-looking value replaced
+--- (engine/redact.c: one pass, linear in the line's length). Keys of
+--- `word: value`, `WORD=value`, `--word value` whose word names a credential
+--- keep the key; also Authorization headers, scheme://user:PASSWORD@host,
+--- token.csv lines and base64 PEM private keys.
+function M.line(s)
+  return native.line(tostring(s))
+end
+
+-- "PRIVATE KEY" blocks of every kind: PEM (RSA, EC, OPENSSH, ENCRYPTED...)
+-- and PGP ("PGP PRIVATE KEY BLOCK"). label | nil for a marker line start.
+local function pem_label(s, at, what)
+  local b = s:match("^%-%-%-%-%-" .. what .. " ()", at)
+  if not b then return nil end
+  local e = s:find("-----", b, true)
+  if not e then return nil end
+  local label = s:sub(b, e - 1)
+  if label:find("[^%u ]") or not label:find("PRIVATE KEY", 1, true) then return nil end
+  return label, e + 4
+end
+
+-- Private key blocks of a whole text become one "[redacted LABEL]"; one
+-- without an END hides the rest. Plain finds only: linear.
+local function collapse_pem(s)
+  local out, pos = {}, 1
+  while true do
+    local b = s:find("-----BEGIN ", pos, true)
+    if not b then break end
+    local label, e = pem_label(s, b, "BEGIN")
+    if not label then
+      out[#out + 1] = s:sub(pos, b + 10)
+      pos = b + 11
+    else
+      out[#out + 1] = s:sub(pos, b - 1) .. "[redacted " .. label .. "]"
+      local eb = s:find("-----END ", e + 1, true)
+      local _, ee = nil, nil
+      while eb do
+        _, ee = pem_label(s, eb, "END")
+        if ee then break end
+        eb = s:find("-----END ", eb + 9, true)
+      end
+      if not ee then return table.concat(out) end
+      pos = ee + 1
     end
   end
+  out[#out + 1] = s:sub(pos)
   return table.concat(out)
 end
 
--- base64 of "-----BEGIN": every base64-encoded PEM block starts with it.
-local B64_PEM = "LS0tLS1CRUdJTi"
-
-local function b64_pem_private(blob)
-  return b64_head(blob, 64):find("PRIVATE KEY", 1, true) ~= nil
+-- PuTTY keys: the N lines after "Private-Lines: N" are the private key.
+local function putty_count(line)
+  local n = line:match("^%s*Private%-Lines:%s*(%d+)%s*$")
+  return n and math.min(tonumber(n), 100000)
 end
 
--- Names of fields whose value is a credential, in YAML (`name: value`),
--- JSON (`"name": "value"`) and flag (`--name=value`) form.
-local FIELD_WORDS = { "token", "password", "passwd", "secret", "key%-data", "private%-key",
-                      "privatekey", "%.key", "apikey", "api%-key", "api_key" }
-
-local function field_rules()
-  local rules = {}
-  for _, w in ipairs(FIELD_WORDS) do
-    -- YAML: `  tls.key: value`, `token: value`, `- secret: value`
-    rules[#rules + 1] = { "([%w%-_%.]*" .. w .. "[\"']?%s*:%s*)([^%s,}]+)", "yaml" }
-    -- flags: --token=value, --password value stays (it is two arguments)
-    rules[#rules + 1] = { "(%-%-[%w%-]*" .. w .. "=)(%S+)", "flag" }
-  end
-  return rules
-end
-local RULES = field_rules()
-
--- Names that end in a credential word but name no credential: hiding them
--- hides what an operator needs to read (a --diff of etcd's unit showed
--- --initial-cluster-token=[redacted]). etcd's initial-cluster-token only
--- keeps the members of two clusters apart: it is on every member's command
--- line and in its `ps`, and etcd's docs treat it as a name, not a secret.
-local NOT_SECRET = { ["initial-cluster-token"] = true, ["initial_cluster_token"] = true }
-
--- The field name in a rule's head (`--name=`, `name: `, `"name": "`).
-local function not_secret(head)
-  local name = head:match("([%w%-_%.]+)[\"']?%s*[:=]")
-  return name ~= nil and NOT_SECRET[name:gsub("^%-+", ""):lower()] == true
-end
-
--- A token.csv line (kube-apiserver --token-auth-file): token,user,uid[,"groups"],
--- also quoted inside a message: a long token of letters and digits before ",user,uid".
-local function token_csv(line)
-  local out, n = line:gsub("%f[%w%-_%.]([%w%-_%.]+)(,[^,%s]+,%s*\"?[%w%-]+)", function(tok, rest)
-    if #tok >= 16 and tok:find("%d") and tok:find("%a") then return M.MARK .. rest end
-    return nil
-  end)
-  if n > 0 and out ~= line then return out end
-  return nil
-end
-
--- JSON: "token": "value", "password":"value" (keys of any case containing the words)
-local function json_fields(s)
-  return (s:gsub('("([^"]*)"%s*:%s*")([^"]*)(")', function(head, key, val, tail)
-    local k = key:lower()
-    if NOT_SECRET[k] then return nil end
-    for _, w in ipairs(FIELD_WORDS) do
-      if k:find(w) then return head .. M.MARK .. tail end
+--- redact.text(s): a whole message (several lines); private key blocks
+--- become one "[redacted ... PRIVATE KEY]" mark.
+function M.text(s)
+  s = collapse_pem(tostring(s))
+  local putty = 0
+  return (s:gsub("[^\n]+", function(line)
+    if putty > 0 then
+      putty = putty - 1
+      return M.MARK
     end
-    if val:sub(1, #B64_PEM) == B64_PEM and b64_pem_private(val) then return head .. M.MARK .. tail end
-    return nil
+    local n = putty_count(line)
+    if n then putty = n return line end
+    return M.line(line)
   end))
 end
 
---- redact.line(s): one line with every credential-looking value replaced.
---- Keys of `word: value` lines whose word names a credential keep the key.
-function M.line(s)
-  s = tostring(s)
-  local csv = token_csv(s)
-  if csv then return csv end
-  s = json_fields(s)
-  for _, r in ipairs(RULES) do
-    s = s:gsub(r[1], function(head, val)
-      if val == M.MARK or val == '"' .. M.MARK .. '"' or val:match("^%[redacted") then return nil end
-      if not_secret(head) then return nil end
-      -- yaml/flag values that are just a reference stay: `secret: true`, `key: {`
-      if val == "true" or val == "false" or val == "|" or val == ">" or val == "{" or val == "[" or val == "null"
-         or val == "''" or val == '""' then return nil end
-      -- the checksum line that stands in for a secret file's diff (M.summary)
-      if val == "sha256" and head:match("^secret:") then return nil end
-      return head .. M.MARK
-    end)
-  end
-  s = s:gsub("([Aa]uthorization:%s*%a+%s+)%S+", "%1" .. M.MARK)
-  -- a base64 PEM private key anywhere (a Secret's data, an embedded *-data)
-  s = s:gsub(B64_PEM .. "[%w+/=]*", function(blob)
-    if b64_pem_private(blob) then return M.MARK end
-    return nil
-  end)
-  return s
-end
-
---- redact.text(s): a whole message (several lines); PEM private key blocks
---- become one "[redacted ... PRIVATE KEY]" mark.
-function M.text(s)
-  s = tostring(s)
-  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.-%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-",
-             "[redacted %1]")
-  s = s:gsub("%-%-%-%-%-BEGIN ([%u ]*PRIVATE KEY)%-%-%-%-%-.*", "[redacted %1]")
-  return (s:gsub("[^\n]+", M.line))
-end
-
---- redact.lines(text) -> array of lines for a diff: PEM private key blocks
+--- redact.lines(text) -> array of lines for a diff: private key blocks
 --- keep their BEGIN/END markers, every line inside becomes [redacted].
 function M.lines(text)
-  local out, inkey = {}, false
+  local out, inkey, putty = {}, false, 0
   for line in (text .. "\n"):gmatch("(.-)\n") do
-    if line:match("^%s*%-%-%-%-%-BEGIN [%u ]*PRIVATE KEY%-%-%-%-%-") then
+    local lead = line:match("^%s*()")
+    if putty > 0 then
+      putty = putty - 1
+      out[#out + 1] = M.MARK
+    elseif not inkey and pem_label(line, lead, "BEGIN") then
       inkey = true
       out[#out + 1] = line
     elseif inkey then
-      if line:match("^%s*%-%-%-%-%-END [%u ]*PRIVATE KEY%-%-%-%-%-") then
+      if pem_label(line, lead, "END") then
         inkey = false
         out[#out + 1] = line
       else
         out[#out + 1] = M.MARK
       end
     else
-      out[#out + 1] = M.line(line)
+      local n = putty_count(line)
+      if n then putty = n end
+      out[#out + 1] = n and line or M.line(line)
     end
   end
   if out[#out] == "" then out[#out] = nil end

@@ -23,7 +23,7 @@
 local cjson = require "cjson"
 local fs = require "kcm.native.fs"
 local sd = require "kcm.native.statedir"
-local ssh = require "kcm.native.ssh"
+local sshconfig = require "kcm.native.sshconfig"
 local rt = require "kcm.native.runtime"
 local task = require "kcm.task"
 
@@ -79,7 +79,7 @@ M.local_user = local_user
 --- inventory.node_spec makes it. -> id, address | nil, err
 function M.identity(spec)
   local ssh_opts = spec.ssh or {}
-  local cfg, err = ssh.resolve_config(spec.name or spec.host, ssh_opts.config)
+  local cfg, err = sshconfig.resolve(spec.name or spec.host, ssh_opts.config, spec.user, spec.host)
   if not cfg then return nil, tostring(spec.name) .. ": " .. tostring(err) end
   local host = spec.host or cfg.hostname or spec.name
   local port = tonumber(spec.port) or tonumber(cfg.port) or 22
@@ -201,6 +201,7 @@ local function decode_due(data)
   end
   return due
 end
+M._decode_due = decode_due   -- for the state JSON fuzz driver (tests/fuzz/state_json.lua)
 
 -- A node's record, read from the node on first use (after its lock was
 -- taken). A file that cannot be read or decoded is not dropped silently: a

@@ -66,6 +66,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct kh_result r = {0};
     char *msg = NULL;
     if (scan(file, name, KEY_TYPE, KEY_B64, &r, &msg) != 0) {
+        /* the one refusal of a readable file: a line over 64 KiB, in one line */
+        if (msg && strstr(msg, "line longer than 64 KiB") && !strchr(msg, '\n')) {
+            free(msg);
+            free(name);
+            free(r.old_type);
+            free(r.old_b64);
+            return 0;
+        }
         fprintf(stderr, "scan failed on a readable file: %s\n", msg);
         abort();
     }

@@ -8,7 +8,7 @@ set(_fz ${CMAKE_SOURCE_DIR}/tests/fuzz)
 # Every build: the seeds and regression inputs through the Lua drivers
 # (no libFuzzer needed), so a fixed finding stays fixed in the normal and
 # ASan builds too.
-foreach(target pki_csr pki_config inventory env_dump kubeconfig)
+foreach(target pki_csr pki_config inventory env_dump kubeconfig state_json cmdline)
   add_test(NAME fuzz_replay_${target} COMMAND ${KCMRUN} ${_fz}/replay.lua)
   set_tests_properties(fuzz_replay_${target} PROPERTIES LABELS "unit"
                        ENVIRONMENT "FUZZ_TARGET=${target}" TIMEOUT 120)
@@ -19,6 +19,15 @@ target_compile_definitions(fuzz_replay_known_hosts PRIVATE KCM_FUZZ_STANDALONE)
 target_link_libraries(fuzz_replay_known_hosts PRIVATE kcmcore)
 add_test(NAME fuzz_replay_known_hosts COMMAND fuzz_replay_known_hosts ${_kh_seeds})
 set_tests_properties(fuzz_replay_known_hosts PROPERTIES LABELS "unit" TIMEOUT 120)
+# issue 25: ssh_config parsing and redaction (with its linear-time check)
+foreach(target ssh_config redact)
+  file(GLOB _seeds ${_fz}/seeds/${target}/*)
+  add_executable(fuzz_replay_${target} ${_fz}/fuzz_${target}.c)
+  target_compile_definitions(fuzz_replay_${target} PRIVATE KCM_FUZZ_STANDALONE)
+  target_link_libraries(fuzz_replay_${target} PRIVATE kcmcore)
+  add_test(NAME fuzz_replay_${target} COMMAND fuzz_replay_${target} ${_seeds})
+  set_tests_properties(fuzz_replay_${target} PROPERTIES LABELS "unit" TIMEOUT 120)
+endforeach()
 
 if(KCM_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
   set(_fz_flags -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
@@ -40,7 +49,11 @@ if(KCM_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
       "inventory|fuzz_lua.c|${CMAKE_SOURCE_DIR}/tests/unit/fixtures"
       "env_dump|fuzz_lua.c|"
       "kubeconfig|fuzz_lua.c|${CMAKE_SOURCE_DIR}/tests/template/fuzz/yaml"
-      "known_hosts|fuzz_known_hosts.c|")
+      "known_hosts|fuzz_known_hosts.c|"
+      "ssh_config|fuzz_ssh_config.c|"
+      "redact|fuzz_redact.c|"
+      "state_json|fuzz_lua.c|"
+      "cmdline|fuzz_lua.c|")
   foreach(spec ${_fz_targets})
     string(REPLACE "|" ";" spec "${spec}")
     list(GET spec 0 target)

@@ -50,7 +50,7 @@ intermediate|ecdsa384-csr.json|profiles-config.json|intermediate|$K|ca-ecdsa384
 default-profile|kube-controller-manager-csr.json|profiles-config.json|default|$C|ca
 CASES
 
-# --- a URI in hosts (spiffe://..., urn:...): a URI SAN, as cfssl >= 1.4 does
+# --- a URI in hosts (spiffe://..., https://...; other schemes are refused): a URI SAN, as cfssl >= 1.4 does
 # (signer.OverrideHosts: IP, e-mail, url.ParseRequestURI, else DNS). Debian's
 # cfssl 1.2.0 here predates that and writes them as DNS SANs, which RFC 5280
 # forbids (a DNS SAN is an RFC 1035 name). So: everything but the SAN line
@@ -62,9 +62,9 @@ kcm PKI_CSR="$F/uri-csr.json" PKI_CA="$C/ca.pem" PKI_CA_KEY="$C/ca-key.pem" PKI_
 expect_rc 0 "issue $label"
 sans() { openssl x509 -in "$1" -noout -ext subjectAltName | tail -1 | sed 's/^ *//'; }
 cf_sans=$(sans "$C/$label.pem"); kc_sans=$(sans "$K/$label.pem")
-[ "$cf_sans" = "DNS:spiffe://cluster.local/ns/kube-system/sa/x, DNS:node1.example, DNS:urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66, IP Address:10.0.0.1" ] ||
+[ "$cf_sans" = "DNS:spiffe://cluster.local/ns/kube-system/sa/x, DNS:node1.example, DNS:https://issuer.example/workload, IP Address:10.0.0.1" ] ||
   fail "$label: cfssl $(cfssl version | head -1) SANs changed: $cf_sans (revisit this case)"
-[ "$kc_sans" = "DNS:node1.example, IP Address:10.0.0.1, URI:spiffe://cluster.local/ns/kube-system/sa/x, URI:urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66" ] ||
+[ "$kc_sans" = "DNS:node1.example, IP Address:10.0.0.1, URI:spiffe://cluster.local/ns/kube-system/sa/x, URI:https://issuer.example/workload" ] ||
   fail "$label: kcmrun SANs: $kc_sans"
 masked_text x509 "$C/$label.pem" | grep -v -e 'DNS:' -e 'URI:' >"$T/a.txt"
 masked_text x509 "$K/$label.pem" | grep -v -e 'DNS:' -e 'URI:' >"$T/b.txt"

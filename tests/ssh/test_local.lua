@@ -341,6 +341,61 @@ function cases.config()
   T.contains(tostring(err), "missing-config: no such file")
 end
 
+-- HostKeyAlias names the known_hosts entry, bare, as OpenSSH uses it: a
+-- different key recorded under the alias is a changed key even with
+-- --accept-new (nothing is recorded, no connection); an unknown alias is
+-- recorded under the alias. known_hosts that is not a regular file is refused.
+function cases.hostkeyalias()
+  local node = inv.nodes[1]
+  local kh = DIR .. "/kh-alias-" .. CASE
+  local cfg = DIR .. "/ssh_config-" .. CASE
+  T.write(cfg, table.concat({
+    "Host hka",
+    "  HostName " .. node.host,
+    "  Port " .. node.port,
+    "  User root",
+    "  IdentityFile " .. DIR .. "/client_key",
+    "  HostKeyAlias Shared.Alias",
+    "  UserKnownHostsFile " .. kh,
+    "" }, "\n"))
+  local other = DIR .. "/other-" .. CASE
+  os.remove(other); os.remove(other .. ".pub")
+  T.local_run({ "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other })
+  local oldfp = T.keygen_fp(other .. ".pub")
+  -- the real host:port is known, but the alias records another key
+  local real = "[" .. node.host .. "]:" .. node.port
+  local hostkey = T.read(DIR .. "/host_key.pub"):match("^(%S+ %S+)")
+  local before = real .. " " .. hostkey .. "\nshared.alias " .. T.read(other .. ".pub"):match("^(%S+ %S+)") .. "\n"
+  T.write(kh, before)
+  local Node = require "kcm.node"
+  local n = Node.new { name = "hka", ssh = { config = cfg, accept_new = true } }
+  local err = T.raises(n.run, n, "true")
+  T.contains(err, "HOST KEY CHANGED for shared.alias", "HostKeyAlias lookup")
+  T.contains(err, oldfp, "the alias's recorded key")
+  assert(T.read(kh) == before, "known_hosts changed on a HOST KEY CHANGED")
+  -- an unknown alias is recorded under the alias (what ssh-keygen -F finds)
+  T.write(kh, "")
+  n = Node.new { name = "hka", ssh = { config = cfg, accept_new = true } }
+  assert(n:run("echo ok").stdout == "ok\n", "accept-new under an alias")
+  n:close()
+  local r = T.local_run({ "ssh-keygen", "-F", "shared.alias", "-f", kh })
+  T.contains(r.stdout, hostkey, "recorded under the alias")
+  assert(not T.read(kh):find(node.host, 1, true), "recorded under the address, not the alias")
+  n = Node.new { name = "hka", ssh = { config = cfg } }
+  assert(n:run("echo ok").stdout == "ok\n", "the alias's entry is used")
+  n:close()
+  -- known_hosts /dev/zero: one line, no memory growth
+  n = T.node(inv, 1, { known_hosts = "/dev/zero" })
+  err = T.raises(n.run, n, "true")
+  T.contains(err, "known_hosts /dev/zero: not a regular file", "known_hosts /dev/zero")
+  -- a line over 64 KiB: refused with its file:line, not read into memory
+  local long = DIR .. "/kh-long-" .. CASE
+  T.write(long, "# x\nhost ssh-ed25519 " .. ("A"):rep(70000) .. "\n")
+  n = T.node(inv, 1, { known_hosts = long })
+  err = T.raises(n.run, n, "true")
+  T.contains(err, "known_hosts " .. long .. ":2: line longer than 64 KiB", "known_hosts long line")
+end
+
 -- ssh-agent (the driver starts one holding client_key, and points HOME at
 -- an empty folder so no ~/.ssh key can be what logs in)
 function cases.agent()

@@ -16,7 +16,7 @@ set_tests_properties(ssh_local_up PROPERTIES FIXTURES_SETUP ssh_local LABELS "ss
 add_test(NAME ssh_local_down COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/sshd.sh down ${KCM_SSH_TEST_DIR})
 set_tests_properties(ssh_local_down PROPERTIES FIXTURES_CLEANUP ssh_local LABELS "ssh" TIMEOUT 60)
 
-foreach(case run argv files tempmode hostkeys auth unreachable shared config lost target)
+foreach(case run argv files tempmode hostkeys auth unreachable shared config lost target hostkeyalias)
   add_test(NAME ssh_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/ssh/run.sh local ${case})
   set_tests_properties(ssh_${case} PROPERTIES FIXTURES_REQUIRED ssh_local LABELS "ssh"
                        ENVIRONMENT "${KCM_SSH_ENV}" TIMEOUT 120)
