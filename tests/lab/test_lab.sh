@@ -217,9 +217,10 @@ case_nonroot() {
 # but those, so the real machine stays as it is; the check comes before anything is made.
 case_missingtool() {
   local T d out rc=0
+  T=$(mktemp -d)
   # T is local: expand it now, the trap runs after this function returned
   # shellcheck disable=SC2064
-  T=$(mktemp -d); trap "rm -rf '$T'" EXIT
+  trap "rm -rf '$T'" EXIT
   mkdir "$T/bin"
   # in PATH order: the first of a name wins (ln refuses the later ones)
   for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
