@@ -12,7 +12,7 @@ PKGS=(
   openssl golang-cfssl
   openssh-server openssh-client iproute2 procps util-linux systemd
   python3 python3-yaml curl sudo etcd-server etcd-client
-  clang libclang-rt-14-dev valgrind hyperfine time
+  clang libclang-rt-14-dev valgrind hyperfine time lintian
 )
 
 if [ "$(id -u)" != 0 ]; then

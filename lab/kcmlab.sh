@@ -550,6 +550,30 @@ cluster_down() {
 
 # ---------------------------------------------------------------- verbs
 
+# What lab up runs on this machine, as TOOL:PACKAGE (the Debian package that has it), so a
+# missing one is named with what to install. The .deb only Recommends these
+# (cmake/install.cmake): kcmrun itself runs without a lab.
+UP_TOOLS="ip:iproute2 nsenter:util-linux unshare:util-linux setpriv:util-linux flock:util-linux
+  mknod:coreutils ssh-keygen:openssh-client ssh:openssh-client /usr/sbin/sshd:openssh-server
+  /lib/systemd/systemd:systemd"
+# The shipped cluster stand-ins (cluster.sh): checked only when that is the hook.
+CLUSTER_TOOLS="/usr/bin/python3:python3 openssl:openssl curl:curl"
+
+# Every missing tool on a line of its own, then one command that installs them all.
+need_tools() {
+  local t tool pkg pkgs=""
+  for t in "$@"; do
+    tool=${t%:*} pkg=${t##*:}
+    command -v "$tool" >/dev/null && continue
+    case $tool in
+      /*) warn "up: ${tool##*/} not found ($tool): apt-get install $pkg" ;;
+      *) warn "up: $tool not found on PATH: apt-get install $pkg" ;;
+    esac
+    case " $pkgs " in *" $pkg "*) ;; *) pkgs="$pkgs $pkg" ;; esac
+  done
+  [ -z "$pkgs" ] || die "up: tools missing on this machine; install them with: apt-get install$pkgs"
+}
+
 lock_lab() {
   exec 9<"$LAB_DIR"
   flock -n 9 || die "another kcmrun lab command is running on $LAB_DIR"
@@ -571,9 +595,9 @@ cmd_up() {
   [[ $name =~ ^[a-z][a-z0-9]{0,6}$ ]] ||
     die "--name: 1-7 characters, a-z then a-z/0-9 (it names interfaces), not '$name'"
   need_root
-  for p in ip nsenter unshare setpriv ssh-keygen ssh flock mknod /usr/sbin/sshd /lib/systemd/systemd; do
-    command -v "$p" >/dev/null || die "missing $p (apt-get install iproute2 util-linux openssh-server openssh-client systemd)"
-  done
+  # shellcheck disable=SC2086  # the lists are words
+  need_tools $UP_TOOLS
+  if [ -f "$CLUSTER_SH" ] && [ "$CLUSTER_SH" -ef "$HERE/cluster.sh" ]; then need_tools $CLUSTER_TOOLS; fi
 
   mkdir -p "$LAB_DIR"
   LAB_DIR=$(cd "$LAB_DIR" && pwd -P); STATE=$LAB_DIR/lab.state

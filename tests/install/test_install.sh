@@ -6,6 +6,7 @@
 #   discovery    the default inventory's order and the line that names it
 #   noinventory  no -i, no lab, nothing found: exit 2 listing what was tried
 #   deb          cpack -G DEB, dpkg-deb -x into a temporary root, run from there
+#   lintian      lintian on that .deb: no E: line
 #   lab          the installed kcmrun: lab up, deploy the installed playbook without -i, lab down
 #   readme       the README's command from the repo root on the fixture lab, without -i
 # Environment: KCMRUN (build-tree binary), KCM_BUILD_DIR, KCM_SOURCE_DIR, KCM_VERSION.
@@ -180,20 +181,36 @@ case_noinventory() {
   pass "nothing found: exit 2, the five places tried, how to make one"
 }
 
-case_deb() {
-  local D=$T/pkg R=$T/root deb dep p lib pkg
+# cpack -G DEB into $T/pkg; sets deb
+make_deb() {
+  local D=$T/pkg
   (cd "$T" && cpack --config "$KCM_BUILD_DIR/CPackConfig.cmake" -G DEB -B "$D") >"$T/cpack.log" 2>&1 || { cat "$T/cpack.log"; fail "cpack -G DEB failed"; }
   deb=$D/kcmrun_${KCM_VERSION}_amd64.deb
   [ -f "$deb" ] || { ls "$D"; fail "no $deb"; }
+}
+
+case_deb() {
+  local R=$T/root deb dep rec p lib pkg
+  make_deb
   [ "$(dpkg-deb -f "$deb" Package)" = kcmrun ] && [ "$(dpkg-deb -f "$deb" Version)" = "$KCM_VERSION" ] &&
     [ "$(dpkg-deb -f "$deb" Architecture)" = amd64 ] || fail "control: $(dpkg-deb -f "$deb")"
   dep=" $(dpkg-deb -f "$deb" Depends | tr -d ' ' | tr ',' ' ' | sed 's/([^)]*)//g') "
-  for p in libssh-4 liblua5.4-0 libssl3 libyaml-0-2 libcurl4 openssh-server openssh-client iproute2 systemd python3 util-linux procps bash; do
+  rec=" $(dpkg-deb -f "$deb" Recommends | tr -d ' ' | tr ',' ' ') "
+  # kcmrun's own: the libraries it links (checked one by one below) and the libcurl it dlopens
+  for p in libc6 libssh-4 liblua5.4-0 libssl3 libyaml-0-2 libcurl4; do
     [[ $dep == *" $p "* ]] || fail "Depends lacks $p: $dep"
   done
-  for p in etcd-server etcd-client sudo golang-cfssl kubernetes-client; do
-    dpkg-deb -f "$deb" Recommends | grep -qw -- "$p" || fail "Recommends lacks $p"
+  # only the lab needs these: recommended, never required (Essential ones are named nowhere)
+  for p in openssh-server openssh-client iproute2 systemd python3 openssl curl etcd-server etcd-client sudo golang-cfssl kubernetes-client; do
+    [[ $dep != *" $p "* ]] || fail "Depends names $p, which only the lab or the playbooks' checks need: $dep"
+    [[ $rec == *" $p "* ]] || fail "Recommends lacks $p: $rec"
   done
+  for p in bash util-linux coreutils procps; do
+    [[ $dep$rec != *" $p "* ]] || fail "the package names $p (Essential, or unused): Depends$dep Recommends$rec"
+  done
+  # nothing beyond the libraries and libcurl: 6 packages (a sanitizer build adds its runtimes)
+  [ "${KCM_SANITIZE:-0}" = 1 ] || [ "$(wc -w <<<"$dep")" = 6 ] ||
+    fail "Depends holds more than kcmrun's libraries and libcurl4: $dep"
   dpkg-deb -x "$deb" "$R"
   # every library the binary links, and the libcurl it dlopens, comes from a package in Depends
   for lib in $(readelf -d "$R/usr/bin/kcmrun" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p') libcurl.so.4; do
@@ -227,6 +244,22 @@ case_deb() {
   run clean "$R/usr/bin/kcmrun" --list-playbooks
   expect_out "^$(readlink -f "$R")/usr/share/kcmrun/playbooks/\$"
   pass "$(basename "$deb"): Depends/Recommends right, unpacked it runs --version, --help, lab status (exit 3, no lab), finds its playbooks"
+}
+
+# lintian on the .deb: no error. Its warnings are printed with the result.
+case_lintian() {
+  local deb rc=0 errs warns
+  command -v lintian >/dev/null || fail "lintian not found: apt-get install lintian (.ci/setup.sh installs it)"
+  make_deb
+  # (as root it warns that it runs as root, on stderr)
+  lintian --tag-display-limit 0 "$deb" >"$T/lintian.out" 2>"$T/lintian.err" || rc=$?
+  errs=$(grep '^E:' "$T/lintian.out" || true)
+  [ -z "$errs" ] || fail "lintian reports errors on $(basename "$deb"):
+$errs"
+  [ "$rc" = 0 ] || { cat "$T/lintian.out" "$T/lintian.err"; fail "lintian exited $rc"; }
+  warns=$(grep -c '^W:' "$T/lintian.out" || true)
+  grep '^W:' "$T/lintian.out" || true
+  pass "lintian $(lintian --version | awk '{print $2}') on $(basename "$deb"): no error, $warns warnings"
 }
 
 case_lab() {

@@ -16,6 +16,10 @@ endforeach()
 add_test(NAME install_deb COMMAND bash ${_inst} deb)
 set_tests_properties(install_deb PROPERTIES LABELS "unit;install" TIMEOUT 300
                      ENVIRONMENT "${KCM_INSTALL_ENV}")
+# lintian on that .deb: no error (.ci/setup.sh installs lintian).
+add_test(NAME install_lintian COMMAND bash ${_inst} lintian)
+set_tests_properties(install_lintian PROPERTIES LABELS "unit;install" TIMEOUT 300
+                     ENVIRONMENT "${KCM_INSTALL_ENV}")
 
 # The installed kcmrun brings up a lab of its own (state under the build tree) from an empty
 # folder and deploys the installed controller-manager playbook to it without -i. Serial: a

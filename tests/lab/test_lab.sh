@@ -213,4 +213,32 @@ case_nonroot() {
   ok "refuses without root: $out"
 }
 
+# lab up on a machine without some of its tools: a PATH of links to every command here
+# but those, so the real machine stays as it is; the check comes before anything is made.
+case_missingtool() {
+  local T d out rc=0
+  T=$(mktemp -d)
+  # T is local: expand it now, the trap runs after this function returned
+  # shellcheck disable=SC2064
+  trap "rm -rf '$T'" EXIT
+  mkdir "$T/bin"
+  # in PATH order: the first of a name wins (ln refuses the later ones)
+  for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
+    ln -s "$d"/* "$T/bin/" 2>/dev/null || true
+  done
+  rm -f "$T/bin/ip" "$T/bin/ssh-keygen"
+  out=$(env PATH="$T/bin" KCMRUN_LAB_DIR="$T/lab" "$KCMRUN" lab up --name zq9miss 2>&1) || rc=$?
+  [ "$rc" = 1 ] || fail "lab up without ip and ssh-keygen: exit $rc, not 1: $out"
+  echo "$out" | grep -qx 'kcmrun lab: up: ip not found on PATH: apt-get install iproute2' ||
+    fail "no line naming iproute2 for ip: $out"
+  echo "$out" | grep -qx 'kcmrun lab: up: ssh-keygen not found on PATH: apt-get install openssh-client' ||
+    fail "no line naming openssh-client for ssh-keygen: $out"
+  echo "$out" | grep -qx 'kcmrun lab: up: tools missing on this machine; install them with: apt-get install iproute2 openssh-client' ||
+    fail "no line installing both: $out"
+  [ "$(echo "$out" | wc -l)" = 3 ] || fail "more than the three lines (a tool found was called missing?): $out"
+  [ ! -e "$T/lab" ] || fail "lab up made $T/lab before its tools were checked"
+  ! ip link show kcm-zq9miss >/dev/null 2>&1 || fail "lab up made a bridge"
+  ok "missing tools named with their packages: $(echo "$out" | tr '\n' '|')"
+}
+
 "case_$CASE"

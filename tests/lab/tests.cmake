@@ -34,5 +34,9 @@ add_test(NAME lab_updown COMMAND bash ${CMAKE_SOURCE_DIR}/tests/lab/test_lab.sh 
 set_tests_properties(lab_updown PROPERTIES LABELS "lab" RUN_SERIAL TRUE TIMEOUT 300
                      ENVIRONMENT "KCMRUN=${KCMRUN};KCMRUN_LAB_TEST_DIR=${CMAKE_BINARY_DIR}/lab-updown")
 
+# No lab is made: lab up with ip and ssh-keygen off PATH names their packages and stops.
+add_test(NAME lab_missingtool COMMAND bash ${CMAKE_SOURCE_DIR}/tests/lab/test_lab.sh missingtool)
+set_tests_properties(lab_missingtool PROPERTIES LABELS "lab" ENVIRONMENT "KCMRUN=${KCMRUN}" TIMEOUT 30)
+
 add_test(NAME lab_nonroot COMMAND bash ${CMAKE_SOURCE_DIR}/tests/lab/test_lab.sh nonroot)
 set_tests_properties(lab_nonroot PROPERTIES LABELS "lab" ENVIRONMENT "KCMRUN=${KCMRUN}" TIMEOUT 30)
