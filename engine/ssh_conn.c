@@ -19,8 +19,10 @@ static int file_exists(const char *p)
 
 void kcm_ssh_disconnect(kcm_ssh_sess *c)
 {
-    kcm_ssh_watch_close(c);
+    /* files first: an adopted file session's sleeper is unregistered, so
+     * the watcher ends (and frees the node's lock) at once */
     kcm_ssh_files_close(c);
+    kcm_ssh_watch_close(c);
     if (c->s) {
         if (ssh_is_connected(c->s)) ssh_disconnect(c->s);
         ssh_free(c->s);

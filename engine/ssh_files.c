@@ -18,8 +18,7 @@
 #define SERVER_READY "[kcm-sftp-server]"
 static const char FIND_SERVER[] =
     "printf '%s\\n' '" SERVER_READY "' >&2; "
-    "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/lib/ssh/sftp-server "
-    "/usr/libexec/sftp-server /usr/lib/sftp-server /usr/local/libexec/sftp-server; do "
+    "for p in " KCM_SFTP_SERVER_PATHS "; do "
     "[ -x \"$p\" ] && exec \"$p\"; done; "
     "echo 'no sftp-server on the node (looked in /usr/lib/openssh, /usr/libexec/openssh, /usr/lib/ssh, "
     "/usr/libexec, /usr/lib, /usr/local/libexec): install openssh-sftp-server' >&2; exit 127";
@@ -27,6 +26,9 @@ static const char FIND_SERVER[] =
 void kcm_ssh_files_close(kcm_ssh_sess *c)
 {
     for (int i = 0; i < c->nfiles; i++) {
+        /* the server ends with its channel, and ends the sleeper itself */
+        if (c->files[i].sleeper > 0 && c->s && ssh_is_connected(c->s))
+            kcm_ssh_watch_done_who(c, c->files[i].who, c->files[i].sleeper);
         if (c->files[i].sf) sftp_free(c->files[i].sf);   /* frees its channel too */
         free(c->files[i].who);
     }
@@ -96,6 +98,55 @@ static sftp_session open_as(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **
     return NULL;
 }
 
+/* With become root, the file session needs no sudo of its own: a channel
+ * of the login user's prints its pid and sleeps, and the watcher (already
+ * root, after the one sudo of the connection) starts sftp-server on that
+ * process's stdin and stdout pipes, and ends it when the server ends. With
+ * a become password that is one password check per node instead of two.
+ * NULL when it cannot be done (not root, sshd hands sockets rather than
+ * pipes, ...): the caller then runs sftp-server under sudo. */
+#define ADOPT_MARK "[kcm-files] "
+static sftp_session open_adopted(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long *sleeper)
+{
+    char *msg = NULL;
+    if (!a->user || strcmp(a->user, "root") != 0 || kcm_ssh_watch(c, a, &msg) != 0) { free(msg); return NULL; }
+    ssh_channel ch = ssh_channel_new(c->s);
+    if (!ch || ssh_channel_open_session(ch) != SSH_OK) {
+        if (ch) ssh_channel_free(ch);
+        return NULL;
+    }
+    /* The pid goes to stdout, which is the SFTP stream's only once the
+     * server runs: read exactly up to its newline. Not stderr: a builtin
+     * writing to stderr moves fd 1 for a moment, and the watcher could
+     * open that moment's fd 1. */
+    long pid = -1;
+    if (ssh_channel_request_exec(ch, "printf '" ADOPT_MARK "%s\\n' $$; exec sleep 2147483647") == SSH_OK) {
+        /* line by line (a login script may print first), up to 4 KiB */
+        char line[128];
+        size_t n = 0, total = 0;
+        while (pid < 0 && total < 4096 && ssh_channel_read_timeout(ch, line + n, 1, 0, 10000) == 1) {
+            total++;
+            if (line[n] != '\n') { if (n < sizeof line - 1) n++; continue; }
+            line[n] = 0;
+            if (strncmp(line, ADOPT_MARK, sizeof ADOPT_MARK - 1) == 0) pid = strtol(line + sizeof ADOPT_MARK - 1, NULL, 10);
+            n = 0;
+        }
+    }
+    if (pid > 1) {
+        /* the sleeper ends with the connection, whatever happens below */
+        kcm_ssh_watch_add(c, a, pid);
+        if (kcm_ssh_watch_adopt(c, a, pid, &msg) == 1) {
+            sftp_session sf = sftp_new_channel(c->s, ch);
+            if (sf && sftp_init(sf) == SSH_OK) { *sleeper = pid; return sf; }
+            if (sf) { sftp_free(sf); ch = NULL; }   /* freed its channel */
+        }
+        free(msg);
+        kcm_ssh_watch_kill(c, a, pid);
+    }
+    if (ch) { ssh_channel_close(ch); ssh_channel_free(ch); }
+    return NULL;
+}
+
 int kcm_ssh_files(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **msg)
 {
     /* elevating to the user one is logged in as changes nothing: the
@@ -109,10 +160,13 @@ int kcm_ssh_files(kcm_ssh_sess *c, const struct kcm_ssh_as *a, char **msg)
         *msg = kcm_ssh_fmt("file channel as %s: too many become users on one node", who);
         return -1;
     }
-    sftp_session sf = elevate ? open_as(c, a, msg) : open_login(c, msg);
+    long sleeper = 0;
+    sftp_session sf = !elevate ? open_login(c, msg) : getenv("KCM_NO_ADOPT") ? NULL : open_adopted(c, a, &sleeper);
+    if (!sf && elevate) sf = open_as(c, a, msg);
     if (!sf) return -1;
     c->files[c->nfiles].who = strdup(who);
     if (!c->files[c->nfiles].who) abort();
+    c->files[c->nfiles].sleeper = sleeper;
     c->files[c->nfiles++].sf = sf;
     c->sftp = sf;
     return 0;

@@ -24,7 +24,7 @@ typedef struct kcm_ssh_sess {
      * use and kept for the run: the login user's ("" : the sftp subsystem)
      * and, with become, the target user's (sudo ... sftp-server on an exec
      * channel). Usually just one of them is ever opened. */
-    struct { char *who; sftp_session sf; } files[4];
+    struct { char *who; sftp_session sf; long sleeper; } files[4];   /* sleeper: ssh_files.c */
     int nfiles;
     /* the watchers of its commands, one per identity (ssh_watch.c); a
      * retired one still watches and holds the lock but runs no command */
@@ -136,6 +136,8 @@ int kcm_ssh_watch(kcm_ssh_sess *c, const struct kcm_ssh_as *as, char **msg);
 void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
 void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid);
+/* "-pid" to the watcher of the identity named `who` (its user) */
+void kcm_ssh_watch_done_who(kcm_ssh_sess *c, const char *who, long pid);
 void kcm_ssh_watch_close(kcm_ssh_sess *c);
 /* The watcher's channel when it may run a command (ssh_agent.c), else NULL;
  * retire: it runs no more (a command that outlived its timeout). */
@@ -180,6 +182,14 @@ int kcm_ssh_as_handshake(ssh_session s, ssh_channel ch, const struct kcm_ssh_as 
                          long timeout_ms, char **msg, const char **kind);
 /* Removes every "marker\\n" (or trailing "marker") from b; -> how many. */
 int kcm_ssh_cut_marker(struct kcm_buf *b, const char *marker);
+
+/* Where distributions put sftp-server (the first executable one runs). */
+#define KCM_SFTP_SERVER_PATHS "/usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server " \
+    "/usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server /usr/local/libexec/sftp-server"
+/* ssh_watch.c: the watcher of `as` (root) starts sftp-server on the stdin
+ * and stdout pipes of the login user's process `pid` (ssh_files.c). 1
+ * started, 0 it cannot (then it started nothing), -1 with *msg. */
+int kcm_ssh_watch_adopt(kcm_ssh_sess *c, const struct kcm_ssh_as *as, long pid, char **msg);
 
 /* ssh_files.c: makes c->sftp the file session of identity a (NULL: the
  * login user's), opening it on first use. 0, or -1 with *msg. */

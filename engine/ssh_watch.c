@@ -32,6 +32,13 @@ static const char WATCHER[] =
     "{ trap - TERM HUP INT; setsid sh -c \"exec $c\" </dev/null 2>&3 3>&- 9<&- & "
     "printf '\\036%sP%s\\n' \"$n\" $!; wait $!; s=$?; printf '\\036%sE\\n' \"$n\" >&3; "
     "printf '\\036%s %s\\n' \"$n\" $s; } 9<&- & ;; "
+    /* sftp-server as this identity on the pipes of the login user's
+     * process $P (ssh_files.c), which is ended when the server ends */
+    "F*) P=${l#F}; S=; for p in " KCM_SFTP_SERVER_PATHS "; do [ -x \"$p\" ] && { S=$p; break; }; done; "
+    "case $P in ''|*[!0-9]*) S= ;; esac; "
+    "if [ -n \"$S\" ] && [ -r /proc/$P/fd/0 ] && [ -w /proc/$P/fd/1 ]; then "
+    "{ trap - TERM HUP INT; \"$S\" </proc/$P/fd/0 >/proc/$P/fd/1 2>/dev/null 3>&- 9<&-; kill $P; } "
+    ">/dev/null 2>&1 9<&- & echo 'F ok'; else echo 'F no'; fi ;; "
     "L*) set -- ${l#L}; w=$1; shift; "
     "[ -e $f ] || (umask 022; : >>$f); "
     "if [ ! -r $f ]; then echo \"BUSY (cannot open $f)\"; "
@@ -156,37 +163,80 @@ void kcm_ssh_watch_add(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { 
 void kcm_ssh_watch_done(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { tell(c, a, '-', pid); }
 void kcm_ssh_watch_kill(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid) { tell(c, a, 'k', pid); }
 
+void kcm_ssh_watch_done_who(kcm_ssh_sess *c, const char *who, long pid)
+{
+    for (int i = 0; i < c->nwatch; i++) {
+        if (strcmp(c->watch[i].who, who) != 0 || !c->watch[i].ch) continue;
+        char line[32];
+        int n = snprintf(line, sizeof line, "-%ld\n", pid);
+        ssh_channel_write(c->watch[i].ch, line, (uint32_t)n);
+    }
+}
+
+/* Sends `req` to the watcher of `a` (started when needed) and reads its
+ * one-line answer into *ans (malloc'd). 0, or -1 with *msg. */
+static int ask(kcm_ssh_sess *c, const struct kcm_ssh_as *a, const char *req, long timeout_ms,
+               const char *what, char **ans, char **msg)
+{
+    if (kcm_ssh_watch(c, a, msg) != 0) return -1;
+    ssh_channel w = find(c, a);
+    int n = (int)strlen(req);
+    if (ssh_channel_write(w, req, (uint32_t)n) != n) {
+        *msg = kcm_ssh_fmt("%s: %s", what, ssh_get_error(c->s));
+        return -1;
+    }
+    struct kcm_buf b = {0};
+    char ch;
+    for (;;) {
+        int k = ssh_channel_read_timeout(w, &ch, 1, 0, (int)timeout_ms);
+        if (k <= 0) { *msg = kcm_ssh_fmt("%s: no answer", what); break; }
+        if (ch == '\n') {
+            kcm_buf_add(&b, "", 0);
+            *ans = b.p;
+            return 0;
+        }
+        if (b.n > 4096) { *msg = kcm_ssh_fmt("%s: answer too long", what); break; }
+        kcm_buf_add(&b, &ch, 1);
+    }
+    kcm_buf_free(&b, 0);
+    return -1;
+}
+
 /* Takes the node's lock through the watcher of `a` (started when needed),
  * waiting up to wait_s seconds. 1 taken, 0 held by another run (*holder:
  * its note), -1 with *msg. */
 int kcm_ssh_watch_lock(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long wait_s, const char *note,
                        char **holder, char **msg)
 {
-    if (kcm_ssh_watch(c, a, msg) != 0) return -1;
-    ssh_channel w = find(c, a);
     char *line = kcm_ssh_fmt("L%ld %s\n", wait_s < 0 ? 0 : wait_s, note);
     for (char *p = line; *p && p[1]; p++) if (*p == '\n' || *p == '\r') *p = ' ';
-    int n = (int)strlen(line);
-    int wr = ssh_channel_write(w, line, (uint32_t)n);
+    char *ans = NULL;
+    int rc = ask(c, a, line, (wait_s + (c->io_timeout > 0 ? c->io_timeout : 60)) * 1000L,
+                 "taking the node's lock", &ans, msg);
     free(line);
-    if (wr != n) { *msg = kcm_ssh_fmt("taking the node's lock: %s", ssh_get_error(c->s)); return -1; }
-    struct kcm_buf b = {0};
-    int timeout_ms = (int)((wait_s + (c->io_timeout > 0 ? c->io_timeout : 60)) * 1000L);
-    char ch;
-    int rc = -1;
-    for (;;) {
-        int k = ssh_channel_read_timeout(w, &ch, 1, 0, timeout_ms);
-        if (k <= 0) { *msg = kcm_ssh_fmt("taking the node's lock: no answer (is flock(1) installed on the node?)"); break; }
-        if (ch == '\n') {
-            kcm_buf_add(&b, "", 1);
-            if (strcmp(b.p, "LOCKED") == 0) rc = 1;
-            else if (strncmp(b.p, "BUSY", 4) == 0) { rc = 0; *holder = kcm_ssh_fmt("%s", b.p[4] ? b.p + 5 : ""); }
-            else *msg = kcm_ssh_fmt("taking the node's lock: unexpected answer '%.80s'", b.p);
-            break;
+    if (rc != 0) {
+        if (strstr(*msg, "no answer")) {
+            free(*msg);
+            *msg = kcm_ssh_fmt("taking the node's lock: no answer (is flock(1) installed on the node?)");
         }
-        if (b.n > 4096) { *msg = kcm_ssh_fmt("taking the node's lock: answer too long"); break; }
-        kcm_buf_add(&b, &ch, 1);
+        return -1;
     }
-    kcm_buf_free(&b, 0);
+    rc = -1;
+    if (strcmp(ans, "LOCKED") == 0) rc = 1;
+    else if (strncmp(ans, "BUSY", 4) == 0) { rc = 0; *holder = kcm_ssh_fmt("%s", ans[4] ? ans + 5 : ""); }
+    else *msg = kcm_ssh_fmt("taking the node's lock: unexpected answer '%.80s'", ans);
+    free(ans);
+    return rc;
+}
+
+int kcm_ssh_watch_adopt(kcm_ssh_sess *c, const struct kcm_ssh_as *a, long pid, char **msg)
+{
+    char req[40], *ans = NULL;
+    snprintf(req, sizeof req, "F%ld\n", pid);
+    if (ask(c, a, req, (c->io_timeout > 0 ? c->io_timeout : 60) * 1000L, "starting the file session", &ans, msg) != 0)
+        return -1;
+    int rc = strcmp(ans, "F ok") == 0 ? 1 : strcmp(ans, "F no") == 0 ? 0 : -1;
+    if (rc < 0) *msg = kcm_ssh_fmt("starting the file session: unexpected answer '%.80s'", ans);
+    free(ans);
     return rc;
 }
