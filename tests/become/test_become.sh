@@ -103,7 +103,7 @@ password)
   KCM_TEST_BECOME_PW=$pw kcmrun -i "$T/inv-env.lua" "$(dirname "$0")/password.lua"
   expect_rc 0 "become_password_env"
   # a wrong one: a clear error, no hang
-  printf 'wrong-%s\n' "$pw" > "$T/wrong"
+  printf 'wrong-%s\n' "$pw" > "$T/wrong"; chmod 600 "$T/wrong"
   inventory deploypw "    become = true,\n    become_password_file = \"$T/wrong\"," > "$T/inv-wrong.lua"
   t0=$(date +%s)
   kcmrun -i "$T/inv-wrong.lua" "$(dirname "$0")/password.lua"
@@ -112,7 +112,18 @@ password)
   [ "$t" -lt 60 ] || fail "wrong password took ${t}s"
   expect_out "node1: sudo rejected the become password for deploypw"
   ! grep -qF -- "wrong-$pw" "$T/out" "$T/err" || fail "the wrong password appears in the output"
-  pass "no password: '$first...' on every node in ${t}s; file and env passwords work and never show; a wrong one is named"
+  # one sudo (one password check) per node and run when no command has stdin: the watcher
+  sudos() { on "$1" journalctl _COMM=sudo --no-pager -o cat | grep -c '^deploypw : .*COMMAND=' || true; }
+  declare -A before
+  for n in "${NODES[@]}"; do before[$n]=$(sudos "$n"); done
+  kcmrun -i "$T/inv-file.lua" "$(dirname "$0")/onesudo.lua"
+  expect_rc 0 "stdin-less commands and files as deploypw"
+  sleep 1   # journald has taken in what sudo logged
+  for n in "${NODES[@]}"; do
+    got=$(( $(sudos "$n") - ${before[$n]} ))
+    [ "$got" = 1 ] || { on "$n" journalctl _COMM=sudo --no-pager -o cat | tail -8; fail "$n: $got sudo commands for one run (want 1: the watcher)"; }
+  done
+  pass "no password: '$first...' on every node in ${t}s; file and env passwords work and never show; a wrong one is named; one sudo per node for a run without stdin"
   ;;
 noprompt)
   # a password is configured but sudo never asks (deploy's NOPASSWD rule, a
