@@ -1,0 +1,63 @@
+-- What a run is waiting for, per node: a retry loop, a gate or a transfer
+-- says it here (set/clear) and the report (kcm.report) shows it: a live line
+-- per node on a TTY, throttled plain lines otherwise. Only state lives here,
+-- so a step reports a wait without knowing how, or whether, it is shown.
+local rt = require "kcm.native.runtime"
+
+local M = {}
+
+local waits = {}      -- node -> { text =, since =, co = }
+
+--- The reporter: sink:progress(waits, now) -> seconds until it wants to
+--- look again (nil: nothing to redraw). Set by kcm.main.
+M.sink = nil
+
+--- node is waiting for `text` since `since` (default: now, or when its
+--- current wait began: a changing attempt count is the same wait). -> entry
+function M.set(node, text, since)
+  node = node or "localhost"
+  local w = waits[node]
+  if not w then
+    w = { since = since or rt.now() }
+    waits[node] = w
+  elseif since and since < w.since then
+    w.since = since
+  end
+  w.text = text
+  -- a wait whose task died (an error out of a retry loop) must not linger
+  w.co = coroutine.running()
+  return w
+end
+
+--- The node's wait is over (only `entry`'s, when given: a nested wait that
+--- ended leaves a newer one alone).
+function M.clear(node, entry)
+  node = node or "localhost"
+  local w = waits[node]
+  if not w or (entry and w ~= entry) then return end
+  waits[node] = nil
+  if M.sink then M.sink:progress(waits, rt.now()) end
+end
+
+--- Drops the waits of tasks that ended without clearing them.
+local function prune()
+  for node, w in pairs(waits) do
+    if w.co and coroutine.status(w.co) == "dead" then waits[node] = nil end
+  end
+end
+
+--- Called by the scheduler (kcm.task) before it blocks. -> seconds until
+--- the next call is wanted, or nil when nothing waits.
+function M.tick()
+  if not next(waits) or not M.sink then return nil end
+  prune()
+  return M.sink:progress(waits, rt.now())
+end
+
+--- Forgets every wait (the run ended; an interrupt left some behind).
+function M.reset()
+  waits = {}
+  if M.sink then M.sink:progress(waits, rt.now()) end
+end
+
+return M
