@@ -215,13 +215,15 @@ M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
 --- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
 --- before each wait. `what` names what is waited for: after the first
 --- failed attempt the node's progress line (kcm.progress) reads "waiting for
---- <what> (attempt 3/30)" until the loop ends (default: the step's name).
+--- <what> (attempt 3/30)" until the loop ends (default: the step's name;
+--- a function(): asked at each retry, for what the last attempt saw).
 --- Waits hold no worker thread (task.sleep).
 local RETRY_OPTIONS = { "attempts", "timeout", "interval", "backoff", "max_interval", "on_retry", "what" }
 
 -- "waiting for etcd health (attempt 3/30)"; with only a timeout, its bound
 local function waiting_text(opts, attempt, attempts)
   local what = opts.what
+  if type(what) == "function" then what = what() end
   if not what then
     local ctx = M.current()
     what = ctx and ctx.step and ("step '" .. ctx.step .. "'") or "a retry"
