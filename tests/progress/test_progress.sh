@@ -1,0 +1,72 @@
+#!/bin/bash
+# What a run waits for (issue 27, point 4): kcm.progress fed by task.retry,
+# shown by kcm.report. A gate on the control machine opens after -e wait=N
+# seconds (tests/progress/wait_play.lua); a second step's wait is short.
+set -e
+. "$(dirname "$0")/../lib.sh"
+D=$(cd "$(dirname "$0")" && pwd)
+PLAY="$D/wait_play.lua"
+kcm() { "$KCMRUN" --state-dir "$T/state" "$@" "$PLAY"; }
+
+case "$1" in
+plain)
+  # a pipe: plain lines, the first once the wait passed 2 s, then every 10 s
+  run kcm -e wait=13
+  expect_rc 0 "a 13-s gate"
+  n=$(grep -cE '^  progress localhost: waiting for the test gate \(attempt [0-9]+/60\) [0-9]+s$' "$T/out") || true
+  [ "$n" = 2 ] || { cat "$T/out"; fail "13-s wait: $n progress lines, expected 2 (at 2 s and 12 s)"; }
+  secs=$(sed -nE 's/^  progress localhost: .* ([0-9]+)s$/\1/p' "$T/out" | tr '\n' ' ')
+  [[ "$secs" =~ ^(2|3)\ (12|13)\ $ ]] || { cat "$T/out"; fail "progress at ${secs}s, expected about 2 s and 12 s"; }
+  ! grep -q $'\e' "$T/out" || { cat -v "$T/out"; fail "escape sequences in a non-TTY's output"; }
+  ! grep -q "quick flag" "$T/out" || { cat "$T/out"; fail "a wait under 2 s showed"; }
+  pass "non-TTY: a 13-s gate prints 2 progress lines naming it and its attempt, a short wait none"
+  ;;
+fast)
+  run kcm -e wait=0
+  expect_rc 0 "fast run"
+  ! grep -qE "^  progress |waiting" "$T/out" || { cat "$T/out"; fail "a fast run printed progress"; }
+  pass "a fast run prints no progress"
+  ;;
+quiet)
+  run kcm -q -e wait=3 --log-json "$T/events.jsonl"
+  expect_rc 0 "-q run"
+  ! grep -qE "^  progress |waiting" "$T/out" "$T/err" || { cat "$T/out" "$T/err"; fail "-q printed progress"; }
+  pass "-q prints no progress"
+  ;;
+json)
+  run kcm -e wait=3 --log-json "$T/events.jsonl"
+  expect_rc 0 "--log-json run"
+  expect_file "$T/events.jsonl" '"event":"progress"'
+  grep '"event":"progress"' "$T/events.jsonl" | python3 -c '
+import json, sys
+evs = [json.loads(l) for l in sys.stdin]
+assert len(evs) == 1, evs
+e = evs[0]
+assert e["node"] == "localhost" and e["message"].startswith("waiting for the test gate (attempt "), e
+assert 2 <= e["waited"] < 3, e' || fail "progress events: expected one, for localhost's gate"
+  pass "--log-json: one progress event for the gate"
+  ;;
+tty)
+  command -v script >/dev/null || fail "script(1) (util-linux) is needed for the TTY test"
+  # a terminal: a live line redrawn in place, erased when the wait ends
+  set +e
+  TERM=xterm COLUMNS=100 script -qec "$(printf '%q ' "$KCMRUN" --state-dir "$T/state" -e wait=4 "$PLAY")" \
+    "$T/typescript" >/dev/null 2>&1
+  RC=$?
+  set -e
+  [ "$RC" = 0 ] || { cat -v "$T/typescript"; fail "TTY run: exit code $RC"; }
+  draws=$(grep -ao $'\e\[2Klocalhost: waiting for the test gate (attempt [0-9]*/60) [0-9]s' "$T/typescript" | wc -l)
+  [ "$draws" -ge 3 ] || { cat -v "$T/typescript"; fail "the live line was drawn $draws times, expected it redrawn (>= 3)"; }
+  grep -aq $'\e\[A\e\[2K\r\e\[2Klocalhost: waiting' "$T/typescript" \
+    || { cat -v "$T/typescript"; fail "the live line is not redrawn in place (cursor up, erase)"; }
+  python3 "$D/screen.py" "$T/typescript" > "$T/screen"
+  ! grep -q "waiting for" "$T/screen" || { cat "$T/screen"; fail "the live line stayed on the final screen"; }
+  grep -qE '^== gate \(once\)$' "$T/screen" && grep -qE '^  ok +localhost +4\.[0-9]+s$' "$T/screen" \
+    || { cat "$T/screen"; fail "the final screen lost the step lines"; }
+  # the step's result comes right under its header: the live line left no row
+  grep -A1 -E '^== gate' "$T/screen" | tail -1 | grep -qE '^  ok +localhost' \
+    || { cat "$T/screen"; fail "a blank or stale row where the live line was"; }
+  pass "TTY: the live line is redrawn in place ($draws draws) and cleared when the wait ends"
+  ;;
+*) fail "unknown case $1" ;;
+esac

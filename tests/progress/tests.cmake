@@ -1,0 +1,6 @@
+# What a run waits for (issue 27, point 4): progress lines, on the control machine.
+foreach(case plain fast quiet json tty)
+  add_test(NAME progress_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress/test_progress.sh ${case})
+  set_tests_properties(progress_${case} PROPERTIES LABELS "unit" TIMEOUT 60
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
+endforeach()
