@@ -59,6 +59,9 @@ tty)
   [ "$draws" -ge 3 ] || { cat -v "$T/typescript"; fail "the live line was drawn $draws times, expected it redrawn (>= 3)"; }
   grep -aq $'\e\[A\e\[2K\r\e\[2Klocalhost: waiting' "$T/typescript" \
     || { cat -v "$T/typescript"; fail "the live line is not redrawn in place (cursor up, erase)"; }
+  # once the gate's result is out, its wait is over: never drawn again
+  sed -n '/ok .*localhost/,$p' "$T/typescript" | grep -aq "waiting for" \
+    && { cat -v "$T/typescript"; fail "the live line was drawn again after its wait ended"; }
   python3 "$D/screen.py" "$T/typescript" > "$T/screen"
   ! grep -q "waiting for" "$T/screen" || { cat "$T/screen"; fail "the live line stayed on the final screen"; }
   grep -qE '^== gate \(once\)$' "$T/screen" && grep -qE '^  ok +localhost +4\.[0-9]+s$' "$T/screen" \
