@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "counter.h"
 #include "modules.h"
 #include "runtime.h"
 #include "util.h"
@@ -668,6 +669,7 @@ int kcm_open_runtime(lua_State *L)
         {"now", rt_now},
         {"time", rt_time},
         {"isatty", rt_isatty},
+        {"counter", kcm_rt_counter},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

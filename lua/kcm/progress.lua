@@ -23,7 +23,7 @@ function M.set(node, text, since)
   elseif since and since < w.since then
     w.since = since
   end
-  w.text = text
+  w.text, w.textfn, w.over = text, nil, nil
   -- a wait whose task died (an error out of a retry loop) must not linger
   w.co = coroutine.running()
   return w
@@ -39,10 +39,33 @@ function M.clear(node, entry)
   if M.sink then M.sink:progress(waits, rt.now()) end
 end
 
---- Drops the waits of tasks that ended without clearing them.
-local function prune()
+local MIB = 1024 * 1024
+
+--- A transfer of `size` bytes to node: the job adds to the returned counter
+--- (runtime.counter, passed to the native put) and the line reads it.
+--- -> counter, over() (the transfer ended; a failed one ends with its job).
+function M.transfer(node, what, size)
+  local counter, t0 = rt.counter(), rt.now()
+  local w = M.set(node, what)
+  w.over = function() return counter:done() end
+  w.textfn = function(now)
+    local sent = counter:bytes()
+    local took = now - t0
+    return string.format("%s %.1f/%.1f MiB %.0f MiB/s", what, sent / MIB, (size or 0) / MIB,
+                         took > 0 and sent / MIB / took or 0)
+  end
+  return counter, function() M.clear(node, w) end
+end
+
+-- Drops the waits of tasks that ended without clearing them (an error out
+-- of a retry loop or a put), and reads the transfers' counters.
+local function refresh(now)
   for node, w in pairs(waits) do
-    if w.co and coroutine.status(w.co) == "dead" then waits[node] = nil end
+    if (w.co and coroutine.status(w.co) == "dead") or (w.over and w.over()) then
+      waits[node] = nil
+    elseif w.textfn then
+      w.text = w.textfn(now)
+    end
   end
 end
 
@@ -50,8 +73,9 @@ end
 --- the next call is wanted, or nil when nothing waits.
 function M.tick()
   if not next(waits) or not M.sink then return nil end
-  prune()
-  return M.sink:progress(waits, rt.now())
+  local now = rt.now()
+  refresh(now)
+  return M.sink:progress(waits, now)
 end
 
 --- Forgets every wait (the run ended; an interrupt left some behind).
