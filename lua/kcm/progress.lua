@@ -51,8 +51,9 @@ function M.transfer(node, what, size)
   w.textfn = function(now)
     local sent = counter:bytes()
     local took = now - t0
-    return string.format("%s %.1f/%.1f MiB %.0f MiB/s", what, sent / MIB, (size or 0) / MIB,
-                         took > 0 and sent / MIB / took or 0)
+    local rate = took > 0 and sent / MIB / took or 0
+    return string.format("%s %.1f/%.1f MiB " .. (rate < 10 and "%.1f" or "%.0f") .. " MiB/s", what,
+                         sent / MIB, (size or 0) / MIB, rate)
   end
   return counter, function() M.clear(node, w) end
 end
