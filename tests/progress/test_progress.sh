@@ -76,8 +76,8 @@ transfer)
   eval "$("$KCMRUN" lab env)"
   DEV="kcm-$KCMRUN_LAB_NAME-2"
   DEST=/tmp/kcm-progress-$$.bin
-  trap 'tc qdisc del dev "$DEV" root 2>/dev/null
-        for n in $KCMRUN_LAB_NODES; do "$KCMRUN" lab exec "$n" rm -f "$DEST"; done; rm -rf "$T"' EXIT
+  trap 'tc qdisc del dev "$DEV" root 2>/dev/null || true
+        for n in $KCMRUN_LAB_NODES; do "$KCMRUN" lab exec "$n" rm -f "$DEST" || true; done; rm -rf "$T"' EXIT
   head -c 6M /dev/urandom >"$T/big.bin"
   tc qdisc add dev "$DEV" root tbf rate 8mbit burst 32kbit latency 400ms
   run "$KCMRUN" --no-lock --state-dir "$T/state" -i "$KCMRUN_LAB_INVENTORY" put all "$T/big.bin" "$DEST"
@@ -89,6 +89,25 @@ transfer)
     || { cat "$T/out"; fail "progress said $sent MiB sent, expected part of the 6.0"; }
   # (node1 and node3 are not asserted: their fsync on a busy disk may pass 2 s)
   pass "a slow put prints the bytes sent and the rate ($line)"
+  ;;
+unit)
+  # on the lab: a real unit that turns active 12 s late on node2, at once elsewhere
+  eval "$("$KCMRUN" lab env)"
+  U=kcm-progress-$$
+  trap 'for n in $KCMRUN_LAB_NODES; do "$KCMRUN" lab exec "$n" systemctl stop "$U.timer" "$U.service" >/dev/null 2>&1 || true; done
+        rm -rf "$T"' EXIT
+  for n in $KCMRUN_LAB_NODES; do
+    if [ "$n" = node2 ]; then delay=12; else delay=0; fi
+    if [ $delay = 0 ]; then "$KCMRUN" lab exec "$n" systemd-run --quiet --unit "$U" sleep 600
+    else "$KCMRUN" lab exec "$n" systemd-run --quiet --unit "$U" --on-active=$delay sleep 600; fi
+  done
+  run "$KCMRUN" --no-lock --state-dir "$T/state" -i "$KCMRUN_LAB_INVENTORY" -e unit="$U.service" "$D/unit_play.lua"
+  expect_rc 0 "every node's unit turns active"
+  re="^  progress node2: waiting for $U\.service to be active \(attempt [0-9]+, up to 40s\) [0-9]+s$"
+  n=$(grep -cE "$re" "$T/out") || true
+  [ "$n" -ge 1 ] && [ "$n" -le 2 ] || { cat "$T/out"; fail "node2: $n progress lines, expected 1 or 2 over its 12-s wait"; }
+  ! grep -qE '^  progress node(1|3)' "$T/out" || { cat "$T/out"; fail "a node whose unit was up at once showed progress"; }
+  pass "a unit gate that waits 12 s on node2 names the unit and the attempt ($n lines); node1 and node3 none"
   ;;
 *) fail "unknown case $1" ;;
 esac

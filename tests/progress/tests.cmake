@@ -4,8 +4,11 @@ foreach(case plain fast quiet json tty)
   set_tests_properties(progress_${case} PROPERTIES LABELS "unit" TIMEOUT 60
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
 endforeach()
-# A transfer's bytes and rate, on the lab (node2's link shaped, then restored).
-add_test(NAME progress_transfer COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress/test_progress.sh transfer)
-set_tests_properties(progress_transfer PROPERTIES LABELS "lab" TIMEOUT 180
-                     ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
-kcm_use_lab(lab_misc progress_transfer)
+# On the lab: a transfer's bytes and rate (node2's link shaped, then
+# restored), a real unit's gate (kcm.systemd wait_active) that waits on node2.
+foreach(case transfer unit)
+  add_test(NAME progress_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/progress/test_progress.sh ${case})
+  set_tests_properties(progress_${case} PROPERTIES LABELS "lab" TIMEOUT 180
+                       ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")
+  kcm_use_lab(lab_misc progress_${case})
+endforeach()
