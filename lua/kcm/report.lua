@@ -84,7 +84,8 @@ end
 -- Progress (kcm.progress): what a run waits for, once a wait passed 2 s.
 -- A TTY gets one live line per node, redrawn in place twice a second and
 -- erased when the wait ends; anything else (CI logs, pipes) a plain line per
--- node at most every 10 s; -q nothing. --log-json gets the plain lines' events.
+-- node at most every 10 s; -q nothing. --log-json gets the plain lines' events
+-- (also with -q).
 local SHOW_AFTER, PLAIN_EVERY, REDRAW_EVERY = 2, 10, 0.5
 
 local function progress_text(node, w, now)
@@ -106,7 +107,9 @@ end
 --- waits: node -> {text, since} (kcm.progress). -> seconds until the next
 --- look is wanted, nil when nothing waits.
 function M:progress(waits, now)
-  if self.verbosity < 0 then return nil end
+  -- -q: no lines, but --log-json still gets the events
+  local show = self.verbosity >= 0
+  if not show and not self.json then return nil end
   if self.live_tty == nil then
     self.live_tty = rt.isatty(self.out == io.stderr and 2 or 1) and os.getenv("TERM") ~= "dumb"
     self.progress_at = {}
@@ -130,12 +133,12 @@ function M:progress(waits, now)
     if not last or now - last >= PLAIN_EVERY then
       self.progress_at[node] = now
       self:event({ event = "progress", node = node, message = M.redact(w.text), waited = now - w.since })
-      if not self.live_tty then self.out:write("  progress ", text, "\n") end
+      if show and not self.live_tty then self.out:write("  progress ", text, "\n") end
     end
     local due = self.live_tty and REDRAW_EVERY or PLAIN_EVERY - (now - self.progress_at[node])
     next_look = math.min(next_look or math.huge, due)
   end
-  if self.live_tty and not self.hide_live then
+  if show and self.live_tty and not self.hide_live then
     self:erase_live()
     self:draw_live(lines)
   end

@@ -31,7 +31,8 @@ quiet)
   run kcm -q -e wait=3 --log-json "$T/events.jsonl"
   expect_rc 0 "-q run"
   ! grep -qE "^  progress |waiting" "$T/out" "$T/err" || { cat "$T/out" "$T/err"; fail "-q printed progress"; }
-  pass "-q prints no progress"
+  expect_file "$T/events.jsonl" '"event":"progress"'
+  pass "-q prints no progress (--log-json still gets the event)"
   ;;
 json)
   run kcm -e wait=3 --log-json "$T/events.jsonl"
