@@ -99,7 +99,7 @@ end
 
 function M:draw_live(lines)
   -- a line that wrapped would take two rows and the erase only one
-  local width = math.max(20, (tonumber(os.getenv("COLUMNS")) or 80) - 1)
+  local width = math.max(20, (rt.columns(self.out == io.stderr and 2 or 1) or 80) - 1)
   for _, l in ipairs(lines) do self.out:write("\27[2K", l:sub(1, width), "\n") end
   self.live = #lines > 0 and lines or nil
 end

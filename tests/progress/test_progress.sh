@@ -51,7 +51,7 @@ tty)
   command -v script >/dev/null || fail "script(1) (util-linux) is needed for the TTY test"
   # a terminal: a live line redrawn in place, erased when the wait ends
   set +e
-  TERM=xterm COLUMNS=100 script -qec "$(printf '%q ' "$KCMRUN" --state-dir "$T/state" -e wait=4 "$PLAY")" \
+  TERM=xterm script -qec "stty cols 100; $(printf '%q ' "$KCMRUN" --state-dir "$T/state" -e wait=4 "$PLAY")" \
     "$T/typescript" >/dev/null 2>&1
   RC=$?
   set -e
@@ -70,7 +70,13 @@ tty)
   # the step's result comes right under its header: the live line left no row
   grep -A1 -E '^== gate' "$T/screen" | tail -1 | grep -qE '^  ok +localhost' \
     || { cat "$T/screen"; fail "a blank or stale row where the live line was"; }
-  pass "TTY: the live line is redrawn in place ($draws draws) and cleared when the wait ends"
+  # a line wider than the terminal would wrap, and its erase leave half of it
+  TERM=xterm script -qec "stty cols 30; $(printf '%q ' "$KCMRUN" --state-dir "$T/state" -e wait=3 "$PLAY")" \
+    "$T/narrow" >/dev/null 2>&1 || { cat -v "$T/narrow"; fail "TTY run at 30 columns failed"; }
+  long=$(grep -ao $'\e\[2K[^\r]*' "$T/narrow" | awk 'length($0) > 4 + 29' | head -1)
+  [ -z "$long" ] || { cat -v "$T/narrow"; fail "a live line wider than 30 columns: $long"; }
+  grep -aq $'\e\[2Klocalhost: waiting' "$T/narrow" || { cat -v "$T/narrow"; fail "no live line at 30 columns"; }
+  pass "TTY: the live line is redrawn in place ($draws draws), cleared when the wait ends, cut to the width"
   ;;
 transfer)
   # on the lab: node2's link shaped to 8 Mbit/s, a 6 MiB put takes ~6 s there
