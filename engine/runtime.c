@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "counter.h"
 #include "modules.h"
 #include "runtime.h"
 #include "util.h"
@@ -653,6 +655,16 @@ static int rt_isatty(lua_State *L)
     return 1;
 }
 
+/* runtime.columns(fd) -> the terminal's width, or nil: a live progress line
+ * longer than it would wrap, and erasing it would leave half of it. */
+static int rt_columns(lua_State *L)
+{
+    struct winsize ws;
+    if (ioctl((int)luaL_checkinteger(L, 1), TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0) return 0;
+    lua_pushinteger(L, ws.ws_col);
+    return 1;
+}
+
 int kcm_open_runtime(lua_State *L)
 {
     static const luaL_Reg fns[] = {
@@ -668,6 +680,8 @@ int kcm_open_runtime(lua_State *L)
         {"now", rt_now},
         {"time", rt_time},
         {"isatty", rt_isatty},
+        {"counter", kcm_rt_counter},
+        {"columns", rt_columns},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

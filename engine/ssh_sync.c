@@ -31,6 +31,7 @@
  *   in flight. Measured in bench/README.md ("real payload").
  * - Memory per transfer is one CHUNK buffer, whatever the file size.
  * Remote values reach a shell only as quoted positional arguments. */
+#include "counter.h"
 #include "modules.h"
 #include "util.h"
 #include "ssh_int.h"
@@ -50,6 +51,10 @@
 #include <unistd.h>
 
 #define CHUNK (256 * 1024)
+
+/* The put job's progress counter (runtime.counter), for its worker thread
+ * only: the payload loops add to it without carrying it through every call. */
+static __thread kcm_counter *put_progress;
 
 /* ---- local hashes, shared by every node of the run ---- */
 
@@ -427,6 +432,7 @@ static int send_content(ssh_channel ch, int fd, const char *mem, size_t len, con
         }
         if (*write_failed) break;
         *sent += n;
+        kcm_counter_add(put_progress, n);
         /* dd writes nothing on success: stderr only matters at the end, but
          * it must not fill the window meanwhile. */
         char eb[4096];
@@ -543,6 +549,7 @@ static int write_into(kcm_ssh_sess *c, sftp_file f, int fd, const char *mem, siz
         }
         if (rc != 0) break;
         *sent += n;
+        kcm_counter_add(put_progress, n);
     }
     if (buf) { kcm_memzero(buf, 32768); free(buf); }   /* may be a key */
     if (rc == 0 && sftp_extension_supported(c->sftp, "fsync@openssh.com", "1") && sftp_fsync(f) != 0)
@@ -676,6 +683,7 @@ typedef struct {
     char lsha[65];
     struct remote rm;
     unsigned long long sent;
+    kcm_counter *progress;    /* S_PUT: bytes sent so far, for the progress line */
     unsigned long long tx, rx;
 } syncjob;
 
@@ -711,7 +719,9 @@ static void sync_work(kcm_job *j)
         struct stat st;
         if (sj->src && (fd = open_src(&sj->in, &msg)) < 0) { rc = -1; break; }
         unsigned long long size = fd >= 0 ? (fstat(fd, &st) == 0 ? (unsigned long long)st.st_size : 0) : sj->in.len;
+        put_progress = sj->progress;
         rc = put_file(c, &sj->in, fd, size, &sj->sent, &msg);
+        put_progress = NULL;
         if (fd >= 0) close(fd);
         break;
     }
@@ -791,6 +801,7 @@ static void sync_free(kcm_job *j)
     free(sj->src); free(sj->path); free(sj->tmp);
     kcm_ssh_as_free(&sj->in.as);
     free(sj->in.live);
+    kcm_counter_finish(sj->progress);
     kcm_ssh_sess_unref(sj->c);
     free(sj);
 }
@@ -845,7 +856,12 @@ static void fill(lua_State *L, syncjob *sj)
         }
     }
     if (sj->op == S_PUT || sj->op == S_ATTRS) {
-        if (sj->op == S_PUT) sj->tmp = field_str(L, "tmp", 1);
+        if (sj->op == S_PUT) {
+            sj->tmp = field_str(L, "tmp", 1);
+            lua_getfield(L, 2, "progress");
+            sj->progress = kcm_counter_opt(L, -1);
+            lua_pop(L, 1);
+        }
         sj->in.mode = (unsigned)field_int(L, "mode", 0644) & 07777;
         sj->in.uid = (long)field_int(L, "uid", -1);
         sj->in.gid = (long)field_int(L, "gid", -1);

@@ -135,6 +135,7 @@ local function with_retries(name, fn, retries, delay, cond)
     local last
     local r = table.pack(task.retry {
       attempts = retries + 1, interval = delay or 5,
+      what = function() return string.format("step '%s' (last: %s)", name, tostring(last)) end,
       on_retry = function(attempt, wait)
         task.log(string.format("%s: attempt %d of %d failed (%s); again in %gs", name, attempt,
                                retries + 1, tostring(last), wait))

@@ -139,7 +139,7 @@ function Client:request(method, path, body, opts)
   local r, err
   local rt = require "kcm.native.runtime"
   local t0 = rt.now()
-  task.retry { attempts = attempts, interval = self.backoff, backoff = 2,
+  task.retry { attempts = attempts, interval = self.backoff, backoff = 2, what = method .. " " .. url,
                on_retry = function(_, wait)
                  task.log(string.format("kube: %s %s: %s; retrying in %.2fs", method, url,
                                         err and tostring(err) or ("HTTP " .. tostring(r and r.status)), wait))

@@ -357,6 +357,10 @@ local function open_report(o)
   local rep_ok, report = pcall(require("kcm.report").new, { verbosity = o.verbosity, log_json = o.log_json, timeline = o.timeline })
   if not rep_ok then return nil, die(EXIT.usage, err_message(report)) end
   task.on_log = function(ctx, msg, kind) report:message(ctx and ctx.node, msg, kind) end
+  -- what a run waits for (kcm.progress), shown by the report
+  local progress = require "kcm.progress"
+  progress.sink = report
+  task.on_idle = progress.tick
   -- diffs are kept with the node's result, so nodes running at once do not interleave
   task.show_diff = function(text)
     local c = task.current()

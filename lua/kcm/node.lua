@@ -579,11 +579,14 @@ end
 -- Sends the content to a temp next to the target; renames it unless staged.
 function Node:_put_send(p, stage)
   p.tmp = tmp_name(p.path)
+  -- the node's progress line (kcm.progress) reads the bytes sent so far
+  local sent, over = require("kcm.progress").transfer(self.name, "put " .. p.path, p.lcl.size)
   self:_sync(p, "sync_put", {
     src = p.src, data = p.data, path = p.path, tmp = p.tmp, mode = p.mode, uid = p.uid, gid = p.gid,
     mkdir = p.opts.mkdir ~= false and not p.rm.dir, become = p.become, rename = not stage,
-    expect = p.src and p.lcl or nil, live = live_runs(self),
+    expect = p.src and p.lcl or nil, live = live_runs(self), progress = sent,
   })
+  over()
 end
 
 function Node:_put_attrs(p)

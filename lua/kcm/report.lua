@@ -73,8 +73,77 @@ function M:event(ev)
 end
 
 function M:line(s)
+  -- result lines go above the live progress lines, never between them
+  local live = self.live
+  if live then self:erase_live() end
   self.out:write(s, "\n")
+  if live then self:draw_live(live) end
   self.out:flush()
+end
+
+-- Progress (kcm.progress): what a run waits for, once a wait passed 2 s.
+-- A TTY gets one live line per node, redrawn in place twice a second and
+-- erased when the wait ends; anything else (CI logs, pipes) a plain line per
+-- node at most every 10 s; -q nothing. --log-json gets the plain lines' events
+-- (also with -q).
+local SHOW_AFTER, PLAIN_EVERY, REDRAW_EVERY = 2, 10, 0.5
+
+local function progress_text(node, w, now)
+  return string.format("%s: %s %ds", node, w.text, math.floor(now - w.since))
+end
+
+function M:erase_live()
+  if self.live then self.out:write(("\27[A\27[2K"):rep(#self.live), "\r") end
+  self.live = nil
+end
+
+function M:draw_live(lines)
+  -- a line that wrapped would take two rows and the erase only one
+  local width = math.max(20, (rt.columns(self.out == io.stderr and 2 or 1) or 80) - 1)
+  for _, l in ipairs(lines) do self.out:write("\27[2K", l:sub(1, width), "\n") end
+  self.live = #lines > 0 and lines or nil
+end
+
+--- waits: node -> {text, since} (kcm.progress). -> seconds until the next
+--- look is wanted, nil when nothing waits.
+function M:progress(waits, now)
+  -- -q: no lines, but --log-json still gets the events
+  local show = self.verbosity >= 0
+  if not show and not self.json then return nil end
+  if self.live_tty == nil then
+    self.live_tty = rt.isatty(self.out == io.stderr and 2 or 1) and os.getenv("TERM") ~= "dumb"
+    self.progress_at = {}
+  end
+  local nodes, next_look = {}, nil
+  for node, w in pairs(waits) do
+    local age = now - w.since
+    if age >= SHOW_AFTER then
+      nodes[#nodes + 1] = node
+    else
+      next_look = math.min(next_look or math.huge, SHOW_AFTER - age)
+    end
+  end
+  table.sort(nodes)
+  local lines = {}
+  for _, node in ipairs(nodes) do
+    local w = waits[node]
+    local text = M.redact(progress_text(node, w, now))
+    lines[#lines + 1] = text
+    local last = self.progress_at[node]
+    if not last or now - last >= PLAIN_EVERY then
+      self.progress_at[node] = now
+      self:event({ event = "progress", node = node, message = M.redact(w.text), waited = now - w.since })
+      if show and not self.live_tty then self.out:write("  progress ", text, "\n") end
+    end
+    local due = self.live_tty and REDRAW_EVERY or PLAIN_EVERY - (now - self.progress_at[node])
+    next_look = math.min(next_look or math.huge, due)
+  end
+  if show and self.live_tty and not self.hide_live then
+    self:erase_live()
+    self:draw_live(lines)
+  end
+  self.out:flush()
+  return next_look
 end
 
 function M:node_stats(name)
@@ -170,6 +239,9 @@ end
 
 function M:recap(info)
   local total = rt.now() - self.t0
+  -- an interrupt may leave waits behind: the recap is the last word
+  self:erase_live()
+  self.hide_live = true
   self:line("")
   self:line(self:paint("bold", "RECAP") .. string.format("  (%s)", fmt_duration(total):gsub("^%s+", "")))
   -- an ad-hoc run (kcm.adhoc) brings its own lines: its nodes by exit code

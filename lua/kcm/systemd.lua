@@ -166,7 +166,7 @@ function Unit:wait_active(timeout, settle)
   settle = settle or 1
   local st
   local first = true
-  local up = task.retry { timeout = timeout, interval = 0.25 } (function()
+  local up = task.retry { timeout = timeout, interval = 0.25, what = self.name .. " to be active" } (function()
     local ok
     -- the first look may be this step's earlier one; every poll after it reads anew
     ok, st = self:active(not first)

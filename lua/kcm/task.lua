@@ -94,13 +94,15 @@ function M.loop(done)
       rhead = rhead + 1
       resume(co)
     elseif rt.pending() > 0 then
+      -- a live progress line is redrawn while everything waits on jobs
+      local tick = M.on_idle and M.on_idle()
       local sig, deadline = rt.signal()
       if sig then
         local left = deadline - rt.now()
         if left <= 0 then M.abandoned = true; return false end
-        for _, co in ipairs(rt.poll(left)) do push(co) end
+        for _, co in ipairs(rt.poll(tick and math.min(tick, left) or left)) do push(co) end
       else
-        for _, co in ipairs(rt.poll()) do push(co) end
+        for _, co in ipairs(rt.poll(tick)) do push(co) end
       end
     elseif rt.signal() then
       return false
@@ -211,8 +213,26 @@ M.STOP = setmetatable({}, { __name = "kcm.task.stop" })
 --- attempt (a linear backoff: function(n) return 0.5 * n end).
 --- fn returns task.STOP to give up at once. Giving up returns nil, a message
 --- ("gave up after N attempts over Xs"). on_retry(attempt, wait) is called
---- before each wait (progress lines). Waits hold no worker thread (task.sleep).
-local RETRY_OPTIONS = { "attempts", "timeout", "interval", "backoff", "max_interval", "on_retry" }
+--- before each wait. `what` names what is waited for: after the first
+--- failed attempt the node's progress line (kcm.progress) reads "waiting for
+--- <what> (attempt 3/30)" until the loop ends (default: the step's name;
+--- a function(): asked at each retry, for what the last attempt saw).
+--- Waits hold no worker thread (task.sleep).
+local RETRY_OPTIONS = { "attempts", "timeout", "interval", "backoff", "max_interval", "on_retry", "what" }
+
+-- "waiting for etcd health (attempt 3/30)"; with only a timeout, its bound
+local function waiting_text(opts, attempt, attempts)
+  local what = opts.what
+  if type(what) == "function" then what = what() end
+  if not what then
+    local ctx = M.current()
+    what = ctx and ctx.step and ("step '" .. ctx.step .. "'") or "a retry"
+  end
+  if attempts ~= math.huge then
+    return string.format("waiting for %s (attempt %d/%d)", what, attempt, attempts)
+  end
+  return string.format("waiting for %s (attempt %d, up to %gs)", what, attempt, opts.timeout)
+end
 
 function M.retry(opts)
   opts = opts or {}
@@ -220,24 +240,33 @@ function M.retry(opts)
   local attempts = opts.attempts or (opts.timeout and math.huge or 3)
   local interval, backoff = opts.interval or 1, opts.backoff or 1
   local by_attempt = type(interval) == "function"
+  local progress = require "kcm.progress"
   return function(fn)
     local t0 = rt.now()
     local deadline = opts.timeout and t0 + opts.timeout
     local wait, attempt = not by_attempt and interval, 0
+    local ctx = M.current()
+    local node = ctx and ctx.node
+    local shown   -- this loop's progress entry, once an attempt failed
     while true do
       attempt = attempt + 1
       local r = table.pack(fn(attempt))
       if r[1] == M.STOP then break end
-      if r[1] then return table.unpack(r, 1, r.n) end
+      if r[1] then
+        if shown then progress.clear(node, shown) end
+        return table.unpack(r, 1, r.n)
+      end
       if attempt >= attempts or (deadline and rt.now() > deadline) then break end
       if by_attempt then wait = interval(attempt) end
       if opts.on_retry then opts.on_retry(attempt, wait) end
+      shown = progress.set(node, waiting_text(opts, attempt + 1, attempts), t0)
       M.sleep(wait)
       if not by_attempt then
         wait = wait * backoff
         if opts.max_interval and wait > opts.max_interval then wait = opts.max_interval end
       end
     end
+    if shown then progress.clear(node, shown) end
     return nil, string.format("gave up after %d attempt%s over %.1fs", attempt, attempt == 1 and "" or "s",
                               rt.now() - t0)
   end

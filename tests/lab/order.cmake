@@ -15,7 +15,7 @@ kcm_lab_order(lab_faults
   faults_lock faults_secrets faults_insecure faults_hostile)
 kcm_lab_order(lab_misc
   etcd_masked etcd_deploy etcd_rerun etcd_rolling etcd_ha etcd_forks1 etcd_gone
-  files_big files_killed files_pair files_diff files_become
+  files_big files_killed files_pair files_diff files_become progress_transfer progress_unit
   signals_twosig signals_grace signals_abandon signals_timeout signals_steperr signals_verbose
   signals_logjson signals_tls
   ssh_lab ssh_lab_interrupt ssh_lab_onecon ssh_lab_unreachable

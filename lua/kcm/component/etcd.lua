@@ -89,14 +89,11 @@ function M.healthy(self, ctx)
     end
   end
   local timeout = tonumber(var(ctx, "etcd_health_timeout", 90))
-  local t0, last = rt.now(), rt.now()
+  local t0 = rt.now()
   local bad
-  local all = task.retry { timeout = timeout, interval = 0.3, on_retry = function()
-    if rt.now() - last >= 2 then
-      task.info(string.format("  waiting for etcd health: %d/%d healthy, %.0fs (%s)", #members - #bad, #members,
-                              rt.now() - t0, table.concat(bad, "; ")))
-      last = rt.now()
-    end
+  -- the progress line (kcm.progress) says which members are not healthy yet
+  local all = task.retry { timeout = timeout, interval = 0.3, what = function()
+    return string.format("etcd health, %d/%d healthy: %s", #members - #bad, #members, table.concat(bad, "; "))
   end } (function()
     bad = {}
     for _, n in ipairs(members) do
@@ -235,13 +232,9 @@ function M.ha_test(self, ctx)
   local t0 = rt.now()
   svc:stop()
   task.info(string.format("stop the leader: stopped %s on %s", self.name, old))
-  local new, wrote, last = nil, false, rt.now()
+  local new, wrote = nil, false
   -- within budget x 4 of stopping it
-  task.retry { timeout = budget * 4 - (rt.now() - t0), interval = 0.1, on_retry = function()
-    if rt.now() - last >= 1 then
-      task.info(string.format("  waiting for a new leader and a write... %.1fs", rt.now() - t0)); last = rt.now()
-    end
-  end } (function()
+  task.retry { timeout = budget * 4 - (rt.now() - t0), interval = 0.1, what = "a new etcd leader and a write" } (function()
     local _, who = M.status(self, ctx, survivors)
     if who then
       new = who

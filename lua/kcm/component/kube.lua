@@ -54,7 +54,7 @@ function M.verify(self, node, ctx)
   local url = string.format("https://%s:%d/metrics", host, port)
   local r, msg, kind
   local answers = 0     -- an answer other than 200 is retried a few times only
-  task.retry { timeout = tonumber(var(ctx, "port_timeout", 12)),
+  task.retry { timeout = tonumber(var(ctx, "port_timeout", 12)), what = url,
                interval = function(attempt) return math.min(0.25 * attempt, 2) end } (function()
     r, msg, kind = http.request { method = "GET", url = url, ca_pem = creds.ca_pem, cert_pem = creds.client_cert_pem,
                                   key_pem = creds.client_key_pem, insecure = creds.insecure, timeout = 10,
@@ -119,7 +119,7 @@ end
 -- step "leader": kubectl get endpoints/lease ... -> the leader's node
 function M.leader(self, ctx)
   local l
-  task.retry { attempts = 40, interval = 0.5 } (function()
+  task.retry { attempts = 40, interval = 0.5, what = "a holder of lease kube-system/" .. self.lease } (function()
     l = lease_info(self, ctx)
     return l and l.holderIdentity and l.holderIdentity ~= ""
   end)
@@ -134,13 +134,9 @@ end
 
 local function wait_new_leader(self, ctx, old, stopped, budget)
   local t0 = rt.now()
-  local last_report = 0
   local l, who
-  local found = task.retry { timeout = budget, interval = 0.2, on_retry = function()
-    if rt.now() - last_report >= 2 then
-      task.info(string.format("  waiting for a new leader... %.0fs (lease held by %s)", rt.now() - t0, tostring(who)))
-      last_report = rt.now()
-    end
+  local found = task.retry { timeout = budget, interval = 0.2, what = function()
+    return string.format("a new leader of kube-system/%s (held by %s)", self.lease, tostring(who))
   end } (function()
     l = lease_info(self, ctx)
     who = l and holder_node(ctx, l.holderIdentity)

@@ -154,7 +154,7 @@ end
 -- Waits until the unit runs a main process other than `old_pid`.
 local function wait_new_process(svc, old_pid, timeout)
   local st
-  local up = task.retry { timeout = timeout, interval = 0.2 } (function()
+  local up = task.retry { timeout = timeout, interval = 0.2, what = svc.name .. " to run a new process" } (function()
     local ok
     ok, st = svc:active(true)
     return ok and st.MainPID ~= old_pid and st.MainPID ~= 0
