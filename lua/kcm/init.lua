@@ -45,14 +45,15 @@ end
 -- standard libraries and base functions, and `kcm` (the allow-list idea of
 -- Redis's script_lua.c). The engine's own globals are not among them, and
 -- what a file assigns stays in its environment, so a playbook that names
--- a global like an engine function cannot replace it. package is left
--- out (require is the way to modules); load, loadfile and dofile are
+-- a global like an engine function cannot replace it. package is in (a
+-- playbook may drop a module from package.loaded to load its own copy, as
+-- trust_modules does); load, loadfile and dofile are
 -- bound to the file's environment, so a file it runs shares its globals.
 local ALLOWED = {}
 for _, k in ipairs { "assert", "error", "ipairs", "next", "pairs", "pcall", "xpcall", "print", "select",
                      "tonumber", "tostring", "type", "rawequal", "rawget", "rawset", "rawlen", "setmetatable",
                      "getmetatable", "require", "collectgarbage", "warn", "_VERSION",
-                     "string", "table", "math", "utf8", "coroutine", "os", "io", "debug" } do
+                     "string", "table", "math", "utf8", "coroutine", "os", "io", "debug", "package" } do
   ALLOWED[k] = true
 end
 M.ENV_ALLOWED = ALLOWED
