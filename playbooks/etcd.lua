@@ -41,8 +41,12 @@ play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_un
 play:step("start", E.start_nowait)
 
 -- a changed flag, certificate or binary: restart the running members one at
--- a time, the whole cluster healthy again before the next one
-play:step("restart", { handles = "restart", serial = 1, gate = E.healthy }, E.rolling_restart)
+-- a time, followers first and the leader last (leadership handed to the most
+-- caught-up follower just before its stop); none stopped unless the cluster
+-- tolerates its loss; the next one only once the restarted member is healthy,
+-- caught up with the leader's raft index, and one more failure is tolerated
+play:step("restart", { handles = "restart", serial = 1, gate = E.rolling_gate, leader = E.leader_node },
+          E.rolling_restart)
 
 -- 验证服务状态: etcdctl endpoint health, for every endpoint (waits, bounded)
 play:step("health", { once = true }, E.healthy)

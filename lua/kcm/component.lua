@@ -132,6 +132,32 @@ function C:show_leader(ctx) return self.checks.leader(self, ctx) end
 function C:ha_test(ctx) return self.checks.ha_test(self, ctx) end
 function C:healthy(ctx, batch) return self.checks.healthy(self, ctx, batch) end
 
+--- Whether a rolling restart goes leader last: the component's `leader`
+--- (default true; false: inventory order), which -e rolling_order=inventory
+--- overrides for one run (bench/rolling compares both).
+function C:leader_aware(ctx)
+  local order = var(ctx, "rolling_order", "leader")
+  if order ~= "leader" and order ~= "inventory" then
+    error(string.format("-e rolling_order=%s: expected leader (the leader restarted last, after a " ..
+                        "handover) or inventory (inventory order)", tostring(order)), 0)
+  end
+  return self.leader ~= false and order == "leader"
+end
+
+--- A rolling step's `leader`: the node restarted last (the etcd leader, the
+--- Lease holder); false when the component rolls in inventory order
+function C:leader_node(ctx)
+  if not self:leader_aware(ctx) or not self.checks.leader_node then return false end
+  return self.checks.leader_node(self, ctx)
+end
+
+--- A rolling step's gate: the component's own (etcd: healthy, caught up,
+--- tolerates one more failure), else healthy
+function C:rolling_gate(ctx, batch)
+  if self.checks.rolling_gate then return self.checks.rolling_gate(self, ctx, batch) end
+  return self.checks.healthy(self, ctx, batch)
+end
+
 --- C:parts() -> the component's methods bound to it, to hand to play:step:
 ---   play:step("unit", { prepare = E.compile_template }, E.put_unit)
 function C:parts()

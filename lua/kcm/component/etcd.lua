@@ -90,7 +90,23 @@ function M.healthy(self, ctx)
   end
   local timeout = tonumber(var(ctx, "etcd_health_timeout", 90))
   local t0, last = rt.now(), rt.now()
-  local bad
+  local bad, down = nil, {}
+  local watch, looked = {}, rt.now()
+  -- an unhealthy member's unit, looked at about once a second: one in a
+  -- crash loop will not become healthy by waiting
+  local function crash_looping()
+    if rt.now() - looked < 1 then return end
+    looked = rt.now()
+    for _, n in ipairs(down) do
+      if n.node then
+        local svc = require("kcm.systemd").unit(n.node, self.name)
+        watch[n.name] = watch[n.name] or svc:crash_watch()
+        local st = svc:state(true)
+        if watch[n.name]:looping(st) then return svc:crash_report(st) end
+      end
+    end
+  end
+  local looping
   local all = task.retry { timeout = timeout, interval = 0.3, on_retry = function()
     if rt.now() - last >= 2 then
       task.info(string.format("  waiting for etcd health: %d/%d healthy, %.0fs (%s)", #members - #bad, #members,
@@ -98,13 +114,19 @@ function M.healthy(self, ctx)
       last = rt.now()
     end
   end } (function()
-    bad = {}
+    bad, down = {}, {}
     for _, n in ipairs(members) do
       local ok, why = M.health(self, ctx, n)
-      if not ok then bad[#bad + 1] = n.name .. " (" .. why:gsub("^GET https://[^ ]+: ", "") .. ")" end
+      if not ok then
+        bad[#bad + 1] = n.name .. " (" .. why:gsub("^GET https://[^ ]+: ", "") .. ")"
+        down[#down + 1] = n
+      end
     end
-    return #bad == 0
+    if #bad == 0 then return true end
+    looping = crash_looping()
+    if looping then return task.STOP end
   end)
+  if looping then error(looping, 0) end
   if not all then
     error(string.format("etcd: not healthy after %ds: %s", timeout, table.concat(bad, "; ")), 0)
   end
@@ -147,7 +169,7 @@ function M.status(self, ctx, only)
     local h = v and v.header or {}
     local r = { node = n.name, endpoint = "https://" .. n.address .. ":2379", error = err }
     if v then
-      r.id, r.version = hex(h.member_id), v.version
+      r.id, r.member_id, r.version = hex(h.member_id), h.member_id, v.version
       r.db_size = v.dbSize or v.db_size
       r.raft_term, r.raft_index = v.raftTerm or v.raft_term or h.raft_term, v.raftIndex or v.raft_index
       r.leader_id = hex(v.leader)
@@ -221,6 +243,123 @@ end
 
 local function pick(list, pred) for _, x in ipairs(list) do if pred(x) then return x end end end
 
+local function quorum(n) return n // 2 + 1 end
+
+--- healthy members now (one /health each) -> count, set of names
+local function healthy_now(self, ctx, members)
+  local count, up = 0, {}
+  for _, n in ipairs(members) do
+    if M.health(self, ctx, n) then count, up[n.name] = count + 1, true end
+  end
+  return count, up
+end
+
+--- may_stop(C, ctx, name): raises, in one line, when the cluster would lose
+--- its quorum without `name` (counted from what answers /health now)
+function M.may_stop(self, ctx, name)
+  local members = component().members(ctx)
+  local count, up = healthy_now(self, ctx, members)
+  local left = count - (up[name] and 1 or 0)
+  if left < quorum(#members) then
+    error(string.format("refusing: %s has %d of %d members healthy; stopping %s would lose quorum",
+                        self.name, count, #members, name), 0)
+  end
+  return count, #members
+end
+
+--- leader_node(C, ctx) -> the node name of the current leader (for a
+--- rolling step's `leader`), nil when no member names one
+function M.leader_node(self, ctx)
+  local _, leader = M.status(self, ctx)
+  return leader
+end
+
+--- move_leader(C, ctx, from): when `from` leads, hand leadership to the
+--- most caught-up healthy follower (etcdctl move-leader, through the JSON
+--- gateway), and wait until that follower leads
+function M.move_leader(self, ctx, from)
+  local members = component().members(ctx)
+  local rows, leader = M.status(self, ctx)
+  if leader ~= from then return end
+  local best
+  for _, r in ipairs(rows) do
+    local n = pick(members, function(m) return m.name == r.node end)
+    if r.node ~= from and not r.error and M.health(self, ctx, n)
+       and (not best or (tonumber(r.raft_index) or 0) > (tonumber(best.raft_index) or 0)) then
+      best = r
+    end
+  end
+  if not best then error(string.format("refusing: no healthy follower to take the leadership of %s from %s", self.name, from), 0) end
+  local t0 = rt.now()
+  local lnode = pick(members, function(m) return m.name == from end)
+  local term0 = (pick(rows, function(r) return r.node == from end) or {}).raft_term
+  local _, err = call(self, ctx, lnode, "POST", "/v3/maintenance/transfer-leadership", { targetID = best.member_id }, 10)
+  if err then error(string.format("%s: moving the leadership from %s to %s failed: %s", self.name, from, best.node, err), 0) end
+  local now, term
+  task.retry { timeout = 10, interval = 0.1 } (function()
+    local rs
+    rs, now = M.status(self, ctx)
+    term = (pick(rs, function(r) return r.node == best.node end) or {}).raft_term
+    return now == best.node
+  end)
+  if now ~= best.node then
+    error(string.format("%s: leadership did not move from %s to %s within 10s (leader: %s)", self.name, from,
+                        best.node, tostring(now)), 0)
+  end
+  task.info(string.format("  %s: leadership moved from %s to %s (raft index %s, term %s -> %s) in %.2fs", self.name,
+                          from, best.node, tostring(best.raft_index), tostring(term0), tostring(term), rt.now() - t0))
+end
+
+--- before_stop(C, ctx, node): a rolling restart's last look before it stops
+--- a member: the cluster must tolerate its loss, and a leader hands over first
+function M.before_stop(self, ctx, node)
+  M.may_stop(self, ctx, node.name)
+  if self:leader_aware(ctx) then M.move_leader(self, ctx, node.name) end
+end
+
+--- rolling_gate(C, ctx, batch): after a member's restart, before the next:
+--- every member healthy (the restarted one among them), the restarted
+--- members' raft index caught up with the leader's, and one more failure
+--- tolerated
+function M.rolling_gate(self, ctx, batch)
+  M.healthy(self, ctx)
+  if task.check() then return true end
+  local members = component().members(ctx)
+  local target, leader, last_rows
+  local caught = task.retry { timeout = tonumber(var(ctx, "etcd_catchup_timeout", 30)), interval = 0.2 } (function()
+    local rows, who = M.status(self, ctx)
+    last_rows, leader = rows, who
+    if not who then return false end
+    -- the leader's index when first seen: a member that reaches it has every
+    -- entry committed before its restart ended
+    target = target or tonumber((pick(rows, function(r) return r.node == who end) or {}).raft_index)
+    if not target then return false end
+    for _, b in ipairs(batch) do
+      local r = pick(rows, function(x) return x.node == b.name end)
+      if not (r and tonumber(r.raft_index) and tonumber(r.raft_index) >= target) then return false end
+    end
+    return true
+  end)
+  local names, idx = {}, {}
+  for i, b in ipairs(batch) do
+    names[i] = b.name
+    idx[i] = tostring((pick(last_rows or {}, function(x) return x.node == b.name end) or {}).raft_index)
+  end
+  if not caught then
+    error(string.format("%s: %s did not catch up with the leader %s (raft index %s, the leader's %s)", self.name,
+                        table.concat(names, ","), tostring(leader), table.concat(idx, ","), tostring(target)), 0)
+  end
+  local count = healthy_now(self, ctx, members)
+  if count - 1 < quorum(#members) then
+    error(string.format("%s: %d of %d members healthy after %s: one more failure would lose quorum", self.name,
+                        count, #members, table.concat(names, ",")), 0)
+  end
+  task.info(string.format("  %s: %s caught up (raft index %s >= the leader's %s on %s); %d of %d healthy, tolerates %d failure(s)",
+                          self.name, table.concat(names, ","), table.concat(idx, ","), tostring(target),
+                          tostring(leader), count, #members, count - quorum(#members)))
+  return true
+end
+
 -- step "ha-test": stop the leader's etcd; time until a new leader is elected
 -- and a write through a surviving endpoint succeeds; start it again, check it rejoins.
 function M.ha_test(self, ctx)
@@ -232,6 +371,7 @@ function M.ha_test(self, ctx)
   for _, n in ipairs(members) do if n.name ~= old then survivors[#survivors + 1] = n end end
   local budget = tonumber(var(ctx, "ETCD_ELECTION_TIMEOUT", 2000)) / 1000 + tonumber(var(ctx, "ha_margin", 3))
   local svc = systemd.unit(node.node, self.name)
+  M.may_stop(self, ctx, old)
   local t0 = rt.now()
   svc:stop()
   task.info(string.format("stop the leader: stopped %s on %s", self.name, old))
