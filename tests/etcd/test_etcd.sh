@@ -37,6 +37,8 @@ cluster_ok() {
 writer_start() {
   on node1 bash -s -- "$EPS" /tmp/kcm-writer.log /tmp/kcm-writer.stop < "$REPO/tests/etcd/writer.sh" &
   WRITER=$!
+  # a failing check must not leave the writer running (and ctest waiting on it)
+  trap 'on node1 touch /tmp/kcm-writer.stop; wait; rm -rf "$T"' EXIT
 }
 writer_stop() {
   on node1 touch /tmp/kcm-writer.stop; wait "$WRITER" || true
@@ -48,7 +50,7 @@ raft_term() { ctl node1 --endpoints="$EPS" endpoint status -w json | grep -o '"r
 leader_name() {
   local ep
   ep=$(ctl node1 --endpoints="$EPS" endpoint status -w table | awk -F'|' '$6 ~ /true/ {gsub(/ /, "", $2); print $2}')
-  for i in "${!IPS[@]}"; do [ "$ep" = "https://${IPS[$i]}:2379" ] && echo "${NODES[$i]}"; done
+  for i in "${!IPS[@]}"; do if [ "$ep" = "https://${IPS[$i]}:2379" ]; then echo "${NODES[$i]}"; fi; done
 }
 # "node stop-begins started-again" per etcd restart since $1, in time order
 restarts_since() {
@@ -218,6 +220,70 @@ ha)
   [ -n "$from" ] && [ "$from" != "$to" ] || fail "the leader did not change ($from -> $to)"
   cluster_ok node1
   pass "HA test: leader $from stopped, $to took over and took a write in $(awk '/stop the leader +node/{print $8}' "$T/out"); $from rejoined"
+  ;;
+guard)
+  # issue 26: with one member stopped by hand, neither the HA test nor a
+  # rolling restart stops another: one line says why, before anything stops
+  leader=$(leader_name)
+  follower=()
+  for n in "${NODES[@]}"; do [ "$n" = "$leader" ] || follower+=("$n"); done
+  down=${follower[1]}      # the roll's order is follower[0], $down, $leader
+  on "$down" systemctl stop etcd
+  writer_start
+  sleep 1
+  before=$(pids)
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 4 "ha-test with $down stopped"
+  line="refusing: etcd has 2 of 3 members healthy; stopping $leader would lose quorum"
+  # one line: the step's error (the recap's "first error" repeats it)
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  grep -qF "$line" "$T/out" || fail "lacks: $line"
+  ! grep -q "stopped etcd on" "$T/out" || fail "the HA test stopped a member"
+  [ "$(pids)" = "$before" ] || fail "a member's etcd stopped or restarted ($before -> $(pids))"
+  # a rolling flag change, the restart step's start skipped (it would start
+  # $down): the first follower is refused, nothing restarts
+  sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--snapshot-count=25000" },/' "$INV" > "$T/inventory-guard.lua"
+  kcmrun -i "$T/inventory-guard.lua" --skip start -e etcd_health_timeout=3 "$PB"
+  cat "$T/out"
+  expect_rc 4 "a roll with $down stopped"
+  grep -qF "refusing: etcd has 2 of 3 members healthy; stopping ${follower[0]} would lose quorum" "$T/out" ||
+    fail "the roll was not refused before ${follower[0]}"
+  [ "$(pids)" = "$before" ] || fail "a member's etcd stopped or restarted ($before -> $(pids))"
+  sleep 1
+  writer_stop
+  failed=$(grep -c ' fail$' "$T/loop" || true)
+  [ "$failed" = 0 ] || { cat "$T/loop.err"; fail "$failed writes failed with $down stopped"; }
+  # $down back: the roll completes (the handler stayed due), then the flag goes back
+  kcmrun -i "$T/inventory-guard.lua" "$PB"; expect_rc 0 "the roll with $down back"
+  cluster_ok node1
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "flag back"
+  pass "$down stopped by hand: ha-test and a roll refused in one line each, no member stopped, $(wc -l < "$T/loop") writes 0 failed; with $down back the roll completed"
+  ;;
+crashloop)
+  # issue 26: a member that crash-loops after its restart (a flag etcd does
+  # not know) is reported within 15 s, with its unit state and journal lines
+  sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--no-such-flag=1" },/' "$INV" > "$T/inventory-bad.lua"
+  before=$(pids)
+  kcmrun -i "$T/inventory-bad.lua" "$PB"
+  cat "$T/out"
+  expect_rc 4 "a flag etcd does not know"
+  line=$(grep -E '^  FAILED +node[123] ' "$T/out") || fail "no member FAILED"
+  [ "$(wc -l <<<"$line")" = 1 ] || fail "more than one member restarted: $line"
+  took=$(awk '{print $3}' <<<"$line" | sed 's/s$//')
+  awk -v t="$took" 'BEGIN{exit !(t < 15)}' || fail "reported after ${took}s (budget 15 s)"
+  expect_out "etcd.service is crash-looping: activating \(auto-restart\), restarted [1-9][0-9]* time\(s\) by systemd"
+  expect_out "last journal lines:"
+  expect_out "flag provided but not defined: -no-such-flag"
+  # the other members were not restarted, the cluster kept its quorum
+  bad=$(awk '{print $2}' <<<"$line")
+  for i in 0 1 2; do
+    [ "${NODES[$i]}" = "$bad" ] && continue
+    [ "$(cut -d' ' -f$((i+1)) <<<"$before")" = "$(cut -d' ' -f$((i+1)) <<<"$(pids)")" ] || fail "${NODES[$i]} restarted"
+  done
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "the flag removed"
+  cluster_ok node2
+  pass "$bad crash-looping reported after ${took}s with its unit state and journal lines; the others untouched; a rerun without the flag converged"
   ;;
 *) fail "unknown case $1" ;;
 esac

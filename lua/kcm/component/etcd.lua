@@ -313,6 +313,13 @@ end
 --- before_stop(C, ctx, node): a rolling restart's last look before it stops
 --- a member: the cluster must tolerate its loss, and a leader hands over first
 function M.before_stop(self, ctx, node)
+  -- members this run has just started are given their time to come up
+  -- (a crash loop among them is reported) before the health count decides
+  local st = self:state(ctx)
+  if st.started and next(st.started) and not st.waited_started then
+    st.waited_started = true
+    M.healthy(self, ctx)
+  end
   M.may_stop(self, ctx, node.name)
   if self:leader_aware(ctx) then M.move_leader(self, ctx, node.name) end
 end
