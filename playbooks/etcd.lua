@@ -45,8 +45,7 @@ play:step("start", E.start_nowait)
 -- caught-up follower just before its stop); none stopped unless the cluster
 -- tolerates its loss; the next one only once the restarted member is healthy,
 -- caught up with the leader's raft index, and one more failure is tolerated
-play:step("restart", { handles = "restart", serial = 1, gate = E.rolling_gate, leader = E.leader_node },
-          E.rolling_restart)
+play:step("restart", component.rolling(E), E.rolling_restart)
 
 -- 验证服务状态: etcdctl endpoint health, for every endpoint (waits, bounded)
 play:step("health", { once = true }, E.healthy)

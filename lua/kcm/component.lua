@@ -190,11 +190,19 @@ function C:add_steps(play)
   play:step("binary", { notify = "restart" }, E.put_binary)
   play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_unit)
   if self.rbac then play:step("rbac", { once = true }, E.apply_rbac) end
-  play:step("start", { handles = "restart" }, E.start)
+  play:step("start", E.start_nowait)
+  play:step("restart", M.rolling(E), E.rolling_restart)
   play:step("verify", E.verify)
   play:step("leader", { once = true }, function(ctx) if not ctx.check then E.show_leader(ctx) end end)
   play:step("ha-test", { once = true, optional = true, when = M.asked("ha_test") }, E.ha_test)
   return play
+end
+
+--- The options of a component's rolling restart step (a handler of
+--- "restart"): one member at a time, the leader (etcd's, the Lease holder)
+--- last, each gated by the component's rolling_gate
+function M.rolling(parts)
+  return { handles = "restart", serial = 1, gate = parts.rolling_gate, leader = parts.leader_node }
 end
 
 --- when = component.asked("ha_test"): true when -e ha_test=true

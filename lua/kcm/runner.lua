@@ -440,7 +440,7 @@ local function order_targets(run, step, targets)
     local ok, leader = pcall(step.leader, ctx)
     if ok and leader == false then return end    -- the component rolls in inventory order
     if not ok or not leader then
-      task.warn(string.format("%s: no leader known (%s): inventory order", step.name,
+      task.log(string.format("%s order: inventory (no leader known: %s)", step.name,
                               ok and "none reported" or tostring(leader)))
       return
     end

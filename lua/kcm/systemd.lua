@@ -163,7 +163,7 @@ function Unit:crash_report(st, why)
   st = st or self:state(true)
   return string.format("%s: %s %s: %s, restarted %s time(s) by systemd, main exit status %s; last journal lines:\n%s",
                        self.node.name, self.name, why or "is crash-looping", shown_state(st),
-                       tostring(st.NRestarts or 0), tostring(st.ExecMainStatus), self:journal(20))
+                       tostring(st.NRestarts or 0), tostring(st.ExecMainStatus), (self:journal(20):gsub("%s+$", "")))
 end
 
 --- A watcher of a unit that should come up: watch:looping(st) is true once

@@ -115,6 +115,15 @@ local function lease_info(self, ctx)
   return c:leader(self.lease, "kube-system")
 end
 
+--- leader_node(C, ctx) -> the node holding the component's Lease (one look:
+--- a rolling restart's `leader`, so the holder is restarted last and a roll
+--- moves the Lease once), nil when nobody holds it
+function M.leader_node(self, ctx)
+  local l = lease_info(self, ctx)
+  if l and l.holderIdentity and l.holderIdentity ~= "" then return holder_node(ctx, l.holderIdentity) end
+  return nil
+end
+
 -- step "leader": kubectl get endpoints/lease ... -> the leader's node
 function M.leader(self, ctx)
   local l
