@@ -153,6 +153,8 @@ end
 
 --- A rolling step's gate: the component's own (etcd: healthy, caught up,
 --- tolerates one more failure), else healthy
+function C:reconcile_members(ctx) return self.checks.reconcile_members(self, ctx) end
+
 function C:rolling_gate(ctx, batch)
   if self.checks.rolling_gate then return self.checks.rolling_gate(self, ctx, batch) end
   return self.checks.healthy(self, ctx, batch)

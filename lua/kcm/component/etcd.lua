@@ -31,6 +31,22 @@ function M.values(self, node, ctx, vars)
     end
   end
   vars.BIN = self:paths(ctx).bin_dir .. "/etcd"
+  vars.ETCD_INITIAL_CLUSTER_STATE = M.cluster_state(self, node, ctx)
+end
+
+--- The unit's --initial-cluster-state for a node: existing when the member
+--- step has (re)added it to a running cluster; else what the node's unit
+--- already says (etcd reads it only while its data folder is empty, so a
+--- member that joined keeps "existing" and a rerun changes nothing); new
+--- for a cluster being bootstrapped.
+function M.cluster_state(self, node, ctx)
+  local joining = (self:state(ctx).joining or {})[node.name]
+  if joining then return "existing" end
+  if task.check() and not node.run then return "new" end
+  local r = node:run({ "sed", "-n", "s/.*--initial-cluster-state=\\([a-z]*\\).*/\\1/p",
+                       require("kcm.systemd").unit(node, self.name):path() }, { readonly = true, ok_codes = { 0, 1, 2 } })
+  local now = r.code == 0 and r.stdout:match("^(%a+)")
+  return now == "existing" and "existing" or "new"
 end
 
 --- dirs(C, ctx, vars): mkdir -p ${ETCD_DATA_DIR} ${ETCD_WAL_DIR}
@@ -252,6 +268,94 @@ local function healthy_now(self, ctx, members)
     if M.health(self, ctx, n) then count, up[n.name] = count + 1, true end
   end
   return count, up
+end
+
+local function truthy(v) return v == true or v == "true" end
+
+-- whether a member's data folder was initialised (holds member/)
+local function has_data(self, ctx, n)
+  local dir = var({ vars = n.vars or ctx.vars }, "ETCD_DATA_DIR", "/data/k8s/etcd/data")
+  return n.node:run({ "test", "-d", dir .. "/member" }, { readonly = true, ok_codes = { 0, 1 } }).code == 0
+end
+
+local function member_call(self, ctx, via, path, body)
+  local v, err = call(self, ctx, via, "POST", path, body, 10)
+  if not v then error(string.format("%s: %s through %s failed: %s", self.name, path, via.name, tostring(err)), 0) end
+  return v
+end
+
+--- step "member" (once, before the unit): the running cluster's members
+--- made to match the group. A member the cluster knows whose data folder
+--- is empty (a wiped disk, a replaced machine) is removed and added again;
+--- a node of the group the cluster does not know is added; both then start
+--- with initial-cluster-state=existing. A member not in the group is
+--- removed only with -e etcd_remove_members=true, and never when the
+--- members left would have fewer than a quorum healthy. No running cluster
+--- (a first deployment): nothing to do.
+function M.reconcile_members(self, ctx)
+  local members = component().members(ctx)
+  local via, ml
+  for _, n in ipairs(members) do
+    ml = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
+    if ml then via = n; break end
+  end
+  if not ml then return end
+  local st = self:state(ctx)
+  st.joining = st.joining or {}
+  local by_url, wanted = {}, {}
+  for _, m in ipairs(ml.members or {}) do
+    for _, u in ipairs(m.peerURLs or {}) do by_url[u] = m end
+  end
+  local systemd = require "kcm.systemd"
+  for _, n in ipairs(members) do
+    local url = "https://" .. n.address .. ":2380"
+    wanted[url] = true
+    local m = by_url[url]
+    local gone = ctx.down and ctx.down[n.name]
+    if not gone and n.node and n ~= via and not has_data(self, ctx, n) then
+      if m and m.name ~= "" then
+        require("kcm.target").change(string.format("replace member %s (%s): its data folder is empty", n.name, hex(m.ID)),
+          function()
+            -- it cannot start on its own: stop its crash loop, forget the old identity
+            systemd.unit(n.node, self.name):stop()
+            member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID })
+            member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
+          end)
+      elseif not m then
+        require("kcm.target").change(string.format("add member %s (%s)", n.name, url), function()
+          member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
+        end)
+      end
+      -- added (now or by an earlier run that stopped before its start): joins
+      st.joining[n.name] = true
+    end
+  end
+  local extra = {}
+  for _, m in ipairs(ml.members or {}) do
+    local ours = false
+    for _, u in ipairs(m.peerURLs or {}) do if wanted[u] then ours = true end end
+    if not ours then extra[#extra + 1] = m end
+  end
+  if #extra == 0 then return end
+  if not truthy(var(ctx, "etcd_remove_members")) then
+    for _, m in ipairs(extra) do
+      task.warn(string.format("%s: member %s (%s) is not in the group '%s': kept (remove it with -e etcd_remove_members=true)",
+                              self.name, m.name ~= "" and m.name or hex(m.ID), table.concat(m.peerURLs or {}, ","), ctx.play.hosts))
+    end
+    return
+  end
+  local total = #(ml.members or {})
+  for _, m in ipairs(extra) do
+    local left = total - 1
+    local healthy = healthy_now(self, ctx, members)
+    if healthy < quorum(left) then
+      error(string.format("refusing: removing %s would leave %s with %d of %d members healthy, fewer than a quorum (%d)",
+                          m.name ~= "" and m.name or hex(m.ID), self.name, healthy, left, quorum(left)), 0)
+    end
+    require("kcm.target").change(string.format("remove member %s (%s)", m.name ~= "" and m.name or hex(m.ID), hex(m.ID)),
+      function() member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID }) end)
+    total = left
+  end
 end
 
 --- may_stop(C, ctx, name): raises, in one line, when the cluster would lose
