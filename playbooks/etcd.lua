@@ -28,15 +28,15 @@ local play = kcm.playbook { name = "etcd", hosts = "etcd" }
 -- 下载和分发 etcd 二进制文件: etcd and etcdctl to /opt/k8s/bin (when they differ)
 play:step("binary", { notify = "restart" }, E.put_binary)
 
--- 创建 etcd 证书和私钥 (cfssl gencert -profile=kubernetes etcd-csr.json), then
--- 分发生成的证书和私钥到各 etcd 节点: etcd.pem, etcd-key.pem, ca.pem to /etc/etcd/cert
-play:step("certificate", { notify = "restart", prepare = E.issue_certificate }, E.put_certificate)
-
--- the running cluster's members made to match the group: a member whose
+-- (before anything changes on the nodes) the running cluster's members made to match the group: a member whose
 -- data folder is empty is removed and added again, a new node of the group
 -- is added (both start with initial-cluster-state=existing); a member not in
 -- the group is removed only with -e etcd_remove_members=true, never below quorum
 play:step("member", { once = true }, E.reconcile_members)
+
+-- 创建 etcd 证书和私钥 (cfssl gencert -profile=kubernetes etcd-csr.json), then
+-- 分发生成的证书和私钥到各 etcd 节点: etcd.pem, etcd-key.pem, ca.pem to /etc/etcd/cert
+play:step("certificate", { notify = "restart", prepare = E.issue_certificate }, E.put_certificate)
 
 -- 创建 etcd 的 systemd unit 模板文件, 为各节点创建和分发 etcd systemd unit 文件;
 -- mkdir -p ${ETCD_DATA_DIR} ${ETCD_WAL_DIR}

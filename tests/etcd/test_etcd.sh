@@ -285,5 +285,45 @@ crashloop)
   cluster_ok node2
   pass "$bad crash-looping reported after ${took}s with its unit state and journal lines; the others untouched; a rerun without the flag converged"
   ;;
+members)
+  # issue 26: the member lifecycle on a running cluster
+  # (1) a wiped member (stopped, data and WAL gone, then crash-looping with
+  # initial-cluster-state=new) rejoins on a plain rerun
+  v="before-the-wipe-$RANDOM"
+  ctl node1 --endpoints="$EPS" put /kcmrun/members "$v" >/dev/null
+  on node3 'systemctl stop etcd; rm -rf /data/k8s/etcd/data /data/k8s/etcd/wal; systemctl start --no-block etcd'
+  sleep 2
+  kcmrun -i "$INV" "$PB"
+  cat "$T/out"
+  expect_rc 0 "a rerun with node3 wiped"
+  expect_out "changed +localhost .*replace member node3 \([0-9a-f]+\): its data folder is empty"
+  on node3 grep -q -- '--initial-cluster-state=existing' /etc/systemd/system/etcd.service || fail "node3: not initial-cluster-state=existing"
+  cluster_ok node1
+  got=$(ctl node3 --endpoints="https://${IPS[2]}:2379" get /kcmrun/members --print-value-only)
+  [ "$got" = "$v" ] || fail "read '$got' through node3, wrote '$v' before the wipe"
+  before=$(pids)
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "a second rerun"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a second rerun changed: $(changed_steps)"; }
+  [ "$(pids)" = "$before" ] || fail "a second rerun restarted etcd"
+  # (2) removal: node3 out of the group while node2 is stopped by hand would
+  # leave 1 of 2 healthy: refused in one line, nothing changes
+  on node2 systemctl stop etcd
+  sed 's/^    etcd = { "node1", "node2", "node3", },$/    etcd = { "node1", "node2", },/' "$INV" > "$T/inventory-two.lua"
+  grep -q 'etcd = { "node1", "node2", },' "$T/inventory-two.lua" || fail "could not derive the inventory"
+  kcmrun -i "$T/inventory-two.lua" -e etcd_remove_members=true "$PB"
+  cat "$T/out"
+  expect_rc 4 "removing node3 with node2 stopped"
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  expect_out "refusing: removing node3 would leave etcd with 1 of 2 members healthy, fewer than a quorum \(2\)"
+  ! grep -qE "^  changed " "$T/out" || fail "the refused run changed something"
+  on node2 systemctl start etcd
+  [ "$(ctl node1 --endpoints="$EPS" member list | grep -c ', started, ')" = 3 ] || fail "a member was removed"
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "the full group again"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "the full group again changed: $(changed_steps)"; }
+  cluster_ok node2
+  pass "wiped node3 replaced (removed, added, initial-cluster-state=existing), data readable through it, second rerun 0 changed; removal below quorum refused in one line"
+  ;;
 *) fail "unknown case $1" ;;
 esac

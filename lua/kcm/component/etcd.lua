@@ -312,7 +312,14 @@ function M.reconcile_members(self, ctx)
     wanted[url] = true
     local m = by_url[url]
     local gone = ctx.down and ctx.down[n.name]
-    if not gone and n.node and n ~= via and not has_data(self, ctx, n) then
+    local data = not gone and n.node and n ~= via and has_data(self, ctx, n)
+    if not gone and n.node and n ~= via and data and not m then
+      -- it would start as a member of another (or a removed) cluster
+      error(string.format("%s: %s is not a member of the running cluster but its data folder holds one: " ..
+                          "wipe it on %s (systemctl stop %s; rm -rf the data and WAL folders) so it joins", self.name,
+                          n.name, n.name, self.name), 0)
+    end
+    if not gone and n.node and n ~= via and not data then
       if m and m.name ~= "" then
         require("kcm.target").change(string.format("replace member %s (%s): its data folder is empty", n.name, hex(m.ID)),
           function()
@@ -344,17 +351,28 @@ function M.reconcile_members(self, ctx)
     end
     return
   end
-  local total = #(ml.members or {})
+  -- every member of the cluster, reached at its client URL
+  local cluster = {}
+  for _, m in ipairs(ml.members or {}) do
+    local host = (m.clientURLs or {})[1] and m.clientURLs[1]:match("^https?://([^:/]+)")
+    cluster[#cluster + 1] = { m = m, n = { name = m.name ~= "" and m.name or hex(m.ID), address = host } }
+  end
+  local removed = {}
   for _, m in ipairs(extra) do
-    local left = total - 1
-    local healthy = healthy_now(self, ctx, members)
+    local left, healthy = 0, 0
+    for _, c in ipairs(cluster) do
+      if c.m ~= m and not removed[c.m] then
+        left = left + 1
+        if c.n.address and M.health(self, ctx, c.n) then healthy = healthy + 1 end
+      end
+    end
     if healthy < quorum(left) then
       error(string.format("refusing: removing %s would leave %s with %d of %d members healthy, fewer than a quorum (%d)",
                           m.name ~= "" and m.name or hex(m.ID), self.name, healthy, left, quorum(left)), 0)
     end
+    removed[m] = true
     require("kcm.target").change(string.format("remove member %s (%s)", m.name ~= "" and m.name or hex(m.ID), hex(m.ID)),
       function() member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID }) end)
-    total = left
   end
 end
 
