@@ -1,6 +1,6 @@
 -- 部署高可用 kube-controller-manager 集群: the procedure of
--- shared/seed/kube-controller-manager-ha.md, every section a step, run on all
--- masters in parallel.
+-- docs/procedure/kube-controller-manager-ha.md, every section a step, run on all
+-- masters in parallel; restarts roll one master at a time, the Lease holder last.
 --
 --   kcmrun -i inventory.lua playbooks/controller-manager.lua
 --   kcmrun -i environment.sh playbooks/controller-manager.lua -e kcm_binary=/opt/k8s/work/kube-controller-manager

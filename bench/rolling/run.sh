@@ -79,10 +79,11 @@ for run in $(seq "$RUNS"); do
         kcm -i "$RES/inventory.lua" --only unit "$PB" > "$RES/$way-$run.out"
         t0=$(date +%s.%N)
         for n in "${NODES[@]}"; do on "$n" 'systemctl daemon-reload && systemctl restart etcd'; done
-        kcm -i "$RES/inventory.lua" "$PB" >> "$RES/$way-$run.out"   # clears the due restart, changes nothing
         ;;
     esac
     t1=$(date +%s.%N)
+    # the systemctl way left kcmrun's restart due: cleared (every member already runs the unit)
+    [ "$way" != systemctl ] || kcm -i "$RES/inventory.lua" "$PB" >> "$RES/$way-$run.out"
     sleep 2
     t_after=$(term)
     on node1 touch /tmp/bench-writer.stop; wait "$writer" || true

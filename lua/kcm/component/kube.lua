@@ -140,6 +140,29 @@ function M.leader(self, ctx)
   return l
 end
 
+--- may_stop(C, ctx, names): raises, in one line, unless another member
+--- keeps running to hold the Lease once `names` (a list) are stopped
+function M.may_stop(self, ctx, names)
+  local stopping = {}
+  for _, n in ipairs(names) do stopping[n] = true end
+  local running, total, left = 0, 0, 0
+  for _, m in ipairs(component().members(ctx)) do
+    total = total + 1
+    if m.node and not (ctx.down and ctx.down[m.name]) and require("kcm.systemd").unit(m.node, self.name):active(true) then
+      running = running + 1
+      if not stopping[m.name] then left = left + 1 end
+    end
+  end
+  if left < 1 then
+    error(string.format("refusing: %s has %d of %d members running; stopping %s would leave none to hold the lease",
+                        self.name, running, total, table.concat(names, ",")), 0)
+  end
+end
+
+--- before_stop(C, ctx, node): a rolling restart stops no member whose loss
+--- leaves nobody to lead
+function M.before_stop(self, ctx, node) M.may_stop(self, ctx, { node.name }) end
+
 local function wait_new_leader(self, ctx, old, stopped, budget)
   local t0 = rt.now()
   local last_report = 0
@@ -172,6 +195,7 @@ function M.ha_test(self, ctx)
 
   local function svc(name) return systemd.unit(nodes[name], self.name) end
   local function trial(label, stop)
+    M.may_stop(self, ctx, stop)
     local stopped = {}
     for _, name in ipairs(stop) do svc(name):stop(); stopped[name] = true end
     task.info(string.format("%s: stopped %s on %s", label, self.name, table.concat(stop, ", ")))
