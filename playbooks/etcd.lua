@@ -6,8 +6,10 @@
 --
 -- Variables: ca_cert, ca_key, ca_config (the cluster CA), etcd_binary and
 -- etcdctl_binary (local binaries to install), ETCD_DATA_DIR, ETCD_WAL_DIR,
--- etcd_extra_flags, work_dir (where the certificate is issued). The group
--- `etcd` of the inventory lists the members.
+-- etcd_extra_flags, work_dir (where the certificate is issued),
+-- etcd_remove_members (true: members gone from the group are removed from the
+-- cluster), rolling_order (inventory: restarts in inventory order, not leader
+-- last), etcd_health_timeout. The group `etcd` of the inventory lists the members.
 local kcm = require "kcm"
 local component = require "kcm.component"
 local checks = require "kcm.component.etcd"
