@@ -272,10 +272,14 @@ end
 
 local function truthy(v) return v == true or v == "true" end
 
--- whether a member's data folder was initialised (holds member/)
+-- whether a member's data was initialised: its write-ahead log has a
+-- segment (as etcd itself decides). member/ alone says nothing: a member
+-- crash-looping on an empty folder creates member/snap before it fails.
 local function has_data(self, ctx, n)
-  local dir = var({ vars = n.vars or ctx.vars }, "ETCD_DATA_DIR", "/data/k8s/etcd/data")
-  return n.node:run({ "test", "-d", dir .. "/member" }, { readonly = true, ok_codes = { 0, 1 } }).code == 0
+  local wal = var({ vars = n.vars or ctx.vars }, "ETCD_WAL_DIR", "/data/k8s/etcd/wal")   -- as values() renders it
+  local r = n.node:run({ "sh", "-c", 'for f in "$1"/*.wal; do [ -e "$f" ] && exit 0; done; exit 1', "has-wal", wal },
+                       { readonly = true, ok_codes = { 0, 1 } })
+  return r.code == 0
 end
 
 local function member_call(self, ctx, via, path, body)
