@@ -288,59 +288,9 @@ local function member_call(self, ctx, via, path, body)
   return v
 end
 
---- step "member" (once, before the unit): the running cluster's members
---- made to match the group. A member the cluster knows whose data folder
---- is empty (a wiped disk, a replaced machine) is removed and added again;
---- a node of the group the cluster does not know is added; both then start
---- with initial-cluster-state=existing. A member not in the group is
---- removed only with -e etcd_remove_members=true, and never when the
---- members left would have fewer than a quorum healthy. No running cluster
---- (a first deployment): nothing to do.
-function M.reconcile_members(self, ctx)
-  local members = component().members(ctx)
-  local via, ml
-  for _, n in ipairs(members) do
-    ml = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
-    if ml then via = n; break end
-  end
-  if not ml then return end
-  local st = self:state(ctx)
-  st.joining = st.joining or {}
-  local by_url, wanted = {}, {}
-  for _, m in ipairs(ml.members or {}) do
-    for _, u in ipairs(m.peerURLs or {}) do by_url[u] = m end
-  end
-  local systemd = require "kcm.systemd"
-  for _, n in ipairs(members) do
-    local url = "https://" .. n.address .. ":2380"
-    wanted[url] = true
-    local m = by_url[url]
-    local gone = ctx.down and ctx.down[n.name]
-    local data = not gone and n.node and n ~= via and has_data(self, ctx, n)
-    if not gone and n.node and n ~= via and data and not m then
-      -- it would start as a member of another (or a removed) cluster
-      error(string.format("%s: %s is not a member of the running cluster but its data folder holds one: " ..
-                          "wipe it on %s (systemctl stop %s; rm -rf the data and WAL folders) so it joins", self.name,
-                          n.name, n.name, self.name), 0)
-    end
-    if not gone and n.node and n ~= via and not data then
-      if m and m.name ~= "" then
-        require("kcm.target").change(string.format("replace member %s (%s): its data folder is empty", n.name, hex(m.ID)),
-          function()
-            -- it cannot start on its own: stop its crash loop, forget the old identity
-            systemd.unit(n.node, self.name):stop()
-            member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID })
-            member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
-          end)
-      elseif not m then
-        require("kcm.target").change(string.format("add member %s (%s)", n.name, url), function()
-          member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
-        end)
-      end
-      -- added (now or by an earlier run that stopped before its start): joins
-      st.joining[n.name] = true
-    end
-  end
+-- the member step's removal part: members of the cluster whose peer URL no
+-- node of the group has
+local function remove_others(self, ctx, ml, wanted, via)
   local extra = {}
   for _, m in ipairs(ml.members or {}) do
     local ours = false
@@ -378,6 +328,64 @@ function M.reconcile_members(self, ctx)
     require("kcm.target").change(string.format("remove member %s (%s)", m.name ~= "" and m.name or hex(m.ID), hex(m.ID)),
       function() member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID }) end)
   end
+end
+
+--- step "member" (once, before the unit): the running cluster's members
+--- made to match the group. A member the cluster knows whose data folder
+--- is empty (a wiped disk, a replaced machine) is removed and added again;
+--- a node of the group the cluster does not know is added; both then start
+--- with initial-cluster-state=existing. A member not in the group is
+--- removed only with -e etcd_remove_members=true, and never when the
+--- members left would have fewer than a quorum healthy. No running cluster
+--- (a first deployment): nothing to do.
+function M.reconcile_members(self, ctx)
+  local members = component().members(ctx)
+  local via, ml
+  for _, n in ipairs(members) do
+    ml = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
+    if ml then via = n; break end
+  end
+  if not ml then return end
+  local st = self:state(ctx)
+  st.joining = st.joining or {}
+  local by_url, wanted = {}, {}
+  for _, m in ipairs(ml.members or {}) do
+    for _, u in ipairs(m.peerURLs or {}) do by_url[u] = m end
+  end
+  local systemd = require "kcm.systemd"
+  local in_run = {}     -- a node --limit leaves out is not looked at
+  for _, h in ipairs(ctx.hosts and ctx.hosts() or {}) do in_run[h.name] = true end
+  for _, n in ipairs(members) do
+    local url = "https://" .. n.address .. ":2380"
+    wanted[url] = true
+    local m = by_url[url]
+    local gone = (ctx.down and ctx.down[n.name]) or not in_run[n.name]
+    local data = not gone and n.node and n ~= via and has_data(self, ctx, n)
+    if not gone and n.node and n ~= via and data and not m then
+      -- it would start as a member of another (or a removed) cluster
+      error(string.format("%s: %s is not a member of the running cluster but its data folder holds one: " ..
+                          "wipe it on %s (systemctl stop %s; rm -rf the data and WAL folders) so it joins", self.name,
+                          n.name, n.name, self.name), 0)
+    end
+    if not gone and n.node and n ~= via and not data then
+      if m and m.name ~= "" then
+        require("kcm.target").change(string.format("replace member %s (%s): its data folder is empty", n.name, hex(m.ID)),
+          function()
+            -- it cannot start on its own: stop its crash loop, forget the old identity
+            systemd.unit(n.node, self.name):stop()
+            member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID })
+            member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
+          end)
+      elseif not m then
+        require("kcm.target").change(string.format("add member %s (%s)", n.name, url), function()
+          member_call(self, ctx, via, "/v3/cluster/member/add", { peerURLs = { url } })
+        end)
+      end
+      -- added (now or by an earlier run that stopped before its start): joins
+      st.joining[n.name] = true
+    end
+  end
+  remove_others(self, ctx, ml, wanted, via)
 end
 
 --- may_stop(C, ctx, name): raises, in one line, when the cluster would lose

@@ -146,9 +146,14 @@ function M.may_stop(self, ctx, names)
   local stopping = {}
   for _, n in ipairs(names) do stopping[n] = true end
   local running, total, left = 0, 0, 0
-  for _, m in ipairs(component().members(ctx)) do
+  -- the run's own nodes only (never one --limit leaves out), an unreachable one not running
+  local function active(node)
+    local ok, up = pcall(function() return (require("kcm.systemd").unit(node, self.name):active(true)) end)
+    return ok and up
+  end
+  for _, m in ipairs(ctx.hosts and ctx.hosts() or {}) do
     total = total + 1
-    if m.node and not (ctx.down and ctx.down[m.name]) and require("kcm.systemd").unit(m.node, self.name):active(true) then
+    if not (ctx.down and ctx.down[m.name]) and active(m) then
       running = running + 1
       if not stopping[m.name] then left = left + 1 end
     end
