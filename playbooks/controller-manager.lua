@@ -1,6 +1,6 @@
 -- 部署高可用 kube-controller-manager 集群: the procedure of
--- shared/seed/kube-controller-manager-ha.md, every section a step, run on all
--- masters in parallel.
+-- docs/procedure/kube-controller-manager-ha.md, every section a step, run on all
+-- masters in parallel; restarts roll one master at a time, the Lease holder last.
 --
 --   kcmrun -i inventory.lua playbooks/controller-manager.lua
 --   kcmrun -i environment.sh playbooks/controller-manager.lua -e kcm_binary=/opt/k8s/work/kube-controller-manager
@@ -51,10 +51,14 @@ play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_un
 -- --clusterrole system:auth-delegator
 play:step("rbac", { once = true }, E.apply_rbac)
 
--- 启动 kube-controller-manager 服务: mkdir the working dir, daemon-reload, enable,
--- restart (only where something it uses changed). A rolling restart instead:
--- add serial = 1, gate = E.healthy (each restarted master verifies first).
-play:step("start", { handles = "restart" }, E.start)
+-- 启动 kube-controller-manager 服务: daemon-reload, enable, start every master
+-- not running (at once, not waiting: verify waits)
+play:step("start", E.start_nowait)
+
+-- a changed flag, certificate, kubeconfig or binary: restart the running
+-- masters one at a time, the Lease holder last (so the roll moves the Lease
+-- once), each verified before the next (component.rolling)
+play:step("restart", component.rolling(E), E.rolling_restart)
 
 -- 检查服务运行状态 + 查看输出的 metric: active (running), port listening,
 -- /metrics with the admin certificate.

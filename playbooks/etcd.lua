@@ -6,8 +6,10 @@
 --
 -- Variables: ca_cert, ca_key, ca_config (the cluster CA), etcd_binary and
 -- etcdctl_binary (local binaries to install), ETCD_DATA_DIR, ETCD_WAL_DIR,
--- etcd_extra_flags, work_dir (where the certificate is issued). The group
--- `etcd` of the inventory lists the members.
+-- etcd_extra_flags, work_dir (where the certificate is issued),
+-- etcd_remove_members (true: members gone from the group are removed from the
+-- cluster), rolling_order (inventory: restarts in inventory order, not leader
+-- last), etcd_health_timeout. The group `etcd` of the inventory lists the members.
 local kcm = require "kcm"
 local component = require "kcm.component"
 local checks = require "kcm.component.etcd"
@@ -28,6 +30,12 @@ local play = kcm.playbook { name = "etcd", hosts = "etcd" }
 -- 下载和分发 etcd 二进制文件: etcd and etcdctl to /opt/k8s/bin (when they differ)
 play:step("binary", { notify = "restart" }, E.put_binary)
 
+-- (before anything changes on the nodes) the running cluster's members made to match the group: a member whose
+-- data folder is empty is removed and added again, a new node of the group
+-- is added (both start with initial-cluster-state=existing); a member not in
+-- the group is removed only with -e etcd_remove_members=true, never below quorum
+play:step("member", { once = true }, E.reconcile_members)
+
 -- 创建 etcd 证书和私钥 (cfssl gencert -profile=kubernetes etcd-csr.json), then
 -- 分发生成的证书和私钥到各 etcd 节点: etcd.pem, etcd-key.pem, ca.pem to /etc/etcd/cert
 play:step("certificate", { notify = "restart", prepare = E.issue_certificate }, E.put_certificate)
@@ -41,8 +49,11 @@ play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_un
 play:step("start", E.start_nowait)
 
 -- a changed flag, certificate or binary: restart the running members one at
--- a time, the whole cluster healthy again before the next one
-play:step("restart", { handles = "restart", serial = 1, gate = E.healthy }, E.rolling_restart)
+-- a time, followers first and the leader last (leadership handed to the most
+-- caught-up follower just before its stop); none stopped unless the cluster
+-- tolerates its loss; the next one only once the restarted member is healthy,
+-- caught up with the leader's raft index, and one more failure is tolerated
+play:step("restart", component.rolling(E), E.rolling_restart)
 
 -- 验证服务状态: etcdctl endpoint health, for every endpoint (waits, bounded)
 play:step("health", { once = true }, E.healthy)

@@ -152,6 +152,34 @@ function C:show_leader(ctx) return self.checks.leader(self, ctx) end
 function C:ha_test(ctx) return self.checks.ha_test(self, ctx) end
 function C:healthy(ctx, batch) return self.checks.healthy(self, ctx, batch) end
 
+--- Whether a rolling restart goes leader last: the component's `leader`
+--- (default true; false: inventory order), which -e rolling_order=inventory
+--- overrides for one run (bench/rolling compares both).
+function C:leader_aware(ctx)
+  local order = var(ctx, "rolling_order", "leader")
+  if order ~= "leader" and order ~= "inventory" then
+    error(string.format("-e rolling_order=%s: expected leader (the leader restarted last, after a " ..
+                        "handover) or inventory (inventory order)", tostring(order)), 0)
+  end
+  return self.leader ~= false and order == "leader"
+end
+
+--- A rolling step's `leader`: the node restarted last (the etcd leader, the
+--- Lease holder); false when the component rolls in inventory order
+function C:leader_node(ctx)
+  if not self:leader_aware(ctx) or not self.checks.leader_node then return false end
+  return self.checks.leader_node(self, ctx)
+end
+
+--- A rolling step's gate: the component's own (etcd: healthy, caught up,
+--- tolerates one more failure), else healthy
+function C:reconcile_members(ctx) return self.checks.reconcile_members(self, ctx) end
+
+function C:rolling_gate(ctx, batch)
+  if self.checks.rolling_gate then return self.checks.rolling_gate(self, ctx, batch) end
+  return self.checks.healthy(self, ctx, batch)
+end
+
 --- C:parts() -> the component's methods bound to it, to hand to play:step:
 ---   play:step("unit", { prepare = E.compile_template }, E.put_unit)
 function C:parts()
@@ -184,11 +212,19 @@ function C:add_steps(play)
   play:step("binary", { notify = "restart" }, E.put_binary)
   play:step("unit", { notify = "restart", prepare = E.compile_template }, E.put_unit)
   if self.rbac then play:step("rbac", { once = true }, E.apply_rbac) end
-  play:step("start", { handles = "restart" }, E.start)
+  play:step("start", E.start_nowait)
+  play:step("restart", M.rolling(E), E.rolling_restart)
   play:step("verify", E.verify)
   play:step("leader", { once = true }, function(ctx) if not ctx.check then E.show_leader(ctx) end end)
   play:step("ha-test", { once = true, optional = true, when = M.asked("ha_test") }, E.ha_test)
   return play
+end
+
+--- The options of a component's rolling restart step (a handler of
+--- "restart"): one member at a time, the leader (etcd's, the Lease holder)
+--- last, each gated by the component's rolling_gate
+function M.rolling(parts)
+  return { handles = "restart", serial = 1, gate = parts.rolling_gate, leader = parts.leader_node }
 end
 
 --- when = component.asked("ha_test"): true when -e ha_test=true

@@ -119,7 +119,7 @@ end
 -- The options play:step knows (the API reference, docs/api.md, lists them
 -- too). retries/delay/until: see with_retries below.
 local STEP_OPTIONS = { "once", "hosts", "node", "prepare", "notify", "handles", "when", "optional",
-                       "become", "serial", "gate", "max_fail", "continue_on_failure",
+                       "become", "serial", "gate", "max_fail", "leader", "continue_on_failure",
                        "retries", "delay", "until" }
 M.STEP_OPTIONS = STEP_OPTIONS
 
@@ -164,6 +164,8 @@ end
 ---       serial=N|"P%" (rolling: batches of N nodes / P% of them), gate=function(ctx, batch)
 ---       (health check after a batch that changed something; false/error stops the step),
 ---       max_fail=N (failed nodes tolerated before a serial step stops; default 0),
+---       leader=function(ctx)->node name (a serial step: that node goes last, the
+---       others keep inventory order; false: inventory order),
 ---       continue_on_failure=true (later steps run even when every target of
 ---       this one failed; by default the play stops then),
 ---       optional=true (only when named by --only or its `when` says so),
@@ -181,6 +183,13 @@ function Playbook:step(name, opts, fn)
     if not ok then error("play:step " .. name .. ": " .. tostring(err), 2) end
   end
   if opts.gate ~= nil and type(opts.gate) ~= "function" then error("play:step " .. name .. ": gate must be a function(ctx, batch)", 2) end
+  if opts.leader ~= nil and opts.leader ~= false and type(opts.leader) ~= "function" then
+    error("play:step " .. name .. ": leader must be a function(ctx) -> the leader's node name, or false " ..
+          "(inventory order)", 2)
+  end
+  if opts.leader and opts.serial == nil then
+    error("play:step " .. name .. ": leader = ... orders a rolling step: give serial = 1 too", 2)
+  end
   local s = {
     name = name,
     fn = with_retries(name, fn, opts.retries, opts.delay, opts["until"]),
@@ -194,6 +203,7 @@ function Playbook:step(name, opts, fn)
     serial = opts.serial,
     gate = opts.gate,
     max_fail = opts.max_fail,
+    leader = opts.leader or nil,
     prepare = opts.prepare,     -- runs once on the control machine before the node part
     continue_on_failure = opts.continue_on_failure and true or false,
     defined_at = caller_location(2),

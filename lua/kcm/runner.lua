@@ -137,6 +137,24 @@ function M.run_batches(step, targets, run_batch, on_control, skipped)
   return true
 end
 
+--- The order of a rolling step whose `leader` names a node: every other
+--- node first (inventory order), the leader last -> targets, the log line.
+function M.leader_last(targets, leader)
+  local out, last = {}, nil
+  for _, n in ipairs(targets) do
+    if n.name == leader then last = n else out[#out + 1] = n end
+  end
+  local names = {}
+  for i, n in ipairs(out) do names[i] = n.name end
+  if not last then
+    return targets, string.format("order: %s (inventory order: the leader %s is not among them)",
+                                  table.concat(names, ", "), tostring(leader))
+  end
+  out[#out + 1] = last
+  names[#names + 1] = last.name .. " (the leader, last)"
+  return out, "order: " .. table.concat(names, ", ") .. "; leader last"
+end
+
 -- A run: the play, its options and what the phases below share.
 --   select:  the nodes (--limit), their ctx, ctx.hosts / ctx.members
 --   prepare: state, locks, the write-ahead of notifications
@@ -424,6 +442,34 @@ local function run_once_step(run, step)
   return true
 end
 
+-- run: a rolling step with `leader`: asked on the control machine, once,
+-- when some target has work (a handler due on it); the order is logged.
+local function wants_order(run, step, targets)
+  if not (type(step.leader) == "function" and #targets > 1) or run.opts.check then return false end
+  if not step.handles then return true end
+  for _, n in ipairs(targets) do
+    if run.st:is_due(run.ids[n.name], run.play.name, step.handles) then return true end
+  end
+  return false
+end
+
+local function order_targets(run, step, targets)
+  local out = targets
+  on_control(run, step, function(ctx)
+    local ok, leader = pcall(step.leader, ctx)
+    if ok and leader == false then return end    -- the component rolls in inventory order
+    if not ok or not leader then
+      task.log(string.format("%s order: inventory (no leader known: %s)", step.name,
+                              ok and "none reported" or tostring(leader)))
+      return
+    end
+    local line
+    out, line = M.leader_last(targets, leader)
+    task.info(step.name .. " " .. line)
+  end)
+  return out
+end
+
 -- run: a step on the nodes still in the play (its `prepare` first, on the
 -- control machine). -> false: stop the play
 local function run_node_step(run, step)
@@ -435,7 +481,8 @@ local function run_node_step(run, step)
     if (not run.limit or run.limit[n]) and not down[n] then targets[#targets + 1] = node end
   end
   -- one step_start naming both parts: the control machine's, the nodes'
-  local names = step.prepare and { CONTROL } or {}
+  local ordered = wants_order(run, step, targets)
+  local names = (step.prepare or ordered) and { CONTROL } or {}
   for _, x in ipairs(targets) do names[#names + 1] = x.name end
   report:step_start(step, names)
   if step.prepare and not on_control(run, step, step.prepare) then
@@ -443,6 +490,7 @@ local function run_node_step(run, step)
     summary.failed = true
     return false
   end
+  if ordered then targets = order_targets(run, step, targets) end
   if not M.run_batches(step, targets, function(batch) return run_batch(run, step, batch) end,
                        function(fn) return on_control(run, step, fn) end, function(node, why)
     report:node_result(step, node.name, { status = "skipped", error = why, duration = 0 })

@@ -152,10 +152,44 @@ function Unit:restart()
   return true
 end
 
+--- The unit's last journal lines, redacted (a flag may carry a token or a
+--- password, and these lines end up in the log and the recap).
 function Unit:journal(n)
   local r = self.node:run({ "journalctl", "-u", self.name, "-n", tostring(n or 30), "--no-pager", "-o", "short" },
                           { readonly = true, ok_codes = { 0, 1 } })
-  return r.stdout
+  return require("kcm.redact").text(r.stdout)
+end
+
+--- "activating (auto-restart)", "failed (failed)", ... from a state
+local function shown_state(st)
+  local s = tostring(st.ActiveState)
+  if st.SubState and st.SubState ~= "" then s = s .. " (" .. st.SubState .. ")" end
+  return s
+end
+
+--- The one report of a unit that does not come up, for every component:
+--- its state, how often systemd restarted it, its main exit status and its
+--- last journal lines (redacted).
+function Unit:crash_report(st, why)
+  st = st or self:state(true)
+  return string.format("%s: %s %s: %s, restarted %s time(s) by systemd, main exit status %s; last journal lines:\n%s",
+                       self.node.name, self.name, why or "is crash-looping", shown_state(st),
+                       tostring(st.NRestarts or 0), tostring(st.ExecMainStatus), (self:journal(20):gsub("%s+$", "")))
+end
+
+--- A watcher of a unit that should come up: watch:looping(st) is true once
+--- systemd has restarted the main process since the watch began and it is
+--- down again (activating (auto-restart)), or the unit failed for good. A
+--- unit in a crash loop never comes up by waiting: the caller stops waiting
+--- and raises Unit:crash_report.
+function Unit:crash_watch()
+  local first
+  return { looping = function(_, st)
+    if st.ActiveState == "failed" then return true end
+    if st.SubState ~= "auto-restart" then return false end
+    if not first then first = st.NRestarts or 0; return false end
+    return (st.NRestarts or 0) > first
+  end }
 end
 
 --- Waits until the unit is active (running) and stays so for `settle`
@@ -183,9 +217,7 @@ function Unit:wait_active(timeout, settle)
     end
   end)
   if up then return true end
-  error(string.format("%s: %s is %s (%s), restarts=%s, main exit status %s; last journal lines:\n%s",
-                      self.node.name, self.name, tostring(st.ActiveState), tostring(st.SubState),
-                      tostring(st.NRestarts), tostring(st.ExecMainStatus), self:journal(20)), 0)
+  error(self:crash_report(st, "did not come up"), 0)
 end
 
 --- The message of a check whose port refused connections on a node that

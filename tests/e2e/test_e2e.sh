@@ -21,6 +21,13 @@ node_sums() {
   done
 }
 kcmrun() { run "$KCMRUN" --state-dir "$SD" "$@"; }
+# a field of the controller manager's Lease, as the lab's apiserver has it
+lease() {
+  kubectl --kubeconfig "$KCMRUN_LAB_ADMIN_KUBECONFIG" get --raw /apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager |
+    python3 -c 'import json,sys; v=json.load(sys.stdin)
+for k in sys.argv[1].strip(".").split("."): v=v.get(k, 0)
+print(v)' "$1"
+}
 changed_steps() { awk '/^== /{s=$2} /^  changed /{print s}' "$T/out" | sort -u | tr '\n' ' '; }
 
 case "$1" in
@@ -68,9 +75,18 @@ flag)
   # the same inventory with one flag's value changed in its vars
   sed 's/^  vars = {$/  vars = {\n    log_level = "4",/' "$INV" > "$T/inventory-flag.lua"
   grep -q 'log_level = "4"' "$T/inventory-flag.lua" || fail "could not derive the inventory"
+  t0=$(lease .spec.leaseTransitions)
+  holder0=$(lease .spec.holderIdentity | cut -d_ -f1)
   kcmrun -i "$T/inventory-flag.lua" "$PB"
   expect_rc 0 "flag change"
-  [ "$(changed_steps)" = "start unit " ] || { cat "$T/out"; fail "expected only unit (and its restart) to change, got: $(changed_steps)"; }
+  [ "$(changed_steps)" = "restart start unit " ] || { cat "$T/out"; fail "expected only unit (and its restart) to change, got: $(changed_steps)"; }
+  # issue 26: the Lease holder is restarted last, so the roll moves the Lease once
+  expect_out "restart order: .*$holder0 \(the leader, last\); leader last"
+  # the restarted holder did not release it: a member takes it once it expires
+  for _ in $(seq 60); do [ "$(lease .spec.leaseTransitions)" != "$t0" ] && break; sleep 0.5; done
+  sleep 3
+  t1=$(lease .spec.leaseTransitions)
+  [ "$((t1 - t0))" = 1 ] || { cat "$T/out"; fail "the roll moved the Lease $((t1 - t0)) times ($t0 -> $t1), expected once"; }
   for n in "${NODES[@]}"; do on "$n" grep -q -- "--v=4" /etc/systemd/system/kube-controller-manager.service || fail "$n: flag not in unit"; done
   new=$(kcm_pids)
   for i in 1 2 3; do
@@ -78,7 +94,7 @@ flag)
   done
   kcmrun -i "$INV" "$PB"      # back to the default
   expect_rc 0 "flag back"
-  pass "one flag changed: only the unit changed and kcm restarted on all nodes"
+  pass "one flag changed: only the unit changed and kcm restarted on all nodes, the Lease holder $holder0 last; leaseTransitions $t0 -> $t1"
   ;;
 envsh)
   kcmrun -i "$KCMRUN_LAB_ENVIRONMENT" --ssh-config "$KCMRUN_LAB_SSH_CONFIG" --known-hosts "$KCMRUN_LAB_KNOWN_HOSTS" \

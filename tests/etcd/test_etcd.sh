@@ -33,6 +33,33 @@ cluster_ok() {
   [ "$(grep -c ', started, ' <<<"$m")" = 3 ] || { echo "$m"; fail "not 3 started members"; }
 }
 
+# the retry-free writer (tests/etcd/writer.sh) on node1, into $T/loop
+writer_start() {
+  on node1 bash -s -- "$EPS" /tmp/kcm-writer.log /tmp/kcm-writer.stop < "$REPO/tests/etcd/writer.sh" &
+  WRITER=$!
+  # a failing check must not leave the writer running (and ctest waiting on it)
+  trap 'on node1 touch /tmp/kcm-writer.stop; wait; rm -rf "$T"' EXIT
+}
+writer_stop() {
+  on node1 touch /tmp/kcm-writer.stop; wait "$WRITER" || true
+  on node1 cat /tmp/kcm-writer.log > "$T/loop"
+  on node1 cat /tmp/kcm-writer.log.err > "$T/loop.err" 2>/dev/null || true
+}
+# the highest raft term any member reports, and the leader's node name
+raft_term() { ctl node1 --endpoints="$EPS" endpoint status -w json | grep -o '"raft_term":[0-9]*' | cut -d: -f2 | sort -n | tail -1; }
+leader_name() {
+  local ep
+  ep=$(ctl node1 --endpoints="$EPS" endpoint status -w table | awk -F'|' '$6 ~ /true/ {gsub(/ /, "", $2); print $2}')
+  for i in "${!IPS[@]}"; do if [ "$ep" = "https://${IPS[$i]}:2379" ]; then echo "${NODES[$i]}"; fi; done
+}
+# "node stop-begins started-again" per etcd restart since $1, in time order
+restarts_since() {
+  for n in "${NODES[@]}"; do
+    on "$n" journalctl -u etcd -o short-unix --no-pager --since "@${1%.*}" |
+      awk -v n="$n" '/Stopping .*Etcd Server/{s=$1} /Started .*Etcd Server/{if (s) {print n, s, $1; s=""}}'
+  done | sort -k2 -n
+}
+
 case "$1" in
 masked)
   # the host's packaged etcd.service (enabled by Debian) never runs in a fresh node
@@ -111,67 +138,52 @@ forks1)
   pass "--forks 1: members started without blocking, cluster healthy (3 healthy, 3 started)"
   ;;
 rolling)
-  # a write loop on node1 through the whole run: each write goes to the first
-  # endpoint that takes it (as a client with three endpoints does), and is
-  # tried again for a moment (5 rounds, 0.2 s apart) as a client retries: the
-  # graceful stop of the leader hands leadership over, and a proposal in
-  # flight then fails with "leader changed". A write no endpoint accepts in
-  # those rounds means the cluster lost its quorum.
-  on node1 'rm -f /tmp/kcm-loop.stop /tmp/kcm-loop.log'
-  on node1 'ETCDCTL_API=3; export ETCDCTL_API; i=0
-    while [ ! -e /tmp/kcm-loop.stop ]; do
-      i=$((i+1)); ok=0
-      for round in 1 2 3 4 5; do
-        for ep in '"${IPS[*]}"'; do
-          if /opt/k8s/bin/etcdctl --endpoints=https://$ep:2379 --cacert=/etc/etcd/cert/ca.pem --cert=/etc/etcd/cert/etcd.pem \
-               --key=/etc/etcd/cert/etcd-key.pem --dial-timeout=1s --command-timeout=2s put /kcmrun/loop "$i" >/dev/null 2>&1; then
-            ok=1; break 2
-          fi
-        done
-        sleep 0.2
-      done
-      echo "$(date +%s.%N) $i $ok" >> /tmp/kcm-loop.log
-      sleep 0.05
-    done' &
-  loop=$!
+  # issue 26: a client that never retries (tests/etcd/writer.sh: one real
+  # etcdctl put every 100 ms against the three endpoints) sees no failed
+  # write while a flag change rolls: followers first, the leader last after
+  # handing its leadership over, each member caught up before the next
+  writer_start
   sleep 2
   sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--snapshot-count=20000" },/' "$INV" > "$T/inventory-flag.lua"
   grep -q 'snapshot-count=20000' "$T/inventory-flag.lua" || fail "could not derive the inventory"
   before=$(pids)
+  term0=$(raft_term)
+  leader0=$(leader_name)
   t0=$(date +%s.%N)
   kcmrun -i "$T/inventory-flag.lua" "$PB"
   t1=$(date +%s.%N)
   sleep 2
-  on node1 touch /tmp/kcm-loop.stop; wait "$loop" || true
+  writer_stop
+  term1=$(raft_term)
   cat "$T/out"
   expect_rc 0 "flag change"
   [ "$(changed_steps)" = "restart start unit " ] || fail "expected only unit, start (daemon-reload) and restart to change, got: $(changed_steps)"
   after=$(pids)
   for i in 1 2 3; do [ "$(cut -d' ' -f$i <<<"$before")" != "$(cut -d' ' -f$i <<<"$after")" ] || fail "node$i not restarted"; done
   for n in "${NODES[@]}"; do on "$n" grep -q -- '--snapshot-count=20000' /etc/systemd/system/etcd.service || fail "$n: flag not in unit"; done
+  # the log names the order, the leader last; each member caught up; the
+  # leadership moved before the leader's stop
+  expect_out "restart order: .*$leader0 \(the leader, last\); leader last"
+  [ "$(grep -c 'caught up (raft index' "$T/out")" = 3 ] || fail "not 3 catch-up gates in the log"
+  expect_out "leadership moved from $leader0 to node[123]"
   # one at a time: each member's [stop begins, started again] interval, from
-  # its journal, overlaps no other member's
-  for n in "${NODES[@]}"; do
-    on "$n" journalctl -u etcd -o short-unix --no-pager --since "@${t0%.*}" |
-      awk -v n="$n" '/Stopping .*Etcd Server/{s=$1} /Started .*Etcd Server/{if (s) {print n, s, $1; s=""}}'
-  done | sort -k2 -n > "$T/restarts"
+  # its journal, overlaps no other member's; the leader's is the last
+  restarts_since "$t0" > "$T/restarts"
   cat "$T/restarts"
   [ "$(wc -l < "$T/restarts")" = 3 ] || fail "expected 3 restarts in the journals"
   [ "$(cut -d' ' -f1 "$T/restarts" | sort -u | wc -l)" = 3 ] || fail "not one restart per member"
   awk 'NR>1 && $2 < prev_end {bad=1} {prev_end=$3} END{exit bad}' "$T/restarts" || fail "restarts overlap: $(cat "$T/restarts")"
-  grep -q "restart" "$T/out"
-  on node1 cat /tmp/kcm-loop.log > "$T/loop"
+  [ "$(tail -1 "$T/restarts" | cut -d' ' -f1)" = "$leader0" ] || fail "the leader $leader0 was not restarted last: $(cat "$T/restarts")"
   total=$(awk -v a="$t0" -v b="$t1" '$1 >= a && $1 <= b' "$T/loop" | wc -l)
-  failed=$(awk '$3 != 1' "$T/loop" | wc -l)
-  # the loop must span the whole run (a write before it began and after it
-  # ended) and keep writing through it; how many fit depends on the machine
-  awk -v a="$t0" '$1 < a' "$T/loop" | grep -q . || fail "the write loop had not started before the run"
-  awk -v b="$t1" '$1 > b' "$T/loop" | grep -q . || fail "the write loop stopped before the run ended"
-  [ "$total" -ge 3 ] || fail "the write loop wrote only $total times during the run"
-  [ "$failed" = 0 ] || { grep ' 0$' "$T/loop"; fail "$failed writes failed during the rolling restart"; }
+  failed=$(grep -c ' fail$' "$T/loop" || true)
+  awk -v a="$t0" '$1 < a' "$T/loop" | grep -q . || fail "the writer had not started before the run"
+  awk -v b="$t1" '$1 > b' "$T/loop" | grep -q . || fail "the writer stopped before the run ended"
+  [ "$total" -ge 10 ] || fail "the writer wrote only $total times during the run"
+  [ "$failed" = 0 ] || { grep ' fail$' "$T/loop"; cat "$T/loop.err"; fail "$failed of $total writes failed during the rolling restart"; }
+  [ $((term1 - term0)) -le 2 ] || fail "raft term grew from $term0 to $term1 (more than 2)"
   cluster_ok node3
   kcmrun -i "$INV" "$PB"; expect_rc 0 "flag back"
-  pass "one flag changed: members restarted one at a time ($(awk '{printf "%s ", $1}' "$T/restarts")), $total writes during the run, 0 failed"
+  pass "flag change rolled $(awk '{printf "%s ", $1}' "$T/restarts")(leader $leader0 last): $total writes without retries, 0 failed; raft term $term0 -> $term1"
   ;;
 gone)
   # node2 powered off during a rolling flag change: it is UNREACHABLE in the
@@ -208,6 +220,124 @@ ha)
   [ -n "$from" ] && [ "$from" != "$to" ] || fail "the leader did not change ($from -> $to)"
   cluster_ok node1
   pass "HA test: leader $from stopped, $to took over and took a write in $(awk '/stop the leader +node/{print $8}' "$T/out"); $from rejoined"
+  ;;
+guard)
+  # issue 26: with one member stopped by hand, neither the HA test nor a
+  # rolling restart stops another: one line says why, before anything stops
+  leader=$(leader_name)
+  follower=()
+  for n in "${NODES[@]}"; do [ "$n" = "$leader" ] || follower+=("$n"); done
+  down=${follower[1]}      # the roll's order is follower[0], $down, $leader
+  on "$down" systemctl stop etcd
+  writer_start
+  sleep 1
+  before=$(pids)
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 4 "ha-test with $down stopped"
+  line="refusing: etcd has 2 of 3 members healthy; stopping $leader would lose quorum"
+  # one line: the step's error (the recap's "first error" repeats it)
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  grep -qF "$line" "$T/out" || fail "lacks: $line"
+  ! grep -q "stopped etcd on" "$T/out" || fail "the HA test stopped a member"
+  [ "$(pids)" = "$before" ] || fail "a member's etcd stopped or restarted ($before -> $(pids))"
+  # a rolling flag change, the restart step's start skipped (it would start
+  # $down): the first follower is refused, nothing restarts
+  sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--snapshot-count=25000" },/' "$INV" > "$T/inventory-guard.lua"
+  kcmrun -i "$T/inventory-guard.lua" --skip start -e etcd_health_timeout=3 "$PB"
+  cat "$T/out"
+  expect_rc 4 "a roll with $down stopped"
+  grep -qF "refusing: etcd has 2 of 3 members healthy; stopping ${follower[0]} would lose quorum" "$T/out" ||
+    fail "the roll was not refused before ${follower[0]}"
+  [ "$(pids)" = "$before" ] || fail "a member's etcd stopped or restarted ($before -> $(pids))"
+  sleep 1
+  writer_stop
+  failed=$(grep -c ' fail$' "$T/loop" || true)
+  [ "$failed" = 0 ] || { cat "$T/loop.err"; fail "$failed writes failed with $down stopped"; }
+  # $down back: the roll completes (the handler stayed due), then the flag goes back
+  kcmrun -i "$T/inventory-guard.lua" "$PB"; expect_rc 0 "the roll with $down back"
+  cluster_ok node1
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "flag back"
+  pass "$down stopped by hand: ha-test and a roll refused in one line each, no member stopped, $(wc -l < "$T/loop") writes 0 failed; with $down back the roll completed"
+  ;;
+crashloop)
+  # issue 26: a member that crash-loops after its restart (a flag etcd does
+  # not know) is reported within 15 s, with its unit state and journal lines
+  sed 's/^  vars = {$/  vars = {\n    etcd_extra_flags = { "--no-such-flag=1" },/' "$INV" > "$T/inventory-bad.lua"
+  before=$(pids)
+  kcmrun -i "$T/inventory-bad.lua" "$PB"
+  cat "$T/out"
+  expect_rc 4 "a flag etcd does not know"
+  line=$(grep -E '^  FAILED +node[123] ' "$T/out") || fail "no member FAILED"
+  [ "$(wc -l <<<"$line")" = 1 ] || fail "more than one member restarted: $line"
+  took=$(awk '{print $3}' <<<"$line" | sed 's/s$//')
+  awk -v t="$took" 'BEGIN{exit !(t < 15)}' || fail "reported after ${took}s (budget 15 s)"
+  expect_out "etcd.service is crash-looping: activating \(auto-restart\), restarted [1-9][0-9]* time\(s\) by systemd"
+  expect_out "last journal lines:"
+  expect_out "flag provided but not defined: -no-such-flag"
+  # the other members were not restarted, the cluster kept its quorum
+  bad=$(awk '{print $2}' <<<"$line")
+  for i in 0 1 2; do
+    [ "${NODES[$i]}" = "$bad" ] && continue
+    [ "$(cut -d' ' -f$((i+1)) <<<"$before")" = "$(cut -d' ' -f$((i+1)) <<<"$(pids)")" ] || fail "${NODES[$i]} restarted"
+  done
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "the flag removed"
+  cluster_ok node2
+  # the health step's wait says the same: node3 wiped while its unit says
+  # initial-cluster-state=new crash-loops ("already bootstrapped"); with the
+  # member step skipped nothing heals it, and the wait stops within 15 s
+  on node3 'systemctl stop etcd; rm -rf /data/k8s/etcd/data /data/k8s/etcd/wal; systemctl start --no-block etcd'
+  t0=$(date +%s)
+  kcmrun -i "$INV" --skip member -e etcd_health_timeout=90 "$PB"
+  t1=$(date +%s)
+  cat "$T/out"
+  expect_rc 4 "a wiped member, the member step skipped"
+  [ $((t1 - t0)) -lt 20 ] || fail "the run took $((t1 - t0))s: the health wait did not stop at the crash loop"
+  expect_out "node3: etcd.service is crash-looping: activating \(auto-restart\)"
+  expect_out "has already been bootstrapped"
+  kcmrun -i "$INV" "$PB"; expect_rc 0 "a rerun (the member step replaces node3)"
+  cluster_ok node1
+  pass "$bad crash-looping reported after ${took}s with its unit state and journal lines; the others untouched; a rerun without the flag converged; a wiped member's crash loop ends the health wait in $((t1 - t0))s"
+  ;;
+members)
+  # issue 26: the member lifecycle on a running cluster
+  # (1) a wiped member (stopped, data and WAL gone, then crash-looping with
+  # initial-cluster-state=new) rejoins on a plain rerun
+  v="before-the-wipe-$RANDOM"
+  ctl node1 --endpoints="$EPS" put /kcmrun/members "$v" >/dev/null
+  on node3 'systemctl stop etcd; rm -rf /data/k8s/etcd/data /data/k8s/etcd/wal; systemctl start --no-block etcd'
+  sleep 2
+  kcmrun -i "$INV" "$PB"
+  cat "$T/out"
+  expect_rc 0 "a rerun with node3 wiped"
+  expect_out "changed +localhost .*replace member node3 \([0-9a-f]+\): its data folder is empty"
+  on node3 grep -q -- '--initial-cluster-state=existing' /etc/systemd/system/etcd.service || fail "node3: not initial-cluster-state=existing"
+  cluster_ok node1
+  got=$(ctl node3 --endpoints="https://${IPS[2]}:2379" get /kcmrun/members --print-value-only)
+  [ "$got" = "$v" ] || fail "read '$got' through node3, wrote '$v' before the wipe"
+  before=$(pids)
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "a second rerun"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a second rerun changed: $(changed_steps)"; }
+  [ "$(pids)" = "$before" ] || fail "a second rerun restarted etcd"
+  # (2) removal: node3 out of the group while node2 is stopped by hand would
+  # leave 1 of 2 healthy: refused in one line, nothing changes
+  on node2 systemctl stop etcd
+  sed 's/^    etcd = { "node1", "node2", "node3", },$/    etcd = { "node1", "node2", },/' "$INV" > "$T/inventory-two.lua"
+  grep -q 'etcd = { "node1", "node2", },' "$T/inventory-two.lua" || fail "could not derive the inventory"
+  kcmrun -i "$T/inventory-two.lua" -e etcd_remove_members=true "$PB"
+  cat "$T/out"
+  expect_rc 4 "removing node3 with node2 stopped"
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  expect_out "refusing: removing node3 would leave etcd with 1 of 2 members healthy, fewer than a quorum \(2\)"
+  ! grep -qE "^  changed " "$T/out" || fail "the refused run changed something"
+  on node2 systemctl start etcd
+  [ "$(ctl node1 --endpoints="$EPS" member list | grep -c ', started, ')" = 3 ] || fail "a member was removed"
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "the full group again"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "the full group again changed: $(changed_steps)"; }
+  cluster_ok node2
+  pass "wiped node3 replaced (removed, added, initial-cluster-state=existing), data readable through it, second rerun 0 changed; removal below quorum refused in one line"
   ;;
 *) fail "unknown case $1" ;;
 esac

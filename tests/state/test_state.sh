@@ -307,7 +307,7 @@ nodevars)
   printf 'local inv = dofile(%s)\ninv.nodes[2].vars.log_level = "4"\ninv.vars.no_such_setting = "x"\nreturn inv\n' "$(luaq "$LABINV")" >"$T/inv-node.lua"
   kcm -v -i "$T/inv-node.lua" "$PB"
   expect_rc 0 "node2 vars.log_level"
-  [ "$(changed_rows)" = "start:node2 unit:node2 " ] || { cat "$T/out"; fail "expected only node2's unit and restart, got: $(changed_rows)"; }
+  [ "$(changed_rows)" = "restart:node2 start:node2 unit:node2 " ] || { cat "$T/out"; fail "expected only node2's unit and restart, got: $(changed_rows)"; }
   lx node2 grep -q -- "--v=4" $UNIT || fail "node2: --v=4 not in its unit"
   [ "$(sha_on node1 $UNIT)" = "$u1" ] && [ "$(sha_on node3 $UNIT)" = "$u3" ] || fail "node1/node3's unit changed"
   expect_out "inventory keys nothing read \(.*\): .*vars\.no_such_setting"

@@ -116,6 +116,15 @@ local function lease_info(self, ctx)
   return c:leader(self.lease, "kube-system")
 end
 
+--- leader_node(C, ctx) -> the node holding the component's Lease (one look:
+--- a rolling restart's `leader`, so the holder is restarted last and a roll
+--- moves the Lease once), nil when nobody holds it
+function M.leader_node(self, ctx)
+  local l = lease_info(self, ctx)
+  if l and l.holderIdentity and l.holderIdentity ~= "" then return holder_node(ctx, l.holderIdentity) end
+  return nil
+end
+
 -- step "leader": kubectl get endpoints/lease ... -> the leader's node
 function M.leader(self, ctx)
   local l
@@ -131,6 +140,34 @@ function M.leader(self, ctx)
   ctx.leader = holder_node(ctx, l.holderIdentity)
   return l
 end
+
+--- may_stop(C, ctx, names): raises, in one line, unless another member
+--- keeps running to hold the Lease once `names` (a list) are stopped
+function M.may_stop(self, ctx, names)
+  local stopping = {}
+  for _, n in ipairs(names) do stopping[n] = true end
+  local running, total, left = 0, 0, 0
+  -- the run's own nodes only (never one --limit leaves out), an unreachable one not running
+  local function active(node)
+    local ok, up = pcall(function() return (require("kcm.systemd").unit(node, self.name):active(true)) end)
+    return ok and up
+  end
+  for _, m in ipairs(ctx.hosts and ctx.hosts() or {}) do
+    total = total + 1
+    if not (ctx.down and ctx.down[m.name]) and active(m) then
+      running = running + 1
+      if not stopping[m.name] then left = left + 1 end
+    end
+  end
+  if left < 1 then
+    error(string.format("refusing: %s has %d of %d members running; stopping %s would leave none to hold the lease",
+                        self.name, running, total, table.concat(names, ",")), 0)
+  end
+end
+
+--- before_stop(C, ctx, node): a rolling restart stops no member whose loss
+--- leaves nobody to lead
+function M.before_stop(self, ctx, node) M.may_stop(self, ctx, { node.name }) end
 
 local function wait_new_leader(self, ctx, old, stopped, budget)
   local t0 = rt.now()
@@ -160,6 +197,7 @@ function M.ha_test(self, ctx)
 
   local function svc(name) return systemd.unit(nodes[name], self.name) end
   local function trial(label, stop)
+    M.may_stop(self, ctx, stop)
     local stopped = {}
     for _, name in ipairs(stop) do svc(name):stop(); stopped[name] = true end
     task.info(string.format("%s: stopped %s on %s", label, self.name, table.concat(stop, ", ")))

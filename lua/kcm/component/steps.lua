@@ -151,19 +151,22 @@ function M:start(node, ctx, step)
   if step.notified then svc:restart() else svc:start() end
 end
 
--- Waits until the unit runs a main process other than `old_pid`.
+-- Waits until the unit runs a main process other than `old_pid`; a unit
+-- that crash-loops meanwhile is reported at once, not after the timeout.
 local function wait_new_process(svc, old_pid, timeout)
   local st
+  local watch = svc:crash_watch()
   local up = task.retry { timeout = timeout, interval = 0.2, what = svc.name .. " to run a new process" } (function()
     local ok
     ok, st = svc:active(true)
+    if watch:looping(st) then return task.STOP end
     return ok and st.MainPID ~= old_pid and st.MainPID ~= 0
   end)
   if up then return st end
-  error(string.format("%s: %s did not come back within %ds (%s/%s, MainPID %s); last journal lines:\n%s",
-                      svc.node.name, svc.name, timeout, tostring(st.ActiveState), tostring(st.SubState),
-                      tostring(st.MainPID), svc:journal(20)), 0)
+  if watch:looping(st) then error(svc:crash_report(st), 0) end
+  error(svc:crash_report(st, string.format("did not come back within %ds", timeout)), 0)
 end
+M.wait_new_process = wait_new_process
 
 --- step "start" of a quorum service: every member not running is started
 --- without waiting for it (`systemctl --no-block restart`): its first start
@@ -192,6 +195,9 @@ function M:rolling_restart(node, ctx, step)
   local svc = require("kcm.systemd").unit(node, self.name)
   local old
   target.change("restart " .. svc.name, function()
+    -- the component's own safety: refuse a stop the cluster cannot take,
+    -- hand leadership away from a member about to stop
+    if self.checks.before_stop then self.checks.before_stop(self, ctx, node) end
     old = svc:state().MainPID
     node:run({ "systemctl", "--no-block", "restart", svc.name })
   end)
