@@ -73,27 +73,8 @@ static int split(char *line, char **w, size_t *start)
     return n;
 }
 
-/* OpenSSH's match_pattern(): '*' and '?' only, byte for byte. Linear: only
- * the last '*' ever takes more of s. */
-static int pat_match(const char *s, const char *p)
-{
-    const char *star = NULL, *retry = NULL;
-    while (*s) {
-        if (*p == '*') {
-            star = ++p;
-            retry = s;
-        } else if (*p && (*p == '?' || *p == *s)) {
-            p++, s++;
-        } else if (star) {
-            p = star;
-            s = ++retry;
-        } else {
-            return 0;
-        }
-    }
-    while (*p == '*') p++;
-    return *p == '\0';
-}
+/* OpenSSH's match_pattern(): '*' and '?' only, byte for byte */
+static int pat_match(const char *s, const char *p) { return kcm_ssh_pattern(s, p, 0); }
 
 /* A Host line: one pattern per word, a matching negation vetoes the block. */
 static int host_line(const char *name, char **pats, int n)

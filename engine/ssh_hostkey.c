@@ -44,28 +44,8 @@ char *kcm_ssh_fingerprint_b64(const char *b64)
     return fp;
 }
 
-/* OpenSSH match_pattern(): '*' and '?' only, case-insensitive.
- * Linear: only the last '*' ever needs to take more of s (a recursive
- * matcher is exponential on "*?*?*?..." patterns; libFuzzer finding). */
-static int wild_match(const char *s, const char *p)
-{
-    const char *star = NULL, *retry = NULL;
-    while (*s) {
-        if (*p == '*') {
-            star = ++p;
-            retry = s;
-        } else if (*p && (*p == '?' || tolower((unsigned char)*p) == tolower((unsigned char)*s))) {
-            p++, s++;
-        } else if (star) {
-            p = star;
-            s = ++retry;
-        } else {
-            return 0;
-        }
-    }
-    while (*p == '*') p++;
-    return *p == '\0';
-}
+/* OpenSSH match_pattern() for known_hosts: case-insensitive */
+static int wild_match(const char *s, const char *p) { return kcm_ssh_pattern(s, p, 1); }
 
 static int hashed_match(const char *field, const char *name)
 {

@@ -60,6 +60,8 @@ enum { KCM_SSH_OK = 0, KCM_SSH_UNREACHABLE, KCM_SSH_HOSTKEY, KCM_SSH_AUTH, KCM_S
 char *kcm_ssh_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* POSIX shell single-quoting of s; malloc'd. */
 char *kcm_ssh_shquote(const char *s);
+/* OpenSSH's '*'/'?' pattern match of s against p (fold: ignore case). */
+int kcm_ssh_pattern(const char *s, const char *p, int fold);
 /* "~/x" -> "$HOME/x"; malloc'd copy otherwise. */
 char *kcm_ssh_expand_home(const char *path);
 /* A local text file of the operator's (ssh_config, known_hosts): opened

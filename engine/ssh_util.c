@@ -3,6 +3,7 @@
  * this file instead of on each other. */
 #include "ssh_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -99,4 +100,29 @@ long kcm_ssh_read_line(void *fp, char *buf)
     if (n == 0 && c == EOF) return -1;
     buf[n] = '\0';
     return n;
+}
+
+/* OpenSSH's match_pattern(): '*' and '?' only; fold: ignore case (host
+ * names in known_hosts), else byte for byte (ssh_config's Host lines).
+ * Linear: only the last '*' ever needs to take more of s (a recursive
+ * matcher is exponential on "*?*?*?..." patterns; a libFuzzer finding). */
+int kcm_ssh_pattern(const char *s, const char *p, int fold)
+{
+    const char *star = NULL, *retry = NULL;
+    while (*s) {
+        if (*p == '*') {
+            star = ++p;
+            retry = s;
+        } else if (*p && (*p == '?' || *p == *s ||
+                          (fold && tolower((unsigned char)*p) == tolower((unsigned char)*s)))) {
+            p++, s++;
+        } else if (star) {
+            p = star;
+            s = ++retry;
+        } else {
+            return 0;
+        }
+    }
+    while (*p == '*') p++;
+    return *p == '\0';
 }

@@ -1,12 +1,14 @@
 /* The watchers of a connection: one exec channel per identity commands run
  * as, opened before that identity's first command and kept for the run. A
- * loop of shell builtins reads "+PGID" (a command started), "-PGID" (it
- * ended) and "kPGID" (end it: a timeout) lines; when its input ends, that
+ * loop of shell builtins reads "+PID" (a command started), "-PID" (it
+ * ended) and "kPID" (end it: a timeout) lines; when its input ends, that
  * is when the connection is gone (kcmrun killed or interrupted, the link
- * lost), it ends every command still registered: TERM, then KILL a second
- * later. It runs under the same privilege prefix as the commands it
- * watches, so it may signal them. One process (two with sudo) per
- * connection instead of a watcher per command.
+ * lost), it ends every command still registered, with its descendants:
+ * TERM, then KILL a second later. It runs under the same privilege prefix
+ * as the commands it watches, so it may signal them. One process (two with
+ * sudo) per connection instead of a watcher per command. It also runs the
+ * commands without stdin ("x", ssh_agent.c) and starts the become-root
+ * file session ("F", ssh_files.c).
  *
  * The node's lock lives here too ("LWAIT NOTE": flock on
  * /run/lock/kcmrun.lock, its fd kept open by the watcher's shell): it is
@@ -23,13 +25,22 @@
 #define WATCH_READY "[kcm-watcher]"
 static const char WATCHER[] =
     "printf '%s\\n' '" WATCH_READY "' >&2; exec 3>&2 2>/dev/null; set -f; trap '' TERM HUP INT; L=' '; f=/run/lock/kcmrun.lock; "
-    "N='\n'; while IFS= read -r l; do case $l in "
-    /* a command (ssh_agent.c; always one simple command, so sh execs it:
-     * one process besides the subshell that reports its status): its own
-     * session (setsid), default signals, neither the channel's stderr copy
-     * nor the lock's fd */
+    "N='\n'; "
+    /* T PID...: K = those processes and all their descendants (from
+     * /proc/N/stat's ppid: a command the watcher runs is no process group
+     * of its own, setsid would cost a process per command); Z SIG: signal
+     * them, and the process group of each that leads one (a command on a
+     * channel of its own, the file session's sleeper) */
+    "T() { K=\" $* \"; g=1; set +f; while [ $g = 1 ]; do g=0; for d in /proc/[0-9]*; do "
+    "{ read -r s <$d/stat; } 2>/dev/null || continue; q=${d#/proc/}; s=${s##*) }; s=${s#* }; s=${s%% *}; "
+    "case $K in *\" $s \"*) case $K in *\" $q \"*) ;; *) K=\"$K$q \"; g=1 ;; esac ;; esac; done; done; set -f; }; "
+    "Z() { for q in $K; do kill -s $1 -- -$q $q; done; }; "
+    "while IFS= read -r l; do case $l in "
+    /* a command (ssh_agent.c): its words set as "$@" and run directly (one
+     * process, plus the subshell that reports its status), default
+     * signals, neither the channel's stderr copy nor the lock's fd */
     "x*) n=${l#x}; c=; while IFS= read -r m && [ \"$m\" != \"$n\" ]; do c=\"$c$m$N\"; done; "
-    "{ trap - TERM HUP INT; setsid sh -c \"exec $c\" </dev/null 2>&3 3>&- 9<&- & "
+    "{ trap - TERM HUP INT; eval \"set -- $c\"; \"$@\" </dev/null 2>&3 3>&- 9<&- & "
     "printf '\\036%sP%s\\n' \"$n\" $!; wait $!; s=$?; printf '\\036%sE\\n' \"$n\" >&3; "
     "printf '\\036%s %s\\n' \"$n\" $s; } 9<&- & ;; "
     /* sftp-server as this identity on the pipes of the login user's
@@ -47,10 +58,10 @@ static const char WATCHER[] =
     "else echo \"BUSY $(cat $f.note)\"; fi; fi ;; "
     "+*) L=\"$L${l#+} \" ;; "
     "-*) p=${l#-}; case $L in *\" $p \"*) L=\"${L%% $p *} ${L#* $p }\" ;; esac ;; "
-    "k*) p=${l#k}; kill -s TERM -- \"-$p\"; { sleep 2; kill -s KILL -- \"-$p\"; } >/dev/null 9<&- & ;; "
+    "k*) T ${l#k}; Z TERM; { sleep 2; Z KILL; } >/dev/null 9<&- & ;; "
     "esac; done; "
     "[ \"$L\" = ' ' ] && exit 0; "
-    "for p in $L; do kill -s TERM -- \"-$p\"; done; sleep 1; for p in $L; do kill -s KILL -- \"-$p\"; done";
+    "T $L; Z TERM; sleep 1; Z KILL";
 
 static const char *who_of(kcm_ssh_sess *c, const struct kcm_ssh_as *a)
 {
