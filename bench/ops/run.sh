@@ -98,25 +98,25 @@ INV_PW=$(inv_as deploypw pw)
 STRACE_OUT=/tmp/kcm-ops.strace
 count_start() {
   lx node1 rm -f "$STRACE_OUT"
-  lx node1 sh -c 'exec strace -f -qq -e trace=%process -o '"$STRACE_OUT"' $(for p in $(pgrep -x sshd); do printf -- "-p %s " "$p"; done)' \
+  ATTACHED=$(lx node1 pgrep -x sshd | tr '\n' ' ')
+  lx node1 sh -c 'exec strace -f -qq -e trace=%process -o '"$STRACE_OUT"' $(for p in '"$ATTACHED"'; do printf -- "-p %s " "$p"; done)' \
     >/dev/null 2>&1 &
   SPID=$!
   sleep 1   # attached
 }
-count_stop() {   # -> processes started under sshd while counting
+count_stop() {   # -> processes started under sshd while counting (bench/ops/count.py)
   sleep 0.3
   lx node1 pkill -INT -x strace || true
   wait "$SPID" 2>/dev/null || true
-  lx node1 sh -c "awk '\$2 ~ /^(execve|exit_group|clone|clone3|fork|vfork|wait4)\\(/ || /resumed>/ {print \$1}' $STRACE_OUT | sort -u" >"$RES/ops-pids"
-  lx node1 sh -c "grep -E '(clone|clone3|fork|vfork)\\(' $STRACE_OUT | grep -v CLONE_THREAD | grep -cE '= [0-9]+\$'" || true
+  # shellcheck disable=SC2086
+  lx node1 python3 "$HERE/count.py" "$STRACE_OUT" $ATTACHED >"$RES/ops-count"
+  head -1 "$RES/ops-count"
 }
-# commands among them: programs exec'd other than sshd, shells, sudo, setsid, sftp-server and
-# the login's PAM motd scripts (run-parts, update-motd.d, uname), one per process
+# commands among them: what each new process last exec'd, other than sshd, shells, sudo,
+# setsid, sftp-server and the login's PAM motd scripts (count.py)
 count_cmds() {
-  lx node1 sh -c "grep -E 'execve\\(\"[^\"]+\", \\[' $STRACE_OUT | grep ' = 0\$' | sed -E 's/^([0-9]+) +execve\\(\"([^\"]+)\".*/\\1 \\2/' \
-    | awk '{ n=\$2; sub(/.*\\//, \"\", n); last[\$1]=n } END { for (p in last) print last[p] }' \
-    | grep -vxE 'sshd|sh|dash|bash|sudo|setsid|sftp-server|run-parts|env|uname|10-uname' | sort | uniq -c | sort -rn" >"$RES/ops-cmds.txt" || true
-  awk '{ s += $1 } END { print s + 0 }' "$RES/ops-cmds.txt"
+  sed -n 2p "$RES/ops-count" | cut -d' ' -f2- >"$RES/ops-cmds.txt"
+  sed -n 2p "$RES/ops-count" | cut -d' ' -f1
 }
 
 # ops ENGINE WHAT [SYNC]: the ops playbook once; prints its "ops" lines
@@ -210,7 +210,7 @@ ratio() { awk -v a="$(m "$1")" -v b="$(m "$2")" 'BEGIN { if (b > 0) printf "%.2f
   row "processes on node1: a small put (warm connection)" procs-put
   row "processes on node1: a stat (warm connection)" procs-stat
   row "processes on node1: a converged rerun (its login included)" procs-rerun
-  row "commands among them (not sshd, shells, sudo, setsid, sftp-server, PAM motd)" cmds-rerun
+  row "commands among them (not sshd, shells, sudo, setsid, sftp-server, the login's PAM motd)" cmds-rerun
   row "controller-manager, fresh, ms" fresh
   row "controller-manager, rerun (root login), ms" rerun
   row "rerun as deploy (NOPASSWD sudo), ms" rerun-nopw
@@ -220,5 +220,5 @@ ratio() { awk -v a="$(m "$1")" -v b="$(m "$2")" 'BEGIN { if (b > 0) printf "%.2f
   echo "fresh this/old: $(ratio fresh-new fresh-old) (target ≤ 1); rerun this/old: $(ratio rerun-new rerun-old) (target ≤ 0.6);"
   echo "password rerun / NOPASSWD rerun: $(ratio rerun-pw-new rerun-nopw-new) (target ≤ 1.3; $OLD has no become)."
   echo
-  echo "Commands of this engine's converged rerun on node1 (last round): $(awk '{ printf "%s%s x%s", NR > 1 ? ", " : "", $2, $1 }' "$RES/ops-cmds-new.txt")."
+  echo "Commands of this engine's converged rerun on node1 (last round): $(cat "$RES/ops-cmds-new.txt")."
 } | tee "$RES/ops.md"
