@@ -181,7 +181,14 @@ rerun)
   [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "rerun changed: $(changed_steps)"; }
   now=$(for n in "${NODES[@]}"; do on "$n" systemctl show -p MainPID --value kube-controller-manager; done | tr '\n' ' ')
   [ "$now" = "$pids" ] || fail "rerun restarted kcm ($pids -> $now)"
-  pass "rerun as deploy: 0 changed, no restart (MainPIDs $pids)"
+  # the same as deploypw, whose sudo asks a password: 0 changed, no restart
+  inventory deploypw "    become = true,\n    become_password_file = \"$PW_FILE\"," > "$T/inv-pw.lua"
+  kcmrun -i "$T/inv-pw.lua" "$PB"
+  expect_rc 0 "rerun as deploypw (password sudo)"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "rerun as deploypw changed: $(changed_steps)"; }
+  now=$(for n in "${NODES[@]}"; do on "$n" systemctl show -p MainPID --value kube-controller-manager; done | tr '\n' ' ')
+  [ "$now" = "$pids" ] || fail "rerun as deploypw restarted kcm ($pids -> $now)"
+  pass "rerun as deploy and as deploypw (password sudo): 0 changed, no restart (MainPIDs $pids)"
   ;;
 checkdiff)
   sums() { for n in "${NODES[@]}"; do on "$n" 'find /etc/kubernetes /etc/systemd/system/kube-controller-manager.service -type f | sort | xargs sha256sum'; done; }
