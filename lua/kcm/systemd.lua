@@ -200,6 +200,7 @@ function Unit:wait_active(timeout, settle)
   settle = settle or 1
   local st
   local first = true
+  local watch = self:crash_watch()
   local up = task.retry { timeout = timeout, interval = 0.25, what = self.name .. " to be active" } (function()
     local ok
     -- the first look may be this step's earlier one; every poll after it reads anew
@@ -211,8 +212,9 @@ function Unit:wait_active(timeout, settle)
       local ok2, st2 = self:active(true)
       if ok2 and st2.MainPID == st.MainPID then return true end
       st = st2
-    elseif st.ActiveState == "failed" or st.SubState == "auto-restart" then
-      -- the main process exited: systemd may try again, but it did not come up
+    elseif watch:looping(st) then
+      -- failed for good, or systemd restarted it while we waited and it
+      -- went down again: waiting longer will not bring it up
       return task.STOP
     end
   end)

@@ -178,7 +178,10 @@ function M:start_nowait(node, ctx)
   svc:enable()
   if not (svc:active()) then
     local st = svc:state()
-    if st.ActiveState ~= "activating" then
+    -- a member on its way up is left alone; one waiting for systemd's next
+    -- try (auto-restart: it crashed, maybe on what this run just fixed, or
+    -- while the apiserver was away) is started now, with its new files
+    if st.ActiveState ~= "activating" or st.SubState == "auto-restart" then
       target.change("start " .. svc.name .. " (not waiting)",
                     function() node:run({ "systemctl", "--no-block", "restart", svc.name }) end)
     end
