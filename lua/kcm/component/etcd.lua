@@ -281,7 +281,15 @@ local function has_data(self, ctx, n)
 end
 
 local function member_call(self, ctx, via, path, body)
-  local v, err = call(self, ctx, via, "POST", path, body, 10)
+  local v, err
+  -- etcd refuses a reconfiguration ("unhealthy cluster", 503) until every
+  -- member has been connected for a few seconds (its strict reconfig
+  -- check): a cluster this run (or a test) just started is asked again
+  task.retry { timeout = tonumber(var(ctx, "etcd_reconfig_timeout", 30)), interval = 1,
+               what = "etcd to accept " .. path } (function()
+    v, err = call(self, ctx, via, "POST", path, body, 10)
+    return v ~= nil or not tostring(err):find("unhealthy cluster", 1, true)
+  end)
   if not v then error(string.format("%s: %s through %s failed: %s", self.name, path, via.name, tostring(err)), 0) end
   return v
 end
