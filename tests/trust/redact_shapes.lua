@@ -64,9 +64,13 @@ local CASES = {
   { "1 MB of BEGIN markers", R.text, ("-----BEGIN RSA PRIVATE KEY-----"):rep(33000), 0.1 },
   { "1 MB of PuTTY counters", R.lines, ("Private-Lines: 0\n"):rep(60000), 0.2 },
 }
+-- The limits are the targets (bench/redact measures those) times 10: this
+-- is a guard against quadratic time (before: 1.3 s for a 1 MB line, 9.5 s for
+-- a 10 KB token, 29 s for a 20,000-char word), not a timed test, and it runs
+-- under ASan and on loaded machines too.
 for _, c in ipairs(CASES) do
-  local t = cost(c[2], c[3])
-  print(string.format("%-30s %7.2f ms (limit %d ms)", c[1], t * 1000, c[4] * 1000))
-  assert(t < c[4], string.format("%s took %.1f ms, over %d ms", c[1], t * 1000, c[4] * 1000))
+  local t, limit = cost(c[2], c[3]), c[4] * 10
+  print(string.format("%-30s %7.2f ms (guard %d ms)", c[1], t * 1000, limit * 1000))
+  assert(t < limit, string.format("%s took %.1f ms, over %d ms", c[1], t * 1000, limit * 1000))
 end
 print("ok: 14 shapes hidden (text and diff), keys kept; hostile sizes in linear time")
