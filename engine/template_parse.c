@@ -245,8 +245,12 @@ static void lex_string(parser *p, token *tk)
     adv(p);
     /* The unescaped copy is never longer than the source span. */
     size_t cap = 0, k = 0;
-    for (size_t i = p->pos; i < p->n && p->s[i] != q && p->s[i] != '\n'; i++)
+    for (size_t i = p->pos; i < p->n && p->s[i] != q && p->s[i] != '\n'; i++) {
+        /* an escaped quote does not end the span (fuzz_template found the
+         * copy overrunning a span cut short there) */
+        if (p->s[i] == '\\' && i + 1 < p->n && p->s[i + 1] != '\n') { i++; cap++; }
         cap++;
+    }
     char *out = palloc(p, cap + 2);
     for (;;) {
         int c = peekc(p, 0);
