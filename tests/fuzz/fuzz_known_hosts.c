@@ -106,21 +106,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 }
 
 #ifdef KCM_FUZZ_STANDALONE
-/* Without libFuzzer (normal and ASan builds): replay the given inputs. */
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        FILE *f = fopen(argv[i], "rb");
-        if (!f) {
-            perror(argv[i]);
-            return 2;
-        }
-        static uint8_t buf[1 << 20];
-        size_t n = fread(buf, 1, sizeof buf, f);
-        fclose(f);
-        LLVMFuzzerTestOneInput(buf, n);
-    }
-    printf("known_hosts: %d inputs replayed\n", argc - 1);
-    return 0;
-}
+#include "replay_main.h"
 #endif
