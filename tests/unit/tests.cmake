@@ -9,3 +9,6 @@ set_tests_properties(unit_pattern PROPERTIES LABELS "unit" TIMEOUT 30)
 # The ad-hoc commands' grouping (node1..node3 (3)), recap and failure line (kcm.adhoc)
 add_test(NAME unit_adhoc COMMAND $<TARGET_FILE:kcmrun> ${CMAKE_SOURCE_DIR}/tests/unit/adhoc_test.lua)
 set_tests_properties(unit_adhoc PROPERTIES LABELS "unit" TIMEOUT 30)
+# The component's description as data (kcm.component: GUIDE defaults, subject, layout) and its parts without a cycle
+add_test(NAME unit_component COMMAND $<TARGET_FILE:kcmrun> ${CMAKE_SOURCE_DIR}/tests/unit/component_test.lua)
+set_tests_properties(unit_component PROPERTIES LABELS "unit" TIMEOUT 30)

@@ -4,23 +4,24 @@
 -- kcm.component objects (self = the component).
 local files = require "kcm.files"
 local task = require "kcm.task"
+local inputs = require "kcm.component.inputs"
+local cluster = require "kcm.component.cluster"
+local var = inputs.var   -- one rule for "unset"
 
 local M = {}
 
-local function component() return require "kcm.component" end
-local function var(...) return component().var(...) end   -- one rule for "unset"
-
---- The CSR: CN and O from the description, hosts = 127.0.0.1 + every member
---- (not only the nodes of this run's --limit).
+--- The CSR: CN and O from the description, its subject's other names (the
+--- guide's by default; -e cert_ou= for one cluster), hosts = 127.0.0.1 +
+--- every member (not only the nodes of this run's --limit).
 function M:csr(ctx)
   local hosts = { "127.0.0.1" }
-  for _, n in ipairs(component().members(ctx)) do hosts[#hosts + 1] = n.address end
+  for _, n in ipairs(cluster.members(ctx)) do hosts[#hosts + 1] = n.address end
   return {
     CN = self.cert.CN,
     key = { algo = "rsa", size = 2048 },
     hosts = hosts,
-    names = { { C = "CN", ST = "BeiJing", L = "BeiJing", O = self.cert.O or self.cert.CN,
-                OU = var(ctx, "cert_ou", "4Paradigm") } },
+    names = { { C = self.subject.C, ST = self.subject.ST, L = self.subject.L, O = self.cert.O or self.cert.CN,
+                OU = var(ctx, "cert_ou", self.subject.OU) } },
   }
 end
 
@@ -37,7 +38,7 @@ function M.check_ca_files(ctx, paths)
   for _, key in ipairs { "ca_cert", "ca_key", "ca_config" } do
     local path = paths[key]
     if type(path) == "string" and not path:find("-----BEGIN", 1, true) then
-      component().need_file(ctx, key, path, "set " .. key .. " to the cluster CA's file (-e " .. key ..
+      inputs.need_file(ctx, key, path, "set " .. key .. " to the cluster CA's file (-e " .. key ..
                             "=PATH or the inventory)")
     end
   end
@@ -72,7 +73,7 @@ function M:issue_certificate(ctx)
   M.check_ca_files(ctx, { ca_cert = ca, ca_key = ca_key, ca_config = config })
   st.cert = require("kcm.pki").issue {
     ca = ca, ca_key = ca_key, config = config, profile = var(ctx, "cert_profile", "kubernetes"),
-    csr = self:csr(ctx), dir = component().work_dir(ctx), name = self.name,
+    csr = self:csr(ctx), dir = inputs.work_dir(ctx), name = self.name,
     renew_before = (tonumber(var(ctx, "cert_renew_before", 30)) or 30) * 86400,   -- days
     adopt = installed(self, ctx),
   }
@@ -120,7 +121,7 @@ function M:build_kubeconfig(ctx)
   self:issue_certificate(ctx)
   local server = var(ctx, "KUBE_APISERVER")
   if not server then error("KUBE_APISERVER is not set (inventory vars or -e KUBE_APISERVER=https://...)", 0) end
-  local path = component().work_dir(ctx) .. "/" .. self.name .. ".kubeconfig"
+  local path = inputs.work_dir(ctx) .. "/" .. self.name .. ".kubeconfig"
   if st.cert.pem == nil and task.check() then
     st.kubeconfig = nil
     task.changed("write " .. path .. " (new certificate)")
@@ -151,7 +152,7 @@ end
 function M.admin_kubeconfig(ctx)
   if ctx.admin_kubeconfig_resolved then return table.unpack(ctx.admin_kubeconfig_resolved) end
   local path = var(ctx, "admin_kubeconfig", (os.getenv("HOME") or "/root") .. "/.kube/config")
-  component().need_file(ctx, "admin_kubeconfig", path)
+  inputs.need_file(ctx, "admin_kubeconfig", path)
   local allow = require("kcm.value").bool(var(ctx, "allow_insecure_kubeconfig"), "allow_insecure_kubeconfig") == true
   local r = require("kcm.kubeconfig").resolve(path)
   if r.insecure and not allow then

@@ -6,20 +6,20 @@
 local cjson = require "cjson"
 local task = require "kcm.task"
 local rt = require "kcm.native.runtime"
+local inputs = require "kcm.component.inputs"
+local cluster = require "kcm.component.cluster"
+local var = inputs.var   -- one rule for "unset"
 
 local M = {}
-
-local function component() return require "kcm.component" end
-local function var(...) return component().var(...) end   -- one rule for "unset"
 
 --- values(C, node, ctx, vars): the guide's environment.sh values, the
 --- cluster lists from the members (never from --limit)
 function M.values(self, node, ctx, vars)
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   vars.ETCD_DATA_DIR = var(ctx, "ETCD_DATA_DIR", "/data/k8s/etcd/data")
   vars.ETCD_WAL_DIR = var(ctx, "ETCD_WAL_DIR", "/data/k8s/etcd/wal")
-  vars.ETCD_NODES = component().join(members, "%name=https://%ip:2380")
-  vars.ETCD_ENDPOINTS = component().join(members, "https://%ip:2379")
+  vars.ETCD_NODES = cluster.join(members, "%name=https://%ip:2380")
+  vars.ETCD_ENDPOINTS = cluster.join(members, "https://%ip:2379")
   -- the guide's environment.sh spells the lists out: the members win
   for _, k in ipairs { "ETCD_NODES", "ETCD_ENDPOINTS" } do
     local given = rawget(ctx.vars, k) or ctx.vars[k]
@@ -63,7 +63,7 @@ end
 -- One request to a member's client URL -> status, decoded body | nil, error
 local function call(self, ctx, node, method, path, body, timeout)
   local c = creds(self, ctx)
-  local url = string.format("https://%s:2379%s", node.address or component().address(ctx, node), path)
+  local url = string.format("https://%s:2379%s", node.address or cluster.address(ctx, node), path)
   local ok, r, err, kind = pcall(require("kcm.native.http").request, {
     method = method, url = url, body = body and cjson.encode(body) or nil,
     headers = body and { ["Content-Type"] = "application/json" } or nil,
@@ -96,7 +96,7 @@ function M.healthy(self, ctx)
   -- a member whose node left the play (unreachable or failed earlier in this
   -- run) is not waited for: that would cost the whole timeout for nothing
   local members = {}
-  for _, n in ipairs(component().members(ctx)) do
+  for _, n in ipairs(cluster.members(ctx)) do
     local gone = ctx.down and ctx.down[n.name]
     if gone then
       task.info(string.format("  etcd health: skipping %s (%s earlier in this run)", n.name, gone))
@@ -154,7 +154,7 @@ function M.verify(self, node, ctx)
   svc:wait_active(tonumber(var(ctx, "start_timeout", 90)), 0)
   if task.check() then return end
   local ok, why, kind = M.health(self, ctx, node)
-  local addr = component().address(ctx, node)
+  local addr = cluster.address(ctx, node)
   if not ok and (kind == "refused" or kind == "reset") then error(svc:closed_port(addr, 2379), 0) end
   if not ok then error(string.format("%s: https://%s:2379/health: %s", node.name, addr, why), 0) end
   task.log(string.format("https://%s:2379 is healthy", addr))
@@ -178,7 +178,7 @@ end
 --- status(C, ctx) -> rows {node, endpoint, id, version, db_size, leader(bool), raft_term, raft_index, error}, leader node name
 function M.status(self, ctx, only)
   local rows, leader_id = {}, nil
-  for _, n in ipairs(only or component().members(ctx)) do
+  for _, n in ipairs(only or cluster.members(ctx)) do
     local v, err = call(self, ctx, n, "POST", "/v3/maintenance/status", {})
     local h = v and v.header or {}
     local r = { node = n.name, endpoint = "https://" .. n.address .. ":2379", error = err }
@@ -232,7 +232,7 @@ function M.leader(self, ctx)
   local rows, leader = M.status(self, ctx)
   for _, l in ipairs(table_lines(rows)) do task.info(l) end
   local ml, err
-  for _, n in ipairs(component().members(ctx)) do   -- the first member that answers
+  for _, n in ipairs(cluster.members(ctx)) do   -- the first member that answers
     ml, err = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
     if ml then break end
   end
@@ -345,7 +345,7 @@ end
 --- members left would have fewer than a quorum healthy. No running cluster
 --- (a first deployment): nothing to do.
 function M.reconcile_members(self, ctx)
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   local via, ml
   for _, n in ipairs(members) do
     ml = call(self, ctx, n, "POST", "/v3/cluster/member/list", {})
@@ -397,7 +397,7 @@ end
 --- may_stop(C, ctx, name): raises, in one line, when the cluster would lose
 --- its quorum without `name` (counted from what answers /health now)
 function M.may_stop(self, ctx, name)
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   local count, up = healthy_now(self, ctx, members)
   local left = count - (up[name] and 1 or 0)
   if left < quorum(#members) then
@@ -418,7 +418,7 @@ end
 --- most caught-up healthy follower (etcdctl move-leader, through the JSON
 --- gateway), and wait until that follower leads
 function M.move_leader(self, ctx, from)
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   local rows, leader = M.status(self, ctx)
   if leader ~= from then return end
   local best
@@ -471,7 +471,7 @@ end
 function M.rolling_gate(self, ctx, batch)
   M.healthy(self, ctx)
   if task.check() then return true end
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   local target, leader, last_rows
   local caught = task.retry { timeout = tonumber(var(ctx, "etcd_catchup_timeout", 30)), interval = 0.2 } (function()
     local rows, who = M.status(self, ctx)
@@ -511,7 +511,7 @@ end
 -- and a write through a surviving endpoint succeeds; start it again, check it rejoins.
 function M.ha_test(self, ctx)
   local systemd = require "kcm.systemd"
-  local members = component().members(ctx)
+  local members = cluster.members(ctx)
   local old = M.leader(self, ctx)
   local node = pick(members, function(n) return n.name == old end)
   local survivors = {}
@@ -542,7 +542,7 @@ function M.ha_test(self, ctx)
   local back = pick(rs, function(r) return r.node == old end)
   task.info(string.format("rejoined: %s healthy after %.1fs, follows %s (raft index %s)", old, rt.now() - t1,
                           tostring(leader), tostring(back and back.raft_index)))
-  component().ha_table(rows, budget, string.format("(election timeout %gms + margin %ss; failover = stop -> " ..
+  cluster.ha_table(rows, budget, string.format("(election timeout %gms + margin %ss; failover = stop -> " ..
                        "new leader and a write through a surviving endpoint)", tonumber(var(ctx, "ETCD_ELECTION_TIMEOUT", 2000)),
                        var(ctx, "ha_margin", 3)))
   if not wrote then error(string.format("etcd: no new leader accepting writes within %.1fs of stopping %s", took, old), 0) end

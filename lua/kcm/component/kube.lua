@@ -5,17 +5,17 @@
 local task = require "kcm.task"
 local E = require "kcm.error"
 local rt = require "kcm.native.runtime"
+local inputs = require "kcm.component.inputs"
+local cluster = require "kcm.component.cluster"
+local var = inputs.var   -- one rule for "unset"
 
 local M = {}
-
-local function component() return require "kcm.component" end
-local function var(...) return component().var(...) end   -- one rule for "unset"
 
 --- values(C, node, ctx, vars): the unit values of a Kubernetes component
 function M.values(self, node, ctx, vars)
   local version = self:version(node, ctx)
   vars.version = version
-  vars.K8S_DIR = var(ctx, "K8S_DIR", "/data/k8s/k8s")
+  vars.K8S_DIR = self:paths(ctx).data_dir
   vars.SERVICE_CIDR = var(ctx, "SERVICE_CIDR", "10.254.0.0/16")
   vars.legacy = version.minor <= 23           -- the procedure's flag set
   vars.klog_legacy = version.minor <= 25      -- --logtostderr was removed in 1.26
@@ -103,7 +103,7 @@ end
 
 local function holder_node(ctx, holder)
   local host = holder and holder:match("^(.-)_") or holder
-  for _, n in ipairs(component().members(ctx)) do
+  for _, n in ipairs(cluster.members(ctx)) do
     if n.name == host then return n.name end
   end
   return host
@@ -221,7 +221,7 @@ function M.ha_test(self, ctx)
     trial("stop two", { cur, second })
   end
 
-  component().ha_table(rows, budget, string.format("(lease duration %gs + retry period %gs + margin %gs)", lease, retry, margin))
+  cluster.ha_table(rows, budget, string.format("(lease duration %gs + retry period %gs + margin %gs)", lease, retry, margin))
   if failed then error("a failover took longer than lease duration + retry period + margin (or never happened)", 0) end
 end
 

@@ -6,11 +6,11 @@ local files = require "kcm.files"
 local task = require "kcm.task"
 local target = require "kcm.target"
 local E = require "kcm.error"
+local inputs = require "kcm.component.inputs"
+local cluster = require "kcm.component.cluster"
+local var = inputs.var   -- one rule for "unset"
 
 local M = {}
-
-local function component() return require "kcm.component" end
-local function var(...) return component().var(...) end   -- one rule for "unset"
 
 -- step "binary": install each local binary when its checksum differs
 -- (scp etcd* root@node:/opt/k8s/bin/; chmod +x)
@@ -19,7 +19,7 @@ function M:put_binary(node, ctx)
   for _, b in ipairs(self.binaries) do
     local local_bin = var(ctx, b.var)
     if local_bin then
-      component().need_file(ctx, b.var, local_bin)
+      inputs.need_file(ctx, b.var, local_bin)
       node:put(local_bin, dir .. "/" .. b.name, { mode = "0755", mkdir = true })
     else
       task.log("no local " .. b.name .. " binary given (" .. b.var .. "): keeping the node's")
@@ -58,7 +58,7 @@ function M:version(node, ctx)
 end
 
 function M:_version(node, ctx)
-  local parse = component().parse_version
+  local parse = inputs.parse_version
   local given = var(ctx, self.version_var)
   if given then
     local v = parse(given)
@@ -108,12 +108,12 @@ end
 --- NODE_IP), the members (cluster lists), the paths, then the component's
 --- values(); every inventory variable underneath. None may hold a line break.
 function M:unit_vars(node, ctx)
-  local safe = component().unit_safe
+  local safe = inputs.unit_safe
   local vars = setmetatable({}, { __index = function(_, k) return safe(tostring(k), ctx.vars[k]) end })
   local p = self:paths(ctx)
-  vars.NODE_NAME, vars.NODE_IP = node.name, component().address(ctx, node)
+  vars.NODE_NAME, vars.NODE_IP = node.name, cluster.address(ctx, node)
   vars.members = {}
-  for i, n in ipairs(component().members(ctx)) do vars.members[i] = { name = n.name, ip = n.address } end
+  for i, n in ipairs(cluster.members(ctx)) do vars.members[i] = { name = n.name, ip = n.address } end
   vars.BIN, vars.WORKDIR, vars.KUBECONFIG = p.bin, p.workdir, p.kubeconfig
   vars.CERT, vars.KEY, vars.CA, vars.CA_KEY = p.cert, p.key, p.ca, p.ca_key
   vars.LOG_LEVEL = var(ctx, "log_level", "2")
