@@ -268,7 +268,6 @@ local function healthy_now(self, ctx, members)
   return count, up
 end
 
-local function truthy(v) return v == true or v == "true" end
 
 -- whether a member's data was initialised: its write-ahead log has a
 -- segment (as etcd itself decides). member/ alone says nothing: a member
@@ -296,7 +295,7 @@ end
 
 -- the member step's removal part: members of the cluster whose peer URL no
 -- node of the group has
-local function remove_others(self, ctx, ml, wanted, via)
+local function remove_others(self, ctx, ml, wanted, via, remove)
   local extra = {}
   for _, m in ipairs(ml.members or {}) do
     local ours = false
@@ -304,7 +303,7 @@ local function remove_others(self, ctx, ml, wanted, via)
     if not ours then extra[#extra + 1] = m end
   end
   if #extra == 0 then return end
-  if not truthy(var(ctx, "etcd_remove_members")) then
+  if not remove then
     for _, m in ipairs(extra) do
       task.warn(string.format("%s: member %s (%s) is not in the group '%s': kept (remove it with -e etcd_remove_members=true)",
                               self.name, m.name ~= "" and m.name or hex(m.ID), table.concat(m.peerURLs or {}, ","), ctx.play.hosts))
@@ -312,15 +311,15 @@ local function remove_others(self, ctx, ml, wanted, via)
     return
   end
   -- every member of the cluster, reached at its client URL
-  local cluster = {}
+  local everyone = {}
   for _, m in ipairs(ml.members or {}) do
     local host = (m.clientURLs or {})[1] and m.clientURLs[1]:match("^https?://([^:/]+)")
-    cluster[#cluster + 1] = { m = m, n = { name = m.name ~= "" and m.name or hex(m.ID), address = host } }
+    everyone[#everyone + 1] = { m = m, n = { name = m.name ~= "" and m.name or hex(m.ID), address = host } }
   end
   local removed = {}
   for _, m in ipairs(extra) do
     local left, healthy = 0, 0
-    for _, c in ipairs(cluster) do
+    for _, c in ipairs(everyone) do
       if c.m ~= m and not removed[c.m] then
         left = left + 1
         if c.n.address and M.health(self, ctx, c.n) then healthy = healthy + 1 end
@@ -345,6 +344,8 @@ end
 --- members left would have fewer than a quorum healthy. No running cluster
 --- (a first deployment): nothing to do.
 function M.reconcile_members(self, ctx)
+  -- read (and checked) on every run, also one with nothing to remove
+  local remove = require("kcm.value").bool(var(ctx, "etcd_remove_members"), "-e etcd_remove_members") == true
   local members = cluster.members(ctx)
   local via, ml
   for _, n in ipairs(members) do
@@ -391,7 +392,7 @@ function M.reconcile_members(self, ctx)
       st.joining[n.name] = true
     end
   end
-  remove_others(self, ctx, ml, wanted, via)
+  remove_others(self, ctx, ml, wanted, via, remove)
 end
 
 --- may_stop(C, ctx, name): raises, in one line, when the cluster would lose
