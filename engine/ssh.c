@@ -10,6 +10,8 @@
  *                            without stdin runs through the watcher)
  *   s:stat(path [, as])      -> {type,size,mode,uid,gid,mtime} | nil
  *   s:read(path [, as])      -> content
+ *   s:fetch{path=, dest=, mode=, become=, progress=} -> bytes   (streamed into
+ *                               a local file: ssh_fetch.c)
  *   s:mkdir(path, mode [, as]) -> changed
  *   s:remove(path, recursive [, as]) -> changed
  *   s:chmod(path, mode [, as])
@@ -350,7 +352,7 @@ static const luaL_Reg sess_methods[] = {
     {"connect", l_connect}, {"exec", l_exec}, {"stat", l_stat}, {"read", l_read},
     {"mkdir", l_mkdir}, {"remove", l_remove}, {"lock", l_lock},
     {"chmod", l_chmod}, {"close", l_close}, {"alive", l_alive}, {"resolved", l_resolved},
-    {"sync_probe", kcm_ssh_l_sync_probe}, {"sync_put", kcm_ssh_l_sync_put},
+    {"fetch", kcm_ssh_l_fetch}, {"sync_probe", kcm_ssh_l_sync_probe}, {"sync_put", kcm_ssh_l_sync_put},
     {"sync_commit", kcm_ssh_l_sync_commit}, {"sync_attrs", kcm_ssh_l_sync_attrs},
     {"sync_clean", kcm_ssh_l_sync_clean}, {"stats", kcm_ssh_l_stats},
     {"__tostring", l_tostring}, {NULL, NULL},

@@ -229,6 +229,8 @@ void kcm_ssh_sess_unref(kcm_ssh_sess *c);
 /* ssh_sync.c: node:put's file sync (methods of the session userdata). */
 int kcm_ssh_l_sync_probe(struct lua_State *L);
 int kcm_ssh_l_sync_put(struct lua_State *L);
+/* ssh_fetch.c: s:fetch{path=, dest=, mode=, become=, progress=} -> bytes */
+int kcm_ssh_l_fetch(struct lua_State *L);
 int kcm_ssh_l_sync_commit(struct lua_State *L);
 int kcm_ssh_l_sync_attrs(struct lua_State *L);
 int kcm_ssh_l_sync_clean(struct lua_State *L);

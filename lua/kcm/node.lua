@@ -746,6 +746,30 @@ function Node:get(path, opts)
   return self:_files("read", "get", path, opts)
 end
 
+--- node:fetch(path, local_path, {mode="0600", size, become}) -> bytes: the
+--- node's file streamed into a local one (a temp next to it, fsynced,
+--- renamed: never half a file), memory the same whatever its size; with
+--- `size` (from a stat) a progress line shows the transfer
+function Node:fetch(path, local_path, opts)
+  require("kcm.op_keys").check("node", "fetch", opts)
+  opts = opts or {}
+  task.log("get " .. path .. " -> " .. local_path)
+  local become = self:_become_argv(opts)
+  local counter, over = require("kcm.progress").transfer(self.name, "get " .. path, opts.size)
+  local r = table.pack(pcall(self._native, self, self:session(), "fetch",
+                             { op = "get", path = path, becoming = become ~= nil },
+                             { path = path, dest = local_path, mode = octal(opts.mode, tonumber("600", 8)),
+                               become = become, progress = counter }))
+  over()
+  if r[1] then return r[2] end
+  local err = r[2]
+  if become and E.is(err) and err.kind ~= "unreachable" then
+    local why = sudo_failure(self, become, err.message)
+    if why then E.raise { kind = "sudo", node = self.name, op = "get", path = path, message = why } end
+  end
+  error(err, 0)
+end
+
 --- node:stat(path, {become}) -> {type,size,mode,uid,gid,mtime} | nil
 function Node:stat(path, opts)
   return self:_files("stat", "stat", path, opts)

@@ -16,6 +16,7 @@ M.node = {
   run = with_become { "stdin", "env", "ok_codes", "timeout", "readonly", "changed", "_raw" },
   put = with_become { "mode", "owner", "group", "mkdir", "secret" },
   get = with_become {},
+  fetch = with_become { "mode", "size" },
   mkdir = with_become { "mode" },
   remove = with_become { "recursive" },
 }

@@ -8,6 +8,8 @@
 #           each the node's own /etc/machine-id
 # putget:   put --mode 0640, checked with stat on the node; get brings it back
 #           as DESTDIR/<node>/path with the same bytes
+# getbig:   get of 120 MB from 3 nodes: streamed (peak RSS bounded), same bytes
+#           and mode; killed -9 mid-way the old copy stays whole
 # down:     node2 powered off: exit 4 naming node2 as unreachable, the others answer
 # which:    without -i, the first line names what else matched (another lab, a lab
 #           beside $KCMRUN_INVENTORY) and why this one won
@@ -207,6 +209,48 @@ putget)
   kcm put all "$T/nope" /root/x
   expect_rc 2 "put of a missing local file"; expect_err "put: SRC $T/nope does not exist"
   pass "put --mode (stat on the nodes), idempotent, mode change; get lands as DESTDIR/<node>/path, same bytes and mode"
+  ;;
+getbig)
+  # a real binary's size from every node: streamed to disk, never held in
+  # memory (3 x 120 MB held would be > 360 MB); a failed fetch keeps the old copy
+  trap 'for n in "${NODES[@]}"; do lx "$n" rm -f /root/kcm-big.bin; done; rm -rf "$T"' EXIT
+  for n in "${NODES[@]}"; do
+    lx "$n" sh -c "head -c 125829120 /dev/urandom > /root/kcm-big.bin && chmod 0750 /root/kcm-big.bin"
+  done
+  peak() {   # runs the command; its peak RSS in MiB goes to $T/peak
+    python3 -c 'import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:], stdout=open(sys.argv[1] + "/out", "w"), stderr=open(sys.argv[1] + "/err", "w"))
+open(sys.argv[1] + "/peak", "w").write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024))
+sys.exit(rc)' "$T" "$@"
+  }
+  set +e; peak "$KCMRUN" --state-dir "$SD" get all /root/kcm-big.bin "$T/got"; RC=$?; set -e
+  expect_rc 0 "get of 120 MB from 3 nodes"
+  expect_out "^node1\.\.node3 \(3\): $T/got/<node>/root/kcm-big.bin \(125829120 bytes\)$"
+  for n in "${NODES[@]}"; do
+    [ "$(lx "$n" sha256sum /root/kcm-big.bin | cut -d' ' -f1)" = "$(sha256sum < "$T/got/$n/root/kcm-big.bin" | cut -d' ' -f1)" ] ||
+      fail "$n: the local copy has other bytes"
+    [ "$(stat -c %a "$T/got/$n/root/kcm-big.bin")" = 750 ] || fail "$n: the local copy lacks the node's mode"
+  done
+  echo "peak RSS of kcmrun get (3 x 120 MB): $(cat "$T/peak") MiB"
+  # ASan's shadow memory included; holding the files would need > 360 MiB
+  [ "$(cat "$T/peak")" -lt 200 ] || fail "kcmrun get held $(cat "$T/peak") MiB: the files went through memory"
+  ! ls "$T/got"/*/root/ | grep -q "kcm-get" || fail "a temp file was left next to a fetched copy"
+  # killed while it fetches a new content: the copy from the first fetch
+  # stays whole; the next fetch removes the dead one's temp and lands whole
+  old=$(sha256sum < "$T/got/node2/root/kcm-big.bin")
+  lx node2 sh -c "head -c 125829120 /dev/urandom > /root/kcm-big.bin"
+  "$KCMRUN" --state-dir "$SD" get node2 /root/kcm-big.bin "$T/got" > "$T/killed.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 200); do ls "$T/got/node2/root/" | grep -q "kcm-big.bin.kcm-get-$pid-" && break; sleep 0.05; done
+  ls "$T/got/node2/root/" | grep -q "kcm-big.bin.kcm-get-$pid-" || fail "no temp of the fetch appeared"
+  kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+  [ "$(sha256sum < "$T/got/node2/root/kcm-big.bin")" = "$old" ] || fail "a killed get touched the copy"
+  kcm get node2 /root/kcm-big.bin "$T/got"
+  expect_rc 0 "get after a killed get"
+  [ "$(lx node2 sha256sum /root/kcm-big.bin | cut -d' ' -f1)" = "$(sha256sum < "$T/got/node2/root/kcm-big.bin" | cut -d' ' -f1)" ] ||
+    fail "node2: the copy after the killed get has other bytes"
+  ! ls -a "$T/got/node2/root/" | grep -q "kcm-get" || fail "the killed get's temp was not removed by the next get"
+  pass "get of 120 MB from 3 nodes: same bytes and mode, peak RSS $(cat "$T/peak") MiB (not size x nodes), no temp left; a get killed -9 leaves the old copy whole and its temp is removed by the next"
   ;;
 down)
   trap '"$KCMRUN" lab start node2 >/dev/null 2>&1 || true; rm -rf "$T"' EXIT

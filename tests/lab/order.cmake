@@ -19,7 +19,7 @@ kcm_lab_order(lab_misc
   signals_twosig signals_grace signals_abandon signals_timeout signals_steperr signals_verbose
   signals_logjson signals_tls
   ssh_lab ssh_lab_interrupt ssh_lab_onecon ssh_lab_unreachable
-  adhoc_run adhoc_limit adhoc_patterns adhoc_facts adhoc_putget adhoc_which adhoc_become adhoc_down adhoc_varorigin)
+  adhoc_run adhoc_limit adhoc_patterns adhoc_facts adhoc_putget adhoc_getbig adhoc_which adhoc_become adhoc_down adhoc_varorigin)
 
 # Tests that measure failover or availability against a wall-clock budget
 # (a lease handed over within lease + retry + margin, a write loop that must
