@@ -262,6 +262,27 @@ end
 
 -- The playbook file, loaded and run as a task (so it may call natives), with
 -- strict globals. -> play | nil, exit code (EXIT.ok: a script, it ran)
+
+-- A module found in the playbook's folders (or --lua-path) is the
+-- operator's code, as the playbook is: it runs in an environment of its own
+-- (kcm.strict_env), so a global it mistypes is an error at its line, not a
+-- silent nil, and what it assigns never lands in the engine's globals.
+-- Built-in modules keep the engine's.
+local strict_wrapped = false
+local function strict_modules()
+  if strict_wrapped then return end
+  strict_wrapped = true
+  local found = package.searchers[2]
+  package.searchers[2] = function(name)
+    local loader, where = found(name)
+    if type(loader) == "function" and type(where) == "string" and not where:find("^builtin:") then
+      -- a main chunk's one upvalue is its _ENV
+      debug.setupvalue(loader, 1, require("kcm").strict_env())
+    end
+    return loader, where
+  end
+end
+
 local function load_playbook(o)
   -- module search path: --lua-path, KCMRUN_LUA_PATH, the playbook's folder
   local path = {}
@@ -269,6 +290,7 @@ local function load_playbook(o)
   for d in (os.getenv("KCMRUN_LUA_PATH") or ""):gmatch("[^:]+") do path[#path + 1] = d end
   path[#path + 1] = dirname(o.playbook)
   loader.set_path(path)
+  strict_modules()
 
   local task = require "kcm.task"
   local kcm = require "kcm"

@@ -224,13 +224,16 @@ redact)
   pass "--diff shows --initial-cluster-token (a name), hides the bootstrap token and the password"
   ;;
 env)
-  # probe: a module (modules run with the engine's globals) that reports
-  # whether the engine's globals were touched
+  # probe: a module that reports whether the engine's globals (the
+  # registry's, as a module has its own environment too) were touched
   mkdir "$T/mods"
   cat >"$T/mods/probe.lua" <<'LUA'
+local G = debug.getregistry()[2]
+MODULE_GLOBAL = "set by a module"
 return function()
-  return string.format("engine: tostring=%s pairs=%s PLAYBOOK_GLOBAL=%s INV_GLOBAL=%s",
-                       tostring(1), type(pairs), tostring(rawget(_G, "PLAYBOOK_GLOBAL")), tostring(rawget(_G, "INV_GLOBAL")))
+  return string.format("engine: tostring=%s pairs=%s PLAYBOOK_GLOBAL=%s INV_GLOBAL=%s MODULE_GLOBAL=%s",
+                       G.tostring(1), type(G.pairs), tostring(rawget(G, "PLAYBOOK_GLOBAL")),
+                       tostring(rawget(G, "INV_GLOBAL")), tostring(rawget(G, "MODULE_GLOBAL")))
 end
 LUA
   cat >"$T/inv-env.lua" <<'LUA'
@@ -257,7 +260,7 @@ return play
 LUA
   run K -i "$T/inv-env.lua" --lua-path "$T/mods" "$T/env.lua"
   expect_rc 3 "a playbook reading the inventory's global"
-  expect_out "^engine: tostring=1 pairs=function PLAYBOOK_GLOBAL=nil INV_GLOBAL=nil$"
+  expect_out "^engine: tostring=1 pairs=function PLAYBOOK_GLOBAL=nil INV_GLOBAL=nil MODULE_GLOBAL=nil$"
   expect_out "^playbook: tostring=hijacked PLAYBOOK_GLOBAL=set by the playbook ALSO_MINE=1 kcm=function global kcm=table$"
   # an unknown global (here the inventory's, which the playbook cannot see) is an error at its line
   expect_err "^kcmrun: playbook error in step 'b': .*env.lua:14: undefined global 'INV_GLOBAL'$"
@@ -269,12 +272,19 @@ LUA
   expect_rc 3 "an unknown name"
   expect_err "^kcmrun: .*pkg.lua:2: undefined global 'no_such_name'"
   one_line "unknown name"
+  # a module of the playbook's folders is the operator's code: a mistyped
+  # global in it is an error at its line too
+  printf 'local M = {}\nfunction M.f()\n  return tabel.concat({ "a" }, ",")\nend\nreturn M\n' >"$T/mods/typo.lua"
+  printf 'local kcm = require "kcm"\nlocal typo = require "typo"\nlocal play = kcm.playbook { name = "x", hosts = "all" }\nplay:step("a", function() typo.f() end)\nreturn play\n' >"$T/usetypo.lua"
+  run K -i "$T/inv.lua" --lua-path "$T/mods" "$T/usetypo.lua"
+  expect_rc 3 "a module reading an unknown global"
+  expect_err "typo.lua:3: undefined global 'tabel'"
   # dofile runs a helper in the playbook's own environment: it sees and sets the playbook's globals
   printf 'HELPER_SAW = SHARED\n' >"$T/helper.lua"
   printf 'SHARED = "yes"\ndofile(arg[0]:match("^(.*)/") .. "/helper.lua")\nprint("helper saw " .. HELPER_SAW)\n' >"$T/usehelper.lua"
   run K "$T/usehelper.lua"
   expect_rc 0 "dofile"; expect_out "^helper saw yes$"
-  pass "playbook and inventory globals stay in their own environment; reads see the allow-list and kcm; unknown globals are errors"
+  pass "playbook, inventory and their modules' globals stay in their own environment; reads see the allow-list and kcm; unknown globals are errors at their line, in a module too"
   ;;
 *) fail "unknown case $case_name" ;;
 esac
