@@ -3,7 +3,7 @@
 # stand-ins: kube-apiserver, kube-controller-manager): how often the Lease
 # moves. Three ways side by side, interleaved round by round, --runs each:
 #
-#   bench/rolling/kcm.sh [--runs 3] [--lease 15,2] [--no-readme]
+#   bench/rolling/kcm.sh [--runs 3] [--lease 15,1] [--no-readme]
 #
 #   leader-aware  kcmrun playbooks/controller-manager.lua (one master at a
 #                 time, each verified, the Lease holder last)
@@ -14,17 +14,16 @@
 # Each round changes log_level (--v) to a new value. --lease: the Lease
 # durations to roll under, in seconds, one after the other (15: the playbook's
 # defaults, 15 s lease, 10 s renew deadline, 2 s retry; any other L: L s,
-# 0.75 L, 0.25 L through kube_controller_manager_extra_flags). A roll shorter
-# than the lease ends before the stopped holder's Lease is free, so the order
-# shows only under a lease shorter than the roll. Per round: the Lease's
-# leaseTransitions before the roll and once a live member has renewed it after
-# the roll (Lease moves = after - before), the longest time between two
-# renewals of the Lease (a 0.2 s poll, bench/rolling/lease_poll.py; a leader
-# renews every retry period, a stopped holder's Lease is free only after its
-# lease duration), the
-# roll's wall time and how long after the roll a live leader renewed. Medians
-# (min-max) go to bench/rolling/results/*-kcm.* and into bench/README.md
-# between the rolling-kcm markers.
+# 0.75 L, 0.25 L through kube_controller_manager_extra_flags). A stopped
+# holder keeps the Lease until it expires: a roll shorter than the lease is
+# over before anyone can take it, so the order shows only when the roll
+# outlasts the lease (1 s here). Per round: leaseTransitions before the roll
+# and once a live member has renewed the Lease after it (Lease moves = after -
+# before); the longest time between two renewals (a 0.2 s poll,
+# bench/rolling/lease_poll.py); the roll's wall time; how long after the roll
+# a live leader renewed. Medians (min-max) go to
+# bench/rolling/results/{raw,summary}-kcm.* and into bench/README.md between
+# the rolling-kcm markers.
 #
 # Environment: KCMRUN (default build/kcmrun), KCMRUN_LAB_DIR (a lab to use,
 # with its cluster stand-ins; default: one of its own at
@@ -35,16 +34,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 KCMRUN=$(readlink -f "${KCMRUN:-$REPO/build/kcmrun}")
 RES=$HERE/results
-RUNS=3 WRITE_README=1 LEASES=15,2
+RUNS=3 WRITE_README=1 LEASES=15,1
 die() { echo "bench/rolling/kcm.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || die "--runs needs a number of rounds (1 or more), got '${2:-}'"
             RUNS=$2; shift 2 ;;
-    --lease) [[ ${2:-} =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--lease needs lease durations in seconds, e.g. 15,2, got '${2:-}'"
+    --lease) [[ ${2:-} =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--lease needs lease durations in seconds, e.g. 15,1, got '${2:-}'"
              LEASES=$2; shift 2 ;;
     --no-readme) WRITE_README=0; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n "2,$(( $(grep -n '^set -euo' "$0" | cut -d: -f1) - 1 ))p" "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (expected --runs N, --lease S[,S...] or --no-readme)" ;;
   esac
 done
