@@ -51,11 +51,18 @@ done
 [ -x "$KCMRUN" ] || die "no kcmrun at $KCMRUN (build it, or set KCMRUN)"
 mkdir -p "$RES"
 log() { echo "[bench-rolling-kcm $(date +%T)] $*" >&2; }
+OWN=0 poller=
+cleanup() {
+  # an interrupted round leaves its poller waiting for the stop file
+  [ -z "$poller" ] || kill "$poller" 2>/dev/null || true
+  [ "$OWN" = 0 ] || "$KCMRUN" lab down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 if [ -z "${KCMRUN_LAB_DIR:-}" ]; then
   export KCMRUN_LAB_DIR=${BENCH_LAB_BASE:-/var/lib/kcmrun/bench}-rolling-kcm
+  OWN=1
   "$KCMRUN" lab down >/dev/null 2>&1 || true
   "$KCMRUN" lab up --nodes 3 >/dev/null
-  trap '"$KCMRUN" lab down >/dev/null 2>&1 || true' EXIT
 fi
 eval "$("$KCMRUN" lab env)"
 [ -n "${KCMRUN_LAB_KUBE_APISERVER:-}" ] || die "the lab at $KCMRUN_LAB_DIR has no apiserver stand-in"
@@ -122,7 +129,7 @@ for lease_s in ${LEASES//,/ }; do
       t1=$(date +%s.%N)
       s=$(settled "$t1") || exit 1
       read -r after back <<<"$s"
-      touch "$RES/kcm.stop"; wait "$poller" || true
+      touch "$RES/kcm.stop"; wait "$poller" || true; poller=
       for n in "${NODES[@]}"; do
         on "$n" grep -q -- "--v=$level" /etc/systemd/system/kube-controller-manager.service ||
           die "$way run $run: $n's unit lacks --v=$level"
@@ -130,9 +137,10 @@ for lease_s in ${LEASES//,/ }; do
       # the loop left kcmrun's restart due (notified by --only unit): cleared
       # here, outside the measured window, since it rolls every member again
       [ "$way" != systemctl ] || kcm -i "$RES/inventory-kcm.lua" "$PB" > "$RES/kcm-$lease_s-$way-$run.clear.out"
-      # the longest time between two renewals seen from the last one before the
-      # roll to the first one after it
-      gap=$(awk '$4 != "-" { print $4 }' "$RES/kcm-$lease_s-$way-$run.lease" | sort -un |
+      # the longest time between two renewals, from the last one before the
+      # roll to the first one after it (settled's: the poll may stop before
+      # its next sample sees it)
+      gap=$( { awk '$4 != "-" { print $4 }' "$RES/kcm-$lease_s-$way-$run.lease"; echo "$back"; } | sort -un |
             awk -v a="$t0" -v b="$back" '
               $1 <= a { last = $1; next }
               $1 > b { exit }
