@@ -67,7 +67,7 @@ fi
 eval "$("$KCMRUN" lab env)"
 [ -n "${KCMRUN_LAB_KUBE_APISERVER:-}" ] || die "the lab at $KCMRUN_LAB_DIR has no apiserver stand-in"
 INV=$KCMRUN_LAB_INVENTORY PB=$REPO/playbooks/controller-manager.lua SD=$KCMRUN_LAB_DIR/bench-rolling-kcm-state
-NODES=($KCMRUN_LAB_NODES)
+read -r -a NODES <<<"$KCMRUN_LAB_NODES"
 on() { ssh -F "$KCMRUN_LAB_SSH_CONFIG" "$@"; }
 kcm() { "$KCMRUN" --state-dir "$SD" "$@"; }
 # the Lease as tests/kube/leader.lua reads it: "holder transitions source renewTime" or "none"
