@@ -1,5 +1,5 @@
 # The order the tests of each lab run in (cmake/labtests.cmake): included
-# after every test area. Four labs run beside each other under ctest -j.
+# after every test area. The labs run beside each other under ctest -j.
 kcm_lab_order(lab
   e2e_check-fresh e2e_deploy e2e_rerun e2e_flag e2e_envsh e2e_customize e2e_poweroff e2e_scheduler
   become_users become_primitives become_denied become_password become_noprompt become_deploy become_rerun
@@ -20,6 +20,7 @@ kcm_lab_order(lab_misc
   signals_logjson signals_tls
   ssh_lab ssh_lab_interrupt ssh_lab_onecon ssh_lab_unreachable
   adhoc_run adhoc_limit adhoc_patterns adhoc_facts adhoc_putget adhoc_which adhoc_become adhoc_down adhoc_varorigin)
+kcm_lab_order(lab_etcd4 etcd_fourth etcd_remove)
 
 # Tests that measure failover or availability against a wall-clock budget
 # (a lease handed over within lease + retry + margin, a write loop that must

@@ -296,7 +296,7 @@ end
 
 -- the member step's removal part: members of the cluster whose peer URL no
 -- node of the group has
-local function remove_others(self, ctx, ml, wanted, via)
+local function remove_others(self, ctx, ml, wanted, via, remove)
   local extra = {}
   for _, m in ipairs(ml.members or {}) do
     local ours = false
@@ -304,7 +304,7 @@ local function remove_others(self, ctx, ml, wanted, via)
     if not ours then extra[#extra + 1] = m end
   end
   if #extra == 0 then return end
-  if not truthy(var(ctx, "etcd_remove_members")) then
+  if not remove then
     for _, m in ipairs(extra) do
       task.warn(string.format("%s: member %s (%s) is not in the group '%s': kept (remove it with -e etcd_remove_members=true)",
                               self.name, m.name ~= "" and m.name or hex(m.ID), table.concat(m.peerURLs or {}, ","), ctx.play.hosts))
@@ -345,6 +345,9 @@ end
 --- members left would have fewer than a quorum healthy. No running cluster
 --- (a first deployment): nothing to do.
 function M.reconcile_members(self, ctx)
+  -- read on every run: with nothing to remove (a rerun, a first deployment)
+  -- -e etcd_remove_members=true is still a variable this step knows
+  local remove = truthy(var(ctx, "etcd_remove_members"))
   local members = component().members(ctx)
   local via, ml
   for _, n in ipairs(members) do
@@ -391,7 +394,7 @@ function M.reconcile_members(self, ctx)
       st.joining[n.name] = true
     end
   end
-  remove_others(self, ctx, ml, wanted, via)
+  remove_others(self, ctx, ml, wanted, via, remove)
 end
 
 --- may_stop(C, ctx, name): raises, in one line, when the cluster would lose
