@@ -2,7 +2,7 @@
 # the order of tests/lab/order.cmake on a lab of their own (not the
 # controller-manager e2e chain's: its checksums of /data/k8s must not see a
 # running etcd's files change).
-foreach(case masked deploy rerun rolling ha guard crashloop members forks1 gone)
+foreach(case masked deploy rerun rolling ha guard crashloop checkmember members forks1 gone)
   add_test(NAME etcd_${case} COMMAND bash ${CMAKE_SOURCE_DIR}/tests/etcd/test_etcd.sh ${case})
   set_tests_properties(etcd_${case} PROPERTIES LABELS "etcd;lab" TIMEOUT 300
                        ENVIRONMENT "KCMRUN=$<TARGET_FILE:kcmrun>")

@@ -14,7 +14,7 @@ kcm_lab_order(lab_faults
   faults_linkdown faults_cmdtimeout faults_sshd faults_apiserver faults_diskfull faults_signal
   faults_lock faults_secrets faults_insecure faults_hostile)
 kcm_lab_order(lab_misc
-  etcd_masked etcd_deploy etcd_rerun etcd_rolling etcd_ha etcd_guard etcd_crashloop etcd_members etcd_forks1 etcd_gone
+  etcd_masked etcd_deploy etcd_rerun etcd_rolling etcd_ha etcd_guard etcd_crashloop etcd_checkmember etcd_members etcd_forks1 etcd_gone
   files_big files_killed files_pair files_diff files_become progress_transfer progress_unit
   signals_twosig signals_grace signals_abandon signals_timeout signals_steperr signals_verbose
   signals_logjson signals_tls
