@@ -318,11 +318,14 @@ checkmember)
   expect_rc 0 "--check with node3 wiped"
   [ "$(grep -c "replace member" "$T/out")" = 1 ] || fail "not one member replacement reported"
   expect_out "changed +localhost .*replace member node3 \($id3\): its data folder is empty"
-  expect_out "changed +node3 .*put /etc/systemd/system/etcd.service"
+  # a unit that says initial-cluster-state=new (not one a replacement wrote
+  # earlier in the chain) would be rewritten to existing
+  if [ "$(on node3 sed -n 's/.*--initial-cluster-state=\([a-z]*\).*/\1/p' /etc/systemd/system/etcd.service)" = new ]; then
+    expect_out "changed +node3 .*put /etc/systemd/system/etcd.service"
+  fi
   expect_out "changed +node3 .*start etcd.service"
   [ "$(ids)" = "$ids0" ] || fail "--check changed the members ($ids0 -> $(ids))"
   [ "$(units)" = "$units0" ] || fail "--check changed a unit file"
-  on node3 grep -q -- '--initial-cluster-state=new' /etc/systemd/system/etcd.service || fail "node3's unit lost initial-cluster-state=new"
   [ "$(on node3 systemctl is-active etcd)" != active ] || fail "node3's etcd runs after --check"
   ! on node3 'ls /data/k8s/etcd/wal/*.wal' 2>/dev/null || fail "node3 has a WAL after --check"
   for i in 0 1; do
