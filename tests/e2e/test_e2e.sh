@@ -96,6 +96,40 @@ flag)
   expect_rc 0 "flag back"
   pass "one flag changed: only the unit changed and kcm restarted on all nodes, the Lease holder $holder0 last; leaseTransitions $t0 -> $t1"
   ;;
+leaseguard)
+  # issue 26: with the controller manager stopped by hand on the two nodes
+  # that do not hold the Lease, the HA test refuses in one line to stop the
+  # holder (nobody would be left to take the Lease), and stops nothing
+  holder=$(lease .spec.holderIdentity | cut -d_ -f1)
+  [[ "$holder" =~ ^node[123]$ ]] || fail "lease holder: $holder"
+  others=()
+  for n in "${NODES[@]}"; do [ "$n" = "$holder" ] || others+=("$n"); done
+  # a failing check still brings the two back, for the tests after this one
+  trap 'for n in "${others[@]}"; do on "$n" systemctl start kube-controller-manager || true; done; rm -rf "$T"' EXIT
+  for n in "${others[@]}"; do on "$n" systemctl stop kube-controller-manager; done
+  pid=$(on "$holder" systemctl show -p MainPID --value kube-controller-manager)
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 4 "ha-test with 2 of 3 members stopped"
+  # one line: the step's error (the recap's "first error" repeats it)
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  grep -qF "refusing: kube-controller-manager has 1 of 3 members running; stopping $holder would leave none to hold the lease" "$T/out" ||
+    fail "lacks the refusal naming $holder"
+  ! grep -q "stopped kube-controller-manager on" "$T/out" || fail "the HA test stopped a member"
+  [ "$(on "$holder" systemctl is-active kube-controller-manager)" = active ] || fail "$holder's controller manager is not running"
+  [ "$(on "$holder" systemctl show -p MainPID --value kube-controller-manager)" = "$pid" ] || fail "$holder's controller manager restarted"
+  for n in "${others[@]}"; do
+    [ "$(on "$n" systemctl is-active kube-controller-manager)" != active ] || fail "$n: the HA test started a member stopped by hand"
+  done
+  [ "$(lease .spec.holderIdentity | cut -d_ -f1)" = "$holder" ] || fail "the Lease moved from $holder"
+  # the two back: a rerun finds nothing to change
+  for n in "${others[@]}"; do on "$n" systemctl start kube-controller-manager; done
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "a rerun with the two members back"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a rerun changed: $(changed_steps)"; }
+  for n in "${NODES[@]}"; do [ "$(on "$n" systemctl is-active kube-controller-manager)" = active ] || fail "$n: kcm not active"; done
+  pass "${others[*]} stopped by hand: ha-test refused in one line to stop the Lease holder $holder (exit 4), $holder kept running (MainPID $pid); the two back, a rerun 0 changed"
+  ;;
 envsh)
   kcmrun -i "$KCMRUN_LAB_ENVIRONMENT" --ssh-config "$KCMRUN_LAB_SSH_CONFIG" --known-hosts "$KCMRUN_LAB_KNOWN_HOSTS" \
          --identity "$KCMRUN_LAB_IDENTITY" "$PB"

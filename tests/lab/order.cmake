@@ -1,7 +1,7 @@
 # The order the tests of each lab run in (cmake/labtests.cmake): included
 # after every test area. The labs run beside each other under ctest -j.
 kcm_lab_order(lab
-  e2e_check-fresh e2e_deploy e2e_rerun e2e_flag e2e_envsh e2e_customize e2e_poweroff e2e_scheduler
+  e2e_check-fresh e2e_deploy e2e_rerun e2e_flag e2e_leaseguard e2e_envsh e2e_customize e2e_poweroff e2e_scheduler
   become_users become_primitives become_denied become_password become_noprompt become_deploy become_rerun
   become_checkdiff become_alias
   docs_readme_example install_readme kube_lab_standins
