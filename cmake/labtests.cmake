@@ -5,11 +5,16 @@
 # them (ctest -j). A lab's name derives from its folder, so the labs of two
 # build trees never meet.
 
-# kcm_lab_fixture(NAME): the fixture NAME and its up/down tests
+# kcm_lab_fixture(NAME [NODES]): the fixture NAME and its up/down tests;
+# NODES nodes (3 unless given)
 function(kcm_lab_fixture name)
+  set(nodes 3)
+  if(ARGC GREATER 1)
+    set(nodes ${ARGV1})
+  endif()
   set(env "KCMRUN=${KCMRUN}" "KCMRUN_LAB_DIR=${CMAKE_BINARY_DIR}/${name}")
   # a lab left over by an interrupted run is removed first
-  add_test(NAME ${name}_up COMMAND bash -c "\"$1\" lab down >/dev/null 2>&1; exec \"$1\" lab up --nodes 3"
+  add_test(NAME ${name}_up COMMAND bash -c "\"$1\" lab down >/dev/null 2>&1; exec \"$1\" lab up --nodes ${nodes}"
            ${name}_up ${KCMRUN})
   set_tests_properties(${name}_up PROPERTIES FIXTURES_SETUP ${name} RESOURCE_LOCK ${name} LABELS "lab"
                        ENVIRONMENT "${env}" TIMEOUT 300)

@@ -96,6 +96,62 @@ flag)
   expect_rc 0 "flag back"
   pass "one flag changed: only the unit changed and kcm restarted on all nodes, the Lease holder $holder0 last; leaseTransitions $t0 -> $t1"
   ;;
+leaseguard)
+  # issue 26: with the controller manager stopped by hand on the two nodes
+  # that do not hold the Lease, the HA test refuses in one line to stop the
+  # holder (nobody would be left to take the Lease), and stops nothing
+  holder=$(lease .spec.holderIdentity | cut -d_ -f1)
+  [[ "$holder" =~ ^node[123]$ ]] || fail "lease holder: $holder"
+  others=()
+  for n in "${NODES[@]}"; do [ "$n" = "$holder" ] || others+=("$n"); done
+  # a failing check still brings the two back, for the tests after this one
+  trap 'for n in "${others[@]}"; do on "$n" systemctl start kube-controller-manager || true; done; rm -rf "$T"' EXIT
+  for n in "${others[@]}"; do on "$n" systemctl stop kube-controller-manager; done
+  pid=$(on "$holder" systemctl show -p MainPID --value kube-controller-manager)
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 4 "ha-test with 2 of 3 members stopped"
+  # one line: the step's error (the recap's "first error" repeats it)
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line"
+  grep -qF "refusing: kube-controller-manager has 1 of 3 members running; stopping $holder would leave none to hold the lease" "$T/out" ||
+    fail "lacks the refusal naming $holder"
+  ! grep -q "stopped kube-controller-manager on" "$T/out" || fail "the HA test stopped a member"
+  [ "$(on "$holder" systemctl is-active kube-controller-manager)" = active ] || fail "$holder's controller manager is not running"
+  [ "$(on "$holder" systemctl show -p MainPID --value kube-controller-manager)" = "$pid" ] || fail "$holder's controller manager restarted"
+  for n in "${others[@]}"; do
+    [ "$(on "$n" systemctl is-active kube-controller-manager)" != active ] || fail "$n: the HA test started a member stopped by hand"
+  done
+  [ "$(lease .spec.holderIdentity | cut -d_ -f1)" = "$holder" ] || fail "the Lease moved from $holder"
+  for n in "${others[@]}"; do on "$n" systemctl start kube-controller-manager; done
+  byhand="${others[*]}"; kept=$holder
+  # the holder and one more stopped by hand: until the Lease expires it still
+  # names the stopped holder. Either way (the Lease stale or taken over by
+  # the third) the HA test refuses in one line, and stops or starts nothing
+  # (it used to "stop" the stopped holder, wait out the Lease, then start it)
+  for n in "${NODES[@]}"; do on "$n" systemctl is-active -q kube-controller-manager || fail "$n: kcm not active"; done
+  holder=$(lease .spec.holderIdentity | cut -d_ -f1)
+  others=("$holder")
+  for n in "${NODES[@]}"; do [ "$n" = "$holder" ] || others+=("$n"); done
+  third=${others[2]}; others=("${others[@]:0:2}")
+  pid=$(on "$third" systemctl show -p MainPID --value kube-controller-manager)
+  for n in "${others[@]}"; do on "$n" systemctl stop kube-controller-manager; done
+  kcmrun -i "$INV" --only ha-test "$PB"
+  cat "$T/out"
+  expect_rc 4 "ha-test with the holder $holder and ${others[1]} stopped"
+  [ "$(grep -c "^      refusing:" "$T/out")" = 1 ] || fail "not one refusing line (the holder $holder stopped)"
+  ! grep -q "stopped kube-controller-manager on" "$T/out" || fail "the HA test stopped a member (the holder $holder stopped)"
+  for n in "${others[@]}"; do
+    [ "$(on "$n" systemctl is-active kube-controller-manager)" != active ] || fail "$n: the HA test started a member stopped by hand"
+  done
+  [ "$(on "$third" systemctl show -p MainPID --value kube-controller-manager)" = "$pid" ] || fail "$third's controller manager restarted"
+  # the two back: a rerun finds nothing to change
+  for n in "${others[@]}"; do on "$n" systemctl start kube-controller-manager; done
+  kcmrun -i "$INV" "$PB"
+  expect_rc 0 "a rerun with the two members back"
+  [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a rerun changed: $(changed_steps)"; }
+  for n in "${NODES[@]}"; do [ "$(on "$n" systemctl is-active kube-controller-manager)" = active ] || fail "$n: kcm not active"; done
+  pass "$byhand stopped by hand: ha-test refused in one line to stop the Lease holder $kept (exit 4), $kept kept running; with the holder itself stopped, refused too, nothing stopped or started; the two back, a rerun 0 changed"
+  ;;
 envsh)
   kcmrun -i "$KCMRUN_LAB_ENVIRONMENT" --ssh-config "$KCMRUN_LAB_SSH_CONFIG" --known-hosts "$KCMRUN_LAB_KNOWN_HOSTS" \
          --identity "$KCMRUN_LAB_IDENTITY" "$PB"

@@ -299,6 +299,40 @@ crashloop)
   cluster_ok node1
   pass "$bad crash-looping reported after ${took}s with its unit state and journal lines; the others untouched; a rerun without the flag converged; a wiped member's crash loop ends the health wait in $((t1 - t0))s"
   ;;
+checkmember)
+  # issue 26: --check on a cluster with node3 wiped (stopped, data and WAL
+  # gone, crash-looping with initial-cluster-state=new) reports the member
+  # step's replacement and what follows it, and changes nothing; the next
+  # case (members) wipes node3 the same way and repairs it with a real run
+  on node3 'systemctl stop etcd; rm -rf /data/k8s/etcd/data /data/k8s/etcd/wal; systemctl start --no-block etcd'
+  sleep 2
+  ids() { ctl node1 --endpoints="https://${IPS[0]}:2379" member list -w simple | cut -d, -f1 | sort | tr '\n' ' '; }
+  units() { for n in "${NODES[@]}"; do on "$n" sha256sum /etc/systemd/system/etcd.service; done; }
+  ids0=$(ids)
+  [ "$(wc -w <<<"$ids0")" = 3 ] || fail "not 3 members before --check: $ids0"
+  id3=$(ctl node1 --endpoints="https://${IPS[0]}:2379" member list -w simple | awk -F', ' '$3 == "node3" {print $1}')
+  units0=$(units)
+  pids0=$(pids)
+  kcmrun -i "$INV" --check "$PB"
+  cat "$T/out"
+  expect_rc 0 "--check with node3 wiped"
+  [ "$(grep -c "replace member" "$T/out")" = 1 ] || fail "not one member replacement reported"
+  expect_out "changed +localhost .*replace member node3 \($id3\): its data folder is empty"
+  # a unit that says initial-cluster-state=new (not one a replacement wrote
+  # earlier in the chain) would be rewritten to existing
+  if [ "$(on node3 sed -n 's/.*--initial-cluster-state=\([a-z]*\).*/\1/p' /etc/systemd/system/etcd.service)" = new ]; then
+    expect_out "changed +node3 .*put /etc/systemd/system/etcd.service"
+  fi
+  expect_out "changed +node3 .*start etcd.service"
+  [ "$(ids)" = "$ids0" ] || fail "--check changed the members ($ids0 -> $(ids))"
+  [ "$(units)" = "$units0" ] || fail "--check changed a unit file"
+  [ "$(on node3 systemctl is-active etcd)" != active ] || fail "node3's etcd runs after --check"
+  ! on node3 'ls /data/k8s/etcd/wal/*.wal' 2>/dev/null || fail "node3 has a WAL after --check"
+  for i in 0 1; do
+    [ "$(cut -d' ' -f$((i+1)) <<<"$(pids)")" = "$(cut -d' ' -f$((i+1)) <<<"$pids0")" ] || fail "${NODES[$i]}'s etcd restarted"
+  done
+  pass "--check with node3 wiped: reports replace member node3 ($id3), its unit and start; members ($ids0), units, node3 (down, no WAL) unchanged"
+  ;;
 members)
   # issue 26: the member lifecycle on a running cluster
   # (1) a wiped member (stopped, data and WAL gone, then crash-looping with

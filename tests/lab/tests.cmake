@@ -5,11 +5,13 @@
 #   lab_state   state (write-ahead across kill -9, locks, inventory forms)
 #   lab_faults  faults (links, sshd, the apiserver, mounts, shaping)
 #   lab_misc    etcd (real etcd), signals, files, ssh against a lab
+#   lab_etcd4   etcd's member lifecycle on 4 nodes (a 4th joins, then leaves)
 # Tests of one lab hold its lock; `kcmrun lab env` prints the paths.
 kcm_lab_fixture(lab)
 kcm_lab_fixture(lab_state)
 kcm_lab_fixture(lab_faults)
 kcm_lab_fixture(lab_misc)
+kcm_lab_fixture(lab_etcd4 4)
 set(KCM_LAB_ENV "KCMRUN=${KCMRUN}")
 
 foreach(case ssh isolation systemd)

@@ -293,6 +293,30 @@ local function member_call(self, ctx, via, path, body)
   return v
 end
 
+-- A removed member's etcd exits ("permanently removed") and its unit
+-- (Restart=always) would start it again every few seconds for ever: on a node
+-- of the inventory it is stopped and disabled; its data folder is kept for
+-- the operator. Outside --limit, or unreachable: said, not forced.
+local function retire(self, ctx, name)
+  local node = name ~= "" and ctx.by_name and ctx.by_name[name]
+  if not node then return end
+  -- ctx.hosts(NAME): the node, unless --limit leaves it out
+  if ctx.hosts and #ctx.hosts(name) == 0 then
+    task.warn(string.format("%s: %s was removed from the cluster; its %s unit is left running (outside --limit): " ..
+                            "systemctl disable --now %s there", self.name, name, self.name, self.name))
+    return
+  end
+  local ok, err = pcall(function()
+    local svc = require("kcm.systemd").unit(node, self.name)
+    svc:stop()
+    svc:disable()
+  end)
+  if not ok then
+    task.warn(string.format("%s: %s was removed from the cluster, but stopping its %s failed: %s; " ..
+                            "systemctl disable --now %s there", self.name, name, self.name, tostring(err), self.name))
+  end
+end
+
 -- the member step's removal part: members of the cluster whose peer URL no
 -- node of the group has
 local function remove_others(self, ctx, ml, wanted, via, remove)
@@ -332,6 +356,7 @@ local function remove_others(self, ctx, ml, wanted, via, remove)
     removed[m] = true
     require("kcm.target").change(string.format("remove member %s (%s)", m.name ~= "" and m.name or hex(m.ID), hex(m.ID)),
       function() member_call(self, ctx, via, "/v3/cluster/member/remove", { ID = m.ID }) end)
+    retire(self, ctx, m.name)
   end
 end
 

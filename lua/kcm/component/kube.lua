@@ -198,6 +198,15 @@ function M.ha_test(self, ctx)
   local function svc(name) return systemd.unit(nodes[name], self.name) end
   local function trial(label, stop)
     M.may_stop(self, ctx, stop)
+    -- a member stopped by hand (the Lease may still name it) is neither
+    -- "stopped" by the trial nor started again after it
+    for _, name in ipairs(stop) do
+      local ok, up = pcall(function() return (svc(name):active(true)) end)
+      if not (ok and up) then
+        error(string.format("refusing: %s is not running on %s; the HA test stops (and starts again) only running members",
+                            self.name, name), 0)
+      end
+    end
     local stopped = {}
     for _, name in ipairs(stop) do svc(name):stop(); stopped[name] = true end
     task.info(string.format("%s: stopped %s on %s", label, self.name, table.concat(stop, ", ")))
