@@ -124,13 +124,5 @@ open(sys.argv[2], "w").write("\n".join(out) + "\n")
 PY
 cat "$RES/summary.md"
 if [ "$WRITE_README" = 1 ]; then
-  python3 - "$REPO/bench/README.md" "$RES/summary.md" <<'PY'
-import sys
-readme, summary = sys.argv[1], open(sys.argv[2]).read()
-s = open(readme).read()
-a, b = "<!-- rolling:begin -->", "<!-- rolling:end -->"
-if a in s and b in s:
-    s = s[:s.index(a) + len(a)] + "\n" + summary + s[s.index(b):]
-    open(readme, "w").write(s)
-PY
+  python3 "$REPO/bench/readme_block.py" "$REPO/bench/README.md" "$RES/summary.md" "<!-- rolling:begin -->" "<!-- rolling:end -->"
 fi
