@@ -70,6 +70,7 @@ INV=$KCMRUN_LAB_INVENTORY PB=$REPO/playbooks/controller-manager.lua SD=$KCMRUN_L
 read -r -a NODES <<<"$KCMRUN_LAB_NODES"
 on() { ssh -F "$KCMRUN_LAB_SSH_CONFIG" "$@"; }
 kcm() { "$KCMRUN" --state-dir "$SD" "$@"; }
+. "$HERE/ways.sh"
 # the Lease as tests/kube/leader.lua reads it: "holder transitions source renewTime" or "none"
 lease() { ADMIN_KUBECONFIG=$KCMRUN_LAB_ADMIN_KUBECONFIG "$KCMRUN" "$REPO/tests/kube/leader.lua"; }
 inventory() {   # the lab's inventory with log_level = $1 under a lease of $2 s
@@ -115,17 +116,8 @@ for lease_s in ${LEASES//,/ }; do
       python3 "$HERE/lease_poll.py" "$RES/kcm-$lease_s-$way-$run.lease" "$RES/kcm.stop" &
       poller=$!
       sleep 1
-      t0=$(date +%s.%N)
-      case $way in
-        leader-aware) kcm -i "$RES/inventory-kcm.lua" "$PB" > "$RES/kcm-$lease_s-$way-$run.out" ;;
-        inventory) kcm -i "$RES/inventory-kcm.lua" -e rolling_order=inventory "$PB" > "$RES/kcm-$lease_s-$way-$run.out" ;;
-        systemctl)
-          # the unit only (no restart by kcmrun), then the guide's loop
-          kcm -i "$RES/inventory-kcm.lua" --only unit "$PB" > "$RES/kcm-$lease_s-$way-$run.out"
-          t0=$(date +%s.%N)
-          for n in "${NODES[@]}"; do on "$n" 'systemctl daemon-reload && systemctl restart kube-controller-manager'; done
-          ;;
-      esac
+      roll "$way" "$RES/inventory-kcm.lua" "$PB" "$RES/kcm-$lease_s-$way-$run.out" kube-controller-manager
+      t0=$ROLL_T0
       t1=$(date +%s.%N)
       s=$(settled "$t1") || exit 1
       read -r after back <<<"$s"

@@ -56,6 +56,7 @@ inventory() {   # the lab's inventory with --snapshot-count=$1
   sed "s/^  vars = {\$/  vars = {\\n    etcd_extra_flags = { \"--snapshot-count=$1\" },/" "$INV"
 }
 kcm() { "$KCMRUN" --state-dir "$SD" "$@"; }
+. "$HERE/ways.sh"
 
 log "deploying etcd on $KCMRUN_LAB_DIR"
 kcm -i "$INV" "$PB" > "$RES/deploy.out" || { cat "$RES/deploy.out"; exit 1; }
@@ -70,17 +71,8 @@ for run in $(seq "$RUNS"); do
     writer=$!
     sleep 2
     t_before=$(term)
-    t0=$(date +%s.%N)
-    case $way in
-      leader-aware) kcm -i "$RES/inventory.lua" "$PB" > "$RES/$way-$run.out" ;;
-      inventory) kcm -i "$RES/inventory.lua" -e rolling_order=inventory "$PB" > "$RES/$way-$run.out" ;;
-      systemctl)
-        # the unit only (no restart by kcmrun), then the guide's loop
-        kcm -i "$RES/inventory.lua" --only unit "$PB" > "$RES/$way-$run.out"
-        t0=$(date +%s.%N)
-        for n in "${NODES[@]}"; do on "$n" 'systemctl daemon-reload && systemctl restart etcd'; done
-        ;;
-    esac
+    roll "$way" "$RES/inventory.lua" "$PB" "$RES/$way-$run.out" etcd
+    t0=$ROLL_T0
     t1=$(date +%s.%N)
     sleep 2
     t_after=$(term)
