@@ -153,7 +153,11 @@ function S:lock(id, node)
   if self.no_lock or self.locks[id] then return true end
   local E = require "kcm.error"
   for attempt = 1, 2 do
-    local ok, got, holder = pcall(node.lock, node, self.lock_wait, self.note)
+    -- after ending a gone run's watcher: its flock goes when the kernel has
+    -- ended the process, which on a loaded node takes longer than the 0.2 s
+    -- the kill waits; that run is known dead, so waiting for it is safe
+    local wait = attempt == 1 and self.lock_wait or math.max(self.lock_wait or 0, 10)
+    local ok, got, holder = pcall(node.lock, node, wait, self.note)
     if not ok then return false, tostring(got), E.kind(got) end
     if got then
       self.locks[id] = true
