@@ -81,6 +81,11 @@ check "exactly one instance says it leads" [ "$(grep -l "successfully acquired l
 
 C() { curl -s --noproxy '*' --cacert "$D/ca.pem" --max-time 10 "$@"; }
 ADMIN=(--cert "$D/admin.pem" --key "$D/admin-key.pem")
+# The lease can be taken by one instance before the other serves (CI under load saw
+# /metrics refused on P1 while P2 already led): wait until both listen, then ask.
+for p in $P1 $P2; do
+  for _ in $(seq 1 100); do [ "$(C -o /dev/null -w '%{http_code}' "https://127.0.0.1:$p/healthz")" = 200 ] && break; sleep 0.2; done
+done
 # /metrics before the auth-delegator binding: the SubjectAccessReview is forbidden -> 500
 code=$(C "${ADMIN[@]}" -o "$D/m.out" -w '%{http_code}' "https://127.0.0.1:$P1/metrics")
 check "/metrics 500 before the binding" [ "$code" = 500 ]
