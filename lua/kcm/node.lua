@@ -327,6 +327,19 @@ local function sudo_failure(self, become, err)
   return nil
 end
 
+-- A native file call (put, get, stat, ...) made as `become`: a refusal by sudo
+-- itself names the node and the fix, as node:run does.
+local function files_as(self, become, op, path, s, method, ...)
+  local r = table.pack(pcall(self._native, self, s, method, { op = op, path = path, becoming = become ~= nil }, ...))
+  if r[1] then return table.unpack(r, 2, r.n) end
+  local err = r[2]
+  if become and E.is(err) and err.kind ~= "unreachable" then
+    local why = sudo_failure(self, become, err.message)
+    if why then E.raise { kind = "sudo", node = self.name, op = op, path = path, message = why } end
+  end
+  error(err, 0)
+end
+
 -- Without become, a refusal the login user met gets the hint that fixes it:
 -- a native's refusal says so by its kind ("denied"); a command's refusal
 -- only by what the command wrote on stderr (kind "exit").
@@ -531,16 +544,9 @@ end
 -- ("*", --no-lock) every run's.
 local function live_runs(self) return table.concat(state.live_runs(self.name), ",") end
 
--- A sync call of plan p; a refusal by sudo itself names the fix, as node:run does.
+-- A sync call of plan p.
 function Node:_sync(p, method, args)
-  local r = table.pack(pcall(self._native, self, p.s, method, { op = "put", path = p.path, becoming = p.become ~= nil }, args))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  local err = r[2]
-  if p.become and E.is(err) and err.kind ~= "unreachable" then
-    local why = sudo_failure(self, p.become, err.message)
-    if why then E.raise { kind = "sudo", node = self.name, op = "put", path = p.path, message = why } end
-  end
-  error(err, 0)
+  return files_as(self, p.become, "put", p.path, p.s, method, args)
 end
 
 -- What a put would do: the local side hashed (a local file once per run,
@@ -724,19 +730,10 @@ end
 -- remove start no process on the node, whoever the target user is.
 function Node:_files(method, op, path, opts, ...)
   local become = self:_become_argv(opts)
-  local s = self:session()
   local args = table.pack(...)
   args.n = args.n + 1
   args[args.n] = become
-  local r = table.pack(pcall(self._native, self, s, method, { op = op, path = path, becoming = become ~= nil },
-                             path, table.unpack(args, 1, args.n)))
-  if r[1] then return table.unpack(r, 2, r.n) end
-  local err = r[2]
-  if become and E.is(err) and err.kind ~= "unreachable" then
-    local why = sudo_failure(self, become, err.message)
-    if why then E.raise { kind = "sudo", node = self.name, op = op, path = path, message = why } end
-  end
-  error(err, 0)
+  return files_as(self, become, op, path, self:session(), method, path, table.unpack(args, 1, args.n))
 end
 
 --- node:get(path, {become}) -> content
@@ -756,18 +753,12 @@ function Node:fetch(path, local_path, opts)
   task.log("get " .. path .. " -> " .. local_path)
   local become = self:_become_argv(opts)
   local counter, over = require("kcm.progress").transfer(self.name, "get " .. path, opts.size)
-  local r = table.pack(pcall(self._native, self, self:session(), "fetch",
-                             { op = "get", path = path, becoming = become ~= nil },
-                             { path = path, dest = local_path, mode = octal(opts.mode, tonumber("600", 8)),
-                               become = become, progress = counter }))
+  local ok, n = pcall(files_as, self, become, "get", path, self:session(), "fetch",
+                      { path = path, dest = local_path, mode = octal(opts.mode, tonumber("600", 8)),
+                        become = become, progress = counter })
   over()
-  if r[1] then return r[2] end
-  local err = r[2]
-  if become and E.is(err) and err.kind ~= "unreachable" then
-    local why = sudo_failure(self, become, err.message)
-    if why then E.raise { kind = "sudo", node = self.name, op = "get", path = path, message = why } end
-  end
-  error(err, 0)
+  if not ok then error(n, 0) end
+  return n
 end
 
 --- node:stat(path, {become}) -> {type,size,mode,uid,gid,mtime} | nil

@@ -54,6 +54,9 @@ end
 function Unit:path() return "/etc/systemd/system/" .. self.name end
 
 local function systemctl(self, args, opts)
+  -- under --check the caller's own line ("stop etcd.service") is the report;
+  -- node:run would add "run 'systemctl' 'stop' ..." for the same change
+  if task.check() and not (opts and opts.readonly) then return { code = 0, stdout = "", stderr = "", skipped = true } end
   local argv = { "systemctl" }
   for _, a in ipairs(args) do argv[#argv + 1] = a end
   return self.node:run(argv, opts or {})

@@ -278,10 +278,18 @@ which)
   run env KCMRUN_INVENTORY="$KCMRUN_LAB_ENVIRONMENT" "$KCMRUN" --state-dir "$SD" -q run node1 -- true
   expect_rc 0 "KCMRUN_INVENTORY and a lab"
   expect_out "^inventory: $KCMRUN_LAB_ENVIRONMENT \(\\\$KCMRUN_INVENTORY; also found: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua \(the running lab\); "
+  # the procedure's environment.sh beside the lab, in a mount namespace of this
+  # command only (the host's /opt, which the nodes share, is not touched)
+  run unshare -m sh -c 'mount -t tmpfs kcm-test /opt && mkdir -p /opt/k8s/bin &&
+    cp "$1" /opt/k8s/bin/environment.sh && shift && exec "$@"' sh "$KCMRUN_LAB_ENVIRONMENT" \
+    "$KCMRUN" --state-dir "$SD" hosts all
+  expect_rc 0 "hosts, environment.sh and a lab"
+  expect_err "^inventory: /opt/k8s/bin/environment.sh \(the procedure's environment.sh; also found: $(readlink -f "$KCMRUN_LAB_DIR")/inventory.lua \(the running lab\); .*picked as the first of -i, .*; -i picks another\)$"
+  [ ! -e /opt/k8s/bin/environment.sh ] || fail "the test's environment.sh reached the host"
   ip link del "kcm-$other"
   run "$KCMRUN" --state-dir "$SD" hosts all
   ! grep -q "$other" "$T/err" || fail "a removed lab is still named"
-  pass "without -i: the picked inventory, why, and what else matched (another lab up, \$KCMRUN_INVENTORY beside a lab), even with -q"
+  pass "without -i: the picked inventory, why, and what else matched (another lab up, \$KCMRUN_INVENTORY beside a lab, environment.sh beside a lab), even with -q"
   ;;
 become)
   # logged in as deploy (NOPASSWD sudo): become as the inventory says, for commands,

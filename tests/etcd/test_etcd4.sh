@@ -73,7 +73,17 @@ remove)
   # node1..3's certificate and unit follow the group (node4's SAN and peer URL
   # go, a rolling restart); node4, out of the play, is left running as it was
   [ "$(cut -d' ' -f4 <<<"$(pids)")" = "$(cut -d' ' -f4 <<<"$before")" ] || fail "node4's etcd restarted ($before -> $(pids))"
-  # (b) with the flag: node4's member is removed through node1..3's cluster
+  # (b) --check with the flag: the removal and node4's stop are reported, not done
+  before=$(pids)
+  kcmrun -i "$T/inventory-3.lua" -e etcd_remove_members=true --check -v "$PB"
+  cat "$T/out"
+  expect_rc 0 "--check: node4 removed with -e etcd_remove_members=true"
+  [ "$(grep -cE "changed +localhost .*remove member node4 \([0-9a-f]+\)" "$T/out")" = 1 ] || fail "--check: not one 'remove member node4'"
+  expect_out "changed +localhost .*remove member node4 \([0-9a-f]+\), stop etcd.service, disable etcd.service$"
+  members_ok 4
+  [ "$(pids)" = "$before" ] || fail "--check restarted or stopped an etcd ($before -> $(pids))"
+  [ "$(on node4 systemctl is-enabled etcd)" = enabled ] || fail "--check disabled node4's etcd"
+  # (c) with the flag: node4's member is removed through node1..3's cluster
   kcmrun -i "$T/inventory-3.lua" -e etcd_remove_members=true "$PB"
   cat "$T/out"
   expect_rc 0 "node4 removed with -e etcd_remove_members=true"
@@ -92,13 +102,13 @@ remove)
   [ "$(on node4 systemctl is-active etcd)" = inactive ] || fail "node4's etcd came back"
   [ "$(on node4 sha256sum /etc/systemd/system/etcd.service)" = "$unit4" ] || fail "node4's unit changed"
   on node4 'ls /data/k8s/etcd/wal/*.wal' >/dev/null || fail "node4's WAL is gone"
-  # (c) a rerun with the flag: nothing more to remove, nothing changed
+  # (d) a rerun with the flag: nothing more to remove, nothing changed
   kcmrun -i "$T/inventory-3.lua" -e etcd_remove_members=true "$PB"
   expect_rc 0 "a rerun with etcd_remove_members=true"
   [ -z "$(changed_steps)" ] || { cat "$T/out"; fail "a rerun changed: $(changed_steps)"; }
   ! grep -qE "remove member|is not in the group" "$T/out" || { cat "$T/out"; fail "a rerun looked at node4 again"; }
   members_ok 3
-  pass "node4 out of the group: kept without the flag (one line, 4 members), removed with -e etcd_remove_members=true (3 members, 3 healthy; node4's etcd stopped and disabled, its data kept), a rerun 0 changed"
+  pass "node4 out of the group: kept without the flag (one line, 4 members), --check reports the removal and changes nothing, removed with -e etcd_remove_members=true (3 members, 3 healthy; node4's etcd stopped and disabled, its data kept), a rerun 0 changed"
   ;;
 *) fail "unknown case $1" ;;
 esac

@@ -268,7 +268,6 @@ local function healthy_now(self, ctx, members)
   return count, up
 end
 
-
 -- whether a member's data was initialised: its write-ahead log has a
 -- segment (as etcd itself decides). member/ alone says nothing: a member
 -- crash-looping on an empty folder creates member/snap before it fails.
