@@ -149,27 +149,7 @@ rm -f "$RES/kcm.stop"
 kcm -i "$INV" "$PB" > "$RES/kcm-restore.out" || true
 
 # medians (min-max) per way
-python3 - "$RAW" "$RES/summary-kcm.md" "$RUNS" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-def cell(vals, fmt):
-    vals = sorted(float(v) for v in vals)
-    return f"{fmt.format(statistics.median(vals))} ({fmt.format(vals[0])}-{fmt.format(vals[-1])})"
-out = ["| lease | way | Lease moves | longest time without a renewal | roll time | a leader renewing, after the roll |",
-       "|---|---|---|---|---|---|"]
-names = {"leader-aware": "kcmrun, leader-aware (default)", "inventory": "kcmrun, inventory order (`-e rolling_order=inventory`)",
-         "systemctl": "`systemctl restart kube-controller-manager` loop (the guide)"}
-leases = sorted({x["lease_s"] for x in rows}, key=lambda v: -int(v))
-for lease in leases:
-  for way in ("leader-aware", "inventory", "systemctl"):
-    r = [x for x in rows if x["way"] == way and x["lease_s"] == lease]
-    if not r: continue
-    out.append(f"| {lease} s | {names[way]} | {cell([x['moves'] for x in r], '{:.0f}')} | {cell([x['renew_gap_s'] for x in r], '{:.1f}')} s | "
-               f"{cell([x['roll_s'] for x in r], '{:.1f}')} s | {cell([x['leader_back_s'] for x in r], '{:.1f}')} s |")
-out.append("")
-out.append(f"Medians (min-max) of {sys.argv[3]} rounds each, the three ways interleaved; raw rows in `bench/rolling/results/raw-kcm.tsv`.")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-PY
+python3 "$REPO/bench/rolling/summary.py" kcm "$RAW" "$RES/summary-kcm.md" "$RUNS"
 cat "$RES/summary-kcm.md"
 if [ "$WRITE_README" = 1 ]; then
   python3 "$REPO/bench/readme_block.py" "$REPO/bench/README.md" "$RES/summary-kcm.md" "<!-- rolling-kcm:begin -->" "<!-- rolling-kcm:end -->"

@@ -94,26 +94,7 @@ done
 kcm -i "$INV" "$PB" > "$RES/restore.out" || true
 
 # medians (min-max) per way
-python3 - "$RAW" "$RES/summary.md" "$RUNS" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-def cell(vals, fmt):
-    vals = sorted(float(v) for v in vals)
-    return f"{fmt.format(statistics.median(vals))} ({fmt.format(vals[0])}-{fmt.format(vals[-1])})"
-out = [f"| way | writes during the roll | failed writes | longest write gap | raft term growth | roll time |",
-       "|---|---|---|---|---|---|"]
-names = {"leader-aware": "kcmrun, leader-aware (default)", "inventory": "kcmrun, inventory order (`leader = false`)",
-         "systemctl": "`systemctl restart etcd` loop (the guide)"}
-for way in ("leader-aware", "inventory", "systemctl"):
-    r = [x for x in rows if x["way"] == way]
-    if not r: continue
-    out.append(f"| {names[way]} | {cell([x['writes'] for x in r], '{:.0f}')} | {cell([x['failed'] for x in r], '{:.0f}')} | "
-               f"{cell([x['gap_s'] for x in r], '{:.2f}')} s | {cell([x['term_growth'] for x in r], '{:.0f}')} | "
-               f"{cell([x['roll_s'] for x in r], '{:.1f}')} s |")
-out.append("")
-out.append(f"Medians (min-max) of {sys.argv[3]} rounds each, interleaved; raw rows in `bench/rolling/results/raw.tsv`.")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-PY
+python3 "$REPO/bench/rolling/summary.py" etcd "$RAW" "$RES/summary.md" "$RUNS"
 cat "$RES/summary.md"
 if [ "$WRITE_README" = 1 ]; then
   python3 "$REPO/bench/readme_block.py" "$REPO/bench/README.md" "$RES/summary.md" "<!-- rolling:begin -->" "<!-- rolling:end -->"
