@@ -400,6 +400,8 @@ function M.reconcile_members(self, ctx)
     end
     if not gone and n.node and n ~= via and not data then
       if m and m.name ~= "" then
+        st.stopped = st.stopped or {}
+        st.stopped[n.name] = true   -- the start step starts it, also under --check
         require("kcm.target").change(string.format("replace member %s (%s): its data folder is empty", n.name, hex(m.ID)),
           function()
             -- it cannot start on its own: stop its crash loop, forget the old identity

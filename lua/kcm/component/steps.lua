@@ -180,8 +180,11 @@ function M:start_nowait(node, ctx)
     local st = svc:state()
     -- a member on its way up is left alone; one waiting for systemd's next
     -- try (auto-restart: it crashed, maybe on what this run just fixed, or
-    -- while the apiserver was away) is started now, with its new files
-    if st.ActiveState ~= "activating" or st.SubState == "auto-restart" then
+    -- while the apiserver was away) is started now, with its new files. So
+    -- is one a step of this run stopped (state.stopped: etcd's member step
+    -- replacing it); under --check it was not, and this is what a real run does
+    local stopped = (self:state(ctx).stopped or {})[node.name]
+    if stopped or st.ActiveState ~= "activating" or st.SubState == "auto-restart" then
       target.change("start " .. svc.name .. " (not waiting)",
                     function() node:run({ "systemctl", "--no-block", "restart", svc.name }) end)
     end
